@@ -1,0 +1,42 @@
+# slurm-vgpu top-level build. C parts build into $(BUILD); nothing built lands in git.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= $(CURDIR)/build
+PYTHON  ?= python3
+PYTEST_ARGS ?=
+
+export PREFIX DESTDIR PYTHON
+
+.PHONY: all native spank install test lint bench demo clean
+
+all: native spank
+
+native:
+	$(MAKE) -C native BUILD=$(BUILD)/native
+
+spank:
+	$(MAKE) -C spank BUILD=$(BUILD)/spank NATIVE_BUILD=$(BUILD)/native
+
+install: all
+	$(MAKE) -C native install BUILD=$(BUILD)/native
+	$(MAKE) -C spank install BUILD=$(BUILD)/spank
+
+lint:
+	$(PYTHON) -m ruff check src gres policies tests bench
+	$(PYTHON) -m mypy
+
+# The README's test command: lint, build, then the whole suite (Slurm tests included when run as
+# root with Debian's Slurm packages; VGPU_REQUIRE_SLURM=1 turns their skips into failures).
+test: all lint
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+bench: all
+	$(PYTHON) bench/run.py
+
+demo: all
+	contrib/demo/run-demo.sh
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C native clean BUILD=$(BUILD)/native
+	$(MAKE) -C spank clean BUILD=$(BUILD)/spank

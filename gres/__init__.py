@@ -1,0 +1,1 @@
+"""Device discovery and Slurm configuration generation (installed as slurm_vgpu.gres)."""

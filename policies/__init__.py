@@ -1,0 +1,1 @@
+"""Policy daemon, accounting and trace simulator (installed as slurm_vgpu.policies)."""

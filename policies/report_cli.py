@@ -1,0 +1,9 @@
+"""`vgpu report`."""
+
+import click
+
+
+@click.command()
+def report() -> None:
+    """Not implemented yet."""
+    raise click.ClickException("vgpu report is not implemented yet")
