@@ -1,0 +1,53 @@
+"""One control cycle: every policy over one snapshot, in a fixed order. The daemon and the
+trace simulator both call `plan_cycle`, so they run the same decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from slurm_vgpu.policies.actions import Action, RequeueJob
+from slurm_vgpu.policies.backfill_policy import plan_backfill
+from slurm_vgpu.policies.backstop import plan_backstop
+from slurm_vgpu.policies.config import PolicyConfig
+from slurm_vgpu.policies.packing_policy import plan_weights
+from slurm_vgpu.policies.policy_common import index_snapshot
+from slurm_vgpu.policies.share_policy import plan_shares
+from slurm_vgpu.policies.snapshot import Snapshot
+
+
+@dataclass(slots=True)
+class CyclePlan:
+    actions: list[Action] = field(default_factory=list)
+    backfilled: set[int] = field(default_factory=set)
+    # node -> slices lent to Slurm / slices running on lent capacity
+    offered: dict[str, int] = field(default_factory=dict)
+    backfilled_slices: dict[str, int] = field(default_factory=dict)
+    # gpu uuid -> slices of non-preemptible jobs beyond the GPU's slices
+    overcommitted: dict[str, int] = field(default_factory=dict)
+
+
+def plan_cycle(snapshot: Snapshot, cfg: PolicyConfig) -> CyclePlan:
+    """Evaluate backfill, shares, packing and the backstop; return the actions to apply.
+
+    Order matters only for readability of logs: backstop first (safety), then backfill
+    (requeues and counts), shares, weights. Each job is requeued at most once."""
+    tenancy = index_snapshot(snapshot)
+    backfill = plan_backfill(snapshot, cfg.backfill, tenancy)
+    plan = CyclePlan(backfilled=backfill.backfilled, offered=backfill.offered,
+                     backfilled_slices=backfill.backfilled_slices,
+                     overcommitted=backfill.overcommitted)
+    plan.actions.extend(plan_backstop(snapshot, cfg.backstop))
+    requeued: set[int] = set()
+    for action in backfill.actions:
+        if isinstance(action, RequeueJob):
+            if action.job_id in requeued:
+                continue
+            requeued.add(action.job_id)
+        plan.actions.append(action)
+    plan.actions.extend(
+        a for a in plan_shares(snapshot, cfg.share, backfill.backfilled,
+                               cfg.backfill.throttle_permille, tenancy)
+        if a.job_id not in requeued
+    )
+    plan.actions.extend(plan_weights(snapshot, cfg.packing, tenancy))
+    return plan

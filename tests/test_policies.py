@@ -1,0 +1,390 @@
+"""Policies as pure functions of snapshots: share, backfill, packing, backstop, planner."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slurm_vgpu.policies.actions import (
+    CancelStep,
+    RecordViolation,
+    RequeueJob,
+    SetComputeLimit,
+    SetNodeVgpuCount,
+    SetNodeWeight,
+)
+from slurm_vgpu.policies.backfill_policy import plan_backfill
+from slurm_vgpu.policies.backstop import plan_backstop
+from slurm_vgpu.policies.config import (
+    BackfillConfig,
+    BackstopConfig,
+    PackingConfig,
+    PolicyConfig,
+    ShareConfig,
+)
+from slurm_vgpu.policies.packing_policy import plan_weights
+from slurm_vgpu.policies.planner import plan_cycle
+from slurm_vgpu.policies.share_policy import plan_shares
+from slurm_vgpu.policies.snapshot import GpuProcess, JobState, NodeState, SharePolicy, Snapshot
+from slurm_vgpu.policies.synthetic import GIB, make_job, make_node, synthetic_cluster
+
+SHARE = ShareConfig(idle_after_seconds=10.0)
+BACKFILL = BackfillConfig(enabled=True, idle_after_seconds=300.0,
+                          preemptible_partitions=("scavenger",), throttle_permille=0)
+BURST = SharePolicy.BURST
+
+
+def snap(node: NodeState, *jobs: JobState, processes: tuple[GpuProcess, ...] = (),
+         slurm_ok: bool = True) -> Snapshot:
+    return Snapshot(time=1000.0, nodes=(node,), jobs=jobs, processes=processes,
+                    slurm_ok=slurm_ok)
+
+
+def limits(actions: list[SetComputeLimit]) -> dict[int, int]:
+    return {a.job_id: a.permille for a in actions}
+
+
+# --- share -----------------------------------------------------------------------------------
+
+
+def test_share_all_active_keeps_guarantees() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 3, share=BURST), make_job(2, g, 7))
+    # 3 + 7 slices fill the GPU: nothing is spare, nothing changes.
+    assert plan_shares(s, SHARE) == []
+
+
+def test_share_idle_owner_lends_to_active_burst_job() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 3, share=BURST), make_job(2, g, 7, idle_seconds=60))
+    assert limits(plan_shares(s, SHARE)) == {1: 1000}
+
+
+def test_share_guaranteed_job_does_not_borrow() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 3), make_job(2, g, 7, idle_seconds=60))
+    assert plan_shares(s, SHARE) == []
+
+
+def test_share_comes_back_within_one_cycle() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    # Job 1 was bursting at 1000 while job 2 idled; job 2 is active again this cycle.
+    s = snap(node, make_job(1, g, 3, share=BURST, compute_limit_permille=1000),
+             make_job(2, g, 7, idle_seconds=0))
+    assert limits(plan_shares(s, SHARE)) == {1: 300}
+
+
+def test_share_unallocated_slices_lent_only_when_configured() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 2, share=BURST))
+    assert limits(plan_shares(s, SHARE)) == {1: 1000}
+    no_lend = dataclasses.replace(SHARE, lend_unallocated=False)
+    assert plan_shares(s, no_lend) == []
+
+
+def test_share_split_in_proportion_and_capped() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 1, share=BURST), make_job(2, g, 3, share=BURST),
+             make_job(3, g, 6, idle_seconds=100))
+    # 600 spare split 1:3 -> +150 / +450.
+    assert limits(plan_shares(s, SHARE)) == {1: 250, 2: 750}
+    capped = dataclasses.replace(SHARE, max_burst_permille=200)
+    # Job 1 is capped at 200; job 2's guarantee (300) is already above the cap: it keeps it.
+    assert limits(plan_shares(s, capped)) == {1: 200}
+
+
+def test_share_water_filling_gives_what_one_cannot_take_to_others() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    cfg = dataclasses.replace(SHARE, max_burst_permille=500)
+    s = snap(node, make_job(1, g, 1, share=BURST), make_job(2, g, 1, share=BURST),
+             make_job(3, g, 8, idle_seconds=100))
+    assert limits(plan_shares(s, cfg)) == {1: 500, 2: 500}
+
+
+def test_share_small_raises_skipped_decreases_always_written() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    cfg = dataclasses.replace(SHARE, min_change_permille=50)
+    s = snap(node, make_job(1, g, 3, share=BURST, compute_limit_permille=980),
+             make_job(2, g, 7, idle_seconds=60))
+    assert plan_shares(s, cfg) == []  # 980 -> 1000 is under the threshold
+    s = snap(node, make_job(1, g, 3, share=BURST, compute_limit_permille=310),
+             make_job(2, g, 7))
+    assert limits(plan_shares(s, cfg)) == {1: 300}
+
+
+def test_share_idle_burst_job_returns_to_guarantee() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 3, share=BURST, compute_limit_permille=900, idle_seconds=50))
+    assert limits(plan_shares(s, SHARE)) == {1: 300}
+
+
+def test_share_disabled_restores_guarantees() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 3, share=BURST, compute_limit_permille=900),
+             make_job(2, g, 7, idle_seconds=60))
+    assert limits(plan_shares(s, dataclasses.replace(SHARE, enabled=False))) == {1: 300}
+
+
+def test_share_backfilled_job_throttled_while_owner_active() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 10), make_job(2, g, 3, partition="scavenger", share=BURST))
+    assert limits(plan_shares(s, SHARE, backfilled={2}, throttle_permille=10)) == {2: 10}
+    # Owner idle: the backfilled job runs at its guarantee and may burst into the idle share.
+    s = snap(node, make_job(1, g, 10, idle_seconds=400),
+             make_job(2, g, 3, partition="scavenger", share=BURST, compute_limit_permille=10))
+    assert limits(plan_shares(s, SHARE, backfilled={2}, throttle_permille=10)) == {2: 1000}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10), st.booleans(), st.booleans(),
+                          st.integers(0, 1000)), min_size=1, max_size=6))
+def test_share_never_overcommits_active_and_never_below_guarantee(
+        spec: list[tuple[int, bool, bool, int]]) -> None:
+    node = make_node(slices=10)
+    g = node.gpus[0]
+    jobs = []
+    total = 0
+    for i, (slices, burst, idle, current) in enumerate(spec):
+        if total + slices > 10:
+            break
+        total += slices
+        jobs.append(make_job(i + 1, g, slices, share=BURST if burst else SharePolicy.GUARANTEED,
+                             idle_seconds=100 if idle else 0, compute_limit_permille=current))
+    s = snap(node, *jobs)
+    cfg = dataclasses.replace(SHARE, min_change_permille=0)
+    new = limits(plan_shares(s, cfg))
+    final = {j.job_id: new.get(j.job_id, j.gpus[0].compute_limit_permille) for j in jobs}
+    active = [j for j in jobs if j.gpus[0].idle_seconds == 0]
+    assert sum(final[j.job_id] for j in active) <= 1000
+    for j in jobs:
+        assert final[j.job_id] >= j.gpus[0].compute_guaranteed_permille
+        if j.share == SharePolicy.GUARANTEED or j.gpus[0].idle_seconds:
+            assert final[j.job_id] == j.gpus[0].compute_guaranteed_permille
+
+
+# --- backfill --------------------------------------------------------------------------------
+
+
+def test_backfill_offers_idle_free_slices() -> None:
+    node = make_node(ngpus=2)
+    g0 = node.gpus[0]
+    # Owner of 6 slices idle 10 min, still holding 1.5 slices' worth of memory -> 4 lendable.
+    s = snap(node, make_job(1, g0, 6, idle_seconds=600, memory_used_bytes=12 * GIB),
+             make_job(2, g0, 4))
+    plan = plan_backfill(s, BACKFILL)
+    assert plan.offered == {"n1": 4}
+    assert plan.actions == [SetNodeVgpuCount("n1", 24, "lend 4 idle slice(s) to preemptible jobs")]
+
+
+def test_backfill_not_before_idle_time() -> None:
+    node = make_node()
+    s = snap(node, make_job(1, node.gpus[0], 6, idle_seconds=200))
+    assert plan_backfill(s, BACKFILL).actions == []
+
+
+def test_backfill_disabled_withdraws_offer() -> None:
+    node = make_node(vgpu_current=25)
+    s = snap(node, make_job(1, node.gpus[0], 6, idle_seconds=600))
+    plan = plan_backfill(s, dataclasses.replace(BACKFILL, enabled=False))
+    assert [a.count for a in plan.actions if isinstance(a, SetNodeVgpuCount)] == [20]
+
+
+def test_backfill_withdrawn_when_owner_active_and_reapplied_after_reset() -> None:
+    node = make_node(vgpu_current=26)
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 6, idle_seconds=0))
+    assert [a.count for a in plan_backfill(s, BACKFILL).actions] == [20]
+    # slurmctld restarted and reset the count to slurm.conf's 20 while the owner is idle:
+    reset = snap(make_node(vgpu_current=20), make_job(1, g, 6, idle_seconds=900))
+    assert [a.count for a in plan_backfill(reset, BACKFILL).actions] == [26]
+
+
+def test_backfill_identifies_preemptible_jobs_beyond_capacity_newest_first() -> None:
+    node = make_node(vgpu_current=26)
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 6, idle_seconds=900),
+             make_job(2, g, 4),
+             make_job(3, g, 2, partition="scavenger", start_time=10.0),
+             make_job(4, g, 2, partition="scavenger", start_time=20.0),
+             make_job(5, g, 2, partition="scavenger", start_time=5.0))
+    plan = plan_backfill(s, BACKFILL)
+    # 16 slices on a 10-slice GPU: 6 over, borne by the three scavenger jobs.
+    assert plan.backfilled == {3, 4, 5}
+    assert plan.backfilled_slices == {"n1": 6}
+    assert plan.overcommitted == {}
+
+
+def test_backfill_non_preemptible_overcommit_reported() -> None:
+    node = make_node(vgpu_current=26)
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 6, idle_seconds=900), make_job(2, g, 7))
+    plan = plan_backfill(s, BACKFILL)
+    assert plan.backfilled == set()
+    assert plan.overcommitted == {g.uuid: 3}
+
+
+def test_backfill_requeues_when_owner_needs_memory_never_takes_guaranteed() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    owner = make_job(1, g, 8, idle_seconds=0, memory_used_bytes=1 * GIB)  # woke up
+    bf_old = make_job(2, g, 3, partition="scavenger", start_time=1.0,
+                      memory_used_bytes=10 * GIB)
+    bf_new = make_job(3, g, 3, partition="scavenger", start_time=2.0,
+                      memory_used_bytes=10 * GIB)
+    s = snap(node, owner, make_job(4, g, 2), bf_old, bf_new)
+    plan = plan_backfill(s, BACKFILL)
+    requeued = [a.job_id for a in plan.actions if isinstance(a, RequeueJob)]
+    # Demand: active owners' caps 64 + 16, backfilled 20 = 100 GiB > 80: requeue newest first
+    # (90 GiB, still too much), then the older one.
+    assert requeued == [3, 2]
+    # Owners idle holding little memory: no requeue.
+    idle_owner = dataclasses.replace(owner, gpus=(dataclasses.replace(
+        owner.gpus[0], idle_seconds=900.0),))
+    s = snap(node, idle_owner, make_job(4, g, 2, idle_seconds=900), bf_old, bf_new)
+    assert not [a for a in plan_backfill(s, BACKFILL).actions if isinstance(a, RequeueJob)]
+
+
+def test_backfill_throttle_before_requeue() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    # Owner active, backfilled job holds little memory: it stays (throttled by shares).
+    s = snap(node, make_job(1, g, 8), make_job(2, g, 4, partition="scavenger",
+                                                  memory_used_bytes=1 * GIB))
+    plan = plan_cycle(s, PolicyConfig(share=SHARE, backfill=BACKFILL))
+    assert plan.backfilled == {2}
+    assert not [a for a in plan.actions if isinstance(a, RequeueJob)]
+    assert SetComputeLimit(2, g.uuid, 0, "backfilled job throttled: an owner of the GPU is "
+                           "active") in plan.actions
+
+
+def test_backfill_no_slurm_actions_when_slurm_down() -> None:
+    node = make_node(vgpu_current=20)
+    s = snap(node, make_job(1, node.gpus[0], 6, idle_seconds=900), slurm_ok=False)
+    assert plan_backfill(s, BACKFILL).actions == []
+
+
+def test_backfill_unplaced_jobs_count() -> None:
+    node = make_node(vgpu_current=24)
+    g = node.gpus[0]
+    unplaced = JobState(job_id=9, node="n1", uid=1, partition="scavenger", qos="", share=BURST,
+                        start_time=50.0, vgpu_slices=4)
+    full = [make_job(i, node.gpus[i % 2], 5) for i in range(1, 5)]
+    s = snap(node, *full, unplaced)
+    assert plan_backfill(s, BACKFILL).backfilled == {9}
+    assert g.uuid
+
+
+def test_backfill_max_offer() -> None:
+    node = make_node()
+    s = snap(node, make_job(1, node.gpus[0], 9, idle_seconds=900))
+    cfg = dataclasses.replace(BACKFILL, max_offer_slices=2)
+    assert [a.count for a in plan_backfill(s, cfg).actions] == [22]
+
+
+# --- packing ---------------------------------------------------------------------------------
+
+
+def test_packing_prefers_partly_used_nodes() -> None:
+    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10)
+    empty = make_node("a", ngpus=4, weight=1)
+    partly = make_node("b", ngpus=4, weight=1)
+    s = Snapshot(time=0.0, nodes=(empty, partly), jobs=(make_job(1, partly.gpus[0], 2),))
+    weights = {a.node: a.weight for a in plan_weights(s, cfg)}
+    assert weights == {"a": 140, "b": 130}
+    assert weights["b"] < weights["a"]
+
+
+def test_packing_only_changes_and_skips_down_nodes() -> None:
+    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10)
+    same = make_node("a", ngpus=2, weight=120)
+    down = make_node("b", ngpus=2, weight=1, state="down*")
+    s = Snapshot(time=0.0, nodes=(same, down), jobs=())
+    assert plan_weights(s, cfg) == []
+    assert plan_weights(s, dataclasses.replace(cfg, enabled=False)) == []
+
+
+def test_packing_unplaced_jobs_take_free_gpus() -> None:
+    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10)
+    node = make_node("a", ngpus=2, weight=1)
+    job = JobState(job_id=1, node="a", uid=1, partition="p", qos="", share=BURST,
+                   start_time=0.0, vgpu_slices=3)
+    s = Snapshot(time=0.0, nodes=(node,), jobs=(job,))
+    assert plan_weights(s, cfg) == [SetNodeWeight("a", 110, "1 whole GPU(s) free")]
+
+
+# --- backstop --------------------------------------------------------------------------------
+
+
+def test_backstop_records_and_cancels_step_over_cap() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    job = make_job(1, g, 2)  # cap 16 GiB
+    procs = (GpuProcess("n1", g.uuid, 100, 10 * GIB, 1, "0"),
+             GpuProcess("n1", g.uuid, 101, 10 * GIB, 1, "0"))
+    s = snap(node, job, processes=procs)
+    record = plan_backstop(s, BackstopConfig(action="record"))
+    assert len(record) == 1 and isinstance(record[0], RecordViolation)
+    assert (record[0].job_id, record[0].used_bytes, record[0].limit_bytes, record[0].pids) == (
+        1, 20 * GIB, 16 * GIB, (100, 101))
+    cancel = plan_backstop(s, BackstopConfig(action="cancel_step"))
+    assert [a for a in cancel if isinstance(a, CancelStep)] == [
+        CancelStep(1, "0", f"over its memory cap on GPU {g.uuid}")]
+
+
+def test_backstop_within_cap_and_tolerance() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    procs = (GpuProcess("n1", g.uuid, 100, 16 * GIB + 100, 1, "0"),)
+    s = snap(node, make_job(1, g, 2), processes=procs)
+    assert plan_backstop(s, BackstopConfig(tolerance_bytes=1000)) == []
+    assert len(plan_backstop(s, BackstopConfig())) == 1
+
+
+def test_backstop_other_gpu_and_unattributed() -> None:
+    node = make_node()
+    g0, g1 = node.gpus
+    procs = (GpuProcess("n1", g1.uuid, 100, 1 * GIB, 1, "batch"),
+             GpuProcess("n1", g1.uuid, 200, 1 * GIB, None, None))
+    s = snap(node, make_job(1, g0, 2), processes=procs)
+    found = plan_backstop(s, BackstopConfig())
+    assert {(a.job_id, a.limit_bytes) for a in found if isinstance(a, RecordViolation)} == {
+        (1, 0), (None, 0)}
+    quiet = plan_backstop(s, BackstopConfig(report_unattributed=False))
+    assert [a.job_id for a in quiet if isinstance(a, RecordViolation)] == [1]
+
+
+# --- planner ---------------------------------------------------------------------------------
+
+
+def test_plan_cycle_requeued_jobs_get_no_share_changes() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    s = snap(node, make_job(1, g, 9), make_job(2, g, 4, partition="scavenger",
+                                                  memory_used_bytes=30 * GIB, share=BURST))
+    plan = plan_cycle(s, PolicyConfig(share=SHARE, backfill=BACKFILL))
+    assert [a for a in plan.actions if isinstance(a, RequeueJob)]
+    assert not [a for a in plan.actions if isinstance(a, SetComputeLimit) and a.job_id == 2]
+
+
+def test_plan_cycle_never_touches_memory_and_is_deterministic() -> None:
+    s = synthetic_cluster(nodes=20, gpus_per_node=4, jobs=300)
+    cfg = PolicyConfig(share=SHARE, backfill=BACKFILL,
+                       packing=PackingConfig(enabled=True))
+    a = plan_cycle(s, cfg)
+    b = plan_cycle(s, cfg)
+    assert a.actions == b.actions
+    assert a.actions
+    assert not any(hasattr(x, "memory_limit_bytes") for x in a.actions)
