@@ -42,6 +42,10 @@ def snap(node: NodeState, *jobs: JobState, processes: tuple[GpuProcess, ...] = (
                     slurm_ok=slurm_ok)
 
 
+def counts(actions: list[SetNodeVgpuCount | RequeueJob]) -> list[int]:
+    return [a.count for a in actions if isinstance(a, SetNodeVgpuCount)]
+
+
 def limits(actions: list[SetComputeLimit]) -> dict[int, int]:
     return {a.job_id: a.permille for a in actions}
 
@@ -206,10 +210,10 @@ def test_backfill_withdrawn_when_owner_active_and_reapplied_after_reset() -> Non
     node = make_node(vgpu_current=26)
     g = node.gpus[0]
     s = snap(node, make_job(1, g, 6, idle_seconds=0))
-    assert [a.count for a in plan_backfill(s, BACKFILL).actions] == [20]
+    assert counts(plan_backfill(s, BACKFILL).actions) == [20]
     # slurmctld restarted and reset the count to slurm.conf's 20 while the owner is idle:
     reset = snap(make_node(vgpu_current=20), make_job(1, g, 6, idle_seconds=900))
-    assert [a.count for a in plan_backfill(reset, BACKFILL).actions] == [26]
+    assert counts(plan_backfill(reset, BACKFILL).actions) == [26]
 
 
 def test_backfill_identifies_preemptible_jobs_beyond_capacity_newest_first() -> None:
@@ -291,7 +295,7 @@ def test_backfill_max_offer() -> None:
     node = make_node()
     s = snap(node, make_job(1, node.gpus[0], 9, idle_seconds=900))
     cfg = dataclasses.replace(BACKFILL, max_offer_slices=2)
-    assert [a.count for a in plan_backfill(s, cfg).actions] == [22]
+    assert counts(plan_backfill(s, cfg).actions) == [22]
 
 
 # --- packing ---------------------------------------------------------------------------------
