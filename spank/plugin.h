@@ -1,0 +1,32 @@
+/* slurm-vgpu SPANK plugin: state shared by the per-context files. */
+#ifndef VGPU_SPANK_PLUGIN_H
+#define VGPU_SPANK_PLUGIN_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <slurm/spank.h>
+
+#include "config.h"
+
+/* --vgpu-share value (enum vgpu_share_policy), set by the option callback. */
+uint32_t vgpu_args_share(void);
+int vgpu_args_register(spank_t sp);
+/* In job_prolog: the --vgpu-share the job was submitted with (default guaranteed). */
+uint32_t vgpu_args_share_in_prolog(spank_t sp);
+
+/* This slurmd's node name (SLURMD_NODENAME), or -1. */
+int vgpu_node_name(spank_t sp, char *buf, size_t len);
+
+/* runtime_dir and inventory with %n expanded for this node. */
+int vgpu_node_paths(spank_t sp, const struct vgpu_config *cfg, char *node, size_t nodelen,
+		    char *runtime_dir, char *inventory, char *err, size_t errlen);
+
+int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg);
+int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg);
+void vgpu_mark_reconcile(spank_t sp, const struct vgpu_config *cfg);
+int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg);
+int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg);
+
+#endif

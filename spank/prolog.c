@@ -1,0 +1,308 @@
+/* Once per job and node (slurmd's prolog/epilog, as root): place slices, write the per-job
+ * files, and release them again. A failure here must not fail the prolog (Slurm would drain
+ * the node), so it is written to jobs/<id>/error and the job's steps apply on_error. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <slurm/spank.h>
+
+#include "ctld.h"
+#include "fsutil.h"
+#include "inventory.h"
+#include "jobfiles.h"
+#include "log.h"
+#include "placement.h"
+#include "plugin.h"
+
+#define ERRLEN 512
+
+/* Big tables live in static storage, not on slurmstepd's stack. */
+static struct vgpu_placements table;
+static struct vgpu_inventory inventory;
+static struct vgpu_limits limits;
+
+struct node_ctx {
+	char node[256];
+	char runtime_dir[PATH_MAX];
+	char inventory[PATH_MAX];
+	char jobs_dir[PATH_MAX];
+	char table_path[PATH_MAX];
+	char lock_path[PATH_MAX];
+	char reconcile_path[PATH_MAX];
+};
+
+static int node_ctx_init(spank_t sp, const struct vgpu_config *cfg, struct node_ctx *nc,
+			 char *err, size_t errlen)
+{
+	if (vgpu_node_paths(sp, cfg, nc->node, sizeof(nc->node), nc->runtime_dir, nc->inventory,
+			    err, errlen))
+		return -1;
+	if (vgpu_fmt(nc->jobs_dir, sizeof(nc->jobs_dir), "%s/jobs", nc->runtime_dir) ||
+	    vgpu_fmt(nc->table_path, sizeof(nc->table_path), "%s/placements", nc->runtime_dir) ||
+	    vgpu_fmt(nc->lock_path, sizeof(nc->lock_path), "%s/placements.lock",
+		     nc->runtime_dir) ||
+	    vgpu_fmt(nc->reconcile_path, sizeof(nc->reconcile_path), "%s/reconcile",
+		     nc->runtime_dir) ||
+	    /* room for "/<jobid>/limits.tmp.<pid>" below jobs_dir */
+	    strlen(nc->jobs_dir) + 48 >= PATH_MAX) {
+		vgpu_fmt(err, errlen, "runtime_dir %s is too long", nc->runtime_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static void job_dir_path(const struct node_ctx *nc, uint32_t job_id, char *out, size_t len)
+{
+	(void)vgpu_fmt(out, len, "%s/%u", nc->jobs_dir, job_id); /* length checked in init */
+}
+
+/* Leave the reason where the job's steps will find it (root-owned, readable). */
+static void record_error(const struct node_ctx *nc, uint32_t job_id, const char *msg)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16], err[ERRLEN];
+
+	vgpu_log_error("job %u: %s", job_id, msg);
+	job_dir_path(nc, job_id, dir, sizeof(dir));
+	if (vgpu_mkdir_root(nc->jobs_dir, 0755, err, sizeof(err)) ||
+	    vgpu_mkdir_root(dir, 0755, err, sizeof(err))) {
+		vgpu_log_error("job %u: cannot record the error: %s", job_id, err);
+		return;
+	}
+	(void)vgpu_fmt(path, sizeof(path), "%s/error", dir);
+	if (vgpu_write_atomic(path, msg, strlen(msg), 0644, err, sizeof(err)))
+		vgpu_log_error("job %u: cannot record the error: %s", job_id, err);
+}
+
+/* Drop placements and job dirs of jobs slurmctld no longer runs on this node. Keeps entries
+ * it cannot decide about (slurmctld unreachable): a stale entry only wastes slices, a wrongly
+ * dropped one would double-book them. Called with the table lock held. */
+static void reconcile(const struct node_ctx *nc, uint32_t self)
+{
+	uint32_t checked[VGPU_MAX_PLACEMENTS];
+	uint32_t nchecked = 0;
+	char err[ERRLEN];
+	DIR *d;
+	struct dirent *de;
+
+	for (uint32_t i = 0; i < table.n; ) {
+		uint32_t job = table.e[i].job_id;
+		int seen = 0;
+
+		for (uint32_t k = 0; k < nchecked; k++)
+			seen |= checked[k] == job;
+		if (seen || job == self) {
+			i++;
+			continue;
+		}
+		checked[nchecked++] = job;
+		if (vgpu_ctld_job_on_node(job, nc->node) == 0) {
+			char dir[PATH_MAX];
+
+			vgpu_log_info("reconcile: job %u no longer runs on %s; freeing its slices",
+				      job, nc->node);
+			vgpu_placements_drop(&table, job);
+			job_dir_path(nc, job, dir, sizeof(dir));
+			if (vgpu_remove_dir(dir, err, sizeof(err)))
+				vgpu_log_error("reconcile: %s", err);
+			continue; /* entries shifted; re-read index i */
+		}
+		i++;
+	}
+	/* job dirs with no placement (e.g. an error record of a job that is gone) */
+	d = opendir(nc->jobs_dir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *end = NULL;
+		unsigned long job = strtoul(de->d_name, &end, 10);
+		int placed = 0;
+		char dir[PATH_MAX];
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || *end || job == self)
+			continue;
+		for (uint32_t i = 0; i < table.n; i++)
+			placed |= table.e[i].job_id == job;
+		if (placed || vgpu_ctld_job_on_node((uint32_t)job, nc->node) != 0)
+			continue;
+		job_dir_path(nc, (uint32_t)job, dir, sizeof(dir));
+		if (vgpu_remove_dir(dir, err, sizeof(err)))
+			vgpu_log_error("reconcile: %s", err);
+	}
+	closedir(d);
+}
+
+/* Place the job and write its files; the lock is held by the caller. */
+static int place_job(const struct node_ctx *nc, uint32_t job_id,
+		     const struct vgpu_job_alloc *alloc, uint32_t share, char *summary,
+		     size_t summarylen, char *err, size_t errlen)
+{
+	struct vgpu_place_entry chosen[VGPU_MAX_GPUS];
+	char dir[PATH_MAX], limits_path[PATH_MAX + 16], state_path[PATH_MAX + 16];
+	char error_path[PATH_MAX + 16];
+	uint32_t nchosen = 0;
+	struct stat st;
+	int rv = -1;
+
+	if (vgpu_placements_read(nc->table_path, &table, err, errlen))
+		goto fail;
+	vgpu_placements_drop(&table, job_id); /* a requeued job starts afresh */
+	if (stat(nc->reconcile_path, &st) == 0) {
+		reconcile(nc, job_id);
+		(void)unlink(nc->reconcile_path);
+	}
+	if (vgpu_place(&inventory, &table, alloc->count, chosen, &nchosen, err, errlen)) {
+		/* maybe slices of jobs that ended without an epilog are still booked */
+		reconcile(nc, job_id);
+		if (vgpu_place(&inventory, &table, alloc->count, chosen, &nchosen, err, errlen))
+			goto fail;
+	}
+	if (vgpu_limits_build(&limits, job_id, alloc->uid, share, &inventory, chosen, nchosen,
+			      err, errlen))
+		goto fail;
+	job_dir_path(nc, job_id, dir, sizeof(dir));
+	(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s/limits", dir);
+	(void)vgpu_fmt(state_path, sizeof(state_path), "%s/state", dir);
+	(void)vgpu_fmt(error_path, sizeof(error_path), "%s/error", dir);
+	if (vgpu_mkdir_root(nc->jobs_dir, 0755, err, errlen) ||
+	    vgpu_mkdir_root(dir, 0755, err, errlen))
+		goto fail;
+	(void)unlink(error_path);
+	if (vgpu_state_create(state_path, alloc->uid, alloc->gid, err, errlen) ||
+	    vgpu_limits_write(limits_path, &limits, err, errlen))
+		goto fail;
+	if (vgpu_placements_add(&table, job_id, chosen, nchosen)) {
+		vgpu_fmt(err, errlen, "the placement table of %s is full", nc->table_path);
+		goto fail;
+	}
+	/* the table is written last: a crash before this leaves files but no booking, and the
+	 * next prolog of this job id (or reconcile) replaces them */
+	if (vgpu_placements_write(nc->table_path, &table, err, errlen))
+		goto fail;
+	(void)vgpu_placement_summary(&limits, summary, summarylen);
+	rv = 0;
+fail:
+	if (rv) {
+		char rmerr[ERRLEN];
+
+		job_dir_path(nc, job_id, dir, sizeof(dir));
+		if (vgpu_remove_dir(dir, rmerr, sizeof(rmerr)))
+			vgpu_log_error("job %u: %s", job_id, rmerr);
+	}
+	return rv;
+}
+
+int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg)
+{
+	struct node_ctx nc;
+	struct vgpu_job_alloc alloc;
+	char err[ERRLEN], summary[256], token[512];
+	uint32_t job_id = 0, share;
+	int lock_fd = -1;
+
+	if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS || !job_id) {
+		vgpu_log_error("job_prolog: no job id");
+		return 0;
+	}
+	if (node_ctx_init(sp, cfg, &nc, err, sizeof(err))) {
+		/* nowhere to record it for the steps: they see no job dir and run untouched
+		 * unless on_error=deny finds the same problem (it will: same paths) */
+		vgpu_log_error("job %u: %s", job_id, err);
+		return 0;
+	}
+	if (vgpu_ctld_job_alloc(job_id, nc.node, cfg->gres_name, &alloc, err, sizeof(err))) {
+		record_error(&nc, job_id, err);
+		return 0;
+	}
+	if (alloc.count == 0)
+		return 0; /* not a vgpu job: untouched, no files */
+	share = vgpu_args_share_in_prolog(sp);
+	if (vgpu_inventory_load(nc.inventory, &inventory, err, sizeof(err))) {
+		record_error(&nc, job_id, err);
+		return 0;
+	}
+	if (vgpu_mkdir_root(nc.runtime_dir, 0755, err, sizeof(err))) {
+		vgpu_log_error("job %u: %s", job_id, err);
+		return 0;
+	}
+	lock_fd = vgpu_lock(nc.lock_path, cfg->lock_timeout_ms, err, sizeof(err));
+	if (lock_fd < 0) {
+		record_error(&nc, job_id, err);
+		return 0;
+	}
+	if (place_job(&nc, job_id, &alloc, share, summary, sizeof(summary), err, sizeof(err))) {
+		char msg[ERRLEN + 64];
+
+		vgpu_unlock(lock_fd);
+		(void)vgpu_fmt(msg, sizeof(msg), "cannot place %u slices: %s", alloc.count, err);
+		record_error(&nc, job_id, msg);
+		return 0;
+	}
+	vgpu_unlock(lock_fd);
+	vgpu_log_info("job %u: %u slices on %s placed %s (share=%s)", job_id, alloc.count,
+		      nc.node, summary, share == VGPU_SHARE_BURST ? "burst" : "guaranteed");
+	if (cfg->admin_comment) {
+		(void)vgpu_fmt(token, sizeof(token), "vgpu:%s=%s", nc.node, summary);
+		if (vgpu_ctld_add_admin_comment(job_id, alloc.admin_comment, token, err,
+						sizeof(err)))
+			vgpu_log_error("job %u: %s", job_id, err);
+	}
+	return 0;
+}
+
+int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg)
+{
+	struct node_ctx nc;
+	char err[ERRLEN], dir[PATH_MAX];
+	uint32_t job_id = 0;
+	struct stat st;
+	int lock_fd;
+
+	if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS || !job_id)
+		return 0;
+	if (node_ctx_init(sp, cfg, &nc, err, sizeof(err))) {
+		vgpu_log_error("job %u epilog: %s", job_id, err);
+		return 0;
+	}
+	job_dir_path(&nc, job_id, dir, sizeof(dir));
+	if (stat(dir, &st) && errno == ENOENT)
+		return 0; /* not a vgpu job here: nothing to do, no lock taken */
+	lock_fd = vgpu_lock(nc.lock_path, cfg->lock_timeout_ms, err, sizeof(err));
+	if (lock_fd < 0) {
+		/* leave the booking; the next placement on this node reconciles it */
+		vgpu_log_error("job %u epilog: %s", job_id, err);
+		(void)vgpu_write_atomic(nc.reconcile_path, "", 0, 0644, err, sizeof(err));
+		return 0;
+	}
+	if (vgpu_placements_read(nc.table_path, &table, err, sizeof(err)) == 0) {
+		if (vgpu_placements_drop(&table, job_id) &&
+		    vgpu_placements_write(nc.table_path, &table, err, sizeof(err)))
+			vgpu_log_error("job %u epilog: %s", job_id, err);
+	} else {
+		vgpu_log_error("job %u epilog: %s", job_id, err);
+	}
+	if (vgpu_remove_dir(dir, err, sizeof(err)))
+		vgpu_log_error("job %u epilog: %s", job_id, err);
+	vgpu_unlock(lock_fd);
+	return 0;
+}
+
+void vgpu_mark_reconcile(spank_t sp, const struct vgpu_config *cfg)
+{
+	struct node_ctx nc;
+	char err[ERRLEN];
+	struct stat st;
+
+	/* slurmd (re)start: jobs may have ended while it was down. Only flag it here (no RPC
+	 * while slurmd starts); the next prolog on this node reconciles. */
+	if (node_ctx_init(sp, cfg, &nc, err, sizeof(err)))
+		return;
+	if (stat(nc.runtime_dir, &st))
+		return; /* nothing placed yet on this node */
+	if (vgpu_write_atomic(nc.reconcile_path, "", 0, 0644, err, sizeof(err)))
+		vgpu_log_error("%s", err);
+}

@@ -1,0 +1,163 @@
+/* Per step, in slurmstepd (remote context): find the job's placement and set up each task's
+ * environment. A job with no directory under runtime_dir/jobs/ is not a vgpu job on this node
+ * and stays untouched (one stat, no RPC). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <slurm/slurm.h>
+#include <slurm/spank.h>
+
+#include "ctld.h"
+#include "fsutil.h"
+#include "jobfiles.h"
+#include "log.h"
+#include "plugin.h"
+
+#define ERRLEN 512
+
+enum step_mode {
+	STEP_UNTOUCHED = 0, /* no vgpu: leave the environment alone */
+	STEP_LIMITED,       /* preload the hook with the job's limits */
+	STEP_NO_GPUS,       /* the step asked for zero slices: hide every GPU */
+};
+
+static enum step_mode mode = STEP_UNTOUCHED;
+static char visible[256];
+static char limits_path[PATH_MAX + 16];
+static char state_path[PATH_MAX + 16];
+static struct vgpu_limits step_limits;
+
+/* on_error: deny fails the step with a message the user sees; allow runs it unconstrained. */
+static int fail_step(const struct vgpu_config *cfg, uint32_t job_id, const char *why)
+{
+	mode = STEP_UNTOUCHED;
+	if (cfg->on_error == VGPU_ON_ERROR_ALLOW) {
+		vgpu_log_error("job %u: %s; running WITHOUT GPU limits (on_error=allow)", job_id,
+			       why);
+		return 0;
+	}
+	slurm_error("vgpu: job %u cannot get its GPU slices: %s (on_error=deny; ask your "
+		    "administrator)", job_id, why);
+	return -1;
+}
+
+static int is_whole_job_step(uint32_t step_id)
+{
+	return step_id == SLURM_BATCH_SCRIPT || step_id == SLURM_EXTERN_CONT ||
+	       step_id == SLURM_INTERACTIVE_STEP;
+}
+
+int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
+{
+	char node[256], runtime_dir[PATH_MAX], inv_path[PATH_MAX], err[ERRLEN];
+	char dir[PATH_MAX], error_path[PATH_MAX + 16], msg[ERRLEN];
+	uint32_t job_id = 0, step_id = 0, step_count = 0;
+	struct stat st;
+
+	mode = STEP_UNTOUCHED;
+	if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS ||
+	    spank_get_item(sp, S_JOB_STEPID, &step_id) != ESPANK_SUCCESS) {
+		vgpu_log_error("cannot read the job and step id");
+		return 0;
+	}
+	if (vgpu_node_paths(sp, cfg, node, sizeof(node), runtime_dir, inv_path, err,
+			    sizeof(err)))
+		return fail_step(cfg, job_id, err);
+	if (vgpu_fmt(dir, sizeof(dir), "%s/jobs/%u", runtime_dir, job_id) ||
+	    strlen(dir) + 16 >= PATH_MAX)
+		return fail_step(cfg, job_id, "runtime_dir is too long");
+	if (stat(dir, &st)) {
+		if (errno == ENOENT)
+			return 0; /* not a vgpu job on this node */
+		(void)vgpu_fmt(msg, sizeof(msg), "cannot stat %s: %s", dir, strerror(errno));
+		return fail_step(cfg, job_id, msg);
+	}
+	(void)vgpu_fmt(error_path, sizeof(error_path), "%s/error", dir);
+	if (vgpu_read_small(error_path, msg, sizeof(msg)) >= 0) {
+		struct vgpu_job_alloc alloc;
+
+		/* the prolog could not finish; if slurmctld now says the job has no slices
+		 * here, it is an ordinary job after all */
+		if (vgpu_ctld_job_alloc(job_id, node, cfg->gres_name, &alloc, err,
+					sizeof(err)) == 0 && alloc.count == 0)
+			return 0;
+		return fail_step(cfg, job_id, msg);
+	}
+	(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s/limits", dir);
+	(void)vgpu_fmt(state_path, sizeof(state_path), "%s/state", dir);
+	if (vgpu_limits_read(limits_path, &step_limits, err, sizeof(err)))
+		return fail_step(cfg, job_id, err);
+	if (step_limits.job_id != job_id) {
+		(void)vgpu_fmt(msg, sizeof(msg), "%s names job %llu", limits_path,
+			 (unsigned long long)step_limits.job_id);
+		return fail_step(cfg, job_id, msg);
+	}
+	if (access(cfg->hook, R_OK)) {
+		(void)vgpu_fmt(msg, sizeof(msg), "hook library %s: %s (set hook= in plugstack.conf)",
+			 cfg->hook, strerror(errno));
+		return fail_step(cfg, job_id, msg);
+	}
+	if (vgpu_visible_devices(&step_limits, visible, sizeof(visible)))
+		return fail_step(cfg, job_id, "too many GPUs for CUDA_VISIBLE_DEVICES");
+	mode = STEP_LIMITED;
+	/* srun steps may ask for fewer slices (--gres=vgpu:N) or none (--gres=vgpu:0). The job's
+	 * limits stay the cap for all its steps together; a zero-slice step sees no GPU. */
+	if (!is_whole_job_step(step_id) &&
+	    vgpu_ctld_step_count(job_id, step_id, cfg->gres_name, &step_count) == 1 &&
+	    step_count == 0) {
+		mode = STEP_NO_GPUS;
+		vgpu_log_debug("step %u.%u asked for no slices: GPUs hidden", job_id, step_id);
+	}
+	return 0;
+}
+
+/* Set every variable named in visible_env (comma-separated) to value. */
+static int set_visible(spank_t sp, const struct vgpu_config *cfg, const char *value)
+{
+	char names[sizeof(cfg->visible_env)], *save = NULL;
+
+	snprintf(names, sizeof(names), "%s", cfg->visible_env);
+	for (char *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save))
+		if (spank_setenv(sp, n, value, 1) != ESPANK_SUCCESS)
+			return -1;
+	return 0;
+}
+
+/* LD_PRELOAD: the hook first (it must interpose before anything else resolves cu*), then
+ * whatever the user preloads; never twice (nested srun inherits the batch step's value). */
+static int set_preload(spank_t sp, const char *hook)
+{
+	char cur[4096], val[8192];
+	const char *p;
+	size_t hlen = strlen(hook);
+
+	if (spank_getenv(sp, "LD_PRELOAD", cur, sizeof(cur)) != ESPANK_SUCCESS)
+		cur[0] = '\0';
+	for (p = cur; (p = strstr(p, hook)); p += hlen)
+		if ((p == cur || p[-1] == ':' || p[-1] == ' ') &&
+		    (p[hlen] == '\0' || p[hlen] == ':' || p[hlen] == ' '))
+			return 0;
+	if (cur[0])
+		snprintf(val, sizeof(val), "%s:%s", hook, cur);
+	else
+		snprintf(val, sizeof(val), "%s", hook);
+	return spank_setenv(sp, "LD_PRELOAD", val, 1) == ESPANK_SUCCESS ? 0 : -1;
+}
+
+int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg)
+{
+	if (mode == STEP_UNTOUCHED)
+		return 0;
+	if (mode == STEP_NO_GPUS)
+		return set_visible(sp, cfg, "") ? -1 : 0;
+	if (set_visible(sp, cfg, visible) || set_preload(sp, cfg->hook) ||
+	    spank_setenv(sp, "VGPU_LIMITS", limits_path, 1) != ESPANK_SUCCESS ||
+	    spank_setenv(sp, "VGPU_STATE", state_path, 1) != ESPANK_SUCCESS) {
+		slurm_error("vgpu: cannot set the task environment");
+		return -1;
+	}
+	return 0;
+}

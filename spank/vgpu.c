@@ -1,0 +1,110 @@
+/*
+ * slurm-vgpu SPANK plugin: gives `--gres=vgpu:N` jobs N slices of a GPU on their node.
+ *
+ * Contexts (spank_context()):
+ *   allocator/local (sbatch, salloc, srun)  register --vgpu-share and check its value
+ *   slurmd                                  flag a reconcile of the placements after a restart
+ *   job_script (prolog/epilog, root)        place slices, write/remove per-job files (prolog.c)
+ *   remote (slurmstepd)                     per step: read the placement; per task: environment
+ *                                           (step.c)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <slurm/spank.h>
+
+#include "config.h"
+#include "log.h"
+#include "plugin.h"
+
+SPANK_PLUGIN(vgpu, 1);
+
+static struct vgpu_config config;
+static int config_ok;
+
+int vgpu_node_name(spank_t sp, char *buf, size_t len)
+{
+	const char *env = getenv("SLURMD_NODENAME");
+
+	/* slurmd exports its own name to the prolog/epilog and to slurmstepd; a task's job
+	 * environment carries it too */
+	if (env && env[0] && strlen(env) < len) {
+		memcpy(buf, env, strlen(env) + 1);
+		return 0;
+	}
+	if (spank_remote(sp) &&
+	    spank_getenv(sp, "SLURMD_NODENAME", buf, (int)len) == ESPANK_SUCCESS && buf[0])
+		return 0;
+	buf[0] = '\0';
+	return -1;
+}
+
+int vgpu_node_paths(spank_t sp, const struct vgpu_config *cfg, char *node, size_t nodelen,
+		    char *runtime_dir, char *inventory, char *err, size_t errlen)
+{
+	int have_node = vgpu_node_name(sp, node, nodelen) == 0;
+
+	if (vgpu_expand_path(cfg->runtime_dir, have_node ? node : NULL, runtime_dir, PATH_MAX) ||
+	    vgpu_expand_path(cfg->inventory, have_node ? node : NULL, inventory, PATH_MAX)) {
+		snprintf(err, errlen, "cannot expand runtime_dir=%s / inventory=%s (%s)",
+			 cfg->runtime_dir, cfg->inventory,
+			 have_node ? "too long or unknown %-escape"
+				   : "%n needs SLURMD_NODENAME, which is not set here");
+		return -1;
+	}
+	return 0;
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	char err[512];
+	spank_context_t ctx = spank_context();
+
+	if (vgpu_config_parse(&config, ac, av, err, sizeof(err))) {
+		slurm_error("vgpu: %s", err);
+		return -1;
+	}
+	config_ok = 1;
+	if (ctx == S_CTX_LOCAL || ctx == S_CTX_ALLOCATOR || ctx == S_CTX_REMOTE)
+		return vgpu_args_register(sp);
+	if (ctx == S_CTX_SLURMD)
+		vgpu_mark_reconcile(sp, &config);
+	return 0;
+}
+
+int slurm_spank_user_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (!config_ok || !spank_remote(sp))
+		return 0;
+	return vgpu_step_setup(sp, &config);
+}
+
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (!config_ok || !spank_remote(sp))
+		return 0;
+	return vgpu_task_setup(sp, &config);
+}
+
+int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (!config_ok)
+		return 0;
+	return vgpu_job_prolog(sp, &config);
+}
+
+int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (!config_ok)
+		return 0;
+	return vgpu_job_epilog(sp, &config);
+}
