@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.errors import ConfigError, VgpuError
+
+
+class FilesDiffer(VgpuError):
+    """`check` found installed files that differ from the generated ones (exit code 1)."""
+
+    exit_code = 1
 
 
 def _common(func: click.decorators.FC) -> click.decorators.FC:
@@ -113,8 +119,11 @@ def _targets(
     targets: dict[str, Path] = {}
     if output_dir is not None:
         targets = {name: output_dir / name for name in files}
-    for name, path in ((GRES_CONF, gres_conf), (SLURM_FRAGMENT, slurm_fragment),
-                       (INVENTORY, inventory)):  # fmt: skip
+    for name, path in (
+        (GRES_CONF, gres_conf),
+        (SLURM_FRAGMENT, slurm_fragment),
+        (INVENTORY, inventory),
+    ):
         if path is None:
             continue
         if name not in files:
@@ -220,10 +229,8 @@ def check(
     for diff in diffs:
         click.echo(diff, nl=False)
     if diffs:
-        click.echo(
-            f"vgpu: {len(diffs)} of {len(targets)} files differ from what vgpu gres generate "
-            "would write; run it with the same options to update them",
-            err=True,
+        raise FilesDiffer(
+            f"{len(diffs)} of {len(targets)} files differ from what vgpu gres generate "
+            "would write; run it with the same options to update them"
         )
-        raise click.exceptions.Exit(1)
     click.echo(f"vgpu: {len(targets)} files up to date", err=True)

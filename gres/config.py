@@ -79,13 +79,28 @@ class GresConfig:
 TOP_KEYS = ("slices_per_gpu", "reserved_memory", "discovery", "models", "exclude", "whole", "nodes")
 MODEL_KEYS = ("slices_per_gpu", "reserved_memory", "allocation_granularity", "whole", "exclude")
 NODE_KEYS = (
-    "names", "expect_gpus", "gpus", "discovery", "slices_per_gpu", "reserved_memory",
-    "exclude", "whole",
-)  # fmt: skip
+    "names",
+    "expect_gpus",
+    "gpus",
+    "discovery",
+    "slices_per_gpu",
+    "reserved_memory",
+    "exclude",
+    "whole",
+)
 GPU_KEYS = (
-    "count", "index", "uuid", "model", "memory", "compute_units", "pci_bus_id", "numa_node",
-    "allocation_granularity", "device_file", "vendor",
-)  # fmt: skip
+    "count",
+    "index",
+    "uuid",
+    "model",
+    "memory",
+    "compute_units",
+    "pci_bus_id",
+    "numa_node",
+    "allocation_granularity",
+    "device_file",
+    "vendor",
+)
 
 
 def _mapping(value: object, fld: str) -> Mapping[str, object]:

@@ -74,9 +74,11 @@ def _pick(
 
 
 def plan_node(
-    names: str, devices: list[Device] | tuple[Device, ...], config: GresConfig,
+    names: str,
+    devices: list[Device] | tuple[Device, ...],
+    config: GresConfig,
     group: NodeGroup | None,
-) -> NodePlan:  # fmt: skip
+) -> NodePlan:
     ordered = sorted(devices, key=lambda d: d.index)
     exclude, exclude_field, exclude_strict = _pick(group, config, "exclude")
     whole, whole_field, whole_strict = _pick(group, config, "whole")
