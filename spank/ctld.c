@@ -73,12 +73,14 @@ fail:
 	return rv;
 }
 
-int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres, uint32_t *count)
+int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres,
+			 uint32_t *requested, uint32_t *allocated)
 {
 	job_step_info_response_msg_t *resp = NULL;
 	int rv = -1;
 
-	*count = 0;
+	*requested = 0;
+	*allocated = 0;
 	if (slurm_get_job_steps(0, job_id, step_id, &resp, SHOW_ALL) != SLURM_SUCCESS || !resp)
 		goto fail;
 	for (uint32_t i = 0; i < resp->job_step_count; i++) {
@@ -86,7 +88,10 @@ int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres, ui
 
 		if (s->step_id.job_id != job_id || s->step_id.step_id != step_id)
 			continue;
-		rv = vgpu_tres_count(s->tres_per_node, gres, count);
+		if (vgpu_tres_count(s->tres_per_node, gres, requested) < 0 ||
+		    vgpu_tres_alloc_count(s->tres_alloc_str, gres, allocated))
+			break;
+		rv = 0;
 		break;
 	}
 fail:

@@ -18,9 +18,12 @@ struct vgpu_job_alloc {
 int vgpu_ctld_job_alloc(uint32_t job_id, const char *node, const char *gres,
 			struct vgpu_job_alloc *out, char *err, size_t errlen);
 
-/* A step's `gres` count from its tres_per_node. 1 = found (*count set, may be 0), 0 = the step
- * names none (it inherits the job's), -1 = RPC failed or malformed. */
-int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres, uint32_t *count);
+/* A step's `gres` allocation: *requested from tres_per_node (what srun --gres asked for per
+ * node; 0 when it named none), *allocated from tres_alloc_str (the step's total, 0 when it got
+ * none: srun --gres=vgpu:0 or --gres=none). 0, or -1 when the RPC failed or a string is
+ * malformed. */
+int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres,
+			 uint32_t *requested, uint32_t *allocated);
 
 /* Is the job still running (or completing) on `node`? 1 yes, 0 no, -1 cannot tell. */
 int vgpu_ctld_job_on_node(uint32_t job_id, const char *node);

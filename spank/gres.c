@@ -174,3 +174,27 @@ int vgpu_tres_count(const char *tres, const char *name, uint32_t *count)
 	*count = found ? total : 0;
 	return found;
 }
+
+int vgpu_tres_alloc_count(const char *tres, const char *name, uint32_t *count)
+{
+	size_t nlen;
+
+	if (!name || !count)
+		return -1;
+	*count = 0;
+	if (!tres)
+		return 0;
+	nlen = strlen(name);
+	for (const char *p = tres; *p; ) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len > 5 + nlen + 1 && !memcmp(p, "gres/", 5) && !memcmp(p + 5, name, nlen) &&
+		    p[5 + nlen] == '=')
+			return vgpu_parse_count(p + 6 + nlen, len - 6 - nlen, count) ? -1 : 0;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}

@@ -23,6 +23,13 @@ int vgpu_gres_detail_count(const char *detail, const char *name, uint32_t *count
  */
 int vgpu_tres_count(const char *tres, const char *name, uint32_t *count);
 
+/*
+ * `name` count in a step's or job's tres_alloc_str ("cpu=1,mem=0,node=1,gres/vgpu=2"): only
+ * the untyped total "gres/<name>=N" counts (typed entries repeat it). Returns 0 and sets
+ * *count (0 when absent: nothing of `name` allocated), or -1 when malformed.
+ */
+int vgpu_tres_alloc_count(const char *tres, const char *name, uint32_t *count);
+
 /* Strict decimal parse of s[0..len) into *out (<= VGPU_MAX_COUNT). Returns 0 or -1. */
 int vgpu_parse_count(const char *s, size_t len, uint32_t *out);
 

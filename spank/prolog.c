@@ -218,6 +218,8 @@ int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg)
 		record_error(&nc, job_id, err);
 		return 0;
 	}
+	vgpu_log_debug("job %u on %s: %u %s slices", job_id, nc.node, alloc.count,
+		       cfg->gres_name);
 	if (alloc.count == 0)
 		return 0; /* not a vgpu job: untouched, no files */
 	share = vgpu_args_share_in_prolog(sp);

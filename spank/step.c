@@ -54,7 +54,7 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 {
 	char node[256], runtime_dir[PATH_MAX], inv_path[PATH_MAX], err[ERRLEN];
 	char dir[PATH_MAX], error_path[PATH_MAX + 16], msg[ERRLEN];
-	uint32_t job_id = 0, step_id = 0, step_count = 0;
+	uint32_t job_id = 0, step_id = 0;
 	struct stat st;
 
 	mode = STEP_UNTOUCHED;
@@ -105,11 +105,21 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 	mode = STEP_LIMITED;
 	/* srun steps may ask for fewer slices (--gres=vgpu:N) or none (--gres=vgpu:0). The job's
 	 * limits stay the cap for all its steps together; a zero-slice step sees no GPU. */
-	if (!is_whole_job_step(step_id) &&
-	    vgpu_ctld_step_count(job_id, step_id, cfg->gres_name, &step_count) == 1 &&
-	    step_count == 0) {
-		mode = STEP_NO_GPUS;
-		vgpu_log_debug("step %u.%u asked for no slices: GPUs hidden", job_id, step_id);
+	if (!is_whole_job_step(step_id)) {
+		uint32_t requested = 0, allocated = 0;
+
+		if (vgpu_ctld_step_count(job_id, step_id, cfg->gres_name, &requested,
+					 &allocated)) {
+			vgpu_log_debug("step %u.%u: cannot learn its %s count; the job's limits "
+				       "apply", job_id, step_id, cfg->gres_name);
+		} else if (allocated == 0) {
+			mode = STEP_NO_GPUS;
+			vgpu_log_debug("step %u.%u holds no %s: GPUs hidden", job_id, step_id,
+				       cfg->gres_name);
+		} else {
+			vgpu_log_debug("step %u.%u holds %u %s (asked %u per node)", job_id,
+				       step_id, allocated, cfg->gres_name, requested);
+		}
 	}
 	return 0;
 }
@@ -151,8 +161,12 @@ int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg)
 {
 	if (mode == STEP_UNTOUCHED)
 		return 0;
-	if (mode == STEP_NO_GPUS)
+	if (mode == STEP_NO_GPUS) {
+		/* a step inside a vgpu job inherits the batch step's variables: drop them */
+		(void)spank_unsetenv(sp, "VGPU_LIMITS");
+		(void)spank_unsetenv(sp, "VGPU_STATE");
 		return set_visible(sp, cfg, "") ? -1 : 0;
+	}
 	if (set_visible(sp, cfg, visible) || set_preload(sp, cfg->hook) ||
 	    spank_setenv(sp, "VGPU_LIMITS", limits_path, 1) != ESPANK_SUCCESS ||
 	    spank_setenv(sp, "VGPU_STATE", state_path, 1) != ESPANK_SUCCESS) {

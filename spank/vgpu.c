@@ -56,16 +56,28 @@ int vgpu_node_paths(spank_t sp, const struct vgpu_config *cfg, char *node, size_
 	return 0;
 }
 
-int slurm_spank_init(spank_t sp, int ac, char **av)
+/* Slurm does not call slurm_spank_init before job_prolog/job_epilog, so every callback
+ * parses the plugstack arguments it is given (once per process). */
+static int load_config(int ac, char **av)
 {
 	char err[512];
-	spank_context_t ctx = spank_context();
 
+	if (config_ok)
+		return 0;
 	if (vgpu_config_parse(&config, ac, av, err, sizeof(err))) {
 		slurm_error("vgpu: %s", err);
 		return -1;
 	}
 	config_ok = 1;
+	return 0;
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	spank_context_t ctx = spank_context();
+
+	if (load_config(ac, av))
+		return -1;
 	if (ctx == S_CTX_LOCAL || ctx == S_CTX_ALLOCATOR || ctx == S_CTX_REMOTE)
 		return vgpu_args_register(sp);
 	if (ctx == S_CTX_SLURMD)
@@ -93,18 +105,14 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 
 int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	if (!config_ok)
-		return 0;
+	if (load_config(ac, av))
+		return 0; /* logged; a prolog/epilog error would drain the node */
 	return vgpu_job_prolog(sp, &config);
 }
 
 int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
 {
-	(void)ac;
-	(void)av;
-	if (!config_ok)
-		return 0;
+	if (load_config(ac, av))
+		return 0; /* logged; a prolog/epilog error would drain the node */
 	return vgpu_job_epilog(sp, &config);
 }

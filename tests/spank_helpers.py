@@ -1,0 +1,102 @@
+"""Helpers shared by the SPANK plugin tests: building it, its unit-test driver, limits files."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import REQUIRE_NATIVE, skip_or_fail
+
+ROOT = Path(__file__).resolve().parent.parent
+SPANK_BUILD = ROOT / "build" / "spank"
+PLUGIN = SPANK_BUILD / "vgpu.so"
+DRIVER = SPANK_BUILD / "test_spank_units"
+
+# struct vgpu_limits of native/include/vgpu_abi.h (little-endian, naturally aligned).
+LIMITS_HEADER = struct.Struct("<QIIQQIIII")
+GPU_LIMIT = struct.Struct("<48sIIQII")
+MAX_GPUS = 16
+LIMITS_SIZE = LIMITS_HEADER.size + MAX_GPUS * GPU_LIMIT.size
+LIMITS_MAGIC = 0x314D494C55504756
+SHARE_GUARANTEED = 0
+SHARE_BURST = 1
+
+
+@dataclass(frozen=True)
+class GpuLimit:
+    uuid: str
+    physical_index: int
+    slices: int
+    memory_limit_bytes: int
+    compute_guaranteed_permille: int
+    compute_limit_permille: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    magic: int
+    version: int
+    size: int
+    generation: int
+    job_id: int
+    uid: int
+    share_policy: int
+    flags: int
+    gpus: list[GpuLimit]
+
+
+def decode_limits(data: bytes) -> Limits:
+    """Decode a limits file; fails the test on a wrong size."""
+    assert len(data) == LIMITS_SIZE, f"limits file is {len(data)} bytes, want {LIMITS_SIZE}"
+    magic, version, size, generation, job_id, uid, share, ngpus, flags = (
+        LIMITS_HEADER.unpack_from(data, 0)
+    )
+    gpus = []
+    for i in range(min(ngpus, MAX_GPUS)):
+        uuid, index, slices, mem, guaranteed, limit = GPU_LIMIT.unpack_from(
+            data, LIMITS_HEADER.size + i * GPU_LIMIT.size
+        )
+        gpus.append(GpuLimit(uuid.rstrip(b"\0").decode(), index, slices, mem, guaranteed, limit))
+    return Limits(magic, version, size, generation, job_id, uid, share, flags, gpus)
+
+
+def build_spank() -> None:
+    """Build the plugin and its unit-test driver (skip, or fail in CI, if that cannot work)."""
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        skip_or_fail("no C toolchain (make, cc) to build spank/", REQUIRE_NATIVE)
+    if not Path("/usr/include/slurm/spank.h").exists():
+        skip_or_fail("libslurm-dev (spank.h) is not installed", REQUIRE_NATIVE)
+    result = subprocess.run(
+        ["make", "-s", "-C", str(ROOT / "spank"), f"BUILD={SPANK_BUILD}"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"building spank/ failed:\n{result.stdout}\n{result.stderr}")
+
+
+def run_driver(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(DRIVER), *args], capture_output=True, text=True, check=False, timeout=60
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"test_spank_units {args} failed: {result.stdout}{result.stderr}")
+    return result
+
+
+def write_inventory(path: Path, node: str, gpus: list[tuple[int, int]],
+                    slice_bytes: int = 1 << 30, mode: int = 0o644) -> Path:
+    """Inventory with one `gpu` line per (index, slices); slice_permille = 1000 // slices."""
+    lines = ["# slurm-vgpu node inventory (test)", "version=1", f"node={node}"]
+    for index, slices in gpus:
+        lines.append(
+            f"gpu index={index} uuid=GPU-{node}-{index:04d}-0000-0000-000000000000 "
+            f"slices={slices} slice_bytes={slice_bytes} slice_permille={1000 // slices} "
+            f"memory_bytes={slices * slice_bytes} model=Simulated GPU {index}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(mode)
+    return path

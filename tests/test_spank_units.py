@@ -1,0 +1,358 @@
+"""Unit tests of the SPANK plugin's Slurm-free C modules, through build/spank/test_spank_units.
+
+They cover the GRES strings slurmctld reports, plugstack arguments, the node inventory, the
+placement algorithm and its crash-safe table, and the per-job files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from spank_helpers import (
+    DRIVER,
+    LIMITS_MAGIC,
+    LIMITS_SIZE,
+    SHARE_BURST,
+    build_spank,
+    decode_limits,
+    run_driver,
+    write_inventory,
+)
+
+pytestmark = pytest.mark.native
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built() -> None:
+    build_spank()
+    assert DRIVER.exists()
+
+
+@pytest.fixture
+def as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the plugin accepts only root-owned inventories and dirs")
+
+
+@pytest.fixture
+def rt(tmp_path: Path, as_root: None) -> Iterator[Path]:
+    # tmp_path's parents are root-owned when running as root; the runtime dir must be.
+    yield tmp_path / "rt"
+
+
+# ----------------------------------------------------------------- GRES strings
+
+
+@pytest.mark.parametrize(
+    ("detail", "want"),
+    [
+        ("vgpu(CNT:3)", "count 3"),                       # count-only gres.conf
+        ("vgpu:3(IDX:0-2)", "count 3"),                   # one File= per slice
+        ("vgpu:1(IDX:7)", "count 1"),
+        ("gpu:1(IDX:0),vgpu(CNT:2)", "count 2"),          # several GRES on the node
+        ("vgpu:g0:2(IDX:0-1),vgpu:g1:3(IDX:10-12)", "count 5"),  # typed, split by Slurm
+        ("vgpu(IDX:0,2-4)", "count 4"),                   # no count printed: count indices
+        ("gpu:2(IDX:0,2)", "count 0"),                    # no vgpu at all
+        ("vgpux(CNT:3)", "count 0"),                      # a different GRES name
+        ("", "count 0"),
+        ("vgpu(CNT:x)", "error"),
+        ("vgpu(CNT:)", "error"),
+        ("vgpu(IDX:3-1)", "error"),
+        ("vgpu", "error"),
+    ],
+)
+def test_gres_detail_count(detail: str, want: str) -> None:
+    assert run_driver("gres-detail", "vgpu", detail).stdout.strip() == want
+
+
+@pytest.mark.parametrize(
+    ("tres", "want"),
+    [
+        ("gres:vgpu:2", "found 2"),
+        ("gres/vgpu:2", "found 2"),
+        ("gres:gpu:1,gres:vgpu:g0:2", "found 2"),
+        ("gres:vgpu", "found 1"),
+        ("gres:vgpu:0", "found 0"),
+        ("cpu=1", "absent"),
+        ("gres:gpu:1", "absent"),
+        ("gres:vgpux:4", "absent"),
+        ("gres:vgpu:99999999999", "error"),
+    ],
+)
+def test_step_tres_count(tres: str, want: str) -> None:
+    assert run_driver("tres", "vgpu", tres).stdout.strip() == want
+
+
+# ----------------------------------------------------------------- plugstack arguments
+
+
+def parse_config(*args: str) -> dict[str, str]:
+    result = run_driver("config", *args)
+    assert result.returncode == 0, result.stdout
+    return dict(line.split("=", 1) for line in result.stdout.splitlines())
+
+
+def test_config_defaults() -> None:
+    cfg = parse_config()
+    assert cfg["runtime_dir"] == "/run/slurm-vgpu"
+    assert cfg["inventory"] == "/etc/slurm-vgpu/inventory.conf"
+    assert cfg["hook"].endswith("/lib/slurm-vgpu/libvgpu.so")
+    assert cfg["on_error"] == "deny"
+    assert cfg["gres"] == "vgpu"
+    assert cfg["visible_env"] == "CUDA_VISIBLE_DEVICES"
+    assert cfg["accounting"] == "admin_comment"
+
+
+def test_config_every_argument() -> None:
+    cfg = parse_config(
+        "runtime_dir=/run/x/%n", "inventory=/etc/x/%n.conf", "hook=/opt/libvgpu.so",
+        "on_error=allow", "gres=slice", "visible_env=CUDA_VISIBLE_DEVICES,ROCR_VISIBLE_DEVICES",
+        "lock_timeout_ms=250", "accounting=none",
+    )
+    assert cfg == {
+        "runtime_dir": "/run/x/%n", "inventory": "/etc/x/%n.conf", "hook": "/opt/libvgpu.so",
+        "gres": "slice", "visible_env": "CUDA_VISIBLE_DEVICES,ROCR_VISIBLE_DEVICES",
+        "on_error": "allow", "lock_timeout_ms": "250", "accounting": "none",
+    }
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("colour=blue", "unknown plugstack argument 'colour=blue'"),
+        ("runtime_dir", "is not key=value"),
+        ("runtime_dir=relative/dir", "must be an absolute path"),
+        ("on_error=maybe", "use on_error=deny or on_error=allow"),
+        ("lock_timeout_ms=0", "from 1 to 60000"),
+        ("hook=/a:b.so", "may not contain ':'"),
+        ("accounting=sometimes", "accounting=admin_comment or accounting=none"),
+    ],
+)
+def test_config_errors_say_what_to_fix(arg: str, message: str) -> None:
+    result = run_driver("config", arg)
+    assert result.returncode == 1
+    assert message in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("template", "node", "want"),
+    [
+        ("/run/slurm-vgpu/%n", "n1", "/run/slurm-vgpu/n1"),
+        ("/etc/x/%n/%n.conf", "n2", "/etc/x/n2/n2.conf"),
+        ("/run/100%%", "", "/run/100%"),
+        ("/run/plain", "", "/run/plain"),
+        ("/run/%n", "", "error"),      # %n with no SLURMD_NODENAME
+        ("/run/%x", "n1", "error"),    # unknown escape
+        ("/run/%n", "../etc", "error"),  # a node name never walks out of the directory
+    ],
+)
+def test_expand_node_name(template: str, node: str, want: str) -> None:
+    assert run_driver("expand", template, node).stdout.strip() == want
+
+
+# ----------------------------------------------------------------- inventory
+
+
+def test_inventory_reads_generated_format(tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (3, 4)], slice_bytes=123)
+    result = run_driver("inventory", str(inv), check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "node=n1 gpus=2"
+    assert "gpu index=3 uuid=GPU-n1-0003-0000-0000-000000000000 slices=4 slice_bytes=123 " \
+        "slice_permille=250" in lines[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("version=1\ngpu index=0 slices=10 slice_bytes=1 slice_permille=100 model=X\n",
+         "line 2: gpu record needs index=, uuid="),
+        ("version=2\n", "line 1: unsupported inventory version"),
+        ("gpu index=0 uuid=A slices=101 slice_bytes=1 slice_permille=1\n",
+         "line 1: bad value slices=101"),
+        ("gpu index=0 uuid=A slices=10 slice_bytes=1 slice_permille=200\n",
+         "slices x slice_permille exceeds 1000"),
+        ("gpu index=0 uuid=A slices=1 slice_bytes=1 slice_permille=1\n"
+         "gpu index=0 uuid=B slices=1 slice_bytes=1 slice_permille=1\n", "listed twice"),
+    ],
+)
+def test_inventory_errors_name_the_line(tmp_path: Path, as_root: None, text: str,
+                                        message: str) -> None:
+    path = tmp_path / "inv.conf"
+    path.write_text(text)
+    result = run_driver("inventory", str(path))
+    assert result.returncode == 1
+    assert message in result.stdout
+
+
+def test_inventory_ignores_unknown_keys_and_records(tmp_path: Path, as_root: None) -> None:
+    path = tmp_path / "inv.conf"
+    path.write_text(
+        "# comment\nversion=1\nnode=n9\nfuture_record x=1\n\n"
+        "gpu index=1 uuid=GPU-x slices=5 slice_bytes=7 slice_permille=200 numa=0 "
+        "model=NVIDIA A100 80GB PCIe\n"
+    )
+    lines = run_driver("inventory", str(path), check=True).stdout.splitlines()
+    assert lines == ["node=n9 gpus=1",
+                     "gpu index=1 uuid=GPU-x slices=5 slice_bytes=7 slice_permille=200"]
+
+
+def test_inventory_must_not_be_writable_by_users(tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)], mode=0o666)
+    result = run_driver("inventory", str(inv))
+    assert result.returncode == 1
+    assert "owned by root and not writable by group or others" in result.stdout
+
+
+def test_inventory_missing_says_how_to_make_one(tmp_path: Path) -> None:
+    result = run_driver("inventory", str(tmp_path / "absent.conf"))
+    assert result.returncode == 1
+    assert "vgpu gres generate" in result.stdout
+
+
+# ----------------------------------------------------------------- placement
+
+
+def place(rt: Path, inv: Path, job: int, count: int) -> str:
+    return run_driver("place", str(rt), str(inv), str(job), str(count)).stdout.strip()
+
+
+def test_two_half_jobs_share_a_gpu_and_a_third_goes_to_the_next(tmp_path: Path,
+                                                               rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    assert place(rt, inv, 1, 5) == "placed gpu0:5"
+    assert place(rt, inv, 2, 5) == "placed gpu0:5"
+    assert place(rt, inv, 3, 5) == "placed gpu1:5"
+
+
+def test_best_fit_fills_the_fullest_gpu_that_still_fits(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    assert place(rt, inv, 1, 7) == "placed gpu0:7"
+    assert place(rt, inv, 2, 4) == "placed gpu1:4"   # gpu0 has only 3 left
+    assert place(rt, inv, 3, 3) == "placed gpu0:3"   # exact fit beats gpu1's 6
+    assert place(rt, inv, 4, 6) == "placed gpu1:6"
+
+
+def test_span_only_when_no_single_gpu_has_room(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10), (2, 10)])
+    assert place(rt, inv, 1, 7) == "placed gpu0:7"
+    assert place(rt, inv, 2, 4) == "placed gpu1:4"
+    assert place(rt, inv, 3, 8) == "placed gpu2:8"
+    # free: gpu0 3, gpu1 6, gpu2 2. One slice fits on one GPU (best fit: gpu2)...
+    assert place(rt, inv, 4, 1) == "placed gpu2:1"
+    # ...nine do not: the most-free GPUs first (gpu1 6, gpu0 3), gpu2 untouched
+    assert place(rt, inv, 5, 9) == "placed gpu0:3+gpu1:6"
+    table = (rt / "placements").read_text()
+    assert "job=5 gpu=1 slices=6" in table and "job=5 gpu=0 slices=3" in table
+
+
+def test_span_takes_most_free_gpus_first(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    assert place(rt, inv, 1, 7) == "placed gpu0:7"
+    assert place(rt, inv, 2, 4) == "placed gpu1:4"
+    # free 3 + 6: a 8-slice job spans, the larger share on gpu1, each GPU capped separately
+    assert place(rt, inv, 3, 8) == "placed gpu0:2+gpu1:6"
+
+
+def test_not_enough_free_slices_is_an_error(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    assert place(rt, inv, 1, 8) == "placed gpu0:8"
+    out = place(rt, inv, 2, 3)
+    assert out == "error: 3 slices wanted but only 2 free on this node"
+
+
+def test_release_frees_slices_and_replacing_a_job_is_idempotent(tmp_path: Path,
+                                                                 rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    assert place(rt, inv, 1, 8) == "placed gpu0:8"
+    assert place(rt, inv, 1, 8) == "placed gpu0:8"  # requeued job id: placed afresh
+    assert run_driver("release", str(rt), "1").stdout.strip() == "released 1"
+    assert place(rt, inv, 2, 10) == "placed gpu0:10"
+
+
+def test_concurrent_placements_never_overbook(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(lambda job: place(rt, inv, job, 2), range(1, 13)))
+    placed = [r for r in results if r.startswith("placed")]
+    assert len(placed) == 10, results  # 20 slices hold exactly ten 2-slice jobs
+    rows = [line.split() for line in (rt / "placements").read_text().splitlines()
+            if line.startswith("job=")]
+    per_gpu: dict[str, int] = {}
+    for _job, gpu, slices in rows:
+        per_gpu[gpu] = per_gpu.get(gpu, 0) + int(slices.split("=")[1])
+    assert per_gpu == {"gpu=0": 10, "gpu=1": 10}
+    assert not list(rt.glob("placements.tmp.*"))  # atomic writes leave no temp files
+
+
+def test_malformed_table_is_reported_with_its_line(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    rt.mkdir(mode=0o755)
+    (rt / "placements").write_text("job=1 gpu=0 slices=2\njob=two gpu=0 slices=1\n")
+    assert "line 2 is malformed" in place(rt, inv, 3, 1)
+
+
+def test_lock_waits_are_bounded(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    holder = subprocess.Popen([str(DRIVER), "lock", str(lock), "1000", "1500"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        result = run_driver("lock", str(lock), "100")
+        assert result.returncode == 1
+        assert "timed out after 100 ms" in result.stdout
+    finally:
+        holder.wait(timeout=10)
+    assert run_driver("lock", str(lock), "100").stdout.strip() == "locked"
+
+
+# ----------------------------------------------------------------- per-job files
+
+
+def test_limits_file_layout(tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)],
+                          slice_bytes=1_610_612_736)
+    out = tmp_path / "limits"
+    run_driver("limits", str(out), str(inv), "4242", "1234", str(SHARE_BURST), "0:3", "1:2",
+               check=True)
+    st = out.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o644 and st.st_uid == 0
+    lim = decode_limits(out.read_bytes())
+    assert (lim.magic, lim.version, lim.size) == (LIMITS_MAGIC, 1, LIMITS_SIZE)
+    assert (lim.generation, lim.job_id, lim.uid, lim.share_policy, lim.flags) == (
+        0, 4242, 1234, SHARE_BURST, 0)
+    assert [(g.physical_index, g.slices) for g in lim.gpus] == [(0, 3), (1, 2)]
+    assert lim.gpus[0].uuid == "GPU-n1-0000-0000-0000-000000000000"
+    assert lim.gpus[0].memory_limit_bytes == 3 * 1_610_612_736
+    assert lim.gpus[0].compute_guaranteed_permille == 300
+    assert lim.gpus[0].compute_limit_permille == 300
+    assert lim.gpus[1].memory_limit_bytes == 2 * 1_610_612_736
+
+
+def test_state_file_is_empty_and_private_to_the_job_user(tmp_path: Path,
+                                                         as_root: None) -> None:
+    path = tmp_path / "state"
+    path.write_text("stale")
+    run_driver("state", str(path), "4321", "8765", check=True)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_size) == (4321, 8765, 0o600, 0)
+
+
+def test_state_file_never_follows_a_planted_link(tmp_path: Path, as_root: None) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "state").symlink_to(victim)
+    run_driver("state", str(tmp_path / "state"), "4321", "4321", check=True)
+    assert victim.read_text() == "keep" and victim.stat().st_uid == 0
+    assert not (tmp_path / "state").is_symlink()
+
+
+def test_driver_usage_error() -> None:
+    assert run_driver("nonsense").returncode == 2
