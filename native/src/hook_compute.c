@@ -1,0 +1,339 @@
+/*
+ * Compute shares from MEASURED device time.
+ *
+ * Every process of an enforced job runs a monitor thread (started at cuInit). Per job GPU one
+ * of them is the sampler (elected through sampler_pid with a heartbeat). Each tick (10 ms)
+ * the sampler asks NVML how busy each process kept the GPU since the last tick
+ * (nvmlDeviceGetProcessUtilization, the device's own per-process accounting), sums the
+ * job's processes, and runs a token bucket per job GPU:
+ *
+ *     tokens += share * dt - measured_busy        (clamped to [-debt_max, +credit_max])
+ *     gate closed  <=>  tokens < 0
+ *
+ * Launches (cuLaunchKernel*, cooperative, graphs) read one word, the gate mask; while their
+ * GPU's bit is set they wait on a futex that the sampler wakes when it reopens the gate. The
+ * long-run device time of the job therefore converges to share * wall time whenever it wants
+ * at least that much (an integral controller: overshoot from queued kernels and measurement
+ * lag is paid back as debt), and kernel length or grid size do not matter.
+ *
+ * share = compute_limit_permille (the daemon moves it live). With share_policy=burst the job
+ * may also use what other jobs leave idle: share = max(limit, 1000 - others - margin), where
+ * `others` is the measured busy fraction of every other process on the GPU (work-conserving).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hook.h"
+
+#define TICK_NS 10000000ull          /* sampler period */
+#define STALE_NS 100000000ull         /* a sampler silent this long is replaced */
+#define MAX_WAIT_NS 3000000000ull     /* longest a launch waits at the gate */
+#define CREDIT_WINDOW_NS 100000000ull /* unused share kept for later: 100 ms of it */
+#define DEBT_WINDOW_NS 2000000000ull  /* debt beyond 2 s of share is forgiven */
+#define BURST_MARGIN_PERMILLE 50      /* headroom left to others by a bursting job */
+#define MAX_SAMPLES 512
+
+typedef nvmlReturn_t (*nvml_init_fn)(void);
+typedef nvmlReturn_t (*nvml_by_uuid_fn)(const char *, nvmlDevice_t *);
+typedef nvmlReturn_t (*nvml_by_index_fn)(unsigned int, nvmlDevice_t *);
+typedef nvmlReturn_t (*nvml_proc_util_fn)(nvmlDevice_t, nvmlProcessUtilizationSample_t *,
+					  unsigned int *, unsigned long long);
+
+static _Atomic int monitor_started;
+static struct {
+	int ready;
+	nvml_proc_util_fn proc_util;
+	nvmlDevice_t handle[VGPU_MAX_GPUS];
+} nvml;
+
+/* What this process knows as the sampler of a gpu (reset when it loses the role). */
+static struct {
+	int leading;
+	uint64_t last_ns;
+	uint64_t seen_us;
+	double others_permille; /* smoothed */
+} lead[VGPU_MAX_GPUS];
+
+static nvmlProcessUtilizationSample_t samples[MAX_SAMPLES];
+
+static long futex(void *addr, int op, uint32_t val, const struct timespec *timeout)
+{
+	return syscall(SYS_futex, addr, op, val, timeout, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ launches */
+
+void vgpu_throttle_wait(void)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	if (!s)
+		return;
+	uint32_t mask = atomic_load_explicit(&s->gate_mask, memory_order_acquire);
+	int g = 0;
+	if (vgpu_rt.ngpus != 1) {
+		CUresult err;
+		g = vgpu_gpu_of_current_context(&err);
+		if (g < 0 || g >= (int)VGPU_MAX_GPUS)
+			return;
+	}
+	uint32_t bit = 1u << g;
+	if (!(mask & bit))
+		return;
+	struct vgpu_state_gpu *sg = &s->gpu[g];
+	uint64_t t0 = vgpu_now_ns(), now = t0;
+	for (;;) {
+		mask = atomic_load_explicit(&s->gate_mask, memory_order_acquire);
+		if (!(mask & bit) || now - t0 >= MAX_WAIT_NS)
+			break;
+		/* A gate nobody tends any more (its sampler died) does not hold launches. */
+		if (now - atomic_load(&sg->sampler_beat_ns) > 2 * STALE_NS)
+			break;
+		struct timespec ts = {0, 2000000};
+		futex((void *)&s->gate_mask, FUTEX_WAIT, mask, &ts);
+		now = vgpu_now_ns();
+	}
+	atomic_fetch_add(&sg->throttled_ns, now - t0);
+}
+
+/* ------------------------------------------------------------------ measuring */
+
+static int nvml_open(void)
+{
+	void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return -1;
+	nvml_init_fn init = (nvml_init_fn)vgpu_driver_sym(VGPU_LIB_NVML, "nvmlInit_v2");
+	nvml_by_uuid_fn by_uuid =
+		(nvml_by_uuid_fn)vgpu_driver_sym(VGPU_LIB_NVML, "nvmlDeviceGetHandleByUUID");
+	nvml_by_index_fn by_index =
+		(nvml_by_index_fn)vgpu_driver_sym(VGPU_LIB_NVML, "nvmlDeviceGetHandleByIndex_v2");
+	nvml.proc_util = (nvml_proc_util_fn)vgpu_driver_sym(VGPU_LIB_NVML,
+							    "nvmlDeviceGetProcessUtilization");
+	if (!init || !nvml.proc_util || init() != NVML_SUCCESS)
+		return -1;
+	for (uint32_t g = 0; g < vgpu_rt.ngpus; g++) {
+		char uuid[VGPU_UUID_LEN + 1];
+		memcpy(uuid, vgpu_rt.limits->gpu[g].uuid, VGPU_UUID_LEN);
+		uuid[VGPU_UUID_LEN] = '\0';
+		nvmlReturn_t r = -1;
+		if (uuid[0] && by_uuid)
+			r = by_uuid(uuid, &nvml.handle[g]);
+		else if (by_index)
+			r = by_index(vgpu_rt.limits->gpu[g].physical_index, &nvml.handle[g]);
+		if (r != NVML_SUCCESS)
+			nvml.handle[g] = NULL;
+	}
+	return 0;
+}
+
+static int job_slot_of(const struct vgpu_state *s, uint32_t pid)
+{
+	for (uint32_t i = 0; i < VGPU_MAX_PROCS; i++)
+		if ((uint32_t)atomic_load_explicit(&s->proc[i].pid, memory_order_relaxed) == pid &&
+		    pid != 0)
+			return (int)i;
+	return -1;
+}
+
+/* Device time (ns) of the job's and of other processes on gpu g since the last call.
+ * Each NVML sample is one process's busy percentage over (previous timestamp, timeStamp]. */
+static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	unsigned int n = MAX_SAMPLES;
+	*job_ns = *others_ns = 0;
+	if (!nvml.handle[g])
+		return -1;
+	nvmlReturn_t r = nvml.proc_util(nvml.handle[g], samples, &n, lead[g].seen_us);
+	if (r == NVML_ERROR_NOT_FOUND)
+		return 0; /* nothing ran */
+	if (r != NVML_SUCCESS)
+		return -1;
+	uint64_t newest = lead[g].seen_us;
+	for (unsigned int i = 0; i < n && i < MAX_SAMPLES; i++) {
+		const nvmlProcessUtilizationSample_t *x = &samples[i];
+		if (x->timeStamp <= lead[g].seen_us)
+			continue;
+		uint64_t span_us = x->timeStamp - lead[g].seen_us;
+		uint64_t busy = span_us * 1000ull * (x->smUtil > 100 ? 100 : x->smUtil) / 100;
+		int slot = job_slot_of(s, x->pid);
+		if (slot >= 0) {
+			*job_ns += busy;
+			s->proc[slot].busy_ns[g] += busy;
+		} else {
+			*others_ns += busy;
+		}
+		if (x->timeStamp > newest)
+			newest = x->timeStamp;
+	}
+	lead[g].seen_us = newest;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ the sampler */
+
+static int take_lead(struct vgpu_state_gpu *sg, uint64_t now)
+{
+	int32_t me = (int32_t)vgpu_rt.pid;
+	int32_t cur = atomic_load(&sg->sampler_pid);
+	if (cur == me)
+		return 1;
+	if (cur != 0 && now - atomic_load(&sg->sampler_beat_ns) < STALE_NS)
+		return 0;
+	if (!atomic_compare_exchange_strong(&sg->sampler_pid, &cur, me))
+		return 0;
+	atomic_store(&sg->sampler_beat_ns, now);
+	return 1;
+}
+
+static void set_gate(struct vgpu_state *s, uint32_t g, int closed)
+{
+	uint32_t bit = 1u << g;
+	if (closed) {
+		if (!(atomic_load(&s->gate_mask) & bit))
+			atomic_fetch_or(&s->gate_mask, bit);
+		return;
+	}
+	if (atomic_fetch_and(&s->gate_mask, ~bit) & bit)
+		futex((void *)&s->gate_mask, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static void sample_gpu(uint32_t g, uint64_t now)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	struct vgpu_state_gpu *sg = &s->gpu[g];
+	if (!take_lead(sg, now)) {
+		lead[g].leading = 0;
+		return;
+	}
+	if (!lead[g].leading) {
+		/* New sampler: start the clock now, drop history measured under the old one. */
+		lead[g].leading = 1;
+		lead[g].last_ns = now;
+		lead[g].seen_us = sg->sampler_seen_us;
+		lead[g].others_permille = 0;
+		uint64_t j, o;
+		if (lead[g].seen_us == 0)
+			measure(g, &j, &o);
+		atomic_store(&sg->sampler_beat_ns, now);
+		return;
+	}
+	uint64_t dt = now - lead[g].last_ns;
+	lead[g].last_ns = now;
+	uint64_t job_ns = 0, others_ns = 0;
+	if (measure(g, &job_ns, &others_ns) != 0) {
+		set_gate(s, g, 0); /* cannot measure: never hold launches on a guess */
+		atomic_store(&sg->sampler_beat_ns, now);
+		return;
+	}
+	sg->sampler_seen_us = lead[g].seen_us;
+	atomic_fetch_add(&sg->busy_ns, job_ns);
+	atomic_fetch_add(&sg->others_busy_ns, others_ns);
+
+	struct vgpu_gpu_limit lim;
+	uint32_t policy = VGPU_SHARE_GUARANTEED;
+	vgpu_limits_read(g, &lim, &policy);
+	double share = lim.compute_limit_permille;
+	if (share < 1)
+		share = 1;
+	if (policy == VGPU_SHARE_BURST && dt > 0) {
+		double others = 1000.0 * (double)others_ns / (double)dt;
+		lead[g].others_permille = 0.8 * lead[g].others_permille + 0.2 * others;
+		double idle = 1000.0 - lead[g].others_permille - BURST_MARGIN_PERMILLE;
+		if (idle > share)
+			share = idle;
+	}
+	if (share >= 1000) {
+		atomic_store(&sg->effective_permille, 1000);
+		atomic_store(&sg->tokens_ns, 0);
+		set_gate(s, g, 0);
+		atomic_store(&sg->sampler_beat_ns, now);
+		return;
+	}
+	atomic_store(&sg->effective_permille, (uint32_t)share);
+	double credit_max = share * (double)CREDIT_WINDOW_NS / 1000.0;
+	double debt_max = share * (double)DEBT_WINDOW_NS / 1000.0;
+	double tokens = (double)atomic_load(&sg->tokens_ns) + share * (double)dt / 1000.0 -
+			(double)job_ns;
+	if (tokens > credit_max)
+		tokens = credit_max;
+	if (tokens < -debt_max)
+		tokens = -debt_max;
+	atomic_store(&sg->tokens_ns, (int64_t)tokens);
+	set_gate(s, g, tokens < 0);
+	atomic_store(&sg->sampler_beat_ns, now);
+}
+
+static void *monitor_main(void *arg)
+{
+	(void)arg;
+	int have_nvml = nvml_open() == 0;
+	if (!have_nvml)
+		vgpu_log("NVML unavailable in pid %d: it will not measure compute for the job",
+			 (int)vgpu_rt.pid);
+	struct timespec next;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (;;) {
+		next.tv_nsec += (long)TICK_NS;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_nsec -= 1000000000L;
+			next.tv_sec++;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+		uint64_t now = vgpu_now_ns();
+		if (have_nvml)
+			for (uint32_t g = 0; g < vgpu_rt.ngpus; g++)
+				sample_gpu(g, now);
+		vgpu_reclaim_dead(0);
+	}
+	return NULL;
+}
+
+void vgpu_monitor_start(void)
+{
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE || atomic_exchange(&monitor_started, 1))
+		return;
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* The application's signals stay with the application's threads. */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(&tid, &attr, monitor_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		atomic_store(&monitor_started, 0);
+		vgpu_log("cannot start the monitor thread (%s); compute shares not measured here",
+			 strerror(r));
+	}
+}
+
+void vgpu_monitor_atfork_child(void)
+{
+	/* The monitor thread did not survive fork; the child starts its own at cuInit. */
+	atomic_store(&monitor_started, 0);
+	memset(lead, 0, sizeof lead);
+}
+
+__attribute__((destructor)) static void give_up_lead(void)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	if (!s || vgpu_rt.mode != VGPU_MODE_ENFORCE)
+		return;
+	for (uint32_t g = 0; g < vgpu_rt.ngpus; g++) {
+		int32_t me = (int32_t)vgpu_rt.pid;
+		atomic_compare_exchange_strong(&s->gpu[g].sampler_pid, &me, 0);
+	}
+}

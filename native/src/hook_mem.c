@@ -1,0 +1,649 @@
+/*
+ * Memory: the job's cap on every allocation path, accounted in the shared state.
+ *
+ * An allocation reserves its bytes in the shared state BEFORE the driver is called (check
+ * and raise in one critical section under the robust mutex: two processes cannot both pass)
+ * and gives them back if the driver fails. A free gives them back after the driver freed.
+ * This process remembers what it allocated (pointer, VMM handle or array -> bytes, gpu) in a
+ * local table, so frees know what to return. Dead processes' reservations are reclaimed by
+ * whoever finds them: a failed reservation, the monitor thread, cuMemGetInfo, a new process.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hook.h"
+
+#define LOCK_TIMEOUT_S 2
+#define RECLAIM_INTERVAL_NS 200000000ull
+#define PITCH_ALIGN 512u
+#define ALLOC_GRANULARITY (2ull << 20) /* the driver hands out device memory in 2 MiB pages */
+
+enum alloc_kind { KIND_PTR = 1, KIND_VMM, KIND_ARRAY, KIND_MIPMAP };
+
+/* ------------------------------------------------------------------ the shared state */
+
+static void repair_locked(struct vgpu_state *s)
+{
+	/* A process died inside the critical section: the slots are authoritative. */
+	for (uint32_t g = 0; g < VGPU_MAX_GPUS; g++) {
+		uint64_t sum = 0;
+		for (uint32_t i = 0; i < VGPU_MAX_PROCS; i++)
+			if (atomic_load_explicit(&s->proc[i].pid, memory_order_relaxed) != 0)
+				sum += s->proc[i].used_bytes[g];
+		atomic_store(&s->gpu[g].used_bytes, sum);
+	}
+	atomic_fetch_add(&s->repairs, 1);
+}
+
+int vgpu_state_lock(struct vgpu_state *s)
+{
+	static int warned;
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += LOCK_TIMEOUT_S;
+	int r = pthread_mutex_timedlock(&s->lock.mutex, &deadline);
+	if (r == EOWNERDEAD) {
+		repair_locked(s);
+		pthread_mutex_consistent(&s->lock.mutex);
+		return 0;
+	}
+	if (r == 0)
+		return 0;
+	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+		vgpu_log("job state mutex not acquired in %d s (%s); refusing allocations until it is",
+			 LOCK_TIMEOUT_S, strerror(r));
+	return -1;
+}
+
+void vgpu_state_unlock(struct vgpu_state *s)
+{
+	pthread_mutex_unlock(&s->lock.mutex);
+}
+
+static void sweep_locked(struct vgpu_state *s)
+{
+	for (uint32_t i = 0; i < VGPU_MAX_PROCS; i++) {
+		struct vgpu_state_proc *p = &s->proc[i];
+		int32_t pid = atomic_load_explicit(&p->pid, memory_order_relaxed);
+		if (pid == 0 || (pid == vgpu_rt.pid && (int)i == vgpu_rt.slot))
+			continue;
+		if (vgpu_proc_alive(pid, p->start_time))
+			continue;
+		for (uint32_t g = 0; g < VGPU_MAX_GPUS; g++) {
+			uint64_t held = p->used_bytes[g];
+			uint64_t used = atomic_load(&s->gpu[g].used_bytes);
+			atomic_store(&s->gpu[g].used_bytes, used > held ? used - held : 0);
+		}
+		memset(p->used_bytes, 0, sizeof p->used_bytes);
+		memset(p->busy_ns, 0, sizeof p->busy_ns);
+		p->start_time = 0;
+		atomic_store(&p->pid, 0);
+	}
+	atomic_store(&s->last_reclaim_ns, vgpu_now_ns());
+}
+
+void vgpu_reclaim_dead(int force)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE || !s)
+		return;
+	uint64_t last = atomic_load_explicit(&s->last_reclaim_ns, memory_order_relaxed);
+	if (!force && vgpu_now_ns() - last < RECLAIM_INTERVAL_NS)
+		return;
+	if (vgpu_state_lock(s) != 0)
+		return;
+	sweep_locked(s);
+	vgpu_state_unlock(s);
+}
+
+/* Is our slot still ours (a misjudged sweep could have freed it)? Lock held. */
+static int slot_valid_locked(struct vgpu_state *s)
+{
+	int slot = vgpu_rt.slot;
+	return slot >= 0 && (uint32_t)slot < VGPU_MAX_PROCS &&
+	       atomic_load(&s->proc[slot].pid) == vgpu_rt.pid &&
+	       s->proc[slot].start_time == vgpu_rt.start_time;
+}
+
+static int register_locked(struct vgpu_state *s)
+{
+	if (slot_valid_locked(s))
+		return vgpu_rt.slot;
+	sweep_locked(s); /* a new process also gives back what dead ones held */
+	for (uint32_t i = 0; i < VGPU_MAX_PROCS; i++) {
+		struct vgpu_state_proc *p = &s->proc[i];
+		if (atomic_load(&p->pid) != 0)
+			continue;
+		memset(p->used_bytes, 0, sizeof p->used_bytes);
+		memset(p->busy_ns, 0, sizeof p->busy_ns);
+		p->start_time = vgpu_rt.start_time;
+		p->flags = 0;
+		atomic_store(&p->pid, vgpu_rt.pid);
+		vgpu_rt.slot = (int)i;
+		return (int)i;
+	}
+	vgpu_log("job state: all %u process slots in use; this process may not allocate",
+		 VGPU_MAX_PROCS);
+	return -1;
+}
+
+int vgpu_register_process(void)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE || !s)
+		return -1;
+	if (vgpu_state_lock(s) != 0)
+		return -1;
+	int slot = register_locked(s);
+	vgpu_state_unlock(s);
+	return slot;
+}
+
+static uint64_t round_up(uint64_t bytes, uint64_t unit)
+{
+	if (bytes > UINT64_MAX - unit)
+		return UINT64_MAX;
+	return (bytes + unit - 1) / unit * unit;
+}
+
+/* Reserve bytes on job gpu g. 0: reserved; -1: over the cap (or state unusable). */
+static int reserve(int g, uint64_t bytes)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	struct vgpu_gpu_limit lim;
+	if (vgpu_limits_read((uint32_t)g, &lim, NULL) != 0 || vgpu_state_lock(s) != 0)
+		return -1;
+	int rv = -1;
+	if (register_locked(s) < 0)
+		goto out;
+	struct vgpu_state_gpu *sg = &s->gpu[g];
+	for (int attempt = 0; attempt < 2; attempt++) {
+		uint64_t used = atomic_load(&sg->used_bytes);
+		if (bytes <= lim.memory_limit_bytes && used <= lim.memory_limit_bytes - bytes) {
+			atomic_store(&sg->used_bytes, used + bytes);
+			s->proc[vgpu_rt.slot].used_bytes[g] += bytes;
+			if (used + bytes > atomic_load(&sg->peak_bytes))
+				atomic_store(&sg->peak_bytes, used + bytes);
+			rv = 0;
+			goto out;
+		}
+		if (attempt == 0)
+			sweep_locked(s); /* a dead process may still hold what we need */
+	}
+	atomic_fetch_add(&sg->oom_denials, 1);
+out:
+	vgpu_state_unlock(s);
+	return rv;
+}
+
+static void release(int g, uint64_t bytes)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	if (vgpu_state_lock(s) != 0)
+		return; /* the reservation stays: conservative, never over the cap */
+	if (slot_valid_locked(s)) {
+		uint64_t *mine = &s->proc[vgpu_rt.slot].used_bytes[g];
+		uint64_t give = bytes < *mine ? bytes : *mine;
+		*mine -= give;
+		uint64_t used = atomic_load(&s->gpu[g].used_bytes);
+		atomic_store(&s->gpu[g].used_bytes, used > give ? used - give : 0);
+	}
+	vgpu_state_unlock(s);
+}
+
+/* ------------------------------------------------------------------ local allocation table */
+
+struct alloc_entry {
+	uint64_t key;
+	uint64_t bytes;
+	int32_t gpu;
+	uint8_t kind; /* 0: empty, 0xff: deleted */
+};
+
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct alloc_entry *table;
+static size_t table_cap, table_fill; /* fill counts live and deleted entries */
+
+static size_t slot_of(uint64_t key, uint8_t kind, size_t cap)
+{
+	uint64_t h = (key ^ ((uint64_t)kind << 56)) * 0x9e3779b97f4a7c15ull;
+	return (size_t)(h >> 20) & (cap - 1);
+}
+
+static int table_grow(void)
+{
+	size_t cap = table_cap ? table_cap * 2 : 1024;
+	struct alloc_entry *t = calloc(cap, sizeof *t);
+	if (!t)
+		return -1;
+	size_t fill = 0;
+	for (size_t i = 0; i < table_cap; i++) {
+		struct alloc_entry *e = &table[i];
+		if (e->kind == 0 || e->kind == 0xff)
+			continue;
+		size_t j = slot_of(e->key, e->kind, cap);
+		while (t[j].kind)
+			j = (j + 1) & (cap - 1);
+		t[j] = *e;
+		fill++;
+	}
+	free(table);
+	table = t;
+	table_cap = cap;
+	table_fill = fill;
+	return 0;
+}
+
+static int table_put(uint8_t kind, uint64_t key, uint64_t bytes, int gpu)
+{
+	int rv = -1;
+	pthread_mutex_lock(&table_mu);
+	if ((table_fill + 1) * 4 > table_cap * 3 && table_grow() != 0)
+		goto out;
+	size_t j = slot_of(key, kind, table_cap);
+	while (table[j].kind && table[j].kind != 0xff)
+		j = (j + 1) & (table_cap - 1);
+	if (table[j].kind == 0)
+		table_fill++;
+	table[j] = (struct alloc_entry){key, bytes, gpu, kind};
+	rv = 0;
+out:
+	pthread_mutex_unlock(&table_mu);
+	return rv;
+}
+
+static int table_take(uint8_t kind, uint64_t key, uint64_t *bytes, int *gpu)
+{
+	int found = 0;
+	pthread_mutex_lock(&table_mu);
+	if (table_cap) {
+		size_t j = slot_of(key, kind, table_cap);
+		for (size_t n = 0; n < table_cap && table[j].kind; n++) {
+			if (table[j].kind == kind && table[j].key == key) {
+				*bytes = table[j].bytes;
+				*gpu = table[j].gpu;
+				table[j].kind = 0xff;
+				found = 1;
+				break;
+			}
+			j = (j + 1) & (table_cap - 1);
+		}
+	}
+	pthread_mutex_unlock(&table_mu);
+	return found;
+}
+
+void vgpu_mem_atfork_prepare(void)
+{
+	pthread_mutex_lock(&table_mu);
+}
+
+void vgpu_mem_atfork_parent(void)
+{
+	pthread_mutex_unlock(&table_mu);
+}
+
+void vgpu_mem_atfork_child(void)
+{
+	/* The parent's allocations are not the child's to free. */
+	pthread_mutex_init(&table_mu, NULL);
+	free(table);
+	table = NULL;
+	table_cap = table_fill = 0;
+}
+
+/* ------------------------------------------------------------------ allocation wrappers */
+
+/* Before the driver: *gpu = job gpu reserved on, or -1 when not accounting (pass through). */
+static CUresult before_alloc(int gpu, uint64_t bytes, int *reserved_gpu)
+{
+	*reserved_gpu = -1;
+	if (gpu < 0)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	if (reserve(gpu, round_up(bytes, ALLOC_GRANULARITY)) != 0)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*reserved_gpu = gpu;
+	return CUDA_SUCCESS;
+}
+
+/* Which job gpu the current context is; also says whether to account at all. */
+static CUresult accounting_gpu(int *gpu, int *account)
+{
+	vgpu_ensure_init();
+	*account = 0;
+	*gpu = -1;
+	switch (__atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE)) {
+	case VGPU_MODE_ENFORCE:
+		break;
+	case VGPU_MODE_DENY:
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	default:
+		return CUDA_SUCCESS;
+	}
+	CUresult err = CUDA_ERROR_OUT_OF_MEMORY;
+	*gpu = vgpu_gpu_of_current_context(&err);
+	if (*gpu < 0)
+		return err;
+	*account = 1;
+	return CUDA_SUCCESS;
+}
+
+static CUresult after_alloc(CUresult r, int gpu, uint8_t kind, uint64_t key, uint64_t bytes)
+{
+	if (gpu < 0)
+		return r;
+	uint64_t charged = round_up(bytes, ALLOC_GRANULARITY);
+	if (r != CUDA_SUCCESS) {
+		release(gpu, charged);
+		return r;
+	}
+	if (table_put(kind, key, charged, gpu) != 0)
+		vgpu_log("out of host memory for the allocation table; %llu bytes stay reserved "
+			 "until this process exits", (unsigned long long)charged);
+	return r;
+}
+
+static void after_free(CUresult r, uint8_t kind, uint64_t key)
+{
+	uint64_t bytes;
+	int gpu;
+	if (r != CUDA_SUCCESS || vgpu_rt.mode != VGPU_MODE_ENFORCE)
+		return;
+	if (table_take(kind, key, &bytes, &gpu) && gpu >= 0 && (uint32_t)gpu < vgpu_rt.ngpus)
+		release(gpu, bytes);
+}
+
+/* The usual shape: account on the current context's gpu, call, settle. */
+#define ALLOC_ON_CURRENT(name, kind, keyexpr, bytes, ...)                          \
+	do {                                                                       \
+		int gpu_, account_, reserved_ = -1;                                \
+		CUresult r_ = accounting_gpu(&gpu_, &account_);                   \
+		if (r_ != CUDA_SUCCESS)                                            \
+			return r_;                                                 \
+		if (account_ && (r_ = before_alloc(gpu_, (bytes), &reserved_)))    \
+			return r_;                                                 \
+		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
+		r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_INITIALIZED;      \
+		return after_alloc(r_, reserved_, (kind), r_ ? 0 : (keyexpr), (bytes)); \
+	} while (0)
+
+#define FREE_FORWARD(name, kind, key, ...)                                         \
+	do {                                                                       \
+		vgpu_ensure_init();                                                \
+		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
+		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_INITIALIZED; \
+		after_free(r_, (kind), (key));                                     \
+		return r_;                                                         \
+	} while (0)
+
+CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
+{
+	ALLOC_ON_CURRENT(cuMemAlloc_v2, KIND_PTR, *dptr, bytes, dptr, bytes);
+}
+
+CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytes, unsigned int flags)
+{
+	ALLOC_ON_CURRENT(cuMemAllocManaged, KIND_PTR, *dptr, bytes, dptr, bytes, flags);
+}
+
+CUresult cuMemAllocAsync VGPU_ALLOC_ASYNC_PARAMS
+{
+	ALLOC_ON_CURRENT(cuMemAllocAsync, KIND_PTR, *dptr, bytes, dptr, bytes, stream);
+}
+
+CUresult cuMemAllocAsync_ptsz VGPU_ALLOC_ASYNC_PARAMS
+{
+	ALLOC_ON_CURRENT(cuMemAllocAsync_ptsz, KIND_PTR, *dptr, bytes, dptr, bytes, stream);
+}
+
+CUresult cuMemAllocFromPoolAsync VGPU_ALLOC_POOL_PARAMS
+{
+	ALLOC_ON_CURRENT(cuMemAllocFromPoolAsync, KIND_PTR, *dptr, bytes, dptr, bytes, pool,
+			 stream);
+}
+
+CUresult cuMemAllocFromPoolAsync_ptsz VGPU_ALLOC_POOL_PARAMS
+{
+	ALLOC_ON_CURRENT(cuMemAllocFromPoolAsync_ptsz, KIND_PTR, *dptr, bytes, dptr, bytes, pool,
+			 stream);
+}
+
+CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+			    unsigned int elem)
+{
+	/* The pitch is known only afterwards: reserve an upper bound, then settle exactly. */
+	uint64_t estimate;
+	if (__builtin_mul_overflow(round_up(width, PITCH_ALIGN), (uint64_t)height, &estimate))
+		estimate = UINT64_MAX;
+	int gpu, account, reserved = -1;
+	CUresult r = accounting_gpu(&gpu, &account);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (account && (r = before_alloc(gpu, estimate, &reserved)))
+		return r;
+	vgpu_fn_cuMemAllocPitch_v2 real = VGPU_REAL(cuMemAllocPitch_v2);
+	r = real ? real(dptr, pitch, width, height, elem) : CUDA_ERROR_NOT_INITIALIZED;
+	if (reserved < 0 || r != CUDA_SUCCESS)
+		return after_alloc(r, reserved, KIND_PTR, 0, estimate);
+	uint64_t actual = (uint64_t)*pitch * height;
+	uint64_t charged = round_up(estimate, ALLOC_GRANULARITY);
+	uint64_t needed = round_up(actual, ALLOC_GRANULARITY);
+	if (needed > charged) {
+		if (reserve(reserved, needed - charged) != 0) {
+			vgpu_fn_cuMemFree_v2 real_free = VGPU_REAL(cuMemFree_v2);
+			if (real_free)
+				real_free(*dptr);
+			release(reserved, charged);
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		}
+	} else if (needed < charged) {
+		release(reserved, charged - needed);
+	}
+	return after_alloc(r, reserved, KIND_PTR, *dptr, needed);
+}
+
+CUresult cuMemFree_v2(CUdeviceptr dptr)
+{
+	FREE_FORWARD(cuMemFree_v2, KIND_PTR, dptr, dptr);
+}
+
+CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream)
+{
+	FREE_FORWARD(cuMemFreeAsync, KIND_PTR, dptr, dptr, stream);
+}
+
+CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
+{
+	FREE_FORWARD(cuMemFreeAsync_ptsz, KIND_PTR, dptr, dptr, stream);
+}
+
+CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t bytes,
+		     const CUmemAllocationProp *prop, unsigned long long flags)
+{
+	vgpu_ensure_init();
+	int mode = __atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE);
+	int on_device = prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE;
+	int reserved = -1;
+	if (on_device && mode == VGPU_MODE_DENY)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	if (on_device && mode == VGPU_MODE_ENFORCE) {
+		CUresult r = before_alloc(vgpu_gpu_of_ordinal(prop->location.id), bytes, &reserved);
+		if (r != CUDA_SUCCESS)
+			return r;
+	}
+	vgpu_fn_cuMemCreate real = VGPU_REAL(cuMemCreate);
+	CUresult r = real ? real(handle, bytes, prop, flags) : CUDA_ERROR_NOT_INITIALIZED;
+	return after_alloc(r, reserved, KIND_VMM, r ? 0 : *handle, bytes);
+}
+
+CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+	FREE_FORWARD(cuMemRelease, KIND_VMM, handle, handle);
+}
+
+/* ------------------------------------------------------------------ arrays */
+
+static uint64_t element_bytes(int format)
+{
+	switch (format) {
+	case 0x01: case 0x08: case 0xc0: case 0xc6: /* 8-bit */
+		return 1;
+	case 0x02: case 0x09: case 0x10: case 0xc1: case 0xc7: case 0xc3: case 0xc9:
+		return 2;
+	case 0x03: case 0x0a: case 0x20: case 0xc2: case 0xc8: case 0xc4: case 0xca: case 0x50:
+		return 4;
+	case 0xc5: case 0xcb:
+		return 8;
+	default: /* video and block-compressed formats: a safe upper bound */
+		return 16;
+	}
+}
+
+static uint64_t array_bytes(size_t w, size_t h, size_t d, int format, unsigned channels,
+			    unsigned levels, int depth_shrinks)
+{
+	uint64_t total = 0, per = element_bytes(format) * (channels ? channels : 1);
+	uint64_t W = w ? w : 1, H = h ? h : 1, D = d ? d : 1;
+	for (unsigned l = 0; l < (levels ? levels : 1) && l < 64; l++) {
+		uint64_t lw = W >> l ? W >> l : 1, lh = H >> l ? H >> l : 1;
+		uint64_t ld = depth_shrinks ? (D >> l ? D >> l : 1) : D, n;
+		if (__builtin_mul_overflow(lw, lh, &n) || __builtin_mul_overflow(n, ld, &n) ||
+		    __builtin_mul_overflow(n, per, &n) || __builtin_add_overflow(total, n, &total))
+			return UINT64_MAX;
+	}
+	return total;
+}
+
+CUresult cuArrayCreate_v2(CUarray *array, const CUDA_ARRAY_DESCRIPTOR *desc)
+{
+	uint64_t bytes = desc ? array_bytes(desc->Width, desc->Height, 1, desc->Format,
+					    desc->NumChannels, 1, 0)
+			      : 0;
+	ALLOC_ON_CURRENT(cuArrayCreate_v2, KIND_ARRAY, (uint64_t)(uintptr_t)*array, bytes, array,
+			 desc);
+}
+
+CUresult cuArray3DCreate_v2(CUarray *array, const CUDA_ARRAY3D_DESCRIPTOR *desc)
+{
+	uint64_t bytes = desc ? array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format,
+					    desc->NumChannels, 1, 0)
+			      : 0;
+	ALLOC_ON_CURRENT(cuArray3DCreate_v2, KIND_ARRAY, (uint64_t)(uintptr_t)*array, bytes, array,
+			 desc);
+}
+
+CUresult cuMipmappedArrayCreate(CUmipmappedArray *array, const CUDA_ARRAY3D_DESCRIPTOR *desc,
+				unsigned int levels)
+{
+	/* Layered and cubemap arrays keep their layer count at every level. */
+	uint64_t bytes = desc ? array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format,
+					    desc->NumChannels, levels, !(desc->Flags & 0x05))
+			      : 0;
+	ALLOC_ON_CURRENT(cuMipmappedArrayCreate, KIND_MIPMAP, (uint64_t)(uintptr_t)*array, bytes,
+			 array, desc, levels);
+}
+
+CUresult cuArrayDestroy(CUarray array)
+{
+	FREE_FORWARD(cuArrayDestroy, KIND_ARRAY, (uint64_t)(uintptr_t)array, array);
+}
+
+CUresult cuMipmappedArrayDestroy(CUmipmappedArray array)
+{
+	FREE_FORWARD(cuMipmappedArrayDestroy, KIND_MIPMAP, (uint64_t)(uintptr_t)array, array);
+}
+
+/* ------------------------------------------------------------------ what the job is told */
+
+/* cap and usage of job gpu g: what the job sees as its device's total and used memory. */
+static void slice_view(int g, uint64_t *cap, uint64_t *used)
+{
+	struct vgpu_gpu_limit lim;
+	*cap = 0;
+	*used = 0;
+	if (g < 0 || vgpu_limits_read((uint32_t)g, &lim, NULL) != 0)
+		return;
+	vgpu_reclaim_dead(0);
+	*cap = lim.memory_limit_bytes;
+	*used = atomic_load(&vgpu_rt.state->gpu[g].used_bytes);
+}
+
+static int reporting(void)
+{
+	vgpu_ensure_init();
+	int mode = __atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE);
+	return mode == VGPU_MODE_ENFORCE || mode == VGPU_MODE_DENY;
+}
+
+CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
+{
+	vgpu_fn_cuMemGetInfo_v2 real = VGPU_REAL(cuMemGetInfo_v2);
+	CUresult r = real ? real(free_bytes, total) : CUDA_ERROR_NOT_INITIALIZED;
+	if (r != CUDA_SUCCESS || !reporting() || !free_bytes || !total)
+		return r;
+	CUresult err;
+	uint64_t cap = 0, used = 0;
+	if (vgpu_rt.mode == VGPU_MODE_ENFORCE)
+		slice_view(vgpu_gpu_of_current_context(&err), &cap, &used);
+	uint64_t real_free = *free_bytes;
+	if (cap < *total)
+		*total = cap;
+	uint64_t avail = cap > used ? cap - used : 0;
+	*free_bytes = avail < real_free ? avail : real_free;
+	return r;
+}
+
+CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+	vgpu_fn_cuDeviceTotalMem_v2 real = VGPU_REAL(cuDeviceTotalMem_v2);
+	CUresult r = real ? real(bytes, dev) : CUDA_ERROR_NOT_INITIALIZED;
+	if (r != CUDA_SUCCESS || !reporting() || !bytes)
+		return r;
+	uint64_t cap = 0, used = 0;
+	if (vgpu_rt.mode == VGPU_MODE_ENFORCE)
+		slice_view(vgpu_gpu_of_ordinal(dev), &cap, &used);
+	if (cap < *bytes)
+		*bytes = cap;
+	return r;
+}
+
+static void nvml_view(nvmlDevice_t device, unsigned long long *total,
+		      unsigned long long *free_bytes, unsigned long long *used)
+{
+	int g = vgpu_rt.mode == VGPU_MODE_ENFORCE ? vgpu_gpu_of_nvml(device) : -1;
+	if (vgpu_rt.mode == VGPU_MODE_ENFORCE && g < 0)
+		return; /* a GPU of the node that is not the job's: the truth */
+	uint64_t cap = 0, mine = 0;
+	slice_view(g, &cap, &mine);
+	if (cap < *total)
+		*total = cap;
+	*used = mine;
+	uint64_t avail = *total > mine ? *total - mine : 0;
+	if (avail < *free_bytes)
+		*free_bytes = avail;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
+{
+	vgpu_fn_nvmlDeviceGetMemoryInfo real = VGPU_REAL(nvmlDeviceGetMemoryInfo);
+	nvmlReturn_t r = real ? real(device, memory) : NVML_ERROR_NOT_FOUND;
+	if (r == NVML_SUCCESS && memory && reporting())
+		nvml_view(device, &memory->total, &memory->free, &memory->used);
+	return r;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory)
+{
+	vgpu_fn_nvmlDeviceGetMemoryInfo_v2 real = VGPU_REAL(nvmlDeviceGetMemoryInfo_v2);
+	nvmlReturn_t r = real ? real(device, memory) : NVML_ERROR_NOT_FOUND;
+	if (r == NVML_SUCCESS && memory && reporting()) {
+		nvml_view(device, &memory->total, &memory->free, &memory->used);
+		if (memory->reserved > memory->total)
+			memory->reserved = 0;
+	}
+	return r;
+}

@@ -1,0 +1,476 @@
+/*
+ * vgpu_probe: a driver-API program that the hook's tests script from the command line.
+ * Built three ways, one per lookup path the hook must cover:
+ *   -DPROBE_LINKED  linked -lcuda (calls bind through the dynamic linker)
+ *   -DPROBE_DLSYM   dlopen("libcuda.so.1") + dlsym of every function
+ *   -DPROBE_GPA     dlopen + dlsym("cuGetProcAddress_v2") + cuGetProcAddress for the rest
+ *                   (PROBE_PTSZ=1 asks for the per-thread-default-stream variants)
+ *
+ * usage: vgpu_probe CMD [ARG...] [CMD [ARG...]]...    (sizes accept K, M, G suffixes)
+ *   info | total | alloc N | free | managed N | pitch W H | async N | freeasync | pool N |
+ *   vmm N | vmmfree | array W H | array3d W H D | mipmap W H LEVELS | arrayfree |
+ *   launch N | launchex N | coop N | graph N | busy MS | sync | sleep MS | hold | fork
+ * Each command prints one line "<cmd> rc=<CUresult> [key=value]..." on stdout. `hold` prints
+ * "hold ready" and sleeps until killed; `fork` runs the remaining commands in a child (which
+ * calls cuInit and makes its own context) and waits for it.
+ */
+#define _GNU_SOURCE
+#include <cuda.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_HELD 4096
+
+static struct {
+	CUresult (*init)(unsigned int);
+	CUresult (*device_get)(CUdevice *, int);
+	CUresult (*primary_retain)(CUcontext *, CUdevice);
+	CUresult (*ctx_set)(CUcontext);
+	CUresult (*mem_info)(size_t *, size_t *);
+	CUresult (*total_mem)(size_t *, CUdevice);
+	CUresult (*alloc)(CUdeviceptr *, size_t);
+	CUresult (*free)(CUdeviceptr);
+	CUresult (*managed)(CUdeviceptr *, size_t, unsigned int);
+	CUresult (*pitch)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int);
+	CUresult (*alloc_async)(CUdeviceptr *, size_t, CUstream);
+	CUresult (*free_async)(CUdeviceptr, CUstream);
+	CUresult (*pool_get)(CUmemoryPool *, CUdevice);
+	CUresult (*alloc_pool)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
+	CUresult (*mem_create)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
+			       unsigned long long);
+	CUresult (*mem_release)(CUmemGenericAllocationHandle);
+	CUresult (*array_create)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *);
+	CUresult (*array3d_create)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *);
+	CUresult (*array_destroy)(CUarray);
+	CUresult (*mipmap_create)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned int);
+	CUresult (*mipmap_destroy)(CUmipmappedArray);
+	CUresult (*module_load)(CUmodule *, const void *);
+	CUresult (*module_function)(CUfunction *, CUmodule, const char *);
+	CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+			   unsigned, CUstream, void **, void **);
+	CUresult (*launch_ex)(const CUlaunchConfig *, CUfunction, void **, void **);
+	CUresult (*coop)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+			 unsigned, CUstream, void **);
+	CUresult (*graph_create)(CUgraph *, unsigned int);
+	CUresult (*graph_add_kernel)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t,
+				     const CUDA_KERNEL_NODE_PARAMS *);
+	CUresult (*graph_instantiate)(CUgraphExec *, CUgraph, unsigned long long);
+	CUresult (*graph_launch)(CUgraphExec, CUstream);
+	CUresult (*ctx_sync)(void);
+	CUresult (*attr)(int *, CUdevice_attribute, CUdevice);
+} api;
+
+#define PTR(field) ((void **)&api.field)
+
+#if defined(PROBE_LINKED)
+/* Weak: a driver (or simulated one) without them still runs the rest; calls report 500. */
+#pragma weak cuArrayCreate_v2
+#pragma weak cuArray3DCreate_v2
+#pragma weak cuArrayDestroy
+#pragma weak cuMipmappedArrayCreate
+#pragma weak cuMipmappedArrayDestroy
+#pragma weak cuMemAllocFromPoolAsync
+#pragma weak cuDeviceGetDefaultMemPool
+#pragma weak cuGraphCreate
+#pragma weak cuGraphAddKernelNode_v2
+#pragma weak cuGraphInstantiateWithFlags
+#pragma weak cuGraphLaunch
+#pragma weak cuLaunchKernelEx
+#pragma weak cuLaunchCooperativeKernel
+#pragma weak cuMemCreate
+#pragma weak cuMemRelease
+#pragma weak cuMemAllocAsync
+#pragma weak cuMemFreeAsync
+#pragma weak cuMemAllocManaged
+static int load_api(void)
+{
+	api.init = cuInit;
+	api.device_get = cuDeviceGet;
+	api.primary_retain = cuDevicePrimaryCtxRetain;
+	api.ctx_set = cuCtxSetCurrent;
+	api.mem_info = cuMemGetInfo;
+	api.total_mem = cuDeviceTotalMem;
+	api.alloc = cuMemAlloc;
+	api.free = cuMemFree;
+	api.managed = cuMemAllocManaged;
+	api.pitch = cuMemAllocPitch;
+	api.alloc_async = cuMemAllocAsync;
+	api.free_async = cuMemFreeAsync;
+	api.pool_get = cuDeviceGetDefaultMemPool;
+	api.alloc_pool = cuMemAllocFromPoolAsync;
+	api.mem_create = cuMemCreate;
+	api.mem_release = cuMemRelease;
+	api.array_create = cuArrayCreate;
+	api.array3d_create = cuArray3DCreate;
+	api.array_destroy = cuArrayDestroy;
+	api.mipmap_create = cuMipmappedArrayCreate;
+	api.mipmap_destroy = cuMipmappedArrayDestroy;
+	api.module_load = cuModuleLoadData;
+	api.module_function = cuModuleGetFunction;
+	api.launch = cuLaunchKernel;
+	api.launch_ex = cuLaunchKernelEx;
+	api.coop = cuLaunchCooperativeKernel;
+	api.graph_create = cuGraphCreate;
+	api.graph_add_kernel = cuGraphAddKernelNode;
+	api.graph_instantiate = cuGraphInstantiate;
+	api.graph_launch = cuGraphLaunch;
+	api.ctx_sync = cuCtxSynchronize;
+	api.attr = cuDeviceGetAttribute;
+	return 0;
+}
+#else
+struct lookup {
+	void **slot;
+	const char *exported; /* the versioned name dlsym needs */
+	const char *base;     /* the name cuGetProcAddress takes */
+	int version;
+};
+static const struct lookup table[] = {
+	{PTR(init), "cuInit", "cuInit", 2000},
+	{PTR(device_get), "cuDeviceGet", "cuDeviceGet", 2000},
+	{PTR(primary_retain), "cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRetain", 7000},
+	{PTR(ctx_set), "cuCtxSetCurrent", "cuCtxSetCurrent", 4000},
+	{PTR(mem_info), "cuMemGetInfo_v2", "cuMemGetInfo", 3020},
+	{PTR(total_mem), "cuDeviceTotalMem_v2", "cuDeviceTotalMem", 3020},
+	{PTR(alloc), "cuMemAlloc_v2", "cuMemAlloc", 3020},
+	{PTR(free), "cuMemFree_v2", "cuMemFree", 3020},
+	{PTR(managed), "cuMemAllocManaged", "cuMemAllocManaged", 6000},
+	{PTR(pitch), "cuMemAllocPitch_v2", "cuMemAllocPitch", 3020},
+	{PTR(alloc_async), "cuMemAllocAsync", "cuMemAllocAsync", 11020},
+	{PTR(free_async), "cuMemFreeAsync", "cuMemFreeAsync", 11020},
+	{PTR(pool_get), "cuDeviceGetDefaultMemPool", "cuDeviceGetDefaultMemPool", 11020},
+	{PTR(alloc_pool), "cuMemAllocFromPoolAsync", "cuMemAllocFromPoolAsync", 11020},
+	{PTR(mem_create), "cuMemCreate", "cuMemCreate", 10020},
+	{PTR(mem_release), "cuMemRelease", "cuMemRelease", 10020},
+	{PTR(array_create), "cuArrayCreate_v2", "cuArrayCreate", 3020},
+	{PTR(array3d_create), "cuArray3DCreate_v2", "cuArray3DCreate", 3020},
+	{PTR(array_destroy), "cuArrayDestroy", "cuArrayDestroy", 2000},
+	{PTR(mipmap_create), "cuMipmappedArrayCreate", "cuMipmappedArrayCreate", 5000},
+	{PTR(mipmap_destroy), "cuMipmappedArrayDestroy", "cuMipmappedArrayDestroy", 5000},
+	{PTR(module_load), "cuModuleLoadData", "cuModuleLoadData", 2000},
+	{PTR(module_function), "cuModuleGetFunction", "cuModuleGetFunction", 2000},
+	{PTR(launch), "cuLaunchKernel", "cuLaunchKernel", 4000},
+	{PTR(launch_ex), "cuLaunchKernelEx", "cuLaunchKernelEx", 11060},
+	{PTR(coop), "cuLaunchCooperativeKernel", "cuLaunchCooperativeKernel", 9000},
+	{PTR(graph_create), "cuGraphCreate", "cuGraphCreate", 10000},
+	{PTR(graph_add_kernel), "cuGraphAddKernelNode_v2", "cuGraphAddKernelNode", 12000},
+	{PTR(graph_instantiate), "cuGraphInstantiateWithFlags", "cuGraphInstantiate", 12000},
+	{PTR(graph_launch), "cuGraphLaunch", "cuGraphLaunch", 10000},
+	{PTR(ctx_sync), "cuCtxSynchronize", "cuCtxSynchronize", 2000},
+	{PTR(attr), "cuDeviceGetAttribute", "cuDeviceGetAttribute", 2000},
+};
+
+static int load_api(void)
+{
+	void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		fprintf(stderr, "probe: dlopen libcuda.so.1: %s\n", dlerror());
+		return -1;
+	}
+#if defined(PROBE_GPA)
+	CUresult (*gpa)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *) =
+		(CUresult(*)(const char *, void **, int, cuuint64_t,
+			     CUdriverProcAddressQueryResult *))dlsym(h, "cuGetProcAddress_v2");
+	if (!gpa)
+		return -1;
+	const char *pt = getenv("PROBE_PTSZ");
+	cuuint64_t flags = pt && *pt == '1' ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+					   : CU_GET_PROC_ADDRESS_DEFAULT;
+	const char *ver = getenv("PROBE_CUDA_VERSION");
+	int version = ver ? atoi(ver) : 13000;
+	for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+		CUdriverProcAddressQueryResult st;
+		*table[i].slot = NULL;
+		gpa(table[i].base, table[i].slot, version, flags, &st);
+	}
+#else
+	for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+		*table[i].slot = dlsym(h, table[i].exported);
+#endif
+	return 0;
+}
+#endif
+
+static size_t parse_size(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+	switch (*end) {
+	case 'k': case 'K': v *= 1024.0; break;
+	case 'm': case 'M': v *= 1048576.0; break;
+	case 'g': case 'G': v *= 1073741824.0; break;
+	default: break;
+	}
+	return (size_t)v;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+#define CALL(fn, ...) ((fn) ? (fn)(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND)
+
+static CUdeviceptr held[MAX_HELD];
+static int nheld;
+static CUmemGenericAllocationHandle vmm[MAX_HELD];
+static int nvmm;
+static CUarray arrays[MAX_HELD];
+static int narrays;
+static CUmipmappedArray mipmaps[MAX_HELD];
+static int nmipmaps;
+static CUdevice dev;
+static CUcontext ctx;
+static CUfunction kernel;
+static int sms = 108;
+
+static CUresult setup(void)
+{
+	CUresult r = CALL(api.init, 0);
+	if (!r)
+		r = CALL(api.device_get, &dev, 0);
+	if (!r)
+		r = CALL(api.primary_retain, &ctx, dev);
+	if (!r)
+		r = CALL(api.ctx_set, ctx);
+	if (!r)
+		CALL(api.attr, &sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+	return r;
+}
+
+static CUresult need_kernel(void)
+{
+	if (kernel)
+		return CUDA_SUCCESS;
+	CUmodule mod;
+	const char *image = getenv("PROBE_MODULE_IMAGE");
+	CUresult r = CALL(api.module_load, &mod, image ? image : "vgpu probe image");
+	if (!r)
+		r = CALL(api.module_function, &kernel, mod, "spin");
+	return r;
+}
+
+/* One launch of `kind` with a grid of one wave (sms * 2 blocks). */
+static CUresult launch_one(const char *kind)
+{
+	unsigned grid = (unsigned)sms * 2;
+	if (!strcmp(kind, "launchex")) {
+		CUlaunchConfig cfg;
+		memset(&cfg, 0, sizeof cfg);
+		cfg.gridDimX = grid;
+		cfg.gridDimY = cfg.gridDimZ = 1;
+		cfg.blockDimX = 128;
+		cfg.blockDimY = cfg.blockDimZ = 1;
+		return CALL(api.launch_ex, &cfg, kernel, NULL, NULL);
+	}
+	if (!strcmp(kind, "coop"))
+		return CALL(api.coop, kernel, grid, 1, 1, 128, 1, 1, 0, NULL, NULL);
+	return CALL(api.launch, kernel, grid, 1, 1, 128, 1, 1, 0, NULL, NULL, NULL);
+}
+
+static int run(int argc, char **argv, int i);
+
+static int command(int argc, char **argv, int *pi)
+{
+	int i = *pi;
+	const char *cmd = argv[i++];
+	const char *a1 = i < argc ? argv[i] : "0";
+	const char *a2 = i + 1 < argc ? argv[i + 1] : "0";
+	const char *a3 = i + 2 < argc ? argv[i + 2] : "0";
+	CUresult r = CUDA_SUCCESS;
+	if (!strcmp(cmd, "info")) {
+		size_t fr = 0, tot = 0;
+		r = CALL(api.mem_info, &fr, &tot);
+		printf("info rc=%d free=%zu total=%zu\n", r, fr, tot);
+	} else if (!strcmp(cmd, "total")) {
+		size_t tot = 0;
+		r = CALL(api.total_mem, &tot, dev);
+		printf("total rc=%d total=%zu\n", r, tot);
+	} else if (!strcmp(cmd, "alloc") || !strcmp(cmd, "managed") || !strcmp(cmd, "async") ||
+		   !strcmp(cmd, "pool")) {
+		size_t n = parse_size(a1);
+		CUdeviceptr p = 0;
+		i++;
+		if (!strcmp(cmd, "alloc"))
+			r = CALL(api.alloc, &p, n);
+		else if (!strcmp(cmd, "managed"))
+			r = CALL(api.managed, &p, n, CU_MEM_ATTACH_GLOBAL);
+		else if (!strcmp(cmd, "async"))
+			r = CALL(api.alloc_async, &p, n, NULL);
+		else {
+			CUmemoryPool pool = NULL;
+			r = CALL(api.pool_get, &pool, dev);
+			if (!r)
+				r = CALL(api.alloc_pool, &p, n, pool, NULL);
+		}
+		if (!r && nheld < MAX_HELD)
+			held[nheld++] = p;
+		printf("%s rc=%d bytes=%zu\n", cmd, r, n);
+	} else if (!strcmp(cmd, "pitch")) {
+		size_t pitch = 0, w = parse_size(a1), h = parse_size(a2);
+		CUdeviceptr p = 0;
+		i += 2;
+		r = CALL(api.pitch, &p, &pitch, w, h, 4);
+		if (!r && nheld < MAX_HELD)
+			held[nheld++] = p;
+		printf("pitch rc=%d pitch=%zu\n", r, pitch);
+	} else if (!strcmp(cmd, "free") || !strcmp(cmd, "freeasync")) {
+		if (nheld)
+			r = !strcmp(cmd, "free") ? CALL(api.free, held[--nheld])
+						 : CALL(api.free_async, held[--nheld], NULL);
+		printf("%s rc=%d\n", cmd, r);
+	} else if (!strcmp(cmd, "vmm")) {
+		CUmemAllocationProp prop;
+		memset(&prop, 0, sizeof prop);
+		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+		prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		prop.location.id = dev;
+		CUmemGenericAllocationHandle h = 0;
+		size_t n = parse_size(a1);
+		i++;
+		r = CALL(api.mem_create, &h, n, &prop, 0);
+		if (!r && nvmm < MAX_HELD)
+			vmm[nvmm++] = h;
+		printf("vmm rc=%d bytes=%zu\n", r, n);
+	} else if (!strcmp(cmd, "vmmfree")) {
+		if (nvmm)
+			r = CALL(api.mem_release, vmm[--nvmm]);
+		printf("vmmfree rc=%d\n", r);
+	} else if (!strcmp(cmd, "array")) {
+		CUDA_ARRAY_DESCRIPTOR d = {parse_size(a1), parse_size(a2), CU_AD_FORMAT_FLOAT, 4};
+		CUarray a = NULL;
+		i += 2;
+		r = CALL(api.array_create, &a, &d);
+		if (!r && narrays < MAX_HELD)
+			arrays[narrays++] = a;
+		printf("array rc=%d\n", r);
+	} else if (!strcmp(cmd, "array3d") || !strcmp(cmd, "mipmap")) {
+		int mip = !strcmp(cmd, "mipmap");
+		CUDA_ARRAY3D_DESCRIPTOR d = {parse_size(a1), parse_size(a2), mip ? 0 : parse_size(a3),
+					     CU_AD_FORMAT_FLOAT, 4, 0};
+		i += 3;
+		if (mip) {
+			CUmipmappedArray m = NULL;
+			r = CALL(api.mipmap_create, &m, &d, (unsigned)atoi(a3));
+			if (!r && nmipmaps < MAX_HELD)
+				mipmaps[nmipmaps++] = m;
+		} else {
+			CUarray a = NULL;
+			r = CALL(api.array3d_create, &a, &d);
+			if (!r && narrays < MAX_HELD)
+				arrays[narrays++] = a;
+		}
+		printf("%s rc=%d\n", cmd, r);
+	} else if (!strcmp(cmd, "arrayfree")) {
+		if (narrays)
+			r = CALL(api.array_destroy, arrays[--narrays]);
+		else if (nmipmaps)
+			r = CALL(api.mipmap_destroy, mipmaps[--nmipmaps]);
+		printf("arrayfree rc=%d\n", r);
+	} else if (!strcmp(cmd, "launch") || !strcmp(cmd, "launchex") || !strcmp(cmd, "coop")) {
+		long n = atol(a1);
+		i++;
+		r = need_kernel();
+		for (long k = 0; k < n && !r; k++)
+			r = launch_one(cmd);
+		printf("%s rc=%d n=%ld\n", cmd, r, n);
+	} else if (!strcmp(cmd, "graph")) {
+		long n = atol(a1);
+		i++;
+		CUgraph g = NULL;
+		CUgraphNode node;
+		CUgraphExec exec = NULL;
+		CUDA_KERNEL_NODE_PARAMS kp;
+		memset(&kp, 0, sizeof kp);
+		r = need_kernel();
+		kp.func = kernel;
+		kp.gridDimX = (unsigned)sms * 2;
+		kp.gridDimY = kp.gridDimZ = 1;
+		kp.blockDimX = 128;
+		kp.blockDimY = kp.blockDimZ = 1;
+		if (!r)
+			r = CALL(api.graph_create, &g, 0);
+		if (!r)
+			r = CALL(api.graph_add_kernel, &node, g, NULL, 0, &kp);
+		if (!r)
+			r = CALL(api.graph_instantiate, &exec, g, 0);
+		for (long k = 0; k < n && !r; k++)
+			r = CALL(api.graph_launch, exec, NULL);
+		printf("graph rc=%d n=%ld\n", r, n);
+	} else if (!strcmp(cmd, "busy")) {
+		/* Keep the device busy for MS ms of wall time, one wave per launch, synchronizing
+		 * after each (a typical training loop's shape). */
+		double end = now_s() + atof(a1) / 1e3;
+		long k = 0;
+		i++;
+		r = need_kernel();
+		while (!r && now_s() < end) {
+			r = launch_one("launch");
+			if (!r)
+				r = CALL(api.ctx_sync);
+			k++;
+		}
+		printf("busy rc=%d launches=%ld\n", r, k);
+	} else if (!strcmp(cmd, "sync")) {
+		r = CALL(api.ctx_sync);
+		printf("sync rc=%d\n", r);
+	} else if (!strcmp(cmd, "sleep")) {
+		i++;
+		usleep((useconds_t)(atof(a1) * 1000));
+		printf("sleep rc=0\n");
+	} else if (!strcmp(cmd, "hold")) {
+		printf("hold ready\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	} else if (!strcmp(cmd, "fork")) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			kernel = NULL;
+			r = setup();
+			printf("forkchild rc=%d pid=%d\n", r, (int)getpid());
+			exit(r ? 1 : run(argc, argv, i));
+		}
+		int status = 0;
+		waitpid(pid, &status, 0);
+		printf("fork rc=0 child_exit=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		*pi = argc;
+		return 0;
+	} else {
+		fprintf(stderr, "probe: unknown command %s\n", cmd);
+		return 2;
+	}
+	fflush(stdout);
+	*pi = i;
+	return 0;
+}
+
+static int run(int argc, char **argv, int i)
+{
+	while (i < argc) {
+		int rc = command(argc, argv, &i);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (load_api() != 0)
+		return 3;
+	CUresult r = setup();
+	printf("setup rc=%d\n", r);
+	if (r)
+		return 1;
+	return run(argc, argv, 1);
+}
