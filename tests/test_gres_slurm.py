@@ -91,7 +91,7 @@ def test_per_node_generation_is_accepted(
 
     node_gres: dict[str, str | None] = {}
     types = tres = ""
-    for node, files in outputs.items():
+    for files in outputs.values():
         types, tres, gres = fragment_settings(files[SLURM_FRAGMENT])
         node_gres.update(gres)
     assert node_gres == {"n1": "vgpu:30", "n2": "vgpu:20,gpu:1"}
