@@ -102,9 +102,9 @@ def test_per_node_generation_is_accepted(
         extra_conf=f"AccountingStorageTRES={tres}\n",
     )
     assert types == "gpu,vgpu"
-    gres = sinfo_gres(cluster)
-    assert gres["n1"] == "vgpu:30"
-    assert sorted(gres["n2"].split(",")) == ["gpu:1", "vgpu:20"]
+    shown = sinfo_gres(cluster)
+    assert shown["n1"] == "vgpu:30"
+    assert sorted(shown["n2"].split(",")) == ["gpu:1", "vgpu:20"]
 
     # The whole count is usable: one job takes all of n1's slices, one n2's whole GPU.
     jobid = cluster.sbatch("--gres=vgpu:30", "--wrap", "true")
