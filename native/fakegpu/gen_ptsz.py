@@ -1,0 +1,107 @@
+import re
+spec = """
+cuLaunchKernel|CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shm, CUstream s, void **params, void **extra
+cuLaunchCooperativeKernel|CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shm, CUstream s, void **params
+cuLaunchHostFunc|CUstream s, CUhostFn fn, void *user
+cuStreamSynchronize|CUstream s
+cuStreamQuery|CUstream s
+cuStreamWaitEvent|CUstream s, CUevent e, unsigned int flags
+cuStreamGetPriority|CUstream s, int *priority
+cuStreamGetFlags|CUstream s, unsigned int *flags
+cuStreamGetId|CUstream s, unsigned long long *id
+cuStreamGetCtx|CUstream s, CUcontext *pctx
+cuStreamGetCtx_v2|CUstream s, CUcontext *pctx, CUgreenCtx *pgreen
+cuStreamGetDevice|CUstream s, CUdevice *dev
+cuStreamAddCallback|CUstream s, CUstreamCallback cb, void *user, unsigned int flags
+cuStreamAttachMemAsync|CUstream s, CUdeviceptr p, size_t n, unsigned int flags
+cuStreamBeginCapture_v2|CUstream s, CUstreamCaptureMode mode
+cuStreamBeginCaptureToGraph|CUstream s, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *data, size_t n, CUstreamCaptureMode mode
+cuStreamEndCapture|CUstream s, CUgraph *g
+cuStreamIsCapturing|CUstream s, CUstreamCaptureStatus *st
+cuStreamGetCaptureInfo|CUstream s, CUstreamCaptureStatus *st, cuuint64_t *id
+cuStreamGetCaptureInfo_v2|CUstream s, CUstreamCaptureStatus *st, cuuint64_t *id, CUgraph *g, const CUgraphNode **deps, size_t *n
+cuStreamGetCaptureInfo_v3|CUstream s, CUstreamCaptureStatus *st, cuuint64_t *id, CUgraph *g, const CUgraphNode **deps, const CUgraphEdgeData **data, size_t *n
+cuStreamUpdateCaptureDependencies|CUstream s, CUgraphNode *deps, size_t n, unsigned int flags
+cuStreamUpdateCaptureDependencies_v2|CUstream s, CUgraphNode *deps, const CUgraphEdgeData *data, size_t n, unsigned int flags
+cuStreamGetAttribute|CUstream s, CUstreamAttrID attr, CUstreamAttrValue *v
+cuStreamSetAttribute|CUstream s, CUstreamAttrID attr, const CUstreamAttrValue *v
+cuStreamCopyAttributes|CUstream s, CUstream src
+cuStreamWriteValue32_v2|CUstream s, CUdeviceptr a, cuuint32_t v, unsigned int flags
+cuStreamWriteValue64_v2|CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int flags
+cuEventRecord|CUevent e, CUstream s
+cuEventRecordWithFlags|CUevent e, CUstream s, unsigned int flags
+cuMemcpyAsync|CUdeviceptr d, CUdeviceptr src, size_t n, CUstream s
+cuMemcpyHtoDAsync_v2|CUdeviceptr d, const void *src, size_t n, CUstream s
+cuMemcpyDtoHAsync_v2|void *d, CUdeviceptr src, size_t n, CUstream s
+cuMemcpyDtoDAsync_v2|CUdeviceptr d, CUdeviceptr src, size_t n, CUstream s
+cuMemcpyHtoAAsync_v2|CUarray d, size_t off, const void *src, size_t n, CUstream s
+cuMemcpyAtoHAsync_v2|void *d, CUarray src, size_t off, size_t n, CUstream s
+cuMemcpy2DAsync_v2|const CUDA_MEMCPY2D *p, CUstream s
+cuMemcpy3DAsync_v2|const CUDA_MEMCPY3D *p, CUstream s
+cuMemcpyPeerAsync|CUdeviceptr d, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n, CUstream s
+cuMemsetD8Async|CUdeviceptr d, unsigned char v, size_t n, CUstream s
+cuMemsetD16Async|CUdeviceptr d, unsigned short v, size_t n, CUstream s
+cuMemsetD32Async|CUdeviceptr d, unsigned int v, size_t n, CUstream s
+cuMemsetD2D8Async|CUdeviceptr d, size_t pitch, unsigned char v, size_t w, size_t h, CUstream s
+cuMemsetD2D16Async|CUdeviceptr d, size_t pitch, unsigned short v, size_t w, size_t h, CUstream s
+cuMemsetD2D32Async|CUdeviceptr d, size_t pitch, unsigned int v, size_t w, size_t h, CUstream s
+cuMemAllocAsync|CUdeviceptr *p, size_t n, CUstream s
+cuMemAllocFromPoolAsync|CUdeviceptr *p, size_t n, CUmemoryPool pool, CUstream s
+cuMemFreeAsync|CUdeviceptr p, CUstream s
+cuMemPrefetchAsync_v2|CUdeviceptr p, size_t n, CUmemLocation loc, unsigned int flags, CUstream s
+cuGraphLaunch|CUgraphExec g, CUstream s
+cuGraphUpload|CUgraphExec g, CUstream s
+"""
+ptds = """
+cuMemcpy|CUdeviceptr d, CUdeviceptr src, size_t n
+cuMemcpyPeer|CUdeviceptr d, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n
+cuMemcpyHtoD_v2|CUdeviceptr d, const void *src, size_t n
+cuMemcpyDtoH_v2|void *d, CUdeviceptr src, size_t n
+cuMemcpyDtoD_v2|CUdeviceptr d, CUdeviceptr src, size_t n
+cuMemcpyHtoA_v2|CUarray d, size_t off, const void *src, size_t n
+cuMemcpyAtoH_v2|void *d, CUarray src, size_t off, size_t n
+cuMemcpyDtoA_v2|CUarray d, size_t off, CUdeviceptr src, size_t n
+cuMemcpyAtoD_v2|CUdeviceptr d, CUarray src, size_t off, size_t n
+cuMemcpyAtoA_v2|CUarray d, size_t doff, CUarray src, size_t soff, size_t n
+cuMemcpy2D_v2|const CUDA_MEMCPY2D *p
+cuMemcpy2DUnaligned_v2|const CUDA_MEMCPY2D *p
+cuMemcpy3D_v2|const CUDA_MEMCPY3D *p
+cuMemsetD8_v2|CUdeviceptr d, unsigned char v, size_t n
+cuMemsetD16_v2|CUdeviceptr d, unsigned short v, size_t n
+cuMemsetD32_v2|CUdeviceptr d, unsigned int v, size_t n
+cuMemsetD2D8_v2|CUdeviceptr d, size_t pitch, unsigned char v, size_t w, size_t h
+cuMemsetD2D16_v2|CUdeviceptr d, size_t pitch, unsigned short v, size_t w, size_t h
+cuMemsetD2D32_v2|CUdeviceptr d, size_t pitch, unsigned int v, size_t w, size_t h
+"""
+def parse(block, suffix):
+    out = []
+    for line in block.strip().splitlines():
+        name, params = line.split("|")
+        args = [re.findall(r"[A-Za-z_][A-Za-z_0-9]*$", p.strip())[0] for p in params.split(",")]
+        out.append((name, params, args, suffix))
+    return out
+items = parse(spec, "ptsz") + parse(ptds, "ptds")
+h = ["/* fakegpu libcuda: per-thread default stream entry points (generated by gen_ptsz.py). */",
+     "#ifndef FG_CUDA_PTSZ_H", "#define FG_CUDA_PTSZ_H", "", "#include <cuda.h>", ""]
+c = ["/*", " * fakegpu libcuda: the _ptsz/_ptds entry points (per-thread default stream).",
+     " * In them the NULL stream means CU_STREAM_PER_THREAD; otherwise they are the plain calls.",
+     " * Generated by gen_ptsz.py; edit the list there.", " */",
+     '#include "cuda_internal.h"', '#include "cuda_ptsz.h"', "",
+     
+
+
+     "static CUstream pt(CUstream s)", "{", "\treturn s ? s : CU_STREAM_PER_THREAD;", "}", ""]
+for name, params, args, suf in items:
+    proto = f"CUresult {name}_{suf}({params})"
+    h.append(proto + ";")
+    call = ", ".join(("pt(s)" if (a == "s" and suf == "ptsz") else a) for a in args)
+    c += [proto, "{", f"\treturn {name}({call});", "}", ""]
+c += ["CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)",
+      "{", "\tCUlaunchConfig c;", "", "\tif (!config)", "\t\treturn CUDA_ERROR_INVALID_VALUE;",
+      "\tc = *config;", "\tc.hStream = pt(c.hStream);", "\treturn cuLaunchKernelEx(&c, f, params, extra);", "}"]
+h.append("CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);")
+h += ["", "#endif /* FG_CUDA_PTSZ_H */"]
+import sys, textwrap
+d = sys.argv[1]
+open(d + "/cuda_ptsz.h", "w").write("\n".join(h) + "\n")
+open(d + "/cuda_ptsz.c", "w").write("\n".join(c) + "\n")

@@ -1,0 +1,258 @@
+/* fakegpu: device configuration from FAKEGPU_* variables; sizes, UUIDs and bus ids. */
+#define _GNU_SOURCE
+#include "fg_state.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define DEFAULT_NAME "NVIDIA FakeGPU"
+#define DEFAULT_MEMORY (16ULL << 30)
+#define DEFAULT_SMS 108u
+#define DEFAULT_KERNEL_NS 100000ULL
+#define DEFAULT_BLOCKS_PER_SM 2u
+#define DEFAULT_GRANULARITY 512ULL
+#define DEFAULT_UTIL_WINDOW_MS 1000u
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int fg_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v;
+	double mult = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno || v < 0)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': mult = 1024.0; end++; break;
+	case 'M': mult = 1048576.0; end++; break;
+	case 'G': mult = 1073741824.0; end++; break;
+	case 'T': mult = 1099511627776.0; end++; break;
+	default: break;
+	}
+	if (mult > 1 && *end == 'i')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end || v * mult > 1.8e19)
+		return -1;
+	*out = (uint64_t)(v * mult);
+	return 0;
+}
+
+void fg_uuid_format(const unsigned char u[FG_UUID_LEN], char *out, size_t outlen)
+{
+	snprintf(out, outlen,
+		 "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+}
+
+int fg_uuid_parse(const char *s, unsigned char u[FG_UUID_LEN])
+{
+	unsigned n = 0;
+
+	if (!strncmp(s, "GPU-", 4))
+		s += 4;
+	for (; *s; s++) {
+		int hi;
+
+		if (*s == '-')
+			continue;
+		if (!isxdigit((unsigned char)s[0]) || !isxdigit((unsigned char)s[1]) || n >= FG_UUID_LEN)
+			return -1;
+		hi = isdigit((unsigned char)s[0]) ? s[0] - '0' : (tolower((unsigned char)s[0]) - 'a' + 10);
+		u[n] = (unsigned char)(hi << 4);
+		u[n] |= (unsigned char)(isdigit((unsigned char)s[1]) ? s[1] - '0' :
+					(tolower((unsigned char)s[1]) - 'a' + 10));
+		n++;
+		s++;
+	}
+	return n == FG_UUID_LEN ? 0 : -1;
+}
+
+void fg_busid_format(const struct fg_device_config *c, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%08X:%02X:%02X.0", c->pci_domain, c->pci_bus & 0xff,
+		 c->pci_device & 0x1f);
+}
+
+static int parse_busid(const char *s, struct fg_device_config *c)
+{
+	unsigned dom = 0, bus, dev, fn;
+
+	if (sscanf(s, "%x:%x:%x.%x", &dom, &bus, &dev, &fn) != 4) {
+		dom = 0;
+		if (sscanf(s, "%x:%x.%x", &bus, &dev, &fn) != 3)
+			return -1;
+	}
+	if (bus > 0xff || dev > 0x1f)
+		return -1;
+	c->pci_domain = dom;
+	c->pci_bus = bus;
+	c->pci_device = dev;
+	return 0;
+}
+
+/* Item i of a comma-separated variable; the last item repeats. NULL when unset. */
+static const char *env_item(const char *var, uint32_t i, char *buf, size_t n)
+{
+	const char *s = getenv(var), *p;
+	size_t len;
+
+	if (!s || !*s)
+		return NULL;
+	p = s;
+	for (uint32_t k = 0; k < i; k++) {
+		const char *c = strchr(p, ',');
+
+		if (!c)
+			break;
+		p = c + 1;
+	}
+	len = strcspn(p, ",");
+	if (len >= n)
+		len = n - 1;
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	return buf;
+}
+
+void fg_params_defaults(struct fg_create_params *p, uint32_t count)
+{
+	unsigned char seed[8] = {0};
+
+	memset(p, 0, sizeof(*p));
+	p->device_count = count > FG_MAX_DEVICES ? FG_MAX_DEVICES : count;
+	p->blocks_per_sm = DEFAULT_BLOCKS_PER_SM;
+	p->kernel_ns = DEFAULT_KERNEL_NS;
+	p->alloc_granularity = DEFAULT_GRANULARITY;
+	p->util_window_ms = DEFAULT_UTIL_WINDOW_MS;
+	/* Random per machine, so two simulated nodes never share a UUID. */
+	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) < 0) {
+		uint64_t t = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+
+		memcpy(seed, &t, sizeof(seed));
+	}
+	for (uint32_t i = 0; i < FG_MAX_DEVICES; i++) {
+		struct fg_device_config *c = &p->config[i];
+
+		snprintf(c->name, sizeof(c->name), "%s", DEFAULT_NAME);
+		c->memory_bytes = DEFAULT_MEMORY;
+		c->sms = DEFAULT_SMS;
+		c->cc_major = 8;
+		c->cc_minor = 0;
+		c->pci_domain = 0;
+		c->pci_bus = 0x10 + i;
+		c->pci_device = 0;
+		c->pci_device_id = 0x20B010DE;
+		c->pci_subsystem_id = 0x134F10DE;
+		/* GPU-fa4e6700-<seed>-...-<index>: recognizably fake, version-4 style */
+		c->uuid[0] = 0xfa; c->uuid[1] = 0x4e; c->uuid[2] = 0x67; c->uuid[3] = 0x00;
+		memcpy(&c->uuid[4], seed, 8);
+		c->uuid[6] = (unsigned char)((c->uuid[6] & 0x0f) | 0x40);
+		c->uuid[8] = (unsigned char)((c->uuid[8] & 0x3f) | 0x80);
+		c->uuid[12] = 0; c->uuid[13] = 0; c->uuid[14] = 0;
+		c->uuid[15] = (unsigned char)i;
+	}
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return (end == s || *end || errno || *s == '-') ? -1 : 0;
+}
+
+int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
+{
+	char buf[256];
+	const char *v;
+	uint64_t n = 1;
+
+	v = getenv("FAKEGPU_COUNT");
+	if (v && *v && (parse_u64(v, &n) || n > FG_MAX_DEVICES)) {
+		set_err(err, errlen, "FAKEGPU_COUNT=%s: expected a device count from 0 to %u", v,
+			FG_MAX_DEVICES);
+		return -1;
+	}
+	fg_params_defaults(p, (uint32_t)n);
+	for (uint32_t i = 0; i < p->device_count; i++) {
+		struct fg_device_config *c = &p->config[i];
+		unsigned ma, mi;
+
+		if ((v = env_item("FAKEGPU_MEM", i, buf, sizeof(buf))) &&
+		    (fg_parse_size(v, &c->memory_bytes) || !c->memory_bytes)) {
+			set_err(err, errlen, "FAKEGPU_MEM item '%s': expected a size like 16G or 81920M", v);
+			return -1;
+		}
+		if ((v = env_item("FAKEGPU_SMS", i, buf, sizeof(buf))) &&
+		    (parse_u64(v, &n) || !n || n > 100000)) {
+			set_err(err, errlen, "FAKEGPU_SMS item '%s': expected an SM count", v);
+			return -1;
+		} else if (v) {
+			c->sms = (uint32_t)n;
+		}
+		if ((v = env_item("FAKEGPU_NAME", i, buf, sizeof(buf))))
+			snprintf(c->name, sizeof(c->name), "%s", v);
+		if ((v = env_item("FAKEGPU_CC", i, buf, sizeof(buf)))) {
+			if (sscanf(v, "%u.%u", &ma, &mi) != 2 || ma > 99 || mi > 9) {
+				set_err(err, errlen, "FAKEGPU_CC item '%s': expected major.minor like 8.0", v);
+				return -1;
+			}
+			c->cc_major = ma;
+			c->cc_minor = mi;
+		}
+		if ((v = env_item("FAKEGPU_UUIDS", i, buf, sizeof(buf))) && fg_uuid_parse(v, c->uuid)) {
+			set_err(err, errlen, "FAKEGPU_UUIDS item '%s': expected GPU-xxxxxxxx-xxxx-xxxx-"
+				"xxxx-xxxxxxxxxxxx", v);
+			return -1;
+		}
+		if ((v = env_item("FAKEGPU_PCI", i, buf, sizeof(buf))) && parse_busid(v, c)) {
+			set_err(err, errlen, "FAKEGPU_PCI item '%s': expected a bus id like 0000:3b:00.0", v);
+			return -1;
+		}
+	}
+	if ((v = getenv("FAKEGPU_KERNEL_NS")) && *v && parse_u64(v, &p->kernel_ns)) {
+		set_err(err, errlen, "FAKEGPU_KERNEL_NS=%s: expected nanoseconds", v);
+		return -1;
+	}
+	if ((v = getenv("FAKEGPU_BLOCKS_PER_SM")) && *v && (parse_u64(v, &n) || !n || n > 2048)) {
+		set_err(err, errlen, "FAKEGPU_BLOCKS_PER_SM=%s: expected 1..2048", v);
+		return -1;
+	} else if (v && *v) {
+		p->blocks_per_sm = (uint32_t)n;
+	}
+	if ((v = getenv("FAKEGPU_ALLOC_GRANULARITY")) && *v &&
+	    (fg_parse_size(v, &p->alloc_granularity) || !p->alloc_granularity)) {
+		set_err(err, errlen, "FAKEGPU_ALLOC_GRANULARITY=%s: expected a size like 512 or 2M", v);
+		return -1;
+	}
+	if ((v = getenv("FAKEGPU_UTIL_WINDOW_MS")) && *v && (parse_u64(v, &n) || !n || n > 3600000)) {
+		set_err(err, errlen, "FAKEGPU_UTIL_WINDOW_MS=%s: expected milliseconds", v);
+		return -1;
+	} else if (v && *v) {
+		p->util_window_ms = (uint32_t)n;
+	}
+	return 0;
+}

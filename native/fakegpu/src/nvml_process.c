@@ -1,0 +1,170 @@
+/* fakegpu libnvidia-ml: utilization (from the device timeline) and running processes. */
+#include "nvml_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t window_ns(const struct fg_state *s)
+{
+	const char *v = getenv("FAKEGPU_UTIL_WINDOW_MS");
+	unsigned long long ms = v && *v ? strtoull(v, NULL, 10) : 0;
+
+	return (ms ? ms : s->util_window_ms) * 1000000ULL;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization)
+{
+	struct fg_state *s = fg_nvml_state();
+	uint64_t now, win, busy;
+
+	NVML_DEV(device, d);
+	if (!utilization)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	win = window_ns(s);
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	now = fg_now_ns();
+	busy = fg_busy_ns(s, d->index, now > win ? now - win : 0, now, 0, NULL);
+	fg_unlock(s);
+	utilization->gpu = (unsigned)((busy * 100 + win / 2) / win);
+	if (utilization->gpu > 100)
+		utilization->gpu = 100;
+	utilization->memory = utilization->gpu / 2;
+	return NVML_SUCCESS;
+}
+
+static nvmlReturn_t list_procs(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_t *v2,
+			       nvmlProcessInfo_v1_t *v1)
+{
+	struct fg_state *s = fg_nvml_state();
+	unsigned n = 0;
+
+	NVML_DEV(device, d);
+	if (!count || (*count && !v2 && !v1))
+		return NVML_ERROR_INVALID_ARGUMENT;
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	fg_reap_dead(s);
+	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
+		const struct fg_proc *p = &s->procs[i];
+
+		if (!p->pid || p->device != d->index)
+			continue;
+		if (n < *count && v2) {
+			v2[n].pid = (unsigned)p->pid;
+			v2[n].usedGpuMemory = p->used_bytes;
+			v2[n].gpuInstanceId = 0xFFFFFFFFu;
+			v2[n].computeInstanceId = 0xFFFFFFFFu;
+		} else if (n < *count && v1) {
+			v1[n].pid = (unsigned)p->pid;
+			v1[n].usedGpuMemory = p->used_bytes;
+		}
+		n++;
+	}
+	fg_unlock(s);
+	if (n > *count) {
+		*count = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	*count = n;
+	return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+						     nvmlProcessInfo_t *infos)
+{
+	return list_procs(device, infoCount, infos, NULL);
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsigned int *infoCount,
+						     nvmlProcessInfo_v2_t *infos)
+{
+	return list_procs(device, infoCount, infos, NULL);
+}
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned int *infoCount,
+						  nvmlProcessInfo_v1_t *infos)
+{
+	return list_procs(device, infoCount, NULL, infos);
+}
+
+static nvmlReturn_t no_procs(nvmlDevice_t device, unsigned int *infoCount)
+{
+	NVML_DEV(device, d);
+	(void)d;
+	if (!infoCount)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	*infoCount = 0;
+	return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+						      nvmlProcessInfo_t *infos)
+{
+	(void)infos;
+	return no_procs(device, infoCount);
+}
+
+nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device,
+							unsigned int *infoCount,
+							nvmlProcessInfo_t *infos)
+{
+	(void)infos;
+	return no_procs(device, infoCount);
+}
+
+/* Per-process SM utilization over (lastSeenTimeStamp, now], or the default window. */
+nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
+					     nvmlProcessUtilizationSample_t *utilization,
+					     unsigned int *processSamplesCount,
+					     unsigned long long lastSeenTimeStamp)
+{
+	struct fg_state *s = fg_nvml_state();
+	struct timespec rt;
+	uint64_t now, from, win, now_us;
+	unsigned n = 0;
+
+	NVML_DEV(device, d);
+	if (!processSamplesCount)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	now_us = (uint64_t)rt.tv_sec * 1000000ULL + (uint64_t)rt.tv_nsec / 1000;
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	now = fg_now_ns();
+	win = window_ns(s);
+	if (lastSeenTimeStamp && lastSeenTimeStamp < now_us &&
+	    (now_us - lastSeenTimeStamp) * 1000ULL < 60ULL * 1000000000ULL)
+		win = (now_us - lastSeenTimeStamp) * 1000ULL;
+	from = now > win ? now - win : 0;
+	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
+		const struct fg_proc *p = &s->procs[i];
+		uint64_t busy;
+
+		if (!p->pid || p->device != d->index)
+			continue;
+		busy = fg_busy_ns(s, d->index, from, now, p->pid, NULL);
+		if (!busy)
+			continue;
+		if (utilization && n < *processSamplesCount) {
+			memset(&utilization[n], 0, sizeof(utilization[n]));
+			utilization[n].pid = (unsigned)p->pid;
+			utilization[n].timeStamp = now_us;
+			utilization[n].smUtil = (unsigned)((busy * 100 + win / 2) / win);
+		}
+		n++;
+	}
+	fg_unlock(s);
+	if (!n) {
+		*processSamplesCount = 0;
+		return NVML_ERROR_NOT_FOUND;
+	}
+	if (!utilization || n > *processSamplesCount) {
+		*processSamplesCount = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	*processSamplesCount = n;
+	return NVML_SUCCESS;
+}
