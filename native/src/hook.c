@@ -270,7 +270,7 @@ CUresult cuInit(unsigned int flags)
 		VGPU_GATE();                                     \
 		vgpu_fn_##name real_ = VGPU_REAL(name);          \
 		if (VGPU_UNLIKELY(!real_))                       \
-			return CUDA_ERROR_NOT_INITIALIZED;       \
+			return CUDA_ERROR_NOT_FOUND;             \
 		return real_(__VA_ARGS__);                       \
 	} while (0)
 

@@ -79,6 +79,8 @@ VGPU_HIDDEN void vgpu_ensure_init(void);
 /* hook_config.c: admin settings, the limits file, the state file. */
 VGPU_HIDDEN void vgpu_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 VGPU_HIDDEN int vgpu_load(struct vgpu_runtime *rt);
+/* Device allocations are charged rounded up to this (hook.conf alloc_granularity). */
+VGPU_HIDDEN extern uint64_t vgpu_alloc_granularity;
 /* Consistent copy of one GPU's limits (seqlock). Returns 0, or -1 when it stayed unstable. */
 VGPU_HIDDEN int vgpu_limits_read(uint32_t gpu, struct vgpu_gpu_limit *out, uint32_t *policy);
 VGPU_HIDDEN uint64_t vgpu_limits_generation(void);

@@ -109,8 +109,11 @@ static int admin_owned(const struct stat *st)
 	return S_ISREG(st->st_mode) && st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
 
-/* Returns VGPU_MODE_DENY or VGPU_MODE_UNLIMITED: what to do when a job's files are bad. */
-static int read_on_error(char *conf_used, size_t conf_len)
+uint64_t vgpu_alloc_granularity = 2ull << 20;
+
+/* Reads hook.conf. Returns on_error as VGPU_MODE_DENY or VGPU_MODE_UNLIMITED (what to do
+ * when a job's files are bad) and sets vgpu_alloc_granularity. */
+static int read_conf(char *conf_used, size_t conf_len)
 {
 	const char *path = VGPU_DEFAULT_CONF;
 	const char *override = getenv("VGPU_HOOK_CONF");
@@ -151,6 +154,17 @@ static int read_on_error(char *conf_used, size_t conf_len)
 		char key[64], value[64];
 		if (sscanf(line, " %63[a-z_] = %63s", key, value) != 2)
 			continue;
+		if (strcmp(key, "alloc_granularity") == 0) {
+			char *end;
+			unsigned long long g = strtoull(value, &end, 10);
+			if (*end || g == 0 || (g & (g - 1)) || g > (1ull << 30))
+				vgpu_log("%s: alloc_granularity=%s is not a power of two in 1..1073741824; "
+					 "using %llu", path, value,
+					 (unsigned long long)vgpu_alloc_granularity);
+			else
+				vgpu_alloc_granularity = g;
+			continue;
+		}
 		if (strcmp(key, "on_error") != 0)
 			continue;
 		if (strcmp(value, "deny") == 0)
@@ -392,7 +406,7 @@ int vgpu_load(struct vgpu_runtime *rt)
 	}
 	char conf[PATH_MAX], why[PATH_MAX + 256], state_path[PATH_MAX + 16];
 	struct stat limits_dir;
-	int on_error = read_on_error(conf, sizeof conf);
+	int on_error = read_conf(conf, sizeof conf);
 	const char *state = getenv("VGPU_STATE");
 	if (!state || !*state) {
 		char dir[PATH_MAX];

@@ -20,7 +20,7 @@
 #define LOCK_TIMEOUT_S 2
 #define RECLAIM_INTERVAL_NS 200000000ull
 #define PITCH_ALIGN 512u
-#define ALLOC_GRANULARITY (2ull << 20) /* the driver hands out device memory in 2 MiB pages */
+#define ALLOC_GRANULARITY vgpu_alloc_granularity
 
 enum alloc_kind { KIND_PTR = 1, KIND_VMM, KIND_ARRAY, KIND_MIPMAP };
 
@@ -367,7 +367,7 @@ static void after_free(CUresult r, uint8_t kind, uint64_t key)
 		if (account_ && (r_ = before_alloc(gpu_, (bytes), &reserved_)))    \
 			return r_;                                                 \
 		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
-		r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_INITIALIZED;      \
+		r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;      \
 		return after_alloc(r_, reserved_, (kind), r_ ? 0 : (keyexpr), (bytes)); \
 	} while (0)
 
@@ -375,7 +375,7 @@ static void after_free(CUresult r, uint8_t kind, uint64_t key)
 	do {                                                                       \
 		vgpu_ensure_init();                                                \
 		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
-		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_INITIALIZED; \
+		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
 		after_free(r_, (kind), (key));                                     \
 		return r_;                                                         \
 	} while (0)
@@ -426,7 +426,7 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size
 	if (account && (r = before_alloc(gpu, estimate, &reserved)))
 		return r;
 	vgpu_fn_cuMemAllocPitch_v2 real = VGPU_REAL(cuMemAllocPitch_v2);
-	r = real ? real(dptr, pitch, width, height, elem) : CUDA_ERROR_NOT_INITIALIZED;
+	r = real ? real(dptr, pitch, width, height, elem) : CUDA_ERROR_NOT_FOUND;
 	if (reserved < 0 || r != CUDA_SUCCESS)
 		return after_alloc(r, reserved, KIND_PTR, 0, estimate);
 	uint64_t actual = (uint64_t)*pitch * height;
@@ -476,7 +476,7 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t bytes,
 			return r;
 	}
 	vgpu_fn_cuMemCreate real = VGPU_REAL(cuMemCreate);
-	CUresult r = real ? real(handle, bytes, prop, flags) : CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real ? real(handle, bytes, prop, flags) : CUDA_ERROR_NOT_FOUND;
 	return after_alloc(r, reserved, KIND_VMM, r ? 0 : *handle, bytes);
 }
 
@@ -582,7 +582,7 @@ static int reporting(void)
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 {
 	vgpu_fn_cuMemGetInfo_v2 real = VGPU_REAL(cuMemGetInfo_v2);
-	CUresult r = real ? real(free_bytes, total) : CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real ? real(free_bytes, total) : CUDA_ERROR_NOT_FOUND;
 	if (r != CUDA_SUCCESS || !reporting() || !free_bytes || !total)
 		return r;
 	CUresult err;
@@ -600,7 +600,7 @@ CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
 {
 	vgpu_fn_cuDeviceTotalMem_v2 real = VGPU_REAL(cuDeviceTotalMem_v2);
-	CUresult r = real ? real(bytes, dev) : CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r = real ? real(bytes, dev) : CUDA_ERROR_NOT_FOUND;
 	if (r != CUDA_SUCCESS || !reporting() || !bytes)
 		return r;
 	uint64_t cap = 0, used = 0;

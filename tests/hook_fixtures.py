@@ -1,0 +1,226 @@
+"""Fixtures for the hook's tests: the built hook and test drivers, a simulated GPU, and the
+per-job files (root-owned limits, an empty state file) exactly as the SPANK plugin makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import REQUIRE_NATIVE, skip_or_fail
+from slurm_vgpu.native import (
+    GpuLimit,
+    JobLimits,
+    JobUsage,
+    SharePolicy,
+    read_usage,
+    write_limits_file,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = Path(os.environ.get("VGPU_BUILD", REPO / "build"))
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class HookBuild:
+    """Paths of what `make` built for the hook's tests."""
+
+    hook: Path
+    fake_dir: Path
+    ctl: Path
+    dump: Path
+    tests: Path
+
+    def probe(self, path: str = "linked") -> Path:
+        names = {"linked": "vgpu_probe", "dlsym": "vgpu_probe_dlsym", "gpa": "vgpu_probe_gpa"}
+        return self.tests / names[path]
+
+
+def find_hook_build() -> HookBuild | None:
+    build = HookBuild(
+        hook=BUILD / "native" / "libvgpu.so",
+        fake_dir=BUILD / "fakegpu",
+        ctl=BUILD / "fakegpu" / "fakegpu-ctl",
+        dump=BUILD / "fakegpu" / "fakegpu-dump",
+        tests=BUILD / "native" / "tests",
+    )
+    needed = [build.hook, build.fake_dir / "libcuda.so.1", build.ctl, build.dump,
+              build.probe("linked"), build.probe("dlsym"), build.probe("gpa")]
+    return build if all(p.exists() for p in needed) else None
+
+
+@pytest.fixture(scope="session")
+def hook_build() -> HookBuild:
+    build = find_hook_build()
+    if build is None:
+        skip_or_fail("the hook, its test drivers or the simulated GPU are not built: run make",
+                     REQUIRE_NATIVE)
+        raise AssertionError("unreachable")
+    return build
+
+
+@dataclass
+class Job:
+    """One job's files: <dir>/limits (root, 0644) and <dir>/state (job user, 0600, empty)."""
+
+    dir: Path
+    limits: Path
+    state: Path
+    ngpus: int
+
+    def usage(self) -> JobUsage:
+        return read_usage(self.state, self.ngpus)
+
+
+@dataclass
+class Run:
+    """What a test driver printed: `lines` of stdout keyed by command, stderr, exit code."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    lines: list[dict[str, str]] = field(default_factory=list)
+
+    def rc(self, cmd: str, nth: int = 0) -> int:
+        return int(self.get(cmd, nth)["rc"])
+
+    def get(self, cmd: str, nth: int = 0) -> dict[str, str]:
+        found = [line for line in self.lines if line["cmd"] == cmd]
+        assert len(found) > nth, f"no {cmd!r} #{nth} in output:\n{self.stdout}\n{self.stderr}"
+        return found[nth]
+
+    def vgpu_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("vgpu: ")]
+
+
+def parse_lines(stdout: str) -> list[dict[str, str]]:
+    out = []
+    for raw in stdout.splitlines():
+        parts = raw.split()
+        if not parts:
+            continue
+        entry = {"cmd": parts[0]}
+        for token in parts[1:]:
+            key, _, value = token.partition("=")
+            entry[key] = value
+        out.append(entry)
+    return out
+
+
+class HookEnv:
+    """A simulated machine (its own fakegpu state file) plus helpers to run jobs on it."""
+
+    def __init__(self, build: HookBuild, root: Path, count: int = 1, memory: str = "16G"):
+        self.build = build
+        self.root = root
+        self.fake_state = root / "fakegpu.state"
+        self.base_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LD_LIBRARY_PATH": str(build.fake_dir),
+            "FAKEGPU_STATE": str(self.fake_state),
+        }
+        subprocess.run(
+            [str(build.ctl), "create", "--state", str(self.fake_state), "--count", str(count),
+             "--mem", memory],
+            check=True, capture_output=True, env=self.base_env, timeout=30,
+        )
+        self.uuids = [d["uuid"] for d in self.ground_truth()["devices"]]
+
+    def ground_truth(self, window_ms: int | None = None) -> dict[str, object]:
+        args = [str(self.build.dump), "--state", str(self.fake_state)]
+        if window_ms:
+            args += ["--window-ms", str(window_ms)]
+        out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30)
+        data: dict[str, object] = json.loads(out.stdout)
+        return data
+
+    def device(self, index: int = 0, window_ms: int | None = None) -> dict[str, object]:
+        devices = self.ground_truth(window_ms)["devices"]
+        assert isinstance(devices, list)
+        dev: dict[str, object] = devices[index]
+        return dev
+
+    def job(
+        self,
+        name: str = "job",
+        memory: int = GIB,
+        compute_permille: int = 1000,
+        policy: SharePolicy = SharePolicy.GUARANTEED,
+        devices: Sequence[int] = (0,),
+        uid: int | None = None,
+    ) -> Job:
+        d = self.root / name
+        d.mkdir(mode=0o755)
+        gpus = tuple(
+            GpuLimit(uuid=self.uuids[i], physical_index=i, slices=max(compute_permille // 100, 1),
+                     memory_limit_bytes=memory, compute_guaranteed_permille=compute_permille,
+                     compute_limit_permille=compute_permille)
+            for i in devices
+        )
+        limits = d / "limits"
+        write_limits_file(limits, JobLimits(job_id=abs(hash(name)) % 100000, gpus=gpus,
+                                            uid=os.getuid() if uid is None else uid,
+                                            share_policy=policy))
+        state = d / "state"
+        state.touch(mode=0o600)
+        os.chmod(state, 0o600)
+        return Job(dir=d, limits=limits, state=state, ngpus=len(gpus))
+
+    def env(self, job: Job | None, extra: dict[str, str] | None = None,
+            preload: bool = True) -> dict[str, str]:
+        env = dict(self.base_env)
+        if preload:
+            env["LD_PRELOAD"] = str(self.build.hook)
+        if job is not None:
+            env["VGPU_LIMITS"] = str(job.limits)
+            env["VGPU_STATE"] = str(job.state)
+        env.update(extra or {})
+        return env
+
+    def run(self, job: Job | None, args: Sequence[str], path: str = "linked",
+            extra: dict[str, str] | None = None, timeout: float = 60,
+            preload: bool = True) -> Run:
+        out = subprocess.run([str(self.build.probe(path)), *args], capture_output=True,
+                             text=True, env=self.env(job, extra, preload), timeout=timeout,
+                             check=False)
+        return Run(out.returncode, out.stdout, out.stderr, parse_lines(out.stdout))
+
+    def start(self, job: Job | None, args: Sequence[str], path: str = "linked",
+              extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(self.build.probe(path)), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env(job, extra))
+
+
+@pytest.fixture
+def hook_env(hook_build: HookBuild, tmp_path: Path) -> HookEnv:
+    if os.geteuid() != 0:
+        skip_or_fail("the hook's tests write root-owned limits files: run them as root",
+                     REQUIRE_NATIVE)
+    os.chmod(tmp_path, 0o755)
+    return HookEnv(hook_build, tmp_path)
+
+
+@pytest.fixture
+def hook_env_2gpu(hook_build: HookBuild, tmp_path: Path) -> HookEnv:
+    if os.geteuid() != 0:
+        skip_or_fail("the hook's tests write root-owned limits files: run them as root",
+                     REQUIRE_NATIVE)
+    os.chmod(tmp_path, 0o755)
+    return HookEnv(hook_build, tmp_path, count=2)
+
+
+def wait_for_line(proc: subprocess.Popen[str], prefix: str) -> str:
+    """Next stdout line of proc starting with prefix (the probes print one line per command)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"process ended before printing {prefix!r}")
