@@ -1,9 +1,92 @@
-"""`vgpu daemon`."""
+"""`vgpu daemon`: run the per-node policy daemon (see docs/daemon.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
 
 import click
 
+from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.policies.config import DEFAULT_CONFIG_PATH, DaemonConfig, load_config
+
+log = logging.getLogger("slurm_vgpu.daemon")
+
+
+def resolve_config(config_path: Path | None) -> DaemonConfig:
+    """An explicit --config must exist; without one, the default path is used if present."""
+    if config_path is not None:
+        return load_config(config_path)
+    if DEFAULT_CONFIG_PATH.exists():
+        return load_config(DEFAULT_CONFIG_PATH)
+    return DaemonConfig()
+
+
+def apply_overrides(cfg: DaemonConfig, nodes: tuple[str, ...], runtime_dir: str | None,
+                    inventory: str | None, metrics_port: int | None) -> DaemonConfig:
+    if nodes:
+        cfg = dataclasses.replace(cfg, nodes=nodes)
+    if runtime_dir:
+        cfg = dataclasses.replace(cfg, runtime_dir=runtime_dir)
+    if inventory:
+        cfg = dataclasses.replace(cfg, inventory_path=inventory)
+    if metrics_port is not None:
+        if not 0 <= metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port: expected 0..65535, got {metrics_port}")
+        cfg = dataclasses.replace(cfg, metrics=dataclasses.replace(cfg.metrics,
+                                                                   port=metrics_port))
+    return cfg
+
 
 @click.command()
-def daemon() -> None:
-    """Not implemented yet."""
-    raise click.ClickException("vgpu daemon is not implemented yet")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help=f"YAML config (default {DEFAULT_CONFIG_PATH} if present).")
+@click.option("--node", "nodes", multiple=True, help="Slurm node to manage (repeatable).")
+@click.option("--runtime-dir", default=None, help="Override runtime_dir.")
+@click.option("--inventory", default=None, help="Override the inventory path.")
+@click.option("--metrics-port", type=int, default=None, help="Override metrics.port.")
+@click.option("--once", is_flag=True, help="Run one control cycle and exit.")
+@click.option("--dry-run", is_flag=True, help="Plan and log actions without applying them.")
+@click.option("--check-config", is_flag=True, help="Validate the config and exit.")
+def daemon(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | None,
+           inventory: str | None, metrics_port: int | None, once: bool, dry_run: bool,
+           check_config: bool) -> None:
+    """Run the per-node policy daemon: share adjustment, backfill, packing, backstop, metrics."""
+    cfg = apply_overrides(resolve_config(config_path), nodes, runtime_dir, inventory,
+                          metrics_port)
+    if check_config:
+        click.echo("vgpu: config OK")
+        return
+    logging.basicConfig(level=getattr(logging, cfg.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(message)s")
+    from slurm_vgpu.policies.daemon import build_daemon
+
+    d = build_daemon(cfg, dry_run=dry_run)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("vgpu: signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if cfg.metrics.enabled and not once:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from slurm_vgpu.policies.metrics import DaemonCollector
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(DaemonCollector(d.state))
+        try:
+            start_http_server(cfg.metrics.port, addr=cfg.metrics.address, registry=registry)
+        except OSError as e:
+            raise ConfigError(f"metrics.port: cannot listen on {cfg.metrics.address}:"
+                              f"{cfg.metrics.port}: {e.strerror or e}") from e
+        log.info("vgpu: metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
+    log.info("vgpu: daemon managing %s every %.1fs", ",".join(d.observer.node_names),
+             cfg.control_period_seconds)
+    d.run(stop, max_cycles=1 if once else None)

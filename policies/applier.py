@@ -1,0 +1,134 @@
+"""Applies a cycle's actions: limits-file writes locally, the rest through the Slurm client.
+
+The apply step is where a policy bug would do harm, so it checks what no policy may do: a
+compute target outside 0..1000, or any write that leaves a job's memory cap above what it was
+(policies never raise memory caps; the action types cannot even carry one, and every job
+whose limits were written is re-read and compared). A violated check raises PolicyBug for that
+action only; the daemon logs it, counts it, and carries on with the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from slurm_vgpu.errors import VgpuError
+from slurm_vgpu.policies.actions import (
+    Action,
+    CancelStep,
+    RecordViolation,
+    RequeueJob,
+    SetComputeLimit,
+    SetNodeVgpuCount,
+    SetNodeWeight,
+    action_kind,
+)
+from slurm_vgpu.policies.job_files import JobFileError, JobFiles
+from slurm_vgpu.policies.slurm_client import SlurmClient, SlurmUnavailable
+from slurm_vgpu.policies.snapshot import Snapshot
+
+log = logging.getLogger("slurm_vgpu.daemon")
+
+
+class PolicyBug(VgpuError):
+    """An action violated an invariant the apply step guards (never applied)."""
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    applied: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    violations: list[RecordViolation] = field(default_factory=list)
+    slurm_error: str = ""
+
+
+def _memory_caps(snapshot: Snapshot) -> dict[tuple[int, str], int]:
+    return {(job.job_id, jg.gpu_uuid): jg.memory_limit_bytes
+            for job in snapshot.jobs for jg in job.gpus}
+
+
+class Applier:
+    def __init__(self, slurm: SlurmClient, files: JobFiles, dry_run: bool = False) -> None:
+        self.slurm = slurm
+        self.files = files
+        self.dry_run = dry_run
+
+    def _check(self, action: Action, caps: dict[tuple[int, str], int]) -> None:
+        if isinstance(action, SetComputeLimit):
+            if not 0 <= action.permille <= 1000:
+                raise PolicyBug(f"compute target {action.permille} outside 0..1000: {action}")
+            if (action.job_id, action.gpu_uuid) not in caps:
+                raise PolicyBug(f"target for a job/GPU not in the snapshot: {action}")
+        elif isinstance(action, SetNodeVgpuCount) and action.count < 0:
+            raise PolicyBug(f"negative vgpu count: {action}")
+        elif isinstance(action, SetNodeWeight) and action.weight < 0:
+            raise PolicyBug(f"negative weight: {action}")
+
+    def _verify_memory_unchanged(self, job_id: int, caps: dict[tuple[int, str], int]) -> None:
+        limits = self.files.read_limits(job_id)
+        if limits is None:
+            return
+        for gl in limits.gpus:
+            before = caps.get((job_id, gl.uuid))
+            if before is not None and gl.memory_limit_bytes > before:
+                raise PolicyBug(
+                    f"job {job_id}'s memory cap on {gl.uuid} rose from {before} to "
+                    f"{gl.memory_limit_bytes} bytes during the apply step")
+
+    def _apply_one(self, action: Action) -> None:
+        if isinstance(action, SetComputeLimit):
+            self.files.set_compute_limit(action.job_id, action.gpu_uuid, action.permille)
+        elif isinstance(action, SetNodeVgpuCount):
+            self.slurm.set_node_vgpu_count(action.node, action.count)
+        elif isinstance(action, SetNodeWeight):
+            self.slurm.set_node_weight(action.node, action.weight)
+        elif isinstance(action, RequeueJob):
+            self.slurm.requeue_job(action.job_id)
+        elif isinstance(action, CancelStep):
+            self.slurm.cancel_step(action.job_id, action.step)
+
+    def apply(self, snapshot: Snapshot, actions: list[Action]) -> ApplyResult:
+        result = ApplyResult()
+        caps = _memory_caps(snapshot)
+        written: set[int] = set()
+        slurm_down = False
+        for action in actions:
+            kind = action_kind(action)
+            if isinstance(action, RecordViolation):
+                result.violations.append(action)
+                log.warning("vgpu: backstop: %s (node %s, pids %s)", action.reason, action.node,
+                            ",".join(map(str, action.pids)))
+                result.applied[kind] += 1
+                continue
+            try:
+                self._check(action, caps)
+                if slurm_down and not isinstance(action, SetComputeLimit):
+                    result.failed[kind] += 1
+                    continue
+                if self.dry_run:
+                    log.info("vgpu: dry run: would %s: %s", kind, action)
+                else:
+                    self._apply_one(action)
+                    log.info("vgpu: %s: %s", kind, action)
+                if isinstance(action, SetComputeLimit):
+                    written.add(action.job_id)
+                result.applied[kind] += 1
+            except SlurmUnavailable as e:
+                # One failed Slurm write: skip the remaining Slurm actions this cycle.
+                slurm_down = True
+                result.slurm_error = str(e)
+                result.failed[kind] += 1
+            except (JobFileError, OSError, ValueError, PolicyBug) as e:
+                level = logging.ERROR if isinstance(e, PolicyBug) else logging.WARNING
+                log.log(level, "vgpu: %s not applied: %s", kind, e)
+                result.failed[kind] += 1
+        for job_id in sorted(written):
+            try:
+                self._verify_memory_unchanged(job_id, caps)
+            except PolicyBug as e:
+                log.error("vgpu: %s", e)
+                result.failed["memory_cap_check"] += 1
+            except (JobFileError, OSError):
+                pass
+        return result

@@ -1,0 +1,100 @@
+"""Device readings from NVML (pynvml): per-GPU utilization and memory, and every process
+holding device memory. Independent of the hook: this is how the backstop sees processes that
+bypass it. On test machines pynvml loads the simulated libnvidia-ml.so.1."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReading:
+    uuid: str
+    index: int
+    utilization_permille: int | None
+    memory_used_bytes: int | None
+    memory_total_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessReading:
+    uuid: str
+    pid: int
+    used_memory_bytes: int
+
+
+class NvmlSource(Protocol):
+    def sample(self) -> tuple[list[DeviceReading], list[ProcessReading]]: ...
+
+
+class NvmlError(Exception):
+    pass
+
+
+class PynvmlSource:
+    """NvmlSource over pynvml. nvmlInit once; every call guarded (NVML errors -> NvmlError)."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        self.nvml: Any = pynvml
+        self._lock = threading.Lock()
+        try:
+            pynvml.nvmlInit()
+        except Exception as e:
+            raise NvmlError(f"NVML unavailable: {e}") from e
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.nvml.nvmlShutdown()
+
+    def _processes(self, handle: Any) -> list[Any]:
+        procs: list[Any] = []
+        for name in ("nvmlDeviceGetComputeRunningProcesses",
+                     "nvmlDeviceGetGraphicsRunningProcesses"):
+            fn = getattr(self.nvml, name, None)
+            if fn is None:
+                continue
+            try:
+                procs.extend(fn(handle))
+            except Exception:
+                continue
+        return procs
+
+    def sample(self) -> tuple[list[DeviceReading], list[ProcessReading]]:
+        nv = self.nvml
+        devices: list[DeviceReading] = []
+        processes: list[ProcessReading] = []
+        with self._lock:
+            try:
+                count = nv.nvmlDeviceGetCount()
+            except Exception as e:
+                raise NvmlError(f"nvmlDeviceGetCount failed: {e}") from e
+            for index in range(count):
+                try:
+                    handle = nv.nvmlDeviceGetHandleByIndex(index)
+                    uuid = nv.nvmlDeviceGetUUID(handle)
+                    uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+                except Exception:
+                    continue
+                util = mem_used = mem_total = None
+                with contextlib.suppress(Exception):
+                    util = int(nv.nvmlDeviceGetUtilizationRates(handle).gpu) * 10
+                try:
+                    mem = nv.nvmlDeviceGetMemoryInfo(handle)
+                    mem_used, mem_total = int(mem.used), int(mem.total)
+                except Exception:
+                    pass
+                devices.append(DeviceReading(uuid, index, util, mem_used, mem_total))
+                seen: set[int] = set()
+                for p in self._processes(handle):
+                    pid = int(p.pid)
+                    used = getattr(p, "usedGpuMemory", None)
+                    if pid in seen or not isinstance(used, int) or used < 0 or used >= 2**63:
+                        continue
+                    seen.add(pid)
+                    processes.append(ProcessReading(uuid, pid, used))
+        return devices, processes

@@ -1,0 +1,270 @@
+"""Builds one Snapshot per control period from Slurm, the per-job files, NVML and /proc.
+
+Everything here is re-derivable: a restarted daemon rebuilds the same picture from Slurm and
+the files (only idle timers start over, which errs on the safe side: nothing is lent or burst
+from a job until it has been seen idle for the configured time again).
+
+Slurm is polled at most twice per period (squeue + sinfo) and not at all while backing off
+after a failure; the last good answer is reused meanwhile and the snapshot says so
+(slurm_ok=False), so limits keep being enforced while no Slurm-side action is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slurm_vgpu.policies.config import ShareConfig
+from slurm_vgpu.policies.job_files import GpuUsage, JobFileError, JobFiles, JobLimits
+from slurm_vgpu.policies.nvml_source import NvmlError, NvmlSource
+from slurm_vgpu.policies.proc_attribution import attribute_pid
+from slurm_vgpu.policies.slurm_client import SlurmClient, SlurmJob, SlurmNode, SlurmUnavailable
+from slurm_vgpu.policies.snapshot import (
+    GpuProcess,
+    GpuState,
+    JobGpuState,
+    JobState,
+    NodeState,
+    SharePolicy,
+    Snapshot,
+)
+
+log = logging.getLogger("slurm_vgpu.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryGpuInfo:
+    """What the daemon needs from one `gpu` line of the node inventory."""
+
+    index: int
+    uuid: str
+    slices: int
+    slice_bytes: int
+    slice_permille: int
+    memory_bytes: int
+
+
+@dataclass(slots=True)
+class _UsageSample:
+    time: float
+    busy_ns: int
+    last_active: float
+
+
+@dataclass(slots=True)
+class SlurmHealth:
+    ok: bool = False
+    last_success: float | None = None
+    last_error: str = ""
+    consecutive_failures: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass(slots=True)
+class UsageTracker:
+    """Turns the hook's cumulative busy time into an achieved share and an idle duration."""
+
+    threshold_permille: int
+    samples: dict[tuple[int, str], _UsageSample] = field(default_factory=dict)
+
+    def update(self, job_id: int, uuid: str, now: float, busy_ns: int | None
+               ) -> tuple[int, float]:
+        """Returns (achieved permille over the last interval, seconds idle)."""
+        key = (job_id, uuid)
+        prev = self.samples.get(key)
+        if busy_ns is None:
+            # No usage data (hook not loaded yet): count the job as active, the safe side.
+            self.samples[key] = _UsageSample(now, 0, now)
+            return 0, 0.0
+        if prev is None or busy_ns < prev.busy_ns or now <= prev.time:
+            self.samples[key] = _UsageSample(now, busy_ns, now)
+            return 0, 0.0
+        achieved = int(min(1000, (busy_ns - prev.busy_ns) / ((now - prev.time) * 1e6)))
+        last_active = now if achieved >= self.threshold_permille else prev.last_active
+        self.samples[key] = _UsageSample(now, busy_ns, last_active)
+        return achieved, now - last_active
+
+    def forget_except(self, live: set[tuple[int, str]]) -> None:
+        for key in [k for k in self.samples if k not in live]:
+            del self.samples[key]
+
+
+class Observer:
+    def __init__(self, nodes: Sequence[str], inventory: Mapping[str, Sequence[InventoryGpuInfo]],
+                 slurm: SlurmClient, files: JobFiles, share: ShareConfig,
+                 nvml: NvmlSource | None = None, proc_root: Path = Path("/proc"),
+                 backoff_initial: float = 1.0, backoff_max: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node_names = list(nodes)
+        self.inventory = {n: list(inventory.get(n, ())) for n in self.node_names}
+        self.slurm = slurm
+        self.files = files
+        self.nvml = nvml
+        self.proc_root = proc_root
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.clock = clock
+        self.usage = UsageTracker(share.active_threshold_permille)
+        self.health = SlurmHealth()
+        self._jobs: list[SlurmJob] = []
+        self._nodes: dict[str, SlurmNode] = {}
+        self.nvml_error = ""
+
+    # --- Slurm ----------------------------------------------------------------------------
+
+    def _poll_slurm(self, now: float) -> bool:
+        h = self.health
+        if h.consecutive_failures and now < h.next_attempt:
+            return False
+        try:
+            jobs = self.slurm.running_jobs()
+            nodes = self.slurm.nodes(self.node_names)
+        except SlurmUnavailable as e:
+            self.slurm_failed(str(e), now)
+            return False
+        self._jobs = jobs
+        self._nodes = {n.name: n for n in nodes}
+        if h.consecutive_failures:
+            log.info("vgpu: Slurm reachable again after %d failed poll(s)",
+                     h.consecutive_failures)
+        h.ok, h.last_success, h.last_error, h.consecutive_failures = True, now, "", 0
+        return True
+
+    def slurm_failed(self, error: str, now: float | None = None) -> None:
+        """Record a failed Slurm call (poll or action) and schedule the next try."""
+        now = self.clock() if now is None else now
+        h = self.health
+        h.ok = False
+        h.last_error = error
+        h.consecutive_failures += 1
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (h.consecutive_failures - 1))
+        h.next_attempt = now + delay
+        log.warning("vgpu: Slurm unavailable (%s); keeping the last limits, retry in %.1fs",
+                    error, delay)
+
+    # --- assembly ---------------------------------------------------------------------------
+
+    def _job_state(self, sj: SlurmJob, node: str, now: float, gpus: dict[str, InventoryGpuInfo],
+                   nvml_used: Mapping[tuple[int, str], int], live: set[tuple[int, str]]
+                   ) -> JobState:
+        limits: JobLimits | None = None
+        try:
+            limits = self.files.read_limits(sj.job_id)
+        except JobFileError as e:
+            log.warning("vgpu: job %d: ignoring its limits file: %s", sj.job_id, e)
+        share = SharePolicy.GUARANTEED
+        job_gpus: list[JobGpuState] = []
+        if limits is not None and limits.job_id == sj.job_id:
+            if limits.share_policy == SharePolicy.BURST:
+                share = SharePolicy.BURST
+            usage: list[GpuUsage] | None = None
+            try:
+                usage = self.files.read_usage(sj.job_id, len(limits.gpus))
+            except (JobFileError, OSError) as e:
+                log.debug("vgpu: job %d: no usage state: %s", sj.job_id, e)
+            for i, gl in enumerate(limits.gpus):
+                if gl.uuid not in gpus:
+                    continue
+                u = usage[i] if usage is not None and i < len(usage) else None
+                achieved, idle = self.usage.update(sj.job_id, gl.uuid, now,
+                                                   u.busy_ns if u else None)
+                live.add((sj.job_id, gl.uuid))
+                used = u.used_bytes if u else nvml_used.get((sj.job_id, gl.uuid), 0)
+                job_gpus.append(JobGpuState(
+                    gpu_uuid=gl.uuid, slices=gl.slices,
+                    memory_limit_bytes=gl.memory_limit_bytes,
+                    compute_guaranteed_permille=gl.compute_guaranteed_permille,
+                    compute_limit_permille=gl.compute_limit_permille,
+                    memory_used_bytes=used, compute_used_permille=achieved,
+                    idle_seconds=idle,
+                    throttled_seconds=(u.throttled_ns / 1e9) if u else 0.0,
+                ))
+        return JobState(
+            job_id=sj.job_id, node=node, uid=sj.user_id, partition=sj.partition, qos=sj.qos,
+            share=share, start_time=sj.start_time, vgpu_slices=sj.vgpu_per_node.get(node, 0),
+            gpus=tuple(job_gpus),
+        )
+
+    def _processes(self, node: str) -> tuple[list[GpuProcess], dict[str, tuple[int | None,
+                                                                            int | None]]]:
+        if self.nvml is None:
+            return [], {}
+        try:
+            devices, procs = self.nvml.sample()
+        except NvmlError as e:
+            if str(e) != self.nvml_error:
+                log.warning("vgpu: NVML sampling failed: %s", e)
+            self.nvml_error = str(e)
+            return [], {}
+        self.nvml_error = ""
+        readings = {d.uuid: (d.utilization_permille, d.memory_used_bytes) for d in devices}
+        result = []
+        for p in procs:
+            owner = attribute_pid(p.pid, self.proc_root)
+            result.append(GpuProcess(node, p.uuid, p.pid, p.used_memory_bytes,
+                                     owner[0] if owner else None, owner[1] if owner else None))
+        return result, readings
+
+    def _jobs_from_files(self) -> list[SlurmJob]:
+        """Before Slurm has ever answered (daemon restarted while Slurm is down, or `vgpu
+        status` without Slurm), the runtime directory still says which jobs hold slices here.
+        Partition and QOS are unknown, so none of them counts as preemptible."""
+        if len(self.node_names) != 1:
+            return []
+        jobs = []
+        for job_id in self.files.job_ids():
+            try:
+                limits = self.files.read_limits(job_id)
+            except JobFileError:
+                continue
+            if limits is None or limits.job_id != job_id:
+                continue
+            slices = sum(g.slices for g in limits.gpus)
+            jobs.append(SlurmJob(job_id=job_id, state="RUNNING", partition="", qos="",
+                                 user_id=limits.uid, start_time=0.0,
+                                 vgpu_per_node={self.node_names[0]: slices}))
+        return jobs
+
+    def observe(self) -> Snapshot:
+        now = self.clock()
+        slurm_ok = self._poll_slurm(now)
+        if self.health.last_success is None:
+            self._jobs = self._jobs_from_files()
+        nodes: list[NodeState] = []
+        jobs: list[JobState] = []
+        processes: list[GpuProcess] = []
+        live: set[tuple[int, str]] = set()
+        for name in self.node_names:
+            inv = self.inventory[name]
+            procs, readings = self._processes(name)
+            processes.extend(procs)
+            nvml_used: dict[tuple[int, str], int] = {}
+            for p in procs:
+                if p.job_id is not None:
+                    key = (p.job_id, p.gpu_uuid)
+                    nvml_used[key] = nvml_used.get(key, 0) + p.used_memory_bytes
+            gpus = tuple(
+                GpuState(node=name, index=g.index, uuid=g.uuid, slices=g.slices,
+                         slice_bytes=g.slice_bytes, slice_permille=g.slice_permille,
+                         memory_bytes=g.memory_bytes,
+                         utilization_permille=readings.get(g.uuid, (None, None))[0],
+                         memory_used_bytes=readings.get(g.uuid, (None, None))[1])
+                for g in inv
+            )
+            sn = self._nodes.get(name)
+            nodes.append(NodeState(
+                name=name, gpus=gpus, vgpu_configured=sum(g.slices for g in inv),
+                vgpu_current=sn.vgpu_count if sn else None,
+                weight=sn.weight if sn else None, state=sn.state if sn else "",
+            ))
+            by_uuid = {g.uuid: g for g in inv}
+            for sj in self._jobs:
+                if name in sj.vgpu_per_node:
+                    jobs.append(self._job_state(sj, name, now, by_uuid, nvml_used, live))
+        self.usage.forget_except(live)
+        notes = () if slurm_ok else (f"slurm unavailable: {self.health.last_error}",)
+        return Snapshot(time=now, nodes=tuple(nodes), jobs=tuple(jobs),
+                        processes=tuple(processes), slurm_ok=slurm_ok, notes=notes)

@@ -1,0 +1,296 @@
+"""The daemon's narrow view of Slurm, and its implementation over Slurm 22.05's JSON CLIs.
+
+Per control period the daemon needs two reads, whatever the number of jobs: `squeue --json`
+(every job; 22.05 ignores squeue's filters with --json, so we filter here) and `sinfo --json`
+(every node: gres count, weight, state). Writes happen only when a policy changes something:
+`scontrol update nodename=X gres=vgpu:N|weight=N`, `scontrol requeue`, `scancel JOB.STEP`.
+(`scontrol --json` does not exist before 23.02.)
+
+`make_slurm_client("auto")` picks pyslurm when a pyslurm built for the installed Slurm imports
+(see slurm_pyslurm.py), else these CLIs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from slurm_vgpu.errors import VgpuError
+
+GRES_NAME = "vgpu"
+
+
+class SlurmUnavailable(VgpuError):
+    """Slurm could not be reached or answered with an error; the daemon retries with backoff."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmJob:
+    """A running job as slurmctld reports it (only what the policies need)."""
+
+    job_id: int
+    state: str
+    partition: str
+    qos: str
+    user_id: int
+    start_time: float
+    # node name -> vgpu slices allocated on it (nodes without vgpu are left out)
+    vgpu_per_node: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmNode:
+    name: str
+    state: str
+    vgpu_count: int | None
+    vgpu_used: int | None
+    weight: int | None
+
+
+class SlurmClient(Protocol):
+    """What the daemon asks of Slurm. Every method raises SlurmUnavailable on failure."""
+
+    def running_jobs(self) -> list[SlurmJob]: ...
+
+    def nodes(self, names: Sequence[str]) -> list[SlurmNode]: ...
+
+    def set_node_vgpu_count(self, node: str, count: int) -> None: ...
+
+    def set_node_weight(self, node: str, weight: int) -> None: ...
+
+    def requeue_job(self, job_id: int) -> None: ...
+
+    def cancel_step(self, job_id: int, step: str) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers (pure; unit-tested against real 22.05 output in tests/data/slurm-22.05/).
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def _split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside brackets/parentheses: 'a[1-2],b' -> ['a[1-2]', 'b']."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth = max(0, depth - 1)
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in (s.strip() for s in parts) if p]
+
+
+def expand_hostlist(expr: str) -> list[str]:
+    """Expand a Slurm hostlist ('n[01-03,7],gpu5') into node names, keeping zero padding."""
+    names: list[str] = []
+    for item in _split_top_level(expr):
+        m = re.match(r"^([^\[]*)\[([^\]]+)\](.*)$", item)
+        if not m:
+            names.append(item)
+            continue
+        prefix, ranges, suffix = m.groups()
+        for rng in ranges.split(","):
+            r = _RANGE.match(rng.strip())
+            if not r:
+                raise ValueError(f"bad hostlist range {rng!r} in {expr!r}")
+            lo, hi = r.group(1), r.group(2) or r.group(1)
+            width = len(lo)
+            for n in range(int(lo), int(hi) + 1):
+                for tail in expand_hostlist(suffix) if "[" in suffix else [suffix]:
+                    names.append(f"{prefix}{n:0{width}d}{tail}")
+    return names
+
+
+def gres_count(spec: str, name: str = GRES_NAME) -> int | None:
+    """Count of GRES `name` in a Slurm GRES string, or None when absent.
+
+    Handles the forms slurmctld prints: 'vgpu:20', 'vgpu:g0:10', 'vgpu(CNT:3)',
+    'vgpu:3(IDX:0-2)', 'gpu:1(IDX:0),vgpu(CNT:3)', 'gres:vgpu:3' (tres_per_node),
+    'vgpu:0(IDX:N/A)'. Several typed entries add up."""
+    total: int | None = None
+    for item in _split_top_level(spec):
+        head, _, paren = item.partition("(")
+        fields = head.split(":")
+        if fields and fields[0] == "gres":
+            fields = fields[1:]
+        if not fields or fields[0] != name:
+            continue
+        count: int | None = None
+        cnt = re.search(r"CNT:(\d+)", paren)
+        if cnt:
+            count = int(cnt.group(1))
+        elif len(fields) > 1 and fields[-1].isdigit():
+            count = int(fields[-1])
+        elif len(fields) == 1:
+            count = 1
+        if count is not None:
+            total = (total or 0) + count
+    return total
+
+
+def _int(value: Any) -> int | None:
+    """22.05 prints numbers plainly; later versions wrap some as {"set":..,"number":..}."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict) and value.get("set") and isinstance(value.get("number"), int):
+        return int(value["number"])
+    return None
+
+
+def _state(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value or "")
+
+
+def parse_squeue_json(doc: Mapping[str, Any]) -> list[SlurmJob]:
+    """Running jobs holding vgpu, from `squeue --json`."""
+    jobs: list[SlurmJob] = []
+    for raw in doc.get("jobs") or []:
+        state = _state(raw.get("job_state"))
+        if "RUNNING" not in state.upper():
+            continue
+        job_id = _int(raw.get("job_id"))
+        if job_id is None:
+            continue
+        nodes = expand_hostlist(str(raw.get("nodes") or ""))
+        details = raw.get("gres_detail") or []
+        per_node: dict[str, int] = {}
+        if isinstance(details, list) and len(details) == len(nodes):
+            for node, detail in zip(nodes, details, strict=True):
+                count = gres_count(str(detail))
+                if count:
+                    per_node[node] = count
+        else:
+            count = gres_count(str(raw.get("tres_per_node") or ""))
+            if count:
+                per_node = dict.fromkeys(nodes, count)
+        if not per_node:
+            continue
+        jobs.append(SlurmJob(
+            job_id=job_id, state=state, partition=str(raw.get("partition") or ""),
+            qos=str(raw.get("qos") or ""), user_id=_int(raw.get("user_id")) or 0,
+            start_time=float(_int(raw.get("start_time")) or 0), vgpu_per_node=per_node,
+        ))
+    return jobs
+
+
+def parse_sinfo_json(doc: Mapping[str, Any], names: Iterable[str] | None = None
+                     ) -> list[SlurmNode]:
+    """Nodes (all, or those named) from `sinfo --json`."""
+    wanted = set(names) if names is not None else None
+    nodes: list[SlurmNode] = []
+    for raw in doc.get("nodes") or []:
+        name = str(raw.get("name") or "")
+        if not name or (wanted is not None and name not in wanted):
+            continue
+        state = _state(raw.get("state"))
+        flags = raw.get("state_flags")
+        if isinstance(flags, list) and flags:
+            state = state + "+" + "+".join(str(f) for f in flags)
+        nodes.append(SlurmNode(
+            name=name, state=state.lower(),
+            vgpu_count=gres_count(str(raw.get("gres") or "")),
+            vgpu_used=gres_count(str(raw.get("gres_used") or "")),
+            weight=_int(raw.get("weight")),
+        ))
+    return nodes
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class CliSlurmClient:
+    """SlurmClient over squeue/sinfo/scontrol/scancel. Inherits SLURM_CONF and friends from the
+    environment; `bin_dir` points at a non-PATH Slurm install."""
+
+    def __init__(self, bin_dir: str | None = None, timeout: float = 10.0,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.bin_dir = bin_dir
+        self.timeout = timeout
+        self.env = dict(os.environ if env is None else env)
+        self.calls = 0  # RPC-issuing commands run (for tests and the benchmark)
+
+    def _path(self, tool: str) -> str:
+        if self.bin_dir:
+            return os.path.join(self.bin_dir, tool)
+        return shutil.which(tool) or tool
+
+    def _run(self, tool: str, *args: str) -> str:
+        argv = [self._path(tool), *args]
+        self.calls += 1
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
+                                  env=self.env, check=False)
+        except FileNotFoundError as e:
+            raise SlurmUnavailable(f"{argv[0]} not found: install the Slurm client tools "
+                                   "or set slurm.bin_dir") from e
+        except subprocess.TimeoutExpired as e:
+            raise SlurmUnavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s") from e
+        if done.returncode != 0:
+            msg = (done.stderr or done.stdout).strip().splitlines()
+            raise SlurmUnavailable(
+                f"{' '.join(argv)} failed (exit {done.returncode}): "
+                f"{msg[-1] if msg else 'no message'}")
+        return done.stdout
+
+    def _json(self, tool: str, *args: str) -> Mapping[str, Any]:
+        out = self._run(tool, *args)
+        try:
+            doc = json.loads(out)
+        except json.JSONDecodeError as e:
+            raise SlurmUnavailable(f"{tool} --json printed invalid JSON: {e}") from e
+        if not isinstance(doc, dict):
+            raise SlurmUnavailable(f"{tool} --json printed {type(doc).__name__}, not an object")
+        errors = doc.get("errors")
+        if errors:
+            raise SlurmUnavailable(f"{tool} --json reported errors: {errors}")
+        return doc
+
+    def running_jobs(self) -> list[SlurmJob]:
+        return parse_squeue_json(self._json("squeue", "--json"))
+
+    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
+        return parse_sinfo_json(self._json("sinfo", "--json"), names)
+
+    def set_node_vgpu_count(self, node: str, count: int) -> None:
+        self._run("scontrol", "update", f"nodename={node}", f"gres={GRES_NAME}:{int(count)}")
+
+    def set_node_weight(self, node: str, weight: int) -> None:
+        self._run("scontrol", "update", f"nodename={node}", f"weight={int(weight)}")
+
+    def requeue_job(self, job_id: int) -> None:
+        self._run("scontrol", "requeue", str(int(job_id)))
+
+    def cancel_step(self, job_id: int, step: str) -> None:
+        if not re.fullmatch(r"\d+|batch|extern", step):
+            raise ValueError(f"refusing to cancel malformed step {step!r}")
+        self._run("scancel", f"{int(job_id)}.{step}")
+
+
+def make_slurm_client(kind: str = "auto", bin_dir: str | None = None,
+                      timeout: float = 10.0) -> SlurmClient:
+    """`cli`, `pyslurm`, or `auto` (pyslurm only if one matching the installed Slurm imports)."""
+    if kind in ("auto", "pyslurm"):
+        from slurm_vgpu.policies.slurm_pyslurm import PyslurmUnusable, make_pyslurm_client
+
+        try:
+            return make_pyslurm_client(bin_dir=bin_dir)
+        except PyslurmUnusable as e:
+            if kind == "pyslurm":
+                raise SlurmUnavailable(f"slurm.client is pyslurm but {e}") from e
+    return CliSlurmClient(bin_dir=bin_dir, timeout=timeout)

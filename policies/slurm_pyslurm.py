@@ -1,0 +1,124 @@
+"""SlurmClient over pyslurm, used only when a pyslurm built for the installed Slurm imports.
+
+Honest status: PyPI carries pyslurm only for Slurm 25.11 (and ancient 17/18), and building it
+against Slurm 22.05 fails ("Slurm version mismatch"), so on the project's 22.05 test cluster
+this class is never selected and is not exercised by the integration tests. It follows the
+pyslurm >= 23 object API (Jobs.load, Nodes.load, Node.modify, Job.requeue, JobStep.cancel) and
+stays deliberately thin: anything it cannot map raises SlurmUnavailable, and `slurm.client:
+cli` forces the CLI client.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+from slurm_vgpu.policies.slurm_client import (
+    GRES_NAME,
+    SlurmJob,
+    SlurmNode,
+    SlurmUnavailable,
+    expand_hostlist,
+    gres_count,
+)
+
+
+class PyslurmUnusable(Exception):
+    """pyslurm is absent or built for another Slurm release."""
+
+
+def installed_slurm_version(bin_dir: str | None = None) -> str | None:
+    """'22.05' from `sinfo --version` ('slurm 22.05.8'), or None."""
+    sinfo = f"{bin_dir}/sinfo" if bin_dir else shutil.which("sinfo")
+    if not sinfo:
+        return None
+    try:
+        out = subprocess.run([sinfo, "--version"], capture_output=True, text=True, timeout=5,
+                             check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"(\d+)\.(\d+)", out)
+    return f"{int(m.group(1))}.{int(m.group(2)):02d}" if m else None
+
+
+def make_pyslurm_client(bin_dir: str | None = None) -> PyslurmClient:
+    try:
+        pyslurm = importlib.import_module("pyslurm")
+    except ImportError as e:
+        raise PyslurmUnusable("pyslurm is not installed") from e
+    version = str(getattr(pyslurm, "__version__", ""))
+    m = re.match(r"(\d+)\.(\d+)", version)
+    theirs = f"{int(m.group(1))}.{int(m.group(2)):02d}" if m else None
+    ours = installed_slurm_version(bin_dir)
+    if theirs is None or ours is None or theirs != ours:
+        raise PyslurmUnusable(
+            f"pyslurm {version or '?'} does not match the installed Slurm {ours or '?'}")
+    return PyslurmClient(pyslurm)
+
+
+def _gres_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in value.items())
+    return str(value or "")
+
+
+class PyslurmClient:
+    def __init__(self, module: Any) -> None:
+        self.pyslurm = module
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as e:  # pyslurm raises RPCError and friends; all mean "retry later"
+            raise SlurmUnavailable(f"pyslurm {what} failed: {e}") from e
+
+    def running_jobs(self) -> list[SlurmJob]:
+        jobs = self._call("Jobs.load", self.pyslurm.Jobs.load)
+        result: list[SlurmJob] = []
+        for job in jobs.values():
+            if str(job.state).upper() != "RUNNING":
+                continue
+            per_node_count = gres_count(_gres_text(getattr(job, "gres_per_node", "")))
+            if not per_node_count:
+                continue
+            nodes = expand_hostlist(str(job.allocated_nodes or ""))
+            result.append(SlurmJob(
+                job_id=int(job.id), state="RUNNING", partition=str(job.partition or ""),
+                qos=str(job.qos or ""), user_id=int(job.user_id or 0),
+                start_time=float(job.start_time or 0),
+                vgpu_per_node=dict.fromkeys(nodes, per_node_count),
+            ))
+        return result
+
+    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
+        loaded = self._call("Nodes.load", self.pyslurm.Nodes.load)
+        wanted = set(names)
+        return [
+            SlurmNode(
+                name=str(node.name), state=str(node.state).lower(),
+                vgpu_count=gres_count(_gres_text(node.configured_gres)),
+                vgpu_used=gres_count(_gres_text(node.allocated_gres)),
+                weight=node.weight,
+            )
+            for node in loaded.values() if node.name in wanted
+        ]
+
+    def _modify(self, node: str, **changes: Any) -> None:
+        target = self.pyslurm.Node(node)
+        self._call("Node.modify", target.modify, self.pyslurm.Node(**changes))
+
+    def set_node_vgpu_count(self, node: str, count: int) -> None:
+        self._modify(node, configured_gres={GRES_NAME: int(count)})
+
+    def set_node_weight(self, node: str, weight: int) -> None:
+        self._modify(node, weight=int(weight))
+
+    def requeue_job(self, job_id: int) -> None:
+        self._call("Job.requeue", self.pyslurm.Job(int(job_id)).requeue)
+
+    def cancel_step(self, job_id: int, step: str) -> None:
+        self._call("JobStep.cancel", self.pyslurm.JobStep(int(job_id), step).cancel)
