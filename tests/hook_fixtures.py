@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import REQUIRE_NATIVE, skip_or_fail
+
 from slurm_vgpu.native import (
     GpuLimit,
     JobLimits,
@@ -132,7 +132,9 @@ class HookEnv:
              "--mem", memory],
             check=True, capture_output=True, env=self.base_env, timeout=30,
         )
-        self.uuids = [d["uuid"] for d in self.ground_truth()["devices"]]
+        devices = self.ground_truth()["devices"]
+        assert isinstance(devices, list)
+        self.uuids = [str(d["uuid"]) for d in devices]
 
     def ground_truth(self, window_ms: int | None = None) -> dict[str, object]:
         args = [str(self.build.dump), "--state", str(self.fake_state)]

@@ -3,14 +3,13 @@ path; multi-process races, kill -9, fork and live changes."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 
 import pytest
-
 from hook_fixtures import GIB, MIB, HookEnv, wait_for_line
+
 from slurm_vgpu.native import read_limits_file, reclaim_dead, update_limits
 
 pytestmark = pytest.mark.native
