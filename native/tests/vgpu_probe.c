@@ -9,7 +9,8 @@
  * usage: vgpu_probe CMD [ARG...] [CMD [ARG...]]...    (sizes accept K, M, G suffixes)
  *   info | total | alloc N | free | managed N | pitch W H | async N | freeasync | pool N |
  *   vmm N | vmmfree | array W H | array3d W H D | mipmap W H LEVELS | arrayfree |
- *   launch N | launchex N | coop N | graph N | busy MS | sync | sleep MS | hold | fork
+ *   launch N | launchex N | coop N | graph N | busy MS [KIND] | sync | sleep MS | hold | fork |
+ *   rtldnext
  * Each command prints one line "<cmd> rc=<CUresult> [key=value]..." on stdout. `hold` prints
  * "hold ready" and sleeps until killed; `fork` runs the remaining commands in a child (which
  * calls cuInit and makes its own context) and waits for it.
@@ -275,6 +276,30 @@ static CUresult launch_one(const char *kind)
 	return CALL(api.launch, kernel, grid, 1, 1, 128, 1, 1, 0, NULL, NULL, NULL);
 }
 
+static CUgraphExec graph_exec;
+
+/* A graph of one kernel node, instantiated once. */
+static CUresult need_graph(void)
+{
+	if (graph_exec)
+		return CUDA_SUCCESS;
+	CUgraph g = NULL;
+	CUgraphNode node;
+	CUDA_KERNEL_NODE_PARAMS kp;
+	memset(&kp, 0, sizeof kp);
+	kp.func = kernel;
+	kp.gridDimX = (unsigned)sms * 2;
+	kp.gridDimY = kp.gridDimZ = 1;
+	kp.blockDimX = 128;
+	kp.blockDimY = kp.blockDimZ = 1;
+	CUresult r = CALL(api.graph_create, &g, 0);
+	if (!r)
+		r = CALL(api.graph_add_kernel, &node, g, NULL, 0, &kp);
+	if (!r)
+		r = CALL(api.graph_instantiate, &graph_exec, g, 0);
+	return r;
+}
+
 static int run(int argc, char **argv, int i);
 
 static int command(int argc, char **argv, int *pi)
@@ -384,40 +409,37 @@ static int command(int argc, char **argv, int *pi)
 	} else if (!strcmp(cmd, "graph")) {
 		long n = atol(a1);
 		i++;
-		CUgraph g = NULL;
-		CUgraphNode node;
-		CUgraphExec exec = NULL;
-		CUDA_KERNEL_NODE_PARAMS kp;
-		memset(&kp, 0, sizeof kp);
 		r = need_kernel();
-		kp.func = kernel;
-		kp.gridDimX = (unsigned)sms * 2;
-		kp.gridDimY = kp.gridDimZ = 1;
-		kp.blockDimX = 128;
-		kp.blockDimY = kp.blockDimZ = 1;
 		if (!r)
-			r = CALL(api.graph_create, &g, 0);
-		if (!r)
-			r = CALL(api.graph_add_kernel, &node, g, NULL, 0, &kp);
-		if (!r)
-			r = CALL(api.graph_instantiate, &exec, g, 0);
+			r = need_graph();
 		for (long k = 0; k < n && !r; k++)
-			r = CALL(api.graph_launch, exec, NULL);
+			r = CALL(api.graph_launch, graph_exec, NULL);
 		printf("graph rc=%d n=%ld\n", r, n);
-	} else if (!strcmp(cmd, "busy")) {
+	} else if (!strcmp(cmd, "busy") || !strcmp(cmd, "busyk")) {
 		/* Keep the device busy for MS ms of wall time, one wave per launch, synchronizing
-		 * after each (a typical training loop's shape). */
-		double end = now_s() + atof(a1) / 1e3;
+		 * after each (a typical training loop's shape). busyk KIND MS picks the launch
+		 * path: launch, launchex, coop or graph. */
+		int k_arg = !strcmp(cmd, "busyk");
+		const char *kind = k_arg ? a1 : "launch";
+		double end = now_s() + atof(k_arg ? a2 : a1) / 1e3;
 		long k = 0;
-		i++;
+		i += k_arg ? 2 : 1;
 		r = need_kernel();
+		if (!r && !strcmp(kind, "graph"))
+			r = need_graph();
 		while (!r && now_s() < end) {
-			r = launch_one("launch");
+			r = !strcmp(kind, "graph") ? CALL(api.graph_launch, graph_exec, NULL)
+						   : launch_one(kind);
 			if (!r)
 				r = CALL(api.ctx_sync);
 			k++;
 		}
-		printf("busy rc=%d launches=%ld\n", r, k);
+		printf("%s rc=%d launches=%ld\n", cmd, r, k);
+	} else if (!strcmp(cmd, "rtldnext")) {
+		/* An interposed dlsym must keep RTLD_NEXT relative to ITS caller: from here the
+		 * next dlsym after this executable is the preloaded hook's, not libc's. */
+		void *next = dlsym(RTLD_NEXT, "dlsym");
+		printf("rtldnext rc=0 same=%d\n", next == (void *)dlsym);
 	} else if (!strcmp(cmd, "sync")) {
 		r = CALL(api.ctx_sync);
 		printf("sync rc=%d\n", r);
@@ -435,6 +457,7 @@ static int command(int argc, char **argv, int *pi)
 		pid_t pid = fork();
 		if (pid == 0) {
 			kernel = NULL;
+			graph_exec = NULL;
 			r = setup();
 			printf("forkchild rc=%d pid=%d\n", r, (int)getpid());
 			exit(r ? 1 : run(argc, argv, i));
