@@ -1,0 +1,87 @@
+"""Parsing Slurm 22.05's JSON (real output captured from Debian's 22.05.8, tests/data/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slurm_vgpu.policies.slurm_client import (
+    CliSlurmClient,
+    SlurmUnavailable,
+    expand_hostlist,
+    gres_count,
+    parse_sinfo_json,
+    parse_squeue_json,
+)
+
+DATA = Path(__file__).parent / "data" / "slurm-22.05"
+
+
+def load(name: str) -> dict[str, Any]:
+    doc = json.loads((DATA / name).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_squeue_running_vgpu_jobs() -> None:
+    jobs = parse_squeue_json(load("squeue.json"))
+    assert [(j.job_id, j.partition, dict(j.vgpu_per_node)) for j in jobs] == [
+        (1, "normal", {"n1": 3}), (3, "normal", {"n1": 15}), (4, "normal", {"n1": 2})]
+    assert all(j.start_time > 1.7e9 for j in jobs)
+
+
+def test_sinfo_nodes() -> None:
+    (node,) = parse_sinfo_json(load("sinfo.json"), ["n1"])
+    assert (node.name, node.vgpu_count, node.vgpu_used, node.weight) == ("n1", 20, 20, 5)
+    assert node.state == "mixed"
+    assert parse_sinfo_json(load("sinfo.json"), ["other"]) == []
+
+
+@pytest.mark.parametrize(("spec", "count"), [
+    ("vgpu:20", 20), ("vgpu(CNT:3)", 3), ("vgpu:3(IDX:0-2)", 3), ("gres:vgpu:3", 3),
+    ("gpu:1(IDX:0),vgpu(CNT:4)", 4), ("vgpu:g0:10,vgpu:g1:10", 20), ("vgpu:4(IDX:0-2,5)", 4),
+    ("gpu:2", None), ("", None), ("vgpu:0(IDX:N/A)", 0),
+])
+def test_gres_count(spec: str, count: int | None) -> None:
+    assert gres_count(spec) == count
+
+
+@pytest.mark.parametrize(("expr", "names"), [
+    ("n1", ["n1"]), ("n[1-3]", ["n1", "n2", "n3"]), ("gpu[01-02,10],cpu5",
+                                                       ["gpu01", "gpu02", "gpu10", "cpu5"]),
+    ("", []),
+])
+def test_expand_hostlist(expr: str, names: list[str]) -> None:
+    assert expand_hostlist(expr) == names
+
+
+def test_multi_node_job_gres_detail_per_node() -> None:
+    doc = {"jobs": [{"job_id": 7, "job_state": "RUNNING", "nodes": "n[1-2]",
+                     "gres_detail": ["vgpu(CNT:2)", "vgpu(CNT:5)"], "partition": "p",
+                     "qos": "normal", "user_id": 1000, "start_time": 5}]}
+    (job,) = parse_squeue_json(doc)
+    assert dict(job.vgpu_per_node) == {"n1": 2, "n2": 5}
+
+
+def test_cli_client_reports_missing_and_failing_tools(tmp_path: Path) -> None:
+    client = CliSlurmClient(bin_dir=str(tmp_path))
+    with pytest.raises(SlurmUnavailable, match="not found"):
+        client.running_jobs()
+    tool = tmp_path / "squeue"
+    tool.write_text("#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller' >&2\n"
+                    "exit 1\n")
+    tool.chmod(0o755)
+    with pytest.raises(SlurmUnavailable, match="Unable to contact"):
+        client.running_jobs()
+    tool.write_text("#!/bin/sh\necho '{\"jobs\": [], \"errors\": []}'\n")
+    assert client.running_jobs() == []
+    scancel = tmp_path / "scancel"
+    scancel.write_text("#!/bin/sh\necho \"$@\" > " + str(tmp_path / "args") + "\n")
+    scancel.chmod(0o755)
+    client.cancel_step(12, "0")
+    assert (tmp_path / "args").read_text().strip() == "12.0"
+    with pytest.raises(ValueError):
+        client.cancel_step(12, "0; rm -rf /")
