@@ -18,7 +18,7 @@ from slurm_vgpu.gres.backends import (
 )
 from slurm_vgpu.gres.config import GresConfig
 from slurm_vgpu.gres.device import Device
-from slurm_vgpu.gres.inventory import format_inventory
+from slurm_vgpu.gres.inventory import MAX_GPUS, MAX_UUID_LEN, format_inventory
 from slurm_vgpu.gres.plan import NodePlan, plan_node
 from slurm_vgpu.gres.render import inventory_for, render_gres_conf, render_slurm_fragment
 
@@ -96,6 +96,16 @@ def generate_local(
             raise ConfigError(
                 f"{where}: GPU {gpu.device.index} of {node} has no uuid, which the node "
                 "inventory needs; add uuid: GPU-... to the static inventory"
+            )
+    if len(plan.sliced) > MAX_GPUS:
+        raise ConfigError(
+            f"{node} has {len(plan.sliced)} sliced GPUs; the SPANK plugin handles at most "
+            f"{MAX_GPUS} per node: exclude or keep whole the others (exclude:, whole:)"
+        )
+    for gpu in plan.sliced:
+        if len(gpu.device.uuid or "") > MAX_UUID_LEN:
+            raise DiscoveryError(
+                f"{node} {gpu.device.describe()}: UUID longer than {MAX_UUID_LEN} characters"
             )
     files = {
         GRES_CONF: render_gres_conf([plan], with_node_names=False),

@@ -394,3 +394,10 @@ def test_cli_check_needs_targets_and_all_nodes_rules(tmp_path: Path) -> None:
         "gres", "check", "--config", cfg, "--all-nodes", "--output-dir", str(tmp_path / "out")
     )
     assert rc == 0, err
+
+
+def test_more_sliced_gpus_than_the_plugin_handles() -> None:
+    fake = machine(("T4", 16), count=17)
+    with pytest.raises(ConfigError, match="n1 has 17 sliced GPUs; the SPANK plugin handles at"):
+        local({}, fake)
+    assert parse_inventory(local({"whole": [16]}, fake)[INVENTORY]).total_slices == 160

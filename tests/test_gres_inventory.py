@@ -108,6 +108,20 @@ def test_reader_ignores_unknown_keys_and_records_and_tabs() -> None:
             "x:4: GPU index or uuid appears twice",
         ),
         ("version=1\nnode=n1\n" + "#" * 5000 + "\n", "x:3: line longer than"),
+        (
+            "version=1\nnode=n1\n"
+            + "".join(
+                f"gpu index={i} uuid=G{i} slices=1 slice_bytes=1 slice_permille=1 "
+                "memory_bytes=9 model=M\n"
+                for i in range(17)
+            ),
+            "x:19: more than 16 gpu records",
+        ),
+        (
+            "version=1\nnode=n1\ngpu index=0 uuid=" + "G" * 48 + " slices=1 slice_bytes=1 "
+            "slice_permille=1 memory_bytes=9 model=M\n",
+            "x:3: uuid longer than 47",
+        ),
     ],
 )
 def test_reader_errors_name_the_line(text: str, expected: str) -> None:
@@ -136,6 +150,8 @@ def test_read_binary_file(tmp_path: Path) -> None:
         NodeInventory("n1", (InventoryGpu(0, "GPU a", 1, 1, 1, 1, "M"),)),
         NodeInventory("n1", (InventoryGpu(0, "GPU-a", 1, 1, 1, 1, "M#2"),)),
         NodeInventory("n1", (InventoryGpu(0, "GPU-a", 1, 1, 1, 1, "  "),)),
+        NodeInventory("n1", (InventoryGpu(0, "G" * 48, 1, 1, 1, 1, "M"),)),
+        NodeInventory("n1", tuple(InventoryGpu(i, f"G{i}", 1, 1, 1, 1, "M") for i in range(17))),
     ],
 )
 def test_writer_refuses_values_the_format_cannot_carry(inventory: NodeInventory) -> None:
