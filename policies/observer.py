@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slurm_vgpu.policies.config import ShareConfig
-from slurm_vgpu.policies.job_files import GpuUsage, JobFileError, JobFiles, JobLimits
+from slurm_vgpu.policies.job_files import JobFileError, JobFiles, JobLimits, JobUsage
 from slurm_vgpu.policies.nvml_source import NvmlError, NvmlSource
 from slurm_vgpu.policies.proc_attribution import attribute_pid
 from slurm_vgpu.policies.slurm_client import SlurmClient, SlurmJob, SlurmNode, SlurmUnavailable
@@ -158,9 +158,9 @@ class Observer:
         share = SharePolicy.GUARANTEED
         job_gpus: list[JobGpuState] = []
         if limits is not None and limits.job_id == sj.job_id:
-            if limits.share_policy == SharePolicy.BURST:
+            if int(limits.share_policy) == int(SharePolicy.BURST):
                 share = SharePolicy.BURST
-            usage: list[GpuUsage] | None = None
+            usage: JobUsage | None = None
             try:
                 usage = self.files.read_usage(sj.job_id, len(limits.gpus))
             except (JobFileError, OSError) as e:
@@ -168,7 +168,7 @@ class Observer:
             for i, gl in enumerate(limits.gpus):
                 if gl.uuid not in gpus:
                     continue
-                u = usage[i] if usage is not None and i < len(usage) else None
+                u = usage.gpus[i] if usage is not None and i < len(usage.gpus) else None
                 achieved, idle = self.usage.update(sj.job_id, gl.uuid, now,
                                                    u.busy_ns if u else None)
                 live.add((sj.job_id, gl.uuid))
