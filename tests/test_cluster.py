@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -9,7 +14,9 @@ import pytest
 from slurm_cluster import (
     ClusterFactory,
     DevClusterCommandError,
+    DevClusterError,
     SlurmCluster,
+    ensure_user,
     parse_tres,
     pid_alive,
 )
@@ -96,3 +103,138 @@ def test_two_clusters_run_side_by_side(
     other.wait_job(jobid, timeout=60)
     # The shared cluster still answers, with its own nodes.
     assert sorted(slurm_cluster.node_states()) == ["n1", "n2"]
+
+
+def test_start_failure_raises_with_the_daemon_log_and_cleans_up(
+    slurm_cluster_factory: ClusterFactory,
+) -> None:
+    cluster = slurm_cluster_factory(start=False, accounting=False, keep_workdir=True,
+                                    extra_conf="SelectType=select/no_such_plugin")
+    with pytest.raises(DevClusterError) as info:
+        cluster.start()
+    message = str(info.value)
+    assert "slurmctld" in message
+    assert "no_such_plugin" in message, message  # the log tail names the cause
+    assert cluster.pids() == {}
+
+
+def test_taken_port_is_retried_with_new_ports(
+    slurm_cluster_factory: ClusterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import devcluster
+
+    with socket.socket() as squatter:
+        squatter.bind(("0.0.0.0", 0))  # as another cluster's daemon would hold it
+        squatter.listen()
+        busy = squatter.getsockname()[1]
+        real_free_ports = devcluster._free_ports
+        calls: list[int] = []
+
+        def first_pick_taken(count: int) -> list[int]:
+            calls.append(count)
+            ports = real_free_ports(count)
+            return [busy, *ports[1:]] if len(calls) == 1 else ports
+
+        monkeypatch.setattr(devcluster, "_free_ports", first_pick_taken)
+        cluster = slurm_cluster_factory(accounting=False)
+    assert len(calls) == 2
+    assert busy not in cluster.ports.values()
+    assert sorted(cluster.node_states()) == ["n1", "n2"]
+
+
+def test_restart_slurmctld_and_slurmd_keep_a_running_job(
+    slurm_cluster_factory: ClusterFactory,
+) -> None:
+    cluster = slurm_cluster_factory(accounting=False)
+    jobid = cluster.sbatch("--gres=vgpu:4", "-w", "n1", "--wrap", "sleep 120")
+    cluster.wait_job(jobid, states=("RUNNING",))
+    old = cluster.pids()
+    cluster.restart("slurmctld")
+    cluster.restart("slurmd-n1")
+    new = cluster.pids()
+    assert new["slurmctld"] != old["slurmctld"] and not pid_alive(old["slurmctld"])
+    assert new["slurmd-n1"] != old["slurmd-n1"] and not pid_alive(old["slurmd-n1"])
+    assert new["slurmd-n2"] == old["slurmd-n2"]
+    assert cluster.job_state(jobid) == "RUNNING"
+    assert "vgpu(CNT:4)" in cluster.run("scontrol", "show", "job", "-d", str(jobid)).stdout
+    cluster.run("scancel", str(jobid))
+    cluster.wait_job(jobid, states=("CANCELLED",))
+
+
+def test_update_config_then_reconfigure_changes_gres(slurm_cluster_factory: ClusterFactory) -> None:
+    cluster = slurm_cluster_factory(accounting=False)
+    cluster.update_config(gres_conf={"n1": "Name=vgpu Count=10", "n2": "Name=vgpu Count=30"},
+                          node_gres={"n1": "vgpu:10", "n2": "vgpu:30"})
+    cluster.reconfigure()
+    out = cluster.run("sinfo", "-h", "-N", "-o", "%N %G").stdout
+    assert out.split("\n")[:2] == ["n1 vgpu:10", "n2 vgpu:30"], out
+    jobid = cluster.sbatch("--gres=vgpu:25", "--wrap", "true")
+    assert cluster.wait_job(jobid) == "COMPLETED"
+    assert cluster.job_info(jobid)["NodeList"] == "n2"
+
+
+def test_slurmd_env_reaches_slurmstepd(slurm_cluster_factory: ClusterFactory) -> None:
+    cluster = slurm_cluster_factory(accounting=False, slurmd_env={"VGPU_TEST_MARK": "m-%n"})
+    out = Path(cluster.jobs_dir) / "stepd-env.txt"
+    # The batch script's parent is slurmstepd: read what it inherited from slurmd.
+    jobid = cluster.sbatch(
+        "-w", "n2", "--wrap", f"tr '\\0' '\\n' < /proc/$PPID/environ | grep ^VGPU_TEST > {out}"
+    )
+    cluster.wait_job(jobid)
+    assert out.read_text().split() == ["VGPU_TEST_MARK=m-%n"]
+
+
+def test_prolog_epilog_and_own_plugstack(
+    slurm_cluster_factory: ClusterFactory, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    scripts = {}
+    for kind in ("prolog", "epilog"):
+        script = tmp_path / f"{kind}.sh"
+        script.write_text(f"#!/bin/sh\ntouch {marks}/{kind}-$SLURM_JOB_ID\n")
+        script.chmod(0o755)
+        scripts[kind] = str(script)
+    cluster = slurm_cluster_factory(accounting=False, plugstack_conf="# no plugins\n", **scripts)
+    config = cluster.run("scontrol", "show", "config").stdout
+    assert f"PlugStackConfig         = {cluster.conf_dir}/plugstack.conf" in config
+    jobid = cluster.sbatch("--wrap", "true")
+    cluster.wait_job(jobid)
+    _poll(lambda: (marks / f"epilog-{jobid}").exists(), 30, "the epilog's mark")
+    assert (marks / f"prolog-{jobid}").exists()
+
+
+def test_job_as_unprivileged_user(slurm_cluster: SlurmCluster) -> None:
+    uid, _ = ensure_user("vgpu-test")
+    out = Path(slurm_cluster.jobs_dir) / f"whoami-{time.monotonic_ns()}.txt"
+    jobid = slurm_cluster.sbatch("--gres=vgpu:1", "--wrap", f"id -u > {out}", user="vgpu-test")
+    slurm_cluster.wait_job(jobid)
+    assert out.read_text().strip() == str(uid)
+    assert slurm_cluster.job_info(jobid)["UserId"].startswith("vgpu-test(")
+
+
+def test_command_line_up_status_env_down() -> None:
+    script = Path(__file__).resolve().parent.parent / "contrib" / "devcluster" / "devcluster.py"
+    workdir = tempfile.mkdtemp(prefix="vgpu-cli-")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), *args, "--workdir", workdir],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    try:
+        up = cli("up", "--nodes", "c1", "--vgpu", "7")
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.strip() == f"export SLURM_CONF={workdir}/etc/slurm.conf"
+        assert cli("env").stdout == up.stdout
+        status = cli("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "c1 idle vgpu:7" in status.stdout
+        assert cli("up").returncode == 1  # refuses a second cluster in the same directory
+        pids = SlurmCluster.attach(workdir).pids()
+        assert set(pids) == {"munged", "mariadb", "slurmdbd", "slurmctld", "slurmd-c1"}
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert not [pid for pid in pids.values() if pid_alive(pid)]
+    assert cli("status").returncode == 3
+    shutil.rmtree(workdir)

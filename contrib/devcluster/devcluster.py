@@ -41,6 +41,7 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import re
 import secrets
 import shlex
@@ -90,6 +91,9 @@ DAEMON_ORDER = ("munged", "mariadb", "slurmdbd", "slurmctld")
 MARKER_VAR = "VGPU_DEVCLUSTER_TOKEN"
 # Unix socket paths are limited to 108 bytes; keep a margin for the file name.
 _MAX_SOCKET_DIR = 80
+# How often start() picks new ports after a daemon found its port taken.
+_START_ATTEMPTS = 3
+_PORT_RANGE = (20000, 32768)
 _TERMINAL_JOB_STATES = frozenset((
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
     "PREEMPTED", "REVOKED", "TIMEOUT",
@@ -197,23 +201,52 @@ def _wait_gone(pids: Mapping[int, int | None], timeout: float) -> set[int]:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback TCP ports, chosen by the kernel (bind to port 0)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Distinct TCP ports that the daemons (wildcard bind, SO_REUSEADDR) can bind now.
+
+    Drawn at random from 20000-32767: below Linux's ephemeral range (so outgoing connections
+    rarely hold them) and away from Slurm's default 6817-6819 (a system Slurm keeps them).
+    """
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(2000):
+        port = rng.randrange(*_PORT_RANGE)
+        if port in ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise DevClusterError(f"found only {len(ports)} of {count} free TCP ports in {_PORT_RANGE}")
 
 
-def _tcp_listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _pid_listens(pid: int, port: int) -> bool:
+    """True if process ``pid`` itself has a TCP socket listening on ``port``.
+
+    Stricter than connecting to the port: a stranger holding the port does not count.
+    """
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    if not inodes:
+        return False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local_address is HEXIP:HEXPORT, st 0A = LISTEN, field 9 = inode
+                if (fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
+                        and fields[9] in inodes):
+                    return True
+    return False
 
 
 def _unix_listening(path: Path) -> bool:
@@ -541,6 +574,9 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "SchedulerType=sched/backfill",
+            # Schedule batch jobs at once (the default batches them for up to 3 s): tests wait
+            # on every job.
+            "SchedulerParameters=batch_sched_delay=0",
             "MpiDefault=none",
             "ReturnToService=2",
             # Lets a 2-core host advertise cpus_per_node CPUs (many concurrent test jobs).
@@ -700,29 +736,42 @@ class SlurmCluster:
             )
         if os.geteuid() != 0:
             raise DevClusterError("the Slurm test cluster must be started as root")
-        try:
-            self._prepare_workdir()
-            names = ["slurmctld"] + [f"slurmd-{n}" for n in self.node_names]
-            if self.accounting:
-                names += ["slurmdbd", "mariadb"]
-            self.ports = dict(zip(names, _free_ports(len(names)), strict=True))
-            self.write_config()
-            self._save_state()
-            self._start_munged()
-            if self.accounting:
-                self._start_mariadb()
-                self._start_slurmdbd()
-            self._start_slurmctld()
-            for node in self.node_names:
-                self._start_slurmd(node)
-            self.wait_nodes_ready()
-            if self.accounting:
-                self._wait_registered()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._start_once()
+                break
+            except DevClusterError as e:
+                self._stop_processes()
+                # Ports are free when chosen but another process may take one before the
+                # daemon binds it: start over with new ports.
+                if "Address already in use" in str(e) and attempt < _START_ATTEMPTS:
+                    continue
+                self._remove_files()
+                raise
+            except BaseException:
+                self.stop()
+                raise
         self.cold_start_seconds = time.monotonic() - t0
         return self
+
+    def _start_once(self) -> None:
+        self._prepare_workdir()
+        names = ["slurmctld"] + [f"slurmd-{n}" for n in self.node_names]
+        if self.accounting:
+            names += ["slurmdbd", "mariadb"]
+        self.ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        self.write_config()
+        self._save_state()
+        self._start_munged()
+        if self.accounting:
+            self._start_mariadb()
+            self._start_slurmdbd()
+        self._start_slurmctld()
+        for node in self.node_names:
+            self._start_slurmd(node)
+        self.wait_nodes_ready()
+        if self.accounting:
+            self._wait_registered()
 
     def _prepare_workdir(self) -> None:
         w = self.workdir
@@ -778,6 +827,11 @@ class SlurmCluster:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
+    def _listening(self, daemon: str) -> Callable[[], bool]:
+        """Readiness check: the daemon's own process listens on its port."""
+        port = self.ports[daemon]
+        return lambda: (rec := self._recorded(daemon)) is not None and _pid_listens(rec[0], port)
+
     def _start_munged(self) -> None:
         key = self.workdir / "munge" / "munge.key"
         if not key.exists():
@@ -820,15 +874,16 @@ class SlurmCluster:
             f"--log-error={self.log_path('mariadb')}", f"--init-file={init}",
             f"--tmpdir={self.workdir}/tmp", "--max-connections=50", *innodb,
         ])
-        self._wait_for("mariadb", lambda: _tcp_listening(self.ports["mariadb"]), "MariaDB")
+        self._wait_for("mariadb", self._listening("mariadb"), "MariaDB")
 
     def _start_slurmdbd(self) -> None:
         self._spawn("slurmdbd", ["/usr/sbin/slurmdbd", "-D"])
-        self._wait_for("slurmdbd", lambda: _tcp_listening(self.ports["slurmdbd"]), "slurmdbd")
+        self._wait_for("slurmdbd", self._listening("slurmdbd"), "slurmdbd")
 
     def _start_slurmctld(self) -> None:
         self._spawn("slurmctld", ["/usr/sbin/slurmctld", "-D", "-f", str(self.conf_path)])
-        self._wait_for("slurmctld", lambda: _tcp_listening(self.ports["slurmctld"]), "slurmctld")
+        self._wait_for("slurmctld", self._listening("slurmctld"),
+                       "slurmctld")
 
     def _start_slurmd(self, node: str) -> None:
         daemon = f"slurmd-{node}"
@@ -836,8 +891,11 @@ class SlurmCluster:
 
     def node_states(self) -> dict[str, str]:
         """Node name -> state as sinfo prints it (``idle``, ``mixed``, ``down*``, ...)."""
-        result = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False, timeout=10)
         states: dict[str, str] = {}
+        try:
+            result = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False, timeout=10)
+        except DevClusterError:  # slurmctld not answering (yet): no state known
+            return states
         if result.returncode == 0:
             for line in result.stdout.splitlines():
                 parts = line.split()
@@ -876,8 +934,11 @@ class SlurmCluster:
 
     def _wait_registered(self) -> None:
         def registered() -> bool:
-            result = self.run("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster",
-                              check=False, timeout=10)
+            try:
+                result = self.run("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster",
+                                  check=False, timeout=10)
+            except DevClusterError:  # slurmdbd not answering yet
+                return False
             return self.cluster_name in result.stdout.split()
 
         self._wait_for("slurmdbd", registered, "the cluster's registration in slurmdbd")
@@ -952,25 +1013,34 @@ class SlurmCluster:
         (unless keep_db) and a temporary work directory this object created (unless
         keep_workdir). Raises DevClusterError if a process survived SIGKILL.
         """
+        errors = self._stop_processes()
+        self._remove_files(errors_seen=bool(errors))
+        if errors:
+            raise DevClusterError("; ".join(errors))
+
+    def _stop_processes(self) -> list[str]:
+        """Stop the daemons (nodes first), then leftovers; return errors (survivors)."""
         errors = []
-        order = [f"slurmd-{n}" for n in self.node_names] + ["slurmctld", "slurmdbd",
-                                                             "mariadb", "munged"]
+        order = [f"slurmd-{n}" for n in self.node_names]
+        order += ["slurmctld", "slurmdbd", "mariadb", "munged"]
         for daemon in order:
             try:
                 self._stop_daemon(daemon)
             except DevClusterError as e:
                 errors.append(str(e))
-            if daemon.startswith("slurmd-") and daemon == f"slurmd-{self.node_names[-1]}":
+            if daemon == f"slurmd-{self.node_names[-1]}":
+                # No slurmd is left to start steps: kill this cluster's stray slurmstepd now.
                 self._kill_leftovers()
         self._kill_leftovers()
+        return errors
+
+    def _remove_files(self, errors_seen: bool = False) -> None:
         if self.socket_dir != self.workdir / "run":
             shutil.rmtree(self.socket_dir, ignore_errors=True)
         if not self.keep_db:
             shutil.rmtree(self.workdir / "db", ignore_errors=True)
-        if self._own_workdir and not self.keep_workdir and not errors:
+        if self._own_workdir and not self.keep_workdir and not errors_seen:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        if errors:
-            raise DevClusterError("; ".join(errors))
 
     def __enter__(self) -> SlurmCluster:
         return self.start()
