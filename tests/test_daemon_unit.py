@@ -1,0 +1,393 @@
+"""The daemon's cycle with a fake Slurm client and NVML (pure logic), but real per-job files
+written with the hook's binding in a temporary runtime directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from slurm_vgpu.cli import main as vgpu_main
+from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.native import GpuLimit, GpuUsage, JobLimits, JobUsage, write_limits_file
+from slurm_vgpu.native import SharePolicy as NativeShare
+from slurm_vgpu.policies.actions import SetComputeLimit
+from slurm_vgpu.policies.applier import Applier
+from slurm_vgpu.policies.config import (
+    BackfillConfig,
+    DaemonConfig,
+    PolicyConfig,
+    ShareConfig,
+    config_from_dict,
+    load_config,
+)
+from slurm_vgpu.policies.daemon import Daemon, build_daemon
+from slurm_vgpu.policies.job_files import RuntimeDirJobFiles
+from slurm_vgpu.policies.metrics import DaemonCollector
+from slurm_vgpu.policies.nvml_source import DeviceReading, ProcessReading
+from slurm_vgpu.policies.observer import InventoryGpuInfo
+from slurm_vgpu.policies.proc_attribution import attribute_pid
+from slurm_vgpu.policies.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
+
+GIB = 1 << 30
+UUID0 = "GPU-00000000-1111-2222-3333-444444444444"
+UUID1 = "GPU-11111111-1111-2222-3333-444444444444"
+INVENTORY = {"n1": [InventoryGpuInfo(0, UUID0, 10, 8 * GIB, 100, 80 * GIB),
+                    InventoryGpuInfo(1, UUID1, 10, 8 * GIB, 100, 80 * GIB)]}
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="limits files must be root-owned")
+
+
+class FakeSlurm:
+    def __init__(self, jobs: list[SlurmJob], vgpu: int = 20, weight: int = 1) -> None:
+        self.jobs = jobs
+        self.vgpu = vgpu
+        self.weight = weight
+        self.down = False
+        self.calls: list[tuple[str, object]] = []
+
+    def _maybe_fail(self) -> None:
+        if self.down:
+            raise SlurmUnavailable("slurmctld is down (fake)")
+
+    def running_jobs(self) -> list[SlurmJob]:
+        self._maybe_fail()
+        self.calls.append(("squeue", None))
+        return list(self.jobs)
+
+    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
+        self._maybe_fail()
+        self.calls.append(("sinfo", None))
+        return [SlurmNode("n1", "mixed", self.vgpu, 0, self.weight)]
+
+    def set_node_vgpu_count(self, node: str, count: int) -> None:
+        self._maybe_fail()
+        self.calls.append(("gres", count))
+        self.vgpu = count
+
+    def set_node_weight(self, node: str, weight: int) -> None:
+        self._maybe_fail()
+        self.calls.append(("weight", weight))
+        self.weight = weight
+
+    def requeue_job(self, job_id: int) -> None:
+        self.calls.append(("requeue", job_id))
+
+    def cancel_step(self, job_id: int, step: str) -> None:
+        self.calls.append(("cancel", f"{job_id}.{step}"))
+
+
+class FakeUsageFiles(RuntimeDirJobFiles):
+    """Real limits files; usage (busy time) set by the test instead of a running hook."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        super().__init__(runtime_dir)
+        self.busy_ns: dict[int, int] = {}
+        self.used: dict[int, int] = {}
+
+    def read_usage(self, job_id: int, ngpus: int) -> JobUsage | None:
+        if job_id not in self.busy_ns:
+            return None
+        gpu = GpuUsage(index=0, used_bytes=self.used.get(job_id, 0), peak_bytes=0,
+                       busy_ns=self.busy_ns[job_id], throttled_ns=0, oom_denials=0,
+                       tokens_ns=0, effective_permille=0, gate_closed=False, sampler_pid=0)
+        return JobUsage(initialized=True, gpus=(gpu,), processes=(), repairs=0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def write_job(runtime: Path, job_id: int, slices: int, share: NativeShare,
+              uuid: str = UUID0, index: int = 0) -> Path:
+    d = runtime / "jobs" / str(job_id)
+    d.mkdir(parents=True)
+    write_limits_file(d / "limits", JobLimits(
+        job_id=job_id, uid=1000, share_policy=share,
+        gpus=(GpuLimit(uuid, index, slices, slices * 8 * GIB, slices * 100, slices * 100),)))
+    return d / "limits"
+
+
+def slurm_job(job_id: int, slices: int, partition: str = "normal") -> SlurmJob:
+    return SlurmJob(job_id, "RUNNING", partition, "normal", 1000, float(job_id),
+                    {"n1": slices})
+
+
+def make_daemon(tmp_path: Path, slurm: FakeSlurm, cfg: DaemonConfig | None = None,
+                files: RuntimeDirJobFiles | None = None, nvml: object = None,
+                proc_root: Path = Path("/proc")) -> tuple[Daemon, Clock]:
+    cfg = cfg or DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
+        share=ShareConfig(idle_after_seconds=10)))
+    d = build_daemon(cfg, slurm=slurm, files=files or RuntimeDirJobFiles(tmp_path),
+                     inventories=INVENTORY, nvml=nvml, proc_root=proc_root)  # type: ignore[arg-type]
+    clock = Clock()
+    d.observer.clock = clock
+    return d, clock
+
+
+def read_compute(path: Path) -> int:
+    from slurm_vgpu.native import read_limits_file
+
+    return read_limits_file(path).gpus[0].compute_limit_permille
+
+
+@needs_root
+def test_burst_share_reaches_limits_file_and_comes_back(tmp_path: Path) -> None:
+    burst = write_job(tmp_path, 1, 3, NativeShare.BURST)
+    write_job(tmp_path, 2, 7, NativeShare.GUARANTEED)
+    files = FakeUsageFiles(tmp_path)
+    slurm = FakeSlurm([slurm_job(1, 3), slurm_job(2, 7)])
+    d, clock = make_daemon(tmp_path, slurm, files=files)
+    files.busy_ns = {1: 0, 2: 0}
+    d.cycle()  # first sample: everyone counts as active
+    assert read_compute(burst) == 300
+    for _ in range(3):  # job 1 busy, job 2 idle for 15 s
+        clock.now += 5
+        files.busy_ns[1] += 5 * 10**9 * 3 // 10
+        d.cycle()
+    assert read_compute(burst) == 1000
+    clock.now += 5  # job 2 wakes up: its share is back after this one period
+    files.busy_ns[1] += 10**9
+    files.busy_ns[2] += 2 * 10**9
+    d.cycle()
+    assert read_compute(burst) == 300
+    assert d.state.actions["set_compute_limit"] == 2
+
+
+@needs_root
+def test_slurm_down_keeps_limits_backs_off_and_says_so(tmp_path: Path) -> None:
+    burst = write_job(tmp_path, 1, 3, NativeShare.BURST)
+    slurm = FakeSlurm([slurm_job(1, 3)])
+    d, clock = make_daemon(tmp_path, slurm)
+    d.cycle()
+    assert read_compute(burst) == 1000  # alone on the GPU, no usage data yet: may burst
+    slurm.down = True
+    calls = len(slurm.calls)
+    for _ in range(5):
+        clock.now += 0.5
+        d.cycle()
+    assert read_compute(burst) == 1000
+    assert d.observer.health.consecutive_failures >= 2
+    assert d.state.slurm_up is False
+    text = scrape(d)
+    assert "vgpu_daemon_slurm_up 0.0" in text
+    assert "vgpu_daemon_last_slurm_success_timestamp_seconds 1000.0" in text
+    slurm.down = False
+    clock.now += 120
+    d.cycle()
+    assert d.state.slurm_up is True
+    assert len(slurm.calls) == calls + 2  # one squeue + one sinfo once it answers
+
+
+@needs_root
+def test_restart_rederives_state_and_does_not_flap(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.BURST)
+    write_job(tmp_path, 2, 7, NativeShare.GUARANTEED)
+    slurm = FakeSlurm([slurm_job(1, 3), slurm_job(2, 7)])
+    first, _ = make_daemon(tmp_path, slurm)
+    first.cycle()
+    before = first.state.snapshot
+    second, _ = make_daemon(tmp_path, slurm)  # "restarted": nothing carried over
+    second.cycle()
+    after = second.state.snapshot
+    assert before is not None and after is not None
+    assert [j.gpus for j in before.jobs] == [j.gpus for j in after.jobs]
+    assert second.state.actions["set_compute_limit"] == 0
+
+
+@needs_root
+def test_restart_while_slurm_down_uses_runtime_dir(tmp_path: Path) -> None:
+    write_job(tmp_path, 5, 4, NativeShare.BURST)
+    slurm = FakeSlurm([])
+    slurm.down = True
+    d, _ = make_daemon(tmp_path, slurm)
+    d.cycle()
+    assert d.state.snapshot is not None
+    assert [j.job_id for j in d.state.snapshot.jobs] == [5]
+    assert not [c for c in slurm.calls if c[0] in ("gres", "weight")]
+
+
+@needs_root
+def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 8, NativeShare.GUARANTEED)
+    files = FakeUsageFiles(tmp_path)
+    files.busy_ns = {1: 0}
+    slurm = FakeSlurm([slurm_job(1, 8)])
+    cfg = DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
+        backfill=BackfillConfig(enabled=True, idle_after_seconds=30,
+                                preemptible_partitions=("scavenger",))))
+    d, clock = make_daemon(tmp_path, slurm, cfg, files=files)
+    for _ in range(8):
+        clock.now += 5
+        d.cycle()
+    assert slurm.vgpu == 28
+    slurm.vgpu = 20  # scontrol reconfigure reset it
+    clock.now += 5
+    d.cycle()
+    assert slurm.vgpu == 28
+    files.busy_ns[1] += 5 * 10**9  # owner active again: offer withdrawn
+    clock.now += 5
+    d.cycle()
+    assert slurm.vgpu == 20
+    assert [c for c in slurm.calls if c[0] == "gres"] == [("gres", 28), ("gres", 28),
+                                                          ("gres", 20)]
+
+
+class FakeNvml:
+    def __init__(self, procs: list[ProcessReading]) -> None:
+        self.procs = procs
+
+    def sample(self) -> tuple[list[DeviceReading], list[ProcessReading]]:
+        return [DeviceReading(UUID0, 0, 500, 30 * GIB, 80 * GIB)], self.procs
+
+
+def fake_proc(root: Path, pid: int, ppid: int, uid: int, cmdline: bytes = b"x",
+              cgroup: str = "0::/\n") -> None:
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "status").write_text(f"Name:\tx\nPPid:\t{ppid}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
+    (d / "cmdline").write_bytes(cmdline)
+    (d / "cgroup").write_text(cgroup)
+
+
+def test_proc_attribution(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 10, 1, 0, b"slurmstepd: [42.0]\0")
+    fake_proc(tmp_path, 11, 10, 1000)
+    fake_proc(tmp_path, 12, 11, 1000)
+    # a user process pretending to be a slurmstepd does not count (not root-owned)
+    fake_proc(tmp_path, 20, 1, 1000, b"slurmstepd: [99.0]\0")
+    fake_proc(tmp_path, 21, 20, 1000)
+    fake_proc(tmp_path, 30, 1, 1000, cgroup="0::/system.slice/slurmstepd.scope/job_77/step_batch/"
+              "user/task_0\n")
+    assert attribute_pid(12, tmp_path) == (42, "0")
+    assert attribute_pid(21, tmp_path) is None
+    assert attribute_pid(30, tmp_path) == (77, "batch")
+    assert attribute_pid(999, tmp_path) is None
+
+
+@needs_root
+def test_backstop_cancels_step_over_cap(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    write_job(runtime, 42, 2, NativeShare.GUARANTEED)  # cap 16 GiB
+    proc = tmp_path / "proc"
+    fake_proc(proc, 10, 1, 0, b"slurmstepd: [42.0]\0")
+    fake_proc(proc, 11, 10, 1000)
+    slurm = FakeSlurm([slurm_job(42, 2)])
+    cfg = DaemonConfig(nodes=("n1",), nvml=True, policy=PolicyConfig(
+        backstop=dataclasses.replace(PolicyConfig().backstop, action="cancel_step")))
+    d, _ = make_daemon(runtime, slurm, cfg, files=RuntimeDirJobFiles(runtime),
+                       nvml=FakeNvml([ProcessReading(UUID0, 11, 20 * GIB)]), proc_root=proc)
+    d.cycle()
+    assert ("cancel", "42.0") in slurm.calls
+    text = scrape(d)
+    assert f'vgpu_backstop_events_total{{kind="over_cap",node="n1",uuid="{UUID0}"}} 1.0' in text
+    assert 'vgpu_backstop_over_cap_bytes{job="42"' in text
+
+
+@needs_root
+def test_metrics_scrape_lists_gpus_jobs_and_health(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.BURST)
+    d, _ = make_daemon(tmp_path, FakeSlurm([slurm_job(1, 3)]))
+    d.cycle()
+    text = scrape(d)
+    for line in (
+        f'vgpu_gpu_slices{{gpu="0",node="n1",uuid="{UUID0}"}} 10.0',
+        f'vgpu_gpu_slices_allocated{{gpu="0",node="n1",uuid="{UUID0}"}} 3.0',
+        f'vgpu_job_memory_limit_bytes{{gpu="0",job="1",node="n1",uuid="{UUID0}"}} '
+        '2.5769803776e+10',
+        f'vgpu_job_compute_guaranteed_ratio{{gpu="0",job="1",node="n1",uuid="{UUID0}"}} 0.3',
+        f'vgpu_job_compute_target_ratio{{gpu="0",job="1",node="n1",uuid="{UUID0}"}} 1.0',
+        'vgpu_node_slices_configured{node="n1"} 20.0',
+        'vgpu_policy_actions_total{action="set_compute_limit"} 1.0',
+        "vgpu_daemon_slurm_up 1.0",
+        "vgpu_daemon_cycles_total 1.0",
+    ):
+        assert line in text, line
+
+
+def scrape(d: Daemon) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(d.state))
+    return generate_latest(registry).decode()
+
+
+@needs_root
+def test_applier_refuses_policy_bugs(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.BURST)
+    files = RuntimeDirJobFiles(tmp_path)
+    d, _ = make_daemon(tmp_path, FakeSlurm([slurm_job(1, 3)]))
+    snapshot = d.observer.observe()
+    applier = Applier(FakeSlurm([]), files)
+    result = applier.apply(snapshot, [SetComputeLimit(1, UUID0, 1500, "bug"),
+                                      SetComputeLimit(9, UUID0, 100, "unknown job")])
+    assert result.failed["set_compute_limit"] == 2
+    assert read_compute(tmp_path / "jobs" / "1" / "limits") == 300
+
+
+@needs_root
+def test_memory_cap_never_raised_by_writes(tmp_path: Path) -> None:
+    from slurm_vgpu.policies.job_files import MemoryCapViolation
+
+    write_job(tmp_path, 1, 3, NativeShare.BURST)
+    files = RuntimeDirJobFiles(tmp_path)
+    with pytest.raises(MemoryCapViolation):
+        files.write_gpu_limit(1, UUID0, memory_limit_bytes=25 * GIB)
+    files.write_gpu_limit(1, UUID0, memory_limit_bytes=20 * GIB)
+
+
+def test_limits_file_not_root_owned_is_ignored(tmp_path: Path) -> None:
+    d = tmp_path / "jobs" / "3"
+    d.mkdir(parents=True)
+    (d / "limits").write_bytes(b"\0" * 10)
+    os.chmod(d / "limits", 0o666)
+    from slurm_vgpu.policies.job_files import JobFileError
+
+    with pytest.raises(JobFileError, match="root"):
+        RuntimeDirJobFiles(tmp_path).read_limits(3)
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"share": {"idle_after_seconds": "soon"}}, "share.idle_after_seconds"),
+    ({"share": {"max_burst_permille": 1200}}, "share.max_burst_permille"),
+    ({"backfill": {"enabled": True}}, "backfill.preemptible_partitions"),
+    ({"backstop": {"action": "kill"}}, "backstop.action"),
+    ({"metrics": {"port": 70000}}, "metrics.port"),
+    ({"packing": {"weight": 3}}, "packing.weight"),
+    ({"controll_period_seconds": 3}, "controll_period_seconds"),
+    ({"slurm": {"client": "rest"}}, "slurm.client"),
+    ([1, 2], "top level"),
+])
+def test_config_errors_name_the_field(doc: object, field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(doc)
+    assert str(e.value).startswith(field), str(e.value)
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(Path(__file__).parent.parent / "contrib" / "config" / "vgpu-daemon.yaml")
+    assert cfg.policy.backfill.preemptible_partitions
+
+
+def test_cli_bad_config_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("share:\n  idle_after_seconds: -1\n")
+    assert vgpu_main(["daemon", "--config", str(bad), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "share.idle_after_seconds" in err and str(bad) in err
+    assert vgpu_main(["daemon", "--config", str(tmp_path / "missing.yaml")]) == 2
+    bad.write_text("share: [\n")
+    assert vgpu_main(["daemon", "--config", str(bad), "--check-config"]) == 2
+    good = tmp_path / "good.yaml"
+    good.write_text("share:\n  idle_after_seconds: 5\n")
+    assert vgpu_main(["daemon", "--config", str(good), "--check-config"]) == 0
