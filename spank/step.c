@@ -22,6 +22,7 @@ enum step_mode {
 	STEP_UNTOUCHED = 0, /* no vgpu: leave the environment alone */
 	STEP_LIMITED,       /* preload the hook with the job's limits */
 	STEP_NO_GPUS,       /* the step asked for zero slices: hide every GPU */
+	STEP_DENIED,        /* on_error=deny and the job's slices are unusable */
 };
 
 static enum step_mode mode = STEP_UNTOUCHED;
@@ -30,18 +31,22 @@ static char limits_path[PATH_MAX + 16];
 static char state_path[PATH_MAX + 16];
 static struct vgpu_limits step_limits;
 
-/* on_error: deny fails the step with a message the user sees; allow runs it unconstrained. */
+/* on_error: deny fails the step's tasks with a message the user sees; allow runs them
+ * unconstrained. Denial happens in task_init: a task_init failure makes Slurm exit the task
+ * with status 1 before exec (srun and the job report a failure), while a user_init failure
+ * would leave a batch job COMPLETED with nothing run. */
 static int fail_step(const struct vgpu_config *cfg, uint32_t job_id, const char *why)
 {
-	mode = STEP_UNTOUCHED;
 	if (cfg->on_error == VGPU_ON_ERROR_ALLOW) {
+		mode = STEP_UNTOUCHED;
 		vgpu_log_error("job %u: %s; running WITHOUT GPU limits (on_error=allow)", job_id,
 			       why);
 		return 0;
 	}
+	mode = STEP_DENIED;
 	slurm_error("vgpu: job %u cannot get its GPU slices: %s (on_error=deny; ask your "
 		    "administrator)", job_id, why);
-	return -1;
+	return 0;
 }
 
 static int is_whole_job_step(uint32_t step_id)
@@ -161,6 +166,8 @@ int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg)
 {
 	if (mode == STEP_UNTOUCHED)
 		return 0;
+	if (mode == STEP_DENIED)
+		return -1; /* the reason was logged once per step in user_init */
 	if (mode == STEP_NO_GPUS) {
 		/* a step inside a vgpu job inherits the batch step's variables: drop them */
 		(void)spank_unsetenv(sp, "VGPU_LIMITS");

@@ -18,6 +18,7 @@ from spank_helpers import (
     DRIVER,
     LIMITS_MAGIC,
     LIMITS_SIZE,
+    PLUGIN,
     SHARE_BURST,
     build_spank,
     decode_limits,
@@ -356,3 +357,12 @@ def test_state_file_never_follows_a_planted_link(tmp_path: Path, as_root: None) 
 
 def test_driver_usage_error() -> None:
     assert run_driver("nonsense").returncode == 2
+
+
+def test_plugin_exports_only_its_entry_points() -> None:
+    out = subprocess.run(["nm", "-D", "--defined-only", str(PLUGIN)], capture_output=True,
+                         text=True, check=True).stdout
+    symbols = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert symbols == {"plugin_name", "plugin_type", "plugin_version", "spank_plugin_version",
+                       "slurm_spank_init", "slurm_spank_user_init", "slurm_spank_task_init",
+                       "slurm_spank_job_prolog", "slurm_spank_job_epilog"}
