@@ -19,6 +19,7 @@ from slurm_vgpu.gres.generate import (
     GRES_CONF,
     INVENTORY,
     SLURM_FRAGMENT,
+    BackendMaker,
     generate_cluster,
     generate_local,
 )
@@ -39,7 +40,7 @@ def _fake_backend(options: BackendOptions) -> DiscoveryBackend:
 register_backend("fake-nvml", _fake_backend)
 
 
-def maker(fake: FakeNvml):  # type: ignore[no-untyped-def]
+def maker(fake: FakeNvml) -> BackendMaker:
     def make(name: str, options: BackendOptions) -> DiscoveryBackend:
         assert name == "nvml"
         return NvmlBackend(options, nvml=fake)
