@@ -4,13 +4,11 @@ resized live (the reason the generator emits it)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REQUIRE_NATIVE, skip_or_fail
+from fakegpu import FakeMachineFactory
 from slurm_cluster import ClusterFactory, SlurmCluster
 
 from slurm_vgpu.gres import hostlist
@@ -151,39 +149,20 @@ def test_cluster_generation_is_accepted_and_resizable(
 
 @pytest.mark.native
 def test_discovered_on_simulated_gpus_is_accepted(
-    slurm_cluster_factory: ClusterFactory, tmp_path: Path
+    slurm_cluster_factory: ClusterFactory, fake_machine: FakeMachineFactory, tmp_path: Path
 ) -> None:
     """The whole path: NVML discovery on simulated machines (n1: 2 GPUs, n2: 8 with mixed
     memory), the CLI writing each node's files, the real cluster running on them."""
-    fakegpu = Path(__file__).resolve().parent.parent / "build" / "fakegpu"
-    if not (fakegpu / "libnvidia-ml.so.1").exists():
-        skip_or_fail(f"{fakegpu} is not built (run: make native)", REQUIRE_NATIVE)
     machines = {
-        "n1": ["16G", "80G"],
-        "n2": ["16G", "16G", "24G", "24G", "40G", "40G", "80G", "80G"],
+        "n1": fake_machine(count=2, mem="16G,80G"),
+        "n2": fake_machine(count=8, mem="16G,16G,24G,24G,40G,40G,80G,80G"),
     }
     node_gres: dict[str, str | None] = {}
     gres_conf: dict[str, str] = {}
     tres = types = ""
-    for node, mems in machines.items():
-        state = tmp_path / f"{node}.state"
-        subprocess.run(
-            [
-                str(fakegpu / "fakegpu-ctl"),
-                "create",
-                "--state",
-                str(state),
-                "--count",
-                str(len(mems)),
-                "--mem",
-                ",".join(mems),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+    for node, machine in machines.items():
         out = tmp_path / node
-        result = subprocess.run(
+        result = machine.run(
             [
                 sys.executable,
                 "-m",
@@ -194,21 +173,17 @@ def test_discovered_on_simulated_gpus_is_accepted(
                 node,
                 "--config",
                 "/dev/null",
-                "--library",
-                str(fakegpu / "libnvidia-ml.so.1"),
                 "--output-dir",
                 str(out),
             ],
-            env=dict(os.environ, FAKEGPU_STATE=str(state)),
-            capture_output=True,
-            text=True,
             timeout=60,
         )
         assert result.returncode == 0, result.stderr
         gres_conf[node] = (out / GRES_CONF).read_text()
         types, tres, gres = fragment_settings((out / SLURM_FRAGMENT).read_text())
         node_gres.update(gres)
-        assert parse_inventory((out / INVENTORY).read_text()).total_slices == 10 * len(mems)
+        inventory = parse_inventory((out / INVENTORY).read_text())
+        assert [g.uuid for g in inventory.gpus] == machine.uuids
     assert node_gres == {"n1": "vgpu:20", "n2": "vgpu:80"}
     cluster = slurm_cluster_factory(
         gres_conf=gres_conf,
