@@ -177,10 +177,7 @@ def generate(
             except OSError as e:
                 raise ConfigError(f"--output-dir: cannot create {output_dir}: {e}") from e
         subset = {name: generated.files[name] for name in targets}
-        try:
-            write_files(Generated(files=subset, plans=generated.plans), targets)
-        except OSError as e:
-            raise ConfigError(f"cannot write {e.filename}: {e.strerror}") from e
+        write_files(Generated(files=subset, plans=generated.plans), targets)
         for name in subset:
             click.echo(f"vgpu: wrote {targets[name]}", err=True)
         return

@@ -146,7 +146,10 @@ def write_files(generated: Generated, targets: dict[str, Path]) -> None:
     """Atomically replace each target; every text is rendered before the first write, so an
     error leaves all installed files untouched."""
     for name, text in generated.files.items():
-        write_atomic(targets[name], text)
+        try:
+            write_atomic(targets[name], text)
+        except OSError as e:
+            raise ConfigError(f"cannot write {targets[name]}: {e.strerror or e}") from e
 
 
 def diff_installed(generated: Generated, targets: dict[str, Path]) -> list[str]:

@@ -402,3 +402,13 @@ def test_more_sliced_gpus_than_the_plugin_handles() -> None:
     with pytest.raises(ConfigError, match="n1 has 17 sliced GPUs; the SPANK plugin handles at"):
         local({}, fake)
     assert parse_inventory(local({"whole": [16]}, fake)[INVENTORY]).total_slices == 160
+
+
+def test_cli_unwritable_target_names_it(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, {"nodes": [{"names": "n1", "expect_gpus": 0}]})
+    target = tmp_path / "missing-dir" / "inventory.conf"
+    rc, _, err = vgpu(
+        "gres", "generate", "--config", cfg, "--node", "n1", "--inventory", str(target)
+    )
+    assert rc == 2
+    assert f"vgpu: error: cannot write {target}: No such file or directory" in err
