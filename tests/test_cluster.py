@@ -171,6 +171,10 @@ def test_update_config_then_reconfigure_changes_gres(slurm_cluster_factory: Clus
     jobid = cluster.sbatch("--gres=vgpu:25", "--wrap", "true")
     assert cluster.wait_job(jobid) == "COMPLETED"
     assert cluster.job_info(jobid)["NodeList"] == "n2"
+    # A full restart (every slurmd and slurmctld) applies node definition changes too.
+    cluster.update_config(cpus_per_node=4)
+    cluster.restart("slurm")
+    assert cluster.run("sinfo", "-h", "-N", "-o", "%c").stdout.split() == ["4", "4"]
 
 
 def test_slurmd_env_reaches_slurmstepd(slurm_cluster_factory: ClusterFactory) -> None:

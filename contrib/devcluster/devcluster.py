@@ -308,15 +308,25 @@ def ensure_user(name: str = "vgpu-test") -> tuple[int, int]:
         return entry.pw_uid, entry.pw_gid
     if os.geteuid() != 0:
         raise DevClusterError(f"user {name!r} does not exist and only root can create it")
-    result = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home",
-         "--shell", "/bin/sh", name],
-        capture_output=True, text=True, check=False,
-    )
-    # 9 = name already in use (another process won the race).
-    if result.returncode not in (0, 9):
-        raise DevClusterError(f"useradd {name} failed: {result.stderr.strip()}")
-    entry = pwd.getpwnam(name)
+    stderr = ""
+    for _ in range(20):
+        result = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/bin/sh",
+             name],
+            capture_output=True, text=True, check=False, timeout=30,
+        )
+        stderr = result.stderr.strip()
+        # 9: the name is taken (a concurrent caller won the race); 1/10: /etc/passwd or
+        # /etc/group locked by a concurrent useradd, try again.
+        if result.returncode in (0, 9):
+            break
+        if result.returncode not in (1, 10):
+            raise DevClusterError(f"useradd {name} failed ({result.returncode}): {stderr}")
+        time.sleep(0.1)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as e:
+        raise DevClusterError(f"useradd {name} did not create the user: {stderr}") from e
     return entry.pw_uid, entry.pw_gid
 
 
@@ -1052,11 +1062,21 @@ class SlurmCluster:
     # ----------------------------------------------------------------- restart / reconfigure
 
     def restart(self, daemon: str, timeout: float | None = None) -> None:
-        """Stop and start one daemon (``slurmctld``, ``slurmd-n1``, ..., or ``slurmd`` for every
-        node), then wait until it serves again. Job state survives (no ``-c``)."""
-        if daemon == "slurmd":
+        """Stop and start daemons, then wait until they serve again. Job state survives.
+
+        ``daemon``: one name (``slurmctld``, ``slurmd-n1``, ``slurmdbd``, ``mariadb``,
+        ``munged``), ``slurmd`` (every node) or ``slurm`` (every slurmd and slurmctld, in the
+        order that applies a changed slurm.conf/gres.conf cleanly; restarting slurmctld alone
+        after a gres count change drains nodes whose slurmd still reports the old count).
+        """
+        if daemon in ("slurmd", "slurm"):
             for node in self.node_names:
                 self._stop_daemon(f"slurmd-{node}")
+            if daemon == "slurm":
+                # slurmctld first, with no slurmd registered yet: it never sees a node report
+                # the old configuration (which would drain it as INVAL).
+                self._stop_daemon("slurmctld")
+                self._start_slurmctld()
             for node in self.node_names:
                 self._start_slurmd(node)
             self.wait_nodes_ready(timeout=timeout)
@@ -1185,6 +1205,9 @@ class SlurmCluster:
         ("" = the job itself, "batch", "0", ...) exist with AllocTRES. Use parse_tres() on a
         value.
         """
+        if not self.accounting:
+            raise DevClusterError("sacct_alloc_tres: this cluster runs without accounting "
+                                  "(accounting=False); start it with accounting=True")
         wanted = {f"{jobid}.{s}" if s else str(jobid) for s in steps}
         deadline = time.monotonic() + timeout
         found: dict[str, str] = {}
