@@ -137,6 +137,10 @@ def _bool(value: object, fld: str) -> bool:
 def _text(value: object, fld: str, what: str = "a non-empty string") -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{fld}: {value!r} is not valid; allowed: {what}")
+    # Values end up in gres.conf comments and inventory lines: a newline or '#' there could
+    # smuggle in lines of their own.
+    if not value.isprintable() or "#" in value:
+        raise ConfigError(f"{fld}: {value!r} contains control characters or '#'; allowed: {what}")
     return value.strip()
 
 

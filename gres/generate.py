@@ -107,11 +107,14 @@ def generate_local(
             raise DiscoveryError(
                 f"{node} {gpu.device.describe()}: UUID longer than {MAX_UUID_LEN} characters"
             )
-    files = {
-        GRES_CONF: render_gres_conf([plan], with_node_names=False),
-        SLURM_FRAGMENT: render_slurm_fragment([plan]),
-        INVENTORY: format_inventory(inventory_for(node, plan)),
-    }
+    try:
+        files = {
+            GRES_CONF: render_gres_conf([plan], with_node_names=False),
+            SLURM_FRAGMENT: render_slurm_fragment([plan]),
+            INVENTORY: format_inventory(inventory_for(node, plan)),
+        }
+    except ValueError as e:  # a value the file formats cannot carry
+        raise ConfigError(f"{node}: {e}") from e
     return Generated(files=files, plans=(plan,))
 
 
@@ -135,10 +138,13 @@ def generate_cluster(config: GresConfig) -> Generated:
                 "those nodes themselves"
             )
         plans.append(plan_node(group.names, devices, config, group))
-    files = {
-        GRES_CONF: render_gres_conf(plans, with_node_names=True),
-        SLURM_FRAGMENT: render_slurm_fragment(plans),
-    }
+    try:
+        files = {
+            GRES_CONF: render_gres_conf(plans, with_node_names=True),
+            SLURM_FRAGMENT: render_slurm_fragment(plans),
+        }
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return Generated(files=files, plans=tuple(plans))
 
 

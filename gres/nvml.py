@@ -101,10 +101,10 @@ class NvmlBackend:
         uuid = _text(required("nvmlDeviceGetUUID", nvml.nvmlDeviceGetUUID, handle))
         model = _text(required("nvmlDeviceGetName", nvml.nvmlDeviceGetName, handle)).strip()
         memory = required("nvmlDeviceGetMemoryInfo", nvml.nvmlDeviceGetMemoryInfo, handle)
-        if not uuid or any(ch.isspace() for ch in uuid):
+        if not uuid or not uuid.isprintable() or any(ch.isspace() or ch in "#=" for ch in uuid):
             raise DiscoveryError(f"NVML: GPU {index}: unusable UUID {uuid!r}")
-        if not model:
-            raise DiscoveryError(f"NVML: GPU {index}: empty model name")
+        if not model or not model.isprintable() or "#" in model:
+            raise DiscoveryError(f"NVML: GPU {index}: unusable model name {model!r}")
         attributes = optional("nvmlDeviceGetAttributes", handle)
         compute_units = getattr(attributes, "multiprocessorCount", None) if attributes else None
         pci = optional("nvmlDeviceGetPciInfo", handle)

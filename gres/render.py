@@ -48,7 +48,10 @@ def render_gres_conf(plans: Sequence[NodePlan], with_node_names: bool) -> str:
             lines.append(f"{prefix}Name=vgpu Count={plan.vgpu_count}")
         for gpu in plan.whole:
             if gpu.device.device_file is None:
-                raise ValueError(f"{plan.names} GPU {gpu.device.index} has no device file")
+                raise ValueError(
+                    f"{plan.names} GPU {gpu.device.index} is kept whole but has no device file "
+                    "for File=; give it device_file: in the static inventory"
+                )
             lines.append(f"{prefix}Name=gpu File={gpu.device.device_file}")
     return "\n".join(lines) + "\n"
 

@@ -412,3 +412,31 @@ def test_cli_unwritable_target_names_it(tmp_path: Path) -> None:
     )
     assert rc == 2
     assert f"vgpu: error: cannot write {target}: No such file or directory" in err
+
+
+def test_whole_gpu_without_device_file() -> None:
+    config = {
+        "nodes": [
+            {
+                "names": "n1",
+                "whole": [0],
+                "gpus": [
+                    {"uuid": "NPU-1", "model": "Ascend 910B", "memory": "64GiB", "vendor": "huawei"}
+                ],
+            }
+        ]
+    }
+    with pytest.raises(ConfigError, match="kept whole but has no device file"):
+        local(config, FakeNvml())
+    with pytest.raises(ConfigError, match="kept whole but has no device file"):
+        generate_cluster(parse_config(config))
+
+
+@pytest.mark.parametrize("model", ["T4\nName=gpu File=/dev/sda", "T4 # x", "T4\x00"])
+def test_model_names_cannot_inject_lines(model: str) -> None:
+    config = {"nodes": [{"names": "n1", "gpus": [{"model": model, "memory": "16GiB"}]}]}
+    with pytest.raises(ConfigError, match="control characters or '#'"):
+        parse_config(config)
+    fake = machine((model, 16))
+    with pytest.raises(ConfigError, match="unusable model name"):
+        local({}, fake)
