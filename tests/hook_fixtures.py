@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REQUIRE_NATIVE, skip_or_fail
@@ -143,6 +144,14 @@ class HookEnv:
         out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30)
         data: dict[str, object] = json.loads(out.stdout)
         return data
+
+    def ground_truth_window(self, t0: int, t1: int, index: int = 0) -> dict[str, Any]:
+        """Device `index` with busy time counted within [t0, t1) (CLOCK_MONOTONIC ns)."""
+        args = [str(self.build.dump), "--state", str(self.fake_state), "--from-ns", str(t0),
+                "--to-ns", str(t1)]
+        out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30)
+        dev: dict[str, Any] = json.loads(out.stdout)["devices"][index]
+        return dev
 
     def device(self, index: int = 0, window_ms: int | None = None) -> dict[str, object]:
         devices = self.ground_truth(window_ms)["devices"]

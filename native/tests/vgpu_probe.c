@@ -12,7 +12,7 @@
  *   launch N | launchex N | coop N | graph N | busy MS [KIND] | sync | sleep MS | hold | fork |
  *   rtldnext
  * Each command prints one line "<cmd> rc=<CUresult> [key=value]..." on stdout. `hold` prints
- * "hold ready" and sleeps until killed; `fork` runs the remaining commands in a child (which
+ * "hold ready" and sleeps until killed; busy syncs after every PROBE_BATCH launches (default 1); `fork` runs the remaining commands in a child (which
  * calls cuInit and makes its own context) and waits for it.
  */
 #define _GNU_SOURCE
@@ -187,7 +187,11 @@ static int load_api(void)
 	for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
 		CUdriverProcAddressQueryResult st;
 		*table[i].slot = NULL;
-		gpa(table[i].base, table[i].slot, version, flags, &st);
+		/* From CUDA 13.0, cuCtxSynchronize means cuCtxSynchronize_v2(ctx): ask for the
+		 * signature this program calls. */
+		int v = !strcmp(table[i].base, "cuCtxSynchronize") && version > 12000 ? 12000
+										  : version;
+		gpa(table[i].base, table[i].slot, v, flags, &st);
 	}
 #else
 	for (size_t i = 0; i < sizeof table / sizeof *table; i++)
@@ -427,12 +431,14 @@ static int command(int argc, char **argv, int *pi)
 		r = need_kernel();
 		if (!r && !strcmp(kind, "graph"))
 			r = need_graph();
+		const char *b = getenv("PROBE_BATCH"); /* launches per synchronization */
+		long batch = b && atol(b) > 0 ? atol(b) : 1;
 		while (!r && now_s() < end) {
-			r = !strcmp(kind, "graph") ? CALL(api.graph_launch, graph_exec, NULL)
-						   : launch_one(kind);
+			for (long n = 0; n < batch && !r; n++, k++)
+				r = !strcmp(kind, "graph") ? CALL(api.graph_launch, graph_exec, NULL)
+							   : launch_one(kind);
 			if (!r)
 				r = CALL(api.ctx_sync);
-			k++;
 		}
 		printf("%s rc=%d launches=%ld\n", cmd, r, k);
 	} else if (!strcmp(cmd, "rtldnext")) {

@@ -1,0 +1,109 @@
+"""Compute shares on the simulated GPU, judged by its ground truth (the device timeline).
+
+The tolerances here are loose on purpose: these tests check behaviour (throttled to the
+limit, work-conserving when allowed, live changes, every launch path). How accurate the
+shares are is measured by bench/bench_hook.py, not asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from hook_fixtures import HookEnv, Job
+
+from slurm_vgpu.native import SharePolicy, update_limits
+
+pytestmark = [pytest.mark.native, pytest.mark.slow]
+
+KERNEL_5MS = {"FAKEGPU_KERNEL_NS": "5000000"}
+TOLERANCE = 5.0  # percentage points
+
+
+def _shares(env: HookEnv, procs: list[subprocess.Popen[str]], t0: int, t1: int) -> list[float]:
+    """Percent of [t0, t1) (CLOCK_MONOTONIC ns) each process kept the GPU busy."""
+    delay = (t1 - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        time.sleep(delay + 0.02)
+    dev = env.ground_truth_window(t0, t1)
+    by_pid = {int(p["pid"]): int(p["busy_window_ns"]) for p in dev["processes"]}
+    return [100.0 * by_pid.get(p.pid, 0) / (t1 - t0) for p in procs]
+
+
+def _run_busy(env: HookEnv, jobs: list[Job], ms: int, args: list[str] | None = None,
+              path: str = "linked", extra: dict[str, str] | None = None,
+              ) -> tuple[list[subprocess.Popen[str]], int]:
+    """Start one busy loop per job, running `ms` past the windows the test measures (the
+    simulated GPU forgets a process once it has exited)."""
+    run_ms = str(ms + 600)
+    t0 = time.monotonic_ns()
+    procs = [env.start(job, [*args, run_ms] if args else ["busy", run_ms], path=path,
+                       extra=extra or KERNEL_5MS)
+             for job in jobs]
+    return procs, t0
+
+
+def _finish(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+
+
+def test_contending_jobs_converge_to_their_limits(hook_env: HookEnv) -> None:
+    jobs = [hook_env.job("a", compute_permille=300), hook_env.job("b", compute_permille=700)]
+    procs, t0 = _run_busy(hook_env, jobs, 2500)
+    shares = _shares(hook_env, procs, t0 + 500_000_000, t0 + 2_500_000_000)
+    _finish(procs)
+    assert shares[0] == pytest.approx(30, abs=TOLERANCE)
+    assert shares[1] == pytest.approx(70, abs=TOLERANCE)
+
+
+def test_a_guaranteed_job_is_held_to_its_limit_even_alone(hook_env: HookEnv) -> None:
+    job = hook_env.job(compute_permille=300)
+    procs, t0 = _run_busy(hook_env, [job], 2000)
+    shares = _shares(hook_env, procs, t0 + 200_000_000, t0 + 2_000_000_000)
+    _finish(procs)
+    assert shares[0] == pytest.approx(30, abs=TOLERANCE)
+    usage = job.usage().gpus[0]
+    assert usage.effective_permille == 300
+    assert usage.throttled_ns > 500_000_000  # it waited at the gate most of the time
+    assert usage.busy_ns == pytest.approx(0.3 * 2.6e9, rel=0.2)  # measured over its 2.6 s
+
+
+def test_a_burst_job_uses_what_others_leave_idle(hook_env: HookEnv) -> None:
+    job = hook_env.job(compute_permille=300, policy=SharePolicy.BURST)
+    procs, t0 = _run_busy(hook_env, [job], 2000)
+    shares = _shares(hook_env, procs, t0 + 500_000_000, t0 + 2_000_000_000)
+    _finish(procs)
+    assert shares[0] > 80
+
+
+def test_a_compute_limit_change_applies_while_the_job_runs(hook_env: HookEnv) -> None:
+    job = hook_env.job(compute_permille=200)
+    procs, t0 = _run_busy(hook_env, [job], 3000)
+    before = _shares(hook_env, procs, t0 + 200_000_000, t0 + 1_200_000_000)
+    update_limits(job.limits, 0, compute_limit_permille=600)
+    changed = time.monotonic_ns()
+    after = _shares(hook_env, procs, changed + 300_000_000, changed + 1_300_000_000)
+    _finish(procs)
+    assert before[0] == pytest.approx(20, abs=TOLERANCE)
+    assert after[0] == pytest.approx(60, abs=TOLERANCE)
+
+
+@pytest.mark.parametrize(("kind", "path", "extra"), [
+    ("launch", "linked", {}),
+    ("launchex", "linked", {}),
+    ("coop", "linked", {}),
+    ("graph", "linked", {}),
+    ("launch", "gpa", {"PROBE_PTSZ": "1"}),
+    ("launchex", "gpa", {"PROBE_PTSZ": "1"}),
+    ("graph", "dlsym", {}),
+])
+def test_every_launch_path_is_throttled(hook_env: HookEnv, kind: str, path: str,
+                                        extra: dict[str, str]) -> None:
+    job = hook_env.job(compute_permille=200)
+    procs, t0 = _run_busy(hook_env, [job], 1800, ["busyk", kind], path=path,
+                          extra={**KERNEL_5MS, **extra})
+    shares = _shares(hook_env, procs, t0 + 300_000_000, t0 + 1_800_000_000)
+    _finish(procs)
+    assert shares[0] == pytest.approx(20, abs=TOLERANCE)
