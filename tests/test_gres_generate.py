@@ -14,7 +14,7 @@ from test_gres_fakes import GIB, FakeNvml, machine
 from slurm_vgpu.cli import main
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.gres.backends import BackendOptions, DiscoveryBackend, register_backend
-from slurm_vgpu.gres.config import parse_config
+from slurm_vgpu.gres.config import load_config, parse_config
 from slurm_vgpu.gres.generate import (
     GRES_CONF,
     INVENTORY,
@@ -440,3 +440,14 @@ def test_model_names_cannot_inject_lines(model: str) -> None:
     fake = machine((model, 16))
     with pytest.raises(ConfigError, match="unusable model name"):
         local({}, fake)
+
+
+def test_shipped_cluster_example_generates() -> None:
+    example = Path(__file__).resolve().parent.parent / "contrib" / "config"
+    generated = generate_cluster(load_config(example / "vgpu-gres-cluster.yaml"))
+    assert lines(generated.files[GRES_CONF]) == [
+        "NodeName=t4n[01-16] Name=vgpu Count=40",
+        "NodeName=h100n[1-4] Name=vgpu Count=140",
+        "NodeName=h100n[1-4] Name=gpu File=/dev/nvidia7",
+        "NodeName=mix1 Name=vgpu Count=12",
+    ]
