@@ -363,12 +363,43 @@ static uint64_t self_start_time(void)
 	return cached;
 }
 
+/* A dead process's kernels still queued at the tail of the device's timeline are dropped,
+ * as a GPU aborts the work of a context whose process died. (Work already queued behind
+ * another process's kernels keeps its place: the simulation does not reshuffle the queue.) */
+static void cancel_queued(struct fg_state *s, uint32_t dev, int pid)
+{
+	struct fg_device_state *d = &s->dev[dev];
+	uint64_t now = fg_now_ns();
+
+	if (d->ring_count > FG_RING_SIZE)
+		d->ring_count = FG_RING_SIZE;
+	while (d->ring_count && d->busy_until_ns > now) {
+		uint32_t last = (d->ring_head % FG_RING_SIZE + FG_RING_SIZE - 1) % FG_RING_SIZE;
+		struct fg_interval *iv = &d->ring[last];
+		uint64_t cut_from;
+
+		if (iv->pid != pid || iv->end_ns != d->busy_until_ns)
+			break;
+		cut_from = iv->start_ns > now ? iv->start_ns : now;
+		d->busy_total_ns -= d->busy_total_ns > iv->end_ns - cut_from ? iv->end_ns - cut_from :
+									    d->busy_total_ns;
+		d->busy_until_ns = cut_from;
+		if (iv->start_ns < now) {
+			iv->end_ns = now;
+			break;
+		}
+		d->ring_head = last;
+		d->ring_count--;
+	}
+}
+
 static void release_slot(struct fg_state *s, struct fg_proc *p)
 {
 	if (p->device < FG_MAX_DEVICES) {
 		struct fg_device_state *d = &s->dev[p->device];
 
 		d->used_bytes = d->used_bytes > p->used_bytes ? d->used_bytes - p->used_bytes : 0;
+		cancel_queued(s, p->device, p->pid);
 	}
 	memset(p, 0, sizeof(*p));
 }

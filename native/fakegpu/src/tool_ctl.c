@@ -6,6 +6,8 @@
  *                      [--kernel-ns NS] [--blocks-per-sm N] [--alloc-granularity SIZE]
  *                      [--util-window-ms MS] [--force]
  *   fakegpu-ctl reap   [--state PATH]   give back memory held by exited processes
+ *   fakegpu-ctl hold-lock SECONDS [--state PATH]
+ *                      hold the state lock (tests kill it to check lock recovery)
  *
  * Options override the FAKEGPU_* variables of the same meaning; --state overrides
  * FAKEGPU_STATE (%n expands to $SLURMD_NODENAME). Exit 0 ok, 1 failure, 2 bad usage.
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "fg_state.h"
 
@@ -27,7 +30,8 @@ static void usage(FILE *f)
 		"[--uuid GPU-...[,..]] [--pci BUSID[,..]]\n"
 		"                          [--kernel-ns NS] [--blocks-per-sm N] "
 		"[--alloc-granularity SIZE] [--util-window-ms MS] [--force]\n"
-		"       fakegpu-ctl reap [--state PATH]\n");
+		"       fakegpu-ctl reap [--state PATH]\n"
+		"       fakegpu-ctl hold-lock SECONDS [--state PATH]\n");
 }
 
 static int create(int force)
@@ -50,6 +54,25 @@ static int create(int force)
 		return 1;
 	}
 	printf("%s\n", path);
+	return 0;
+}
+
+static int hold_lock(unsigned seconds)
+{
+	struct fg_state *s;
+	char err[512];
+
+	s = fg_state_attach(err, sizeof(err));
+	if (!s) {
+		fprintf(stderr, "fakegpu: %s\n", err);
+		return 1;
+	}
+	if (fg_lock(s))
+		return 1;
+	printf("locked\n");
+	fflush(stdout);
+	sleep(seconds);
+	fg_unlock(s);
 	return 0;
 }
 
@@ -111,6 +134,13 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[1];
 	optind = 2;
+	if (!strcmp(cmd, "hold-lock")) {
+		if (argc < 3 || atoi(argv[2]) <= 0) {
+			usage(stderr);
+			return 2;
+		}
+		optind = 3;
+	}
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		size_t i;
 
@@ -140,6 +170,8 @@ int main(int argc, char **argv)
 		return create(force);
 	if (!strcmp(cmd, "reap"))
 		return reap();
+	if (!strcmp(cmd, "hold-lock"))
+		return hold_lock((unsigned)atoi(argv[2]));
 	fprintf(stderr, "fakegpu: unknown command '%s' (create, reap)\n", cmd);
 	return 2;
 }

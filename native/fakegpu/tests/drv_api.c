@@ -7,7 +7,11 @@
  *   test-drv-api errors                misuse returns the real error codes
  *   test-drv-api hold MIB SECONDS      allocate MIB and hold it (prints "holding")
  *   test-drv-api busy MS [KERNEL_US]   keep the device busy for MS ms with kernels of KERNEL_US
- *   test-drv-api launch NS COUNT       COUNT kernels of NS each, then sync; prints timings
+ *   test-drv-api launch NS COUNT [LINGER_S]
+ *                                      COUNT kernels of NS each, then sync; prints timings,
+ *                                      then stays alive LINGER_S seconds (for ground truth)
+ *   test-drv-api duty MS ON_US OFF_US  for MS ms: a kernel of ON_US, sync, OFF_US idle
+ *   test-drv-api grid BLOCKS COUNT     COUNT ordinary kernels of BLOCKS blocks, then sync
  *   test-drv-api meminfo               print free= total= of the current device
  *
  * A kernel named "fakegpu_ns" lasts as long as its first (uint64) parameter says.
@@ -597,6 +601,15 @@ int main(int argc, char **argv)
 		}
 		printf("launches=%ld pid=%d\n", k, (int)getpid());
 		rv = 0;
+	} else if (!strcmp(mode, "grid") && argc > 3) {
+		unsigned blocks = (unsigned)strtoul(argv[2], NULL, 10);
+		long count = atol(argv[3]);
+
+		for (long i = 0; i < count; i++)
+			CK(cuLaunchKernel(plain_fn, blocks, 1, 1, 128, 1, 1, 0, NULL, NULL, NULL));
+		CK(cuCtxSynchronize());
+		printf("launched=%ld\n", count);
+		rv = 0;
 	} else if (!strcmp(mode, "launch") && argc > 3) {
 		uint64_t ns = strtoull(argv[2], NULL, 10);
 		long count = atol(argv[3]);
@@ -607,11 +620,30 @@ int main(int argc, char **argv)
 				return 1;
 		t1 = now_s();
 		CK(cuCtxSynchronize());
-		printf("enqueue_s=%.6f total_s=%.6f\n", t1 - t0, now_s() - t0);
+		printf("enqueue_s=%.6f total_s=%.6f pid=%d\n", t1 - t0, now_s() - t0, (int)getpid());
+		fflush(stdout);
+		if (argc > 4)
+			sleep((unsigned)atoi(argv[4]));
+		rv = 0;
+	} else if (!strcmp(mode, "duty") && argc > 4) {
+		double end = now_s() + atof(argv[2]) / 1e3;
+		uint64_t on = (uint64_t)(atof(argv[3]) * 1e3);
+		useconds_t off = (useconds_t)atol(argv[4]);
+		long k = 0;
+
+		while (now_s() < end) {
+			if (launch_ns(on, NULL))
+				return 1;
+			CK(cuCtxSynchronize());
+			usleep(off);
+			k++;
+		}
+		printf("launches=%ld pid=%d\n", k, (int)getpid());
 		rv = 0;
 	} else {
 		fprintf(stderr, "usage: test-drv-api basic|families|errors|meminfo|uninit|"
-			"hold MIB S|busy MS [US]|launch NS COUNT\n");
+			"hold MIB S|busy MS [US]|launch NS COUNT [LINGER_S]|grid BLOCKS COUNT|"
+			"duty MS ON_US OFF_US\n");
 		return 2;
 	}
 	return rv || failures;

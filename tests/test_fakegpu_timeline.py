@@ -1,0 +1,180 @@
+"""The simulated GPU's shared state: kernel timeline, contention, utilization, reclamation.
+
+Assertions use the simulation's own timeline (exact simulated durations), never how fast
+something ran; the only wall-clock checks are lower bounds (a wait cannot be shorter than
+the simulated work it waits for).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+from fakegpu import FakeMachine, FakeMachineFactory, PynvmlRunner
+
+pytestmark = pytest.mark.native
+
+MS = 1_000_000  # ns
+
+
+def _finish(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def _first_line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    return proc.stdout.readline()
+
+
+def _fields(line: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in line.split() if "=" in part)
+
+
+def test_chosen_kernel_durations_are_exact(fake_machine: FakeMachineFactory) -> None:
+    m = fake_machine()
+    prog = str(m.build.program("test-drv-api"))
+    for ns, count in ((10_000, 100), (100 * MS, 1)):  # 10 us to 100 ms, per launch
+        before = m.device(0)
+        out = m.run([prog, "launch", str(ns), str(count)])
+        assert out.returncode == 0, out.stdout + out.stderr
+        after = m.device(0)
+        assert after["busy_total_ns"] - before["busy_total_ns"] == ns * count
+        assert after["launches"] - before["launches"] == count
+        assert float(_fields(out.stdout)["total_s"]) >= ns * count / 1e9 - 1e-4
+
+
+def test_grid_size_duration_model(fake_machine: FakeMachineFactory) -> None:
+    # one wave = sms x blocks_per_sm = 20 blocks of 1 ms
+    m = fake_machine(sms="10", blocks_per_sm=2, kernel_ns=MS)
+    prog = str(m.build.program("test-drv-api"))
+    cases = [((40, 3), {}, 6 * MS), ((1, 2), {}, 2 * MS), ((41, 1), {}, 3 * MS),
+             ((20, 2), {"FAKEGPU_KERNEL_NS": "500000"}, MS)]
+    for (blocks, count), env, expect in cases:
+        before = m.device(0)["busy_total_ns"]
+        out = m.run([prog, "grid", str(blocks), str(count)], extra_env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert m.device(0)["busy_total_ns"] - before == expect
+
+
+def test_two_processes_serialize_on_one_device(fake_machine: FakeMachineFactory) -> None:
+    m = fake_machine()
+    prog = str(m.build.program("test-drv-api"))
+    procs = [m.popen([prog, "launch", str(20 * MS), "10", "30"]) for _ in range(2)]
+    try:
+        lines = [_fields(_first_line(p)) for p in procs]
+        dev = m.device(0)
+        end = dev["busy_until_ns"]
+        window = m.device(0, from_ns=end - 400 * MS, to_ns=end)
+    finally:
+        for p in procs:
+            _finish(p)
+    assert dev["busy_total_ns"] == 400 * MS
+    # 400 ms of kernels fill exactly 400 ms of device time: none of them overlapped
+    assert window["busy_window_ns"] == 400 * MS
+    assert window["utilization"] == pytest.approx(1.0)
+    by_pid = {p["pid"]: p for p in window["processes"]}
+    assert set(by_pid) == {int(line["pid"]) for line in lines}
+    assert all(p["busy_window_ns"] == 200 * MS and p["launches"] == 10 for p in by_pid.values())
+    # each waited at least for its own simulated work
+    assert min(float(line["total_s"]) for line in lines) >= 0.2 - 1e-3
+
+
+def test_devices_have_independent_timelines(fake_machine: FakeMachineFactory) -> None:
+    m = fake_machine(count=2)
+    prog = str(m.build.program("test-drv-api"))
+    procs = [m.popen([prog, "launch", str(10 * MS), "10"], extra_env={"CUDA_VISIBLE_DEVICES": i})
+             for i in ("0", "1")]
+    for p in procs:
+        _first_line(p)
+        _finish(p)
+    devices = m.dump()["devices"]
+    assert [d["busy_total_ns"] for d in devices] == [100 * MS, 100 * MS]
+
+
+def test_nvml_utilization_matches_the_timeline(
+    fake_machine: FakeMachineFactory, run_pynvml: PynvmlRunner
+) -> None:
+    m = fake_machine(util_window_ms=1000)
+    prog = str(m.build.program("test-drv-api"))
+    query = """
+pynvml.nvmlInit()
+h = pynvml.nvmlDeviceGetHandleByIndex(0)
+samples = pynvml.nvmlDeviceGetProcessUtilization(h, 0)
+result = {"gpu": pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
+          "procs": {str(s.pid): s.smUtil for s in samples}}
+"""
+    # saturated: 3 s of queued work
+    sat = m.popen([prog, "launch", str(50 * MS), "60"])
+    try:
+        time.sleep(1.2)
+        nvml = run_pynvml(m, query)
+        truth = m.device(0, window_ms=1000)
+    finally:
+        _finish(sat)
+    assert nvml["gpu"] >= 95 and truth["utilization"] >= 0.95
+    assert nvml["procs"] == {str(sat.pid): pytest.approx(100, abs=5)}
+    # half duty cycle: 10 ms kernel, 10 ms idle
+    duty = m.popen([prog, "duty", "4000", "10000", "10000"])
+    try:
+        time.sleep(1.5)
+        truth_before = m.device(0, window_ms=1000)["utilization"]
+        nvml = run_pynvml(m, query)
+        truth_after = m.device(0, window_ms=1000)["utilization"]
+    finally:
+        _finish(duty)
+    low, high = sorted((truth_before, truth_after))
+    assert 0.2 < low <= high < 0.6
+    assert low * 100 - 5 <= nvml["gpu"] <= high * 100 + 5
+
+
+def _wait_for_holder(m: FakeMachine, mib: int, extra: dict[str, str] | None = None
+                     ) -> subprocess.Popen[str]:
+    proc = m.popen([str(m.build.program("test-drv-api")), "hold", str(mib), "60"],
+                   extra_env=extra)
+    assert "holding" in _first_line(proc)
+    return proc
+
+
+def test_kill9_frees_memory_in_ground_truth(
+    fake_machine: FakeMachineFactory, run_pynvml: PynvmlRunner
+) -> None:
+    m = fake_machine(count=2, mem="16G,16G")
+    a = _wait_for_holder(m, 512)
+    b = _wait_for_holder(m, 256, {"CUDA_VISIBLE_DEVICES": "1"})
+    try:
+        devs = m.dump()["devices"]
+        assert [d["memory_used"] for d in devs] == [512 << 20, 256 << 20]
+        assert devs[0]["processes"][0]["pid"] == a.pid
+        a.send_signal(signal.SIGKILL)
+        time.sleep(0.2)  # not waited for: a zombie, whose memory the driver already freed
+        devs = m.dump()["devices"]
+        assert devs[0]["memory_used"] == 0 and devs[0]["processes"] == []
+        assert devs[1]["memory_used"] == 256 << 20
+        procs = run_pynvml(m, """
+pynvml.nvmlInit()
+result = {"p": [[p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(
+    pynvml.nvmlDeviceGetHandleByIndex(i))] for i in range(2)]}
+""")
+        assert procs["p"] == [[], [b.pid]]
+    finally:
+        _finish(a)
+        _finish(b)
+    assert [d["memory_used"] for d in m.dump()["devices"]] == [0, 0]
+
+
+def test_lock_held_by_a_killed_process_is_recovered(fake_machine: FakeMachineFactory) -> None:
+    m = fake_machine()
+    holder = m.popen([str(m.build.ctl), "hold-lock", "60", "--state", str(m.state)])
+    try:
+        assert _first_line(holder).strip() == "locked"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        _finish(holder)
+    out = m.run([str(m.build.program("test-drv-api")), "basic"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert m.device(0)["memory_used"] == 0
