@@ -263,54 +263,43 @@ CUresult cuInit(unsigned int flags)
 
 /* ------------------------------------------------------------------ launches (hot path) */
 
-/* The unthrottled path is one load of the gate word, one of the real pointer, and a tail
- * call; everything else lives in vgpu_throttle_wait(). */
-#define VGPU_FORWARD(name, ...)                                  \
-	do {                                                     \
-		VGPU_GATE();                                     \
-		vgpu_fn_##name real_ = VGPU_REAL(name);          \
-		if (VGPU_UNLIKELY(!real_))                       \
-			return CUDA_ERROR_NOT_FOUND;             \
-		return real_(__VA_ARGS__);                       \
-	} while (0)
+/* The unthrottled path is one load of the real pointer, one of the gate word and a tail
+ * call that leaves every argument where the caller put it. Waiting at the gate and first-use
+ * resolution happen out of line, in a call that takes no arguments and returns the function
+ * to jump to. */
+#define VGPU_LAUNCH_WRAPPER(name, params, ...)                                            \
+	_Pragma("GCC diagnostic push")                                                    \
+	_Pragma("GCC diagnostic ignored \"-Wunused-parameter\"")                          \
+	static CUresult missing_##name params                                             \
+	{                                                                                 \
+		return CUDA_ERROR_NOT_FOUND;                                              \
+	}                                                                                 \
+	_Pragma("GCC diagnostic pop")                                                     \
+	static __attribute__((noinline, cold)) vgpu_fn_##name slow_##name(void)          \
+	{                                                                                 \
+		VGPU_GATE();                                                              \
+		vgpu_fn_##name real_ = VGPU_REAL(name);                                   \
+		return real_ ? real_ : missing_##name;                                    \
+	}                                                                                 \
+	CUresult name params                                                              \
+	{                                                                                 \
+		vgpu_fn_##name real_ = (vgpu_fn_##name)__atomic_load_n(                   \
+			&vgpu_real[VGPU_HOOK_##name], __ATOMIC_RELAXED);                  \
+		if (VGPU_UNLIKELY(real_ == NULL ||                                        \
+				  atomic_load_explicit(vgpu_gate, memory_order_relaxed))) \
+			real_ = slow_##name();                                            \
+		return real_(__VA_ARGS__);                                                \
+	}
 
-CUresult cuLaunchKernel VGPU_LAUNCH_PARAMS
-{
-	VGPU_FORWARD(cuLaunchKernel, f, gx, gy, gz, bx, by, bz, shmem, stream, params, extra);
-}
-
-CUresult cuLaunchKernel_ptsz VGPU_LAUNCH_PARAMS
-{
-	VGPU_FORWARD(cuLaunchKernel_ptsz, f, gx, gy, gz, bx, by, bz, shmem, stream, params, extra);
-}
-
-CUresult cuLaunchKernelEx VGPU_LAUNCH_EX_PARAMS
-{
-	VGPU_FORWARD(cuLaunchKernelEx, config, f, params, extra);
-}
-
-CUresult cuLaunchKernelEx_ptsz VGPU_LAUNCH_EX_PARAMS
-{
-	VGPU_FORWARD(cuLaunchKernelEx_ptsz, config, f, params, extra);
-}
-
-CUresult cuLaunchCooperativeKernel VGPU_COOP_PARAMS
-{
-	VGPU_FORWARD(cuLaunchCooperativeKernel, f, gx, gy, gz, bx, by, bz, shmem, stream, params);
-}
-
-CUresult cuLaunchCooperativeKernel_ptsz VGPU_COOP_PARAMS
-{
-	VGPU_FORWARD(cuLaunchCooperativeKernel_ptsz, f, gx, gy, gz, bx, by, bz, shmem, stream,
-		     params);
-}
-
-CUresult cuGraphLaunch(CUgraphExec graph, CUstream stream)
-{
-	VGPU_FORWARD(cuGraphLaunch, graph, stream);
-}
-
-CUresult cuGraphLaunch_ptsz(CUgraphExec graph, CUstream stream)
-{
-	VGPU_FORWARD(cuGraphLaunch_ptsz, graph, stream);
-}
+VGPU_LAUNCH_WRAPPER(cuLaunchKernel, VGPU_LAUNCH_PARAMS, f, gx, gy, gz, bx, by, bz, shmem, stream,
+		    params, extra)
+VGPU_LAUNCH_WRAPPER(cuLaunchKernel_ptsz, VGPU_LAUNCH_PARAMS, f, gx, gy, gz, bx, by, bz, shmem,
+		    stream, params, extra)
+VGPU_LAUNCH_WRAPPER(cuLaunchKernelEx, VGPU_LAUNCH_EX_PARAMS, config, f, params, extra)
+VGPU_LAUNCH_WRAPPER(cuLaunchKernelEx_ptsz, VGPU_LAUNCH_EX_PARAMS, config, f, params, extra)
+VGPU_LAUNCH_WRAPPER(cuLaunchCooperativeKernel, VGPU_COOP_PARAMS, f, gx, gy, gz, bx, by, bz,
+		    shmem, stream, params)
+VGPU_LAUNCH_WRAPPER(cuLaunchCooperativeKernel_ptsz, VGPU_COOP_PARAMS, f, gx, gy, gz, bx, by, bz,
+		    shmem, stream, params)
+VGPU_LAUNCH_WRAPPER(cuGraphLaunch, (CUgraphExec graph, CUstream stream), graph, stream)
+VGPU_LAUNCH_WRAPPER(cuGraphLaunch_ptsz, (CUgraphExec graph, CUstream stream), graph, stream)
