@@ -13,6 +13,8 @@
  *   test-drv-api duty MS ON_US OFF_US  for MS ms: a kernel of ON_US, sync, OFF_US idle
  *   test-drv-api grid BLOCKS COUNT     COUNT ordinary kernels of BLOCKS blocks, then sync
  *   test-drv-api meminfo               print free= total= of the current device
+ *   test-drv-api bench N               per-call cost of cuMemGetInfo, a 0 ns launch,
+ *                                      cuMemAlloc+cuMemFree (JSON on one line)
  *
  * A kernel named "fakegpu_ns" lasts as long as its first (uint64) parameter says.
  * Exit 0 when every check passed.
@@ -601,6 +603,31 @@ int main(int argc, char **argv)
 		}
 		printf("launches=%ld pid=%d\n", k, (int)getpid());
 		rv = 0;
+	} else if (!strcmp(mode, "bench") && argc > 2) {
+		long n = atol(argv[2]);
+		double t0, info_ns, launch_ns_each, alloc_ns;
+		size_t f, t;
+		CUdeviceptr p;
+
+		t0 = now_s();
+		for (long i = 0; i < n; i++)
+			CK(cuMemGetInfo(&f, &t));
+		info_ns = (now_s() - t0) * 1e9 / (double)n;
+		t0 = now_s();
+		for (long i = 0; i < n; i++)
+			if (launch_ns(0, NULL))
+				return 1;
+		launch_ns_each = (now_s() - t0) * 1e9 / (double)n;
+		CK(cuCtxSynchronize());
+		t0 = now_s();
+		for (long i = 0; i < n / 10; i++) {
+			CK(cuMemAlloc(&p, 1 << 20));
+			CK(cuMemFree(p));
+		}
+		alloc_ns = (now_s() - t0) * 1e9 / (double)(n / 10 ? n / 10 : 1);
+		printf("{\"calls\": %ld, \"mem_get_info_ns\": %.1f, \"launch_ns\": %.1f, "
+		       "\"alloc_free_ns\": %.1f}\n", n, info_ns, launch_ns_each, alloc_ns);
+		rv = 0;
 	} else if (!strcmp(mode, "grid") && argc > 3) {
 		unsigned blocks = (unsigned)strtoul(argv[2], NULL, 10);
 		long count = atol(argv[3]);
@@ -643,7 +670,7 @@ int main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "usage: test-drv-api basic|families|errors|meminfo|uninit|"
 			"hold MIB S|busy MS [US]|launch NS COUNT [LINGER_S]|grid BLOCKS COUNT|"
-			"duty MS ON_US OFF_US\n");
+			"duty MS ON_US OFF_US|bench N\n");
 		return 2;
 	}
 	return rv || failures;
