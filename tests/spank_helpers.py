@@ -86,13 +86,19 @@ def run_driver(*args: str, check: bool = False) -> subprocess.CompletedProcess[s
     return result
 
 
+def gpu_uuid(node: str, index: int) -> str:
+    """A well-formed, deterministic UUID for simulated GPU `index` of `node` (the same one the
+    simulated machine is created with, so inventory and device agree)."""
+    return f"GPU-{node.encode().hex()[-8:]:0>8}-{index:04x}-0000-0000-000000000000"
+
+
 def write_inventory(path: Path, node: str, gpus: list[tuple[int, int]],
                     slice_bytes: int = 1 << 30, mode: int = 0o644) -> Path:
     """Inventory with one `gpu` line per (index, slices); slice_permille = 1000 // slices."""
     lines = ["# slurm-vgpu node inventory (test)", "version=1", f"node={node}"]
     for index, slices in gpus:
         lines.append(
-            f"gpu index={index} uuid=GPU-{node}-{index:04d}-0000-0000-000000000000 "
+            f"gpu index={index} uuid={gpu_uuid(node, index)} "
             f"slices={slices} slice_bytes={slice_bytes} slice_permille={1000 // slices} "
             f"memory_bytes={slices * slice_bytes} model=Simulated GPU {index}"
         )

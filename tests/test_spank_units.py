@@ -22,6 +22,7 @@ from spank_helpers import (
     SHARE_BURST,
     build_spank,
     decode_limits,
+    gpu_uuid,
     run_driver,
     write_inventory,
 )
@@ -165,7 +166,7 @@ def test_inventory_reads_generated_format(tmp_path: Path, as_root: None) -> None
     result = run_driver("inventory", str(inv), check=True)
     lines = result.stdout.splitlines()
     assert lines[0] == "node=n1 gpus=2"
-    assert "gpu index=3 uuid=GPU-n1-0003-0000-0000-000000000000 slices=4 slice_bytes=123 " \
+    assert f"gpu index=3 uuid={gpu_uuid('n1', 3)} slices=4 slice_bytes=123 " \
         "slice_permille=250" in lines[2]
 
 
@@ -330,7 +331,7 @@ def test_limits_file_layout(tmp_path: Path, as_root: None) -> None:
     assert (lim.generation, lim.job_id, lim.uid, lim.share_policy, lim.flags) == (
         0, 4242, 1234, SHARE_BURST, 0)
     assert [(g.physical_index, g.slices) for g in lim.gpus] == [(0, 3), (1, 2)]
-    assert lim.gpus[0].uuid == "GPU-n1-0000-0000-0000-000000000000"
+    assert lim.gpus[0].uuid == gpu_uuid("n1", 0) == "GPU-00006e31-0000-0000-0000-000000000000"
     assert lim.gpus[0].memory_limit_bytes == 3 * 1_610_612_736
     assert lim.gpus[0].compute_guaranteed_permille == 300
     assert lim.gpus[0].compute_limit_permille == 300
