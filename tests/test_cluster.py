@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -242,3 +243,21 @@ def test_command_line_up_status_env_down() -> None:
     assert not [pid for pid in pids.values() if pid_alive(pid)]
     assert cli("status").returncode == 3
     shutil.rmtree(workdir)
+
+
+@pytest.mark.slow
+def test_demo_script_runs_end_to_end_and_tears_down() -> None:
+    demo = Path(__file__).resolve().parent.parent / "contrib" / "demo" / "run-demo.sh"
+    workdir = tempfile.mkdtemp(prefix="vgpu-demo-test-")
+    try:
+        result = subprocess.run([str(demo)], env={**os.environ, "VGPU_DEMO_DIR": workdir},
+                                capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "gres/vgpu=3" in result.stdout
+        assert "Requested node configuration is not available" in result.stdout
+        assert SlurmCluster.attach(workdir).pids() == {}
+    finally:
+        subprocess.run([sys.executable, str(demo.parent.parent / "devcluster" / "devcluster.py"),
+                        "down", "--workdir", workdir], capture_output=True, timeout=120,
+                       check=False)
+        shutil.rmtree(workdir, ignore_errors=True)

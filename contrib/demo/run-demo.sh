@@ -14,7 +14,8 @@ WORKDIR=${VGPU_DEMO_DIR:-$(mktemp -d /tmp/vgpu-demo-XXXXXX)}
 JOB_TIMEOUT=${VGPU_DEMO_TIMEOUT:-120}   # seconds any wait below may take
 JOBS=()
 
-step() { printf '\n\033[1m==== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
+step() { printf '\n%s==== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 teardown() {
@@ -116,12 +117,12 @@ step_show_accounting() {
   wait_accounted
   local ids
   ids=$(IFS=,; echo "${JOBS[*]}")
-  run sacct -j "$ids" -o JobID,JobName,State,AllocTRES%40
+  run sacct -j "$ids" -o JobID,JobName%12,State,AllocTRES%40
 }
 
 step_rejected() {
   step "6. A request larger than any node is refused at submit"
-  run sbatch --gres=vgpu:21 --wrap true || true
+  run sbatch --gres=vgpu:21 --wrap true 2>&1 || true
 }
 
 main() {
