@@ -227,7 +227,7 @@ def test_command_line_up_status_env_down() -> None:
                               capture_output=True, text=True, timeout=120, check=False)
 
     try:
-        up = cli("up", "--nodes", "c1", "--vgpu", "7")
+        up = cli("up", "--nodes", "c1", "--vgpu", "7", "--slurmd-env", "VGPU_X=1")
         assert up.returncode == 0, up.stderr
         assert up.stdout.strip() == f"export SLURM_CONF={workdir}/etc/slurm.conf"
         assert cli("env").stdout == up.stdout
@@ -235,8 +235,13 @@ def test_command_line_up_status_env_down() -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         assert "c1 idle vgpu:7" in status.stdout
         assert cli("up").returncode == 1  # refuses a second cluster in the same directory
-        pids = SlurmCluster.attach(workdir).pids()
+        attached = SlurmCluster.attach(workdir)
+        pids = attached.pids()
         assert set(pids) == {"munged", "mariadb", "slurmdbd", "slurmctld", "slurmd-c1"}
+        assert (attached.slurmd_env, attached.vgpu_per_node) == ({"VGPU_X": "1"}, 7)
+        attached.restart("slurmd-c1")  # from another process, with the same options
+        assert attached.pids()["slurmd-c1"] != pids["slurmd-c1"]
+        pids = attached.pids()
     finally:
         down = cli("down")
     assert down.returncode == 0, down.stderr

@@ -94,6 +94,11 @@ _MAX_SOCKET_DIR = 80
 # How often start() picks new ports after a daemon found its port taken.
 _START_ATTEMPTS = 3
 _PORT_RANGE = (20000, 32768)
+# Options that update_config may change and cluster.json keeps as they are (JSON values).
+_PLAIN_OPTIONS = (
+    "vgpu_per_node", "gres_types", "cpus_per_node", "real_memory_mb", "extra_conf",
+    "plugstack_conf", "slurmd_env", "prolog", "epilog", "debug",
+)
 _TERMINAL_JOB_STATES = frozenset((
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
     "PREEMPTED", "REVOKED", "TIMEOUT",
@@ -427,7 +432,7 @@ class SlurmCluster:
         self.token = secrets.token_hex(16)
         self.db_password = secrets.token_hex(12)
         self.ports: dict[str, int] = {}
-        self.socket_dir = self._choose_socket_dir()
+        self.socket_dir = self.workdir / "run"  # start() may move it (see _choose_socket_dir)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started_pids: dict[str, int] = {}  # every daemon PID this object ever started
         self.cold_start_seconds: float | None = None
@@ -606,7 +611,8 @@ class SlurmCluster:
                 f"AccountingStoragePort={self.ports['slurmdbd']}",
                 # The dbd connection authenticates with AccountingStoragePass as munge socket.
                 f"AccountingStoragePass={self.munge_socket}",
-                "AccountingStorageTRES=gres/vgpu",
+                "AccountingStorageTRES="
+                + ",".join(f"gres/{t.strip()}" for t in self.gres_types.split(",") if t.strip()),
                 "AccountingStoreFlags=job_comment",
             ]
         if self.prolog:
@@ -667,14 +673,10 @@ class SlurmCluster:
         """Change options (same names as the constructor's) and rewrite the config files.
 
         Example: ``cluster.update_config(gres_conf={"n1": "Name=vgpu Count=10"},
-        node_gres={"n1": "vgpu:10", "n2": "vgpu:20"}); cluster.restart("slurmd");
-        cluster.reconfigure()``.
+        node_gres={"n1": "vgpu:10", "n2": "vgpu:20"}); cluster.reconfigure()``. Node definition
+        changes (CPUs, memory) need ``cluster.restart("slurm")`` instead.
         """
-        allowed = {
-            "vgpu_per_node", "gres_conf", "node_gres", "gres_types", "cpus_per_node",
-            "real_memory_mb", "extra_conf", "plugstack_conf", "slurmd_env", "prolog", "epilog",
-            "debug",
-        }
+        allowed = {"gres_conf", "node_gres", *_PLAIN_OPTIONS}
         for key, value in changes.items():
             if key not in allowed:
                 raise DevClusterError(
@@ -699,6 +701,15 @@ class SlurmCluster:
             "keep_db": self.keep_db,
             "keep_workdir": self.keep_workdir,
             "started_pids": self.started_pids,
+            "db_password": self.db_password,
+            "options": {
+                # A per-node mapping or callable is stored as the text it rendered.
+                "gres_conf": (self.gres_conf if self.gres_conf is None
+                              or isinstance(self.gres_conf, str) else self.render_gres_conf()),
+                "node_gres": (self.node_gres if self.node_gres is None
+                              or isinstance(self.node_gres, str) else dict(self.node_gres)),
+                **{key: getattr(self, key) for key in _PLAIN_OPTIONS},
+            },
         }
         _write(self.conf_dir / "cluster.json", json.dumps(state, indent=2) + "\n", 0o600)
 
@@ -706,8 +717,8 @@ class SlurmCluster:
     def attach(cls, workdir: str | os.PathLike[str]) -> SlurmCluster:
         """A handle on a cluster started earlier (e.g. by ``devcluster.py up``) in ``workdir``.
 
-        Supports env, run, sbatch, wait_job, status, log_tail, stop and restart; the config
-        options are not reloaded (update_config would regenerate files from defaults).
+        Every method works on it, with the options the cluster was started with (a per-node
+        ``gres_conf`` mapping or callable comes back as the text it rendered).
         """
         workdir = Path(workdir).absolute()
         state_file = workdir / "etc" / "cluster.json"
@@ -719,7 +730,12 @@ class SlurmCluster:
             ) from e
         except json.JSONDecodeError as e:
             raise DevClusterError(f"{state_file} is not valid JSON ({e}); stop it by hand") from e
-        cluster = cls(workdir=workdir, nodes=state["nodes"], accounting=state["accounting"])
+        try:
+            cluster = cls(workdir=workdir, nodes=state["nodes"], accounting=state["accounting"],
+                          **state.get("options", {}))
+        except (KeyError, TypeError) as e:
+            raise DevClusterError(f"{state_file} lacks or has a bad entry ({e})") from e
+        cluster.db_password = state.get("db_password", cluster.db_password)
         cluster.cluster_name = state["cluster_name"]
         cluster.token = state["token"]
         cluster.ports = {k: int(v) for k, v in state["ports"].items()}
@@ -765,6 +781,8 @@ class SlurmCluster:
         return self
 
     def _start_once(self) -> None:
+        if self.socket_dir == self.workdir / "run":
+            self.socket_dir = self._choose_socket_dir()
         self._prepare_workdir()
         names = ["slurmctld"] + [f"slurmd-{n}" for n in self.node_names]
         if self.accounting:
