@@ -51,6 +51,10 @@ cuMemFreeAsync|CUdeviceptr p, CUstream s
 cuMemPrefetchAsync_v2|CUdeviceptr p, size_t n, CUmemLocation loc, unsigned int flags, CUstream s
 cuGraphLaunch|CUgraphExec g, CUstream s
 cuGraphUpload|CUgraphExec g, CUstream s
+cuMemPrefetchAsync|CUdeviceptr p, size_t n, CUdevice d, CUstream s
+cuStreamWriteValue32|CUstream s, CUdeviceptr a, cuuint32_t v, unsigned int flags
+cuStreamWriteValue64|CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int flags
+cuMemcpy3DPeerAsync|const CUDA_MEMCPY3D_PEER *p, CUstream s
 """
 ptds = """
 cuMemcpy|CUdeviceptr d, CUdeviceptr src, size_t n
@@ -72,6 +76,7 @@ cuMemsetD32_v2|CUdeviceptr d, unsigned int v, size_t n
 cuMemsetD2D8_v2|CUdeviceptr d, size_t pitch, unsigned char v, size_t w, size_t h
 cuMemsetD2D16_v2|CUdeviceptr d, size_t pitch, unsigned short v, size_t w, size_t h
 cuMemsetD2D32_v2|CUdeviceptr d, size_t pitch, unsigned int v, size_t w, size_t h
+cuMemcpy3DPeer|const CUDA_MEMCPY3D_PEER *p
 """
 def parse(block, suffix):
     out = []

@@ -433,3 +433,44 @@ CUresult cuMemsetD2D32Async(CUdeviceptr d, size_t pitch, unsigned int v, size_t 
 {
 	return memset_checked(d, pitch, v, 4, w, h, s, 0);
 }
+
+static CUresult copy3d_peer(const CUDA_MEMCPY3D_PEER *p, CUstream s, int sync)
+{
+	CUDA_MEMCPY3D t;
+
+	if (!p)
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(&t, 0, sizeof(t));
+	t.srcXInBytes = p->srcXInBytes;
+	t.srcY = p->srcY;
+	t.srcZ = p->srcZ;
+	t.srcMemoryType = p->srcMemoryType;
+	t.srcHost = p->srcHost;
+	t.srcDevice = p->srcDevice;
+	t.srcArray = p->srcArray;
+	t.srcPitch = p->srcPitch;
+	t.srcHeight = p->srcHeight;
+	t.dstXInBytes = p->dstXInBytes;
+	t.dstY = p->dstY;
+	t.dstZ = p->dstZ;
+	t.dstMemoryType = p->dstMemoryType;
+	t.dstHost = p->dstHost;
+	t.dstDevice = p->dstDevice;
+	t.dstArray = p->dstArray;
+	t.dstPitch = p->dstPitch;
+	t.dstHeight = p->dstHeight;
+	t.WidthInBytes = p->WidthInBytes;
+	t.Height = p->Height;
+	t.Depth = p->Depth;
+	return fg_copy3d(&t, s, sync);
+}
+
+CUresult cuMemcpy3DPeer(const CUDA_MEMCPY3D_PEER *p)
+{
+	return copy3d_peer(p, NULL, 1);
+}
+
+CUresult cuMemcpy3DPeerAsync(const CUDA_MEMCPY3D_PEER *p, CUstream s)
+{
+	return copy3d_peer(p, s, 0);
+}

@@ -6,48 +6,13 @@
  * topological order on the launch stream: kernels queue on the device timeline, copies
  * and memsets move data, host nodes run once the stream's earlier work is done.
  */
-#include "cuda_internal.h"
+#include "cuda_graph_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 CUresult fg_copy3d(const CUDA_MEMCPY3D *p, CUstream s, int sync);
 
-
-struct fg_node {
-	uint32_t tag;
-	CUgraphNodeType type;
-	struct fg_graph *graph;
-	uint64_t dur;                      /* kernel */
-	struct fg_ctx *ctx;
-	CUDA_KERNEL_NODE_PARAMS kparams;   /* kernel, as given */
-	CUDA_MEMCPY3D copy;                /* memcpy */
-	CUDA_MEMSET_NODE_PARAMS_v1 set;    /* memset */
-	CUDA_HOST_NODE_PARAMS_v1 host;     /* host */
-	CUevent event;                     /* event record / wait */
-	struct fg_graph *child;            /* child graph (owned clone) */
-};
-
-struct edge {
-	struct fg_node *from, *to;
-};
-
-struct fg_graph {
-	uint32_t tag;
-	unsigned long long id;
-	struct fg_node **nodes;
-	size_t n, cap;
-	struct edge *edges;
-	size_t ne, ecap;
-};
-
-struct fg_exec {
-	uint32_t tag;
-	struct fg_node *nodes;             /* copies, in execution order */
-	const struct fg_node **origin;     /* the graph node each copy came from */
-	size_t n;
-	unsigned long long flags;
-};
 
 static unsigned long long next_graph_id = 1;
 static pthread_mutex_t graph_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -57,12 +22,12 @@ int fg_graph_valid(const struct fg_graph *g)
 	return fg_handle_is(g, FG_TAG_GRAPH);
 }
 
-static struct fg_node *node_get(CUgraphNode h)
+struct fg_node *fg_node_get(CUgraphNode h)
 {
 	return fg_handle_is(h, FG_TAG_NODE) ? (struct fg_node *)h : NULL;
 }
 
-static struct fg_exec *exec_get(CUgraphExec h)
+struct fg_exec *fg_exec_get(CUgraphExec h)
 {
 	return fg_handle_is(h, FG_TAG_EXEC) ? (struct fg_exec *)h : NULL;
 }
@@ -103,7 +68,7 @@ size_t fg_graph_tail(struct fg_graph *g, CUgraphNode *out, size_t max)
 	return 1;
 }
 
-static int add_edge(struct fg_graph *g, struct fg_node *from, struct fg_node *to)
+int fg_graph_add_edge(struct fg_graph *g, struct fg_node *from, struct fg_node *to)
 {
 	if (g->ne == g->ecap) {
 		size_t cap = g->ecap ? g->ecap * 2 : 16;
@@ -147,19 +112,19 @@ static struct fg_node *add_node(struct fg_graph *g, CUgraphNodeType t, struct fg
 		return NULL;
 	}
 	for (size_t i = 0; i < ndeps; i++)
-		if (add_edge(g, deps[i], x))
+		if (fg_graph_add_edge(g, deps[i], x))
 			return NULL;
 	g->nodes[g->n++] = x;
 	return x;
 }
 
 /* Check a dependency list: every entry a node of graph g. */
-static CUresult check_deps(struct fg_graph *g, const CUgraphNode *deps, size_t n)
+CUresult fg_graph_check_deps(struct fg_graph *g, const CUgraphNode *deps, size_t n)
 {
 	if (n && !deps)
 		return CUDA_ERROR_INVALID_VALUE;
 	for (size_t i = 0; i < n; i++) {
-		struct fg_node *d = node_get(deps[i]);
+		struct fg_node *d = fg_node_get(deps[i]);
 
 		if (!d || d->graph != g)
 			return CUDA_ERROR_INVALID_VALUE;
@@ -255,7 +220,7 @@ CUresult cuGraphDestroy(CUgraph hGraph)
 	return CUDA_SUCCESS;
 }
 
-static CUresult kernel_node(struct fg_node *x, const CUDA_KERNEL_NODE_PARAMS *p)
+CUresult fg_kernel_node_set(struct fg_node *x, const CUDA_KERNEL_NODE_PARAMS *p)
 {
 	struct fg_function *f;
 	struct fg_ctx *c;
@@ -289,7 +254,7 @@ static CUresult add_front(CUgraphNode *ph, CUgraph hGraph, const CUgraphNode *de
 		return r;
 	if (!ph || !fg_graph_valid(g))
 		return CUDA_ERROR_INVALID_VALUE;
-	r = check_deps(g, deps, n);
+	r = fg_graph_check_deps(g, deps, n);
 	if (r)
 		return r;
 	*out = add_node(g, t, (struct fg_node **)deps, n);
@@ -318,7 +283,7 @@ CUresult cuGraphAddKernelNode_v2(CUgraphNode *ph, CUgraph g, const CUgraphNode *
 
 	if (r)
 		return r;
-	r = kernel_node(x, p);
+	r = fg_kernel_node_set(x, p);
 	if (r)
 		drop_last(x);
 	return r;
@@ -437,7 +402,7 @@ static struct fg_graph *graph_clone(const struct fg_graph *src)
 			a++;
 		while (b < src->n && src->nodes[b] != src->edges[e].to)
 			b++;
-		if (a < src->n && b < src->n && add_edge(g, g->nodes[a], g->nodes[b])) {
+		if (a < src->n && b < src->n && fg_graph_add_edge(g, g->nodes[a], g->nodes[b])) {
 			graph_free(g);
 			return NULL;
 		}
@@ -535,10 +500,10 @@ CUresult cuGraphAddDependencies_v2(CUgraph hGraph, const CUgraphNode *from, cons
 		return r;
 	if (!fg_graph_valid(g))
 		return CUDA_ERROR_INVALID_VALUE;
-	if ((r = check_deps(g, from, n)) || (r = check_deps(g, to, n)))
+	if ((r = fg_graph_check_deps(g, from, n)) || (r = fg_graph_check_deps(g, to, n)))
 		return r;
 	for (size_t i = 0; i < n; i++)
-		if (add_edge(g, (struct fg_node *)from[i], (struct fg_node *)to[i]))
+		if (fg_graph_add_edge(g, (struct fg_node *)from[i], (struct fg_node *)to[i]))
 			return CUDA_ERROR_OUT_OF_MEMORY;
 	return CUDA_SUCCESS;
 }
@@ -591,7 +556,7 @@ CUresult cuGraphGetRootNodes(CUgraph hGraph, CUgraphNode *roots, size_t *numRoot
 
 CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
 {
-	struct fg_node *x = node_get(hNode);
+	struct fg_node *x = fg_node_get(hNode);
 
 	if (!x || !type)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -601,7 +566,7 @@ CUresult cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType *type)
 
 CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode hNode, CUDA_KERNEL_NODE_PARAMS *p)
 {
-	struct fg_node *x = node_get(hNode);
+	struct fg_node *x = fg_node_get(hNode);
 
 	if (!x || !p || x->type != CU_GRAPH_NODE_TYPE_KERNEL)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -611,11 +576,11 @@ CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode hNode, CUDA_KERNEL_NODE_PARAM
 
 CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode hNode, const CUDA_KERNEL_NODE_PARAMS *p)
 {
-	struct fg_node *x = node_get(hNode);
+	struct fg_node *x = fg_node_get(hNode);
 
 	if (!x || x->type != CU_GRAPH_NODE_TYPE_KERNEL)
 		return CUDA_ERROR_INVALID_VALUE;
-	return kernel_node(x, p);
+	return fg_kernel_node_set(x, p);
 }
 
 CUresult cuGraphClone(CUgraph *phGraphClone, CUgraph originalGraph)
@@ -745,7 +710,7 @@ CUresult cuGraphInstantiateWithParams(CUgraphExec *phExec, CUgraph g,
 
 CUresult cuGraphExecDestroy(CUgraphExec hExec)
 {
-	struct fg_exec *x = exec_get(hExec);
+	struct fg_exec *x = fg_exec_get(hExec);
 
 	if (!x)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -761,7 +726,7 @@ CUresult cuGraphExecDestroy(CUgraphExec hExec)
 
 CUresult cuGraphExecGetFlags(CUgraphExec hExec, cuuint64_t *flags)
 {
-	struct fg_exec *x = exec_get(hExec);
+	struct fg_exec *x = fg_exec_get(hExec);
 
 	if (!x || !flags)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -776,6 +741,8 @@ static CUresult run_node(struct fg_node *x, CUstream s)
 	struct fg_ctx *c = x->ctx ? x->ctx : fg_current_ctx();
 	CUresult r = CUDA_SUCCESS;
 
+	if (x->disabled)
+		return CUDA_SUCCESS;
 	switch (x->type) {
 	case CU_GRAPH_NODE_TYPE_KERNEL:
 		if (!fg_ctx_valid(c))
@@ -796,7 +763,8 @@ static CUresult run_node(struct fg_node *x, CUstream s)
 			x->host.fn(x->host.userData);
 		break;
 	case CU_GRAPH_NODE_TYPE_EVENT_RECORD:
-		r = cuEventRecord(x->event, s);
+		r = fg_handle_is(x->event, FG_TAG_EVENT) ? cuEventRecord(x->event, s) :
+							   CUDA_ERROR_INVALID_HANDLE;
 		break;
 	case CU_GRAPH_NODE_TYPE_GRAPH:
 		r = run_nodes(NULL, x->child->nodes, x->child->n, s);
@@ -820,7 +788,7 @@ static CUresult run_nodes(struct fg_node *nodes, struct fg_node **ptrs, size_t n
 
 CUresult cuGraphLaunch(CUgraphExec hExec, CUstream s)
 {
-	struct fg_exec *x = exec_get(hExec);
+	struct fg_exec *x = fg_exec_get(hExec);
 	struct fg_ctx *c;
 	CUresult r = fg_need_ctx(&c);
 
@@ -836,7 +804,7 @@ CUresult cuGraphLaunch(CUgraphExec hExec, CUstream s)
 
 CUresult cuGraphUpload(CUgraphExec hExec, CUstream s)
 {
-	if (!exec_get(hExec))
+	if (!fg_exec_get(hExec))
 		return CUDA_ERROR_INVALID_VALUE;
 	return fg_stream_bad(s) ? CUDA_ERROR_INVALID_HANDLE : CUDA_SUCCESS;
 }
@@ -844,21 +812,21 @@ CUresult cuGraphUpload(CUgraphExec hExec, CUstream s)
 CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec hExec, CUgraphNode hNode,
 					   const CUDA_KERNEL_NODE_PARAMS *p)
 {
-	struct fg_exec *x = exec_get(hExec);
+	struct fg_exec *x = fg_exec_get(hExec);
 
 	if (!x)
 		return CUDA_ERROR_INVALID_VALUE;
 	for (size_t i = 0; i < x->n; i++)
 		if (x->origin[i] == (const struct fg_node *)hNode &&
 		    x->nodes[i].type == CU_GRAPH_NODE_TYPE_KERNEL)
-			return kernel_node(&x->nodes[i], p);
+			return fg_kernel_node_set(&x->nodes[i], p);
 	return CUDA_ERROR_INVALID_VALUE;
 }
 
 CUresult cuGraphExecUpdate_v2(CUgraphExec hExec, CUgraph hGraph,
 			      CUgraphExecUpdateResultInfo *resultInfo)
 {
-	struct fg_exec *x = exec_get(hExec);
+	struct fg_exec *x = fg_exec_get(hExec);
 	struct fg_graph *g = (struct fg_graph *)hGraph;
 	CUgraphExec fresh;
 	struct fg_exec *y;
@@ -896,7 +864,7 @@ CUresult cuGraphExecUpdate_v2(CUgraphExec hExec, CUgraph hGraph,
 
 CUresult cuGraphDestroyNode(CUgraphNode hNode)
 {
-	struct fg_node *x = node_get(hNode);
+	struct fg_node *x = fg_node_get(hNode);
 	struct fg_graph *g;
 	size_t k = 0;
 

@@ -34,6 +34,10 @@
 #undef cuGraphKernelNodeSetParams
 #undef cuGraphExecKernelNodeSetParams
 #undef cuGraphExecUpdate
+#undef cuMemPrefetchAsync
+#undef cuMemAdvise
+#undef cuStreamWriteValue32
+#undef cuStreamWriteValue64
 CUresult cuStreamBeginCapture(CUstream s, CUstreamCaptureMode mode);
 CUresult cuStreamGetCaptureInfo(CUstream s, CUstreamCaptureStatus *st, cuuint64_t *id);
 CUresult cuStreamGetCaptureInfo_v2(CUstream s, CUstreamCaptureStatus *st, cuuint64_t *id,
@@ -54,6 +58,10 @@ CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev);
 CUresult cuCtxCreate_v3(CUcontext *pctx, CUexecAffinityParam *params, int n, unsigned int flags,
 			CUdevice dev);
 CUresult cuGetExportTable(const void **ppExportTable, const CUuuid *pExportTableId);
+CUresult cuMemPrefetchAsync(CUdeviceptr devPtr, size_t count, CUdevice dstDevice, CUstream s);
+CUresult cuMemAdvise(CUdeviceptr devPtr, size_t count, CUmem_advise advice, CUdevice device);
+CUresult cuStreamWriteValue32(CUstream s, CUdeviceptr addr, cuuint32_t value, unsigned int flags);
+CUresult cuStreamWriteValue64(CUstream s, CUdeviceptr addr, cuuint64_t value, unsigned int flags);
 
 #define FG_DRIVER_VERSION 13000
 #define FG_PENDING_LIMIT 1024u /* launches a context may have in flight before launch blocks */
@@ -195,5 +203,8 @@ const char *fg_error_name(CUresult r);
 
 /* unknown export-table slots */
 CUresult fg_unimplemented_slot(void);
+
+/* entry points the simulation deliberately does not offer (cuda_unsupported.c) */
+void *fg_unsupported_lookup(const char *name);
 
 #endif /* FG_CUDA_INTERNAL_H */

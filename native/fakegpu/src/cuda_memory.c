@@ -624,3 +624,20 @@ CUresult cuMemRangeGetAttribute(void *data, size_t dataSize, CUmem_range_attribu
 	memset(data, 0, dataSize);
 	return CUDA_SUCCESS;
 }
+
+/* The CUDA 8..12.1 forms, with a device ordinal instead of a location. */
+CUresult cuMemPrefetchAsync(CUdeviceptr devPtr, size_t count, CUdevice dstDevice, CUstream s)
+{
+	if (fg_stream_bad(s))
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (dstDevice != CU_DEVICE_CPU && !fg_valid_dev(dstDevice))
+		return CUDA_ERROR_INVALID_DEVICE;
+	return managed_range(devPtr, count);
+}
+
+CUresult cuMemAdvise(CUdeviceptr devPtr, size_t count, CUmem_advise advice, CUdevice device)
+{
+	(void)advice;
+	(void)device;
+	return managed_range(devPtr, count);
+}

@@ -275,3 +275,38 @@ CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 	}
 	return r;
 }
+
+/* CUDA 13's location-based pool lookups; only device locations have pools here. */
+static int device_location(const CUmemLocation *loc, CUmemAllocationType type)
+{
+	return loc && type == CU_MEM_ALLOCATION_TYPE_PINNED &&
+	       loc->type == CU_MEM_LOCATION_TYPE_DEVICE;
+}
+
+CUresult cuMemGetDefaultMemPool(CUmemoryPool *pool_out, CUmemLocation *location,
+				CUmemAllocationType type)
+{
+	if (!pool_out || !location)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!device_location(location, type))
+		return CUDA_ERROR_NOT_SUPPORTED;
+	return cuDeviceGetDefaultMemPool(pool_out, location->id);
+}
+
+CUresult cuMemGetMemPool(CUmemoryPool *pool, CUmemLocation *location, CUmemAllocationType type)
+{
+	if (!pool || !location)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!device_location(location, type))
+		return CUDA_ERROR_NOT_SUPPORTED;
+	return cuDeviceGetMemPool(pool, location->id);
+}
+
+CUresult cuMemSetMemPool(CUmemLocation *location, CUmemAllocationType type, CUmemoryPool pool)
+{
+	if (!location)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!device_location(location, type))
+		return CUDA_ERROR_NOT_SUPPORTED;
+	return cuDeviceSetMemPool(location->id, pool);
+}

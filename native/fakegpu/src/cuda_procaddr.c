@@ -28,6 +28,36 @@ CUresult cuGraphAddNode_v2(CUgraphNode *ph, CUgraph g, const CUgraphNode *deps,
 			   const CUgraphEdgeData *data, size_t n, CUgraphNodeParams *p);
 CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *phExec, CUgraph g,
 					   CUDA_GRAPH_INSTANTIATE_PARAMS *p);
+CUresult fg_stream_begin_capture_v1(CUstream hStream);
+CUresult cuMemGetDefaultMemPool(CUmemoryPool *pool_out, CUmemLocation *location,
+				CUmemAllocationType type);
+CUresult cuMemGetMemPool(CUmemoryPool *pool, CUmemLocation *location, CUmemAllocationType type);
+CUresult cuMemSetMemPool(CUmemLocation *location, CUmemAllocationType type, CUmemoryPool pool);
+CUresult cuMemcpy3DPeer(const CUDA_MEMCPY3D_PEER *p);
+CUresult cuMemcpy3DPeerAsync(const CUDA_MEMCPY3D_PEER *p, CUstream s);
+CUresult cuMemcpy3DPeer_ptds(const CUDA_MEMCPY3D_PEER *p);
+CUresult cuMemcpy3DPeerAsync_ptsz(const CUDA_MEMCPY3D_PEER *p, CUstream s);
+CUresult cuMemPrefetchAsync_ptsz(CUdeviceptr p, size_t n, CUdevice d, CUstream s);
+CUresult cuStreamWriteValue32_ptsz(CUstream s, CUdeviceptr a, cuuint32_t v, unsigned int f);
+CUresult cuStreamWriteValue64_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int f);
+CUresult cuGraphGetEdges_v2(CUgraph hGraph, CUgraphNode *from, CUgraphNode *to,
+			    CUgraphEdgeData *edgeData, size_t *numEdges);
+CUresult cuGraphNodeGetDependencies_v2(CUgraphNode hNode, CUgraphNode *deps,
+				       CUgraphEdgeData *edgeData, size_t *n);
+CUresult cuGraphNodeGetDependentNodes_v2(CUgraphNode hNode, CUgraphNode *nodes,
+					 CUgraphEdgeData *edgeData, size_t *n);
+CUresult cuGraphRemoveDependencies_v2(CUgraph hGraph, const CUgraphNode *from,
+				      const CUgraphNode *to, const CUgraphEdgeData *edgeData,
+				      size_t n);
+#undef cuGraphGetEdges
+#undef cuGraphNodeGetDependencies
+#undef cuGraphNodeGetDependentNodes
+#undef cuGraphRemoveDependencies
+CUresult cuGraphGetEdges(CUgraph hGraph, CUgraphNode *from, CUgraphNode *to, size_t *numEdges);
+CUresult cuGraphNodeGetDependencies(CUgraphNode hNode, CUgraphNode *deps, size_t *n);
+CUresult cuGraphNodeGetDependentNodes(CUgraphNode hNode, CUgraphNode *nodes, size_t *n);
+CUresult cuGraphRemoveDependencies(CUgraph hGraph, const CUgraphNode *from,
+				   const CUgraphNode *to, size_t n);
 
 struct entry {
 	const char *name;
@@ -129,8 +159,13 @@ static const struct entry table[] = {
 	E(cuMemPoolGetAttribute, 11020, cuMemPoolGetAttribute),
 	E(cuMemPoolSetAccess, 11020, cuMemPoolSetAccess),
 	E(cuMemPoolGetAccess, 11020, cuMemPoolGetAccess),
+	P(cuMemPrefetchAsync, 8000, cuMemPrefetchAsync),
 	P(cuMemPrefetchAsync, 12020, cuMemPrefetchAsync_v2),
+	E(cuMemAdvise, 8000, cuMemAdvise),
 	E(cuMemAdvise, 12020, cuMemAdvise_v2),
+	E(cuMemGetDefaultMemPool, 13000, cuMemGetDefaultMemPool),
+	E(cuMemGetMemPool, 13000, cuMemGetMemPool),
+	E(cuMemSetMemPool, 13000, cuMemSetMemPool),
 	E(cuMemRangeGetAttribute, 8000, cuMemRangeGetAttribute),
 	E(cuMemGetAllocationGranularity, 10020, cuMemGetAllocationGranularity),
 	E(cuMemCreate, 10020, cuMemCreate),
@@ -172,6 +207,8 @@ static const struct entry table[] = {
 	P(cuMemcpy2DAsync, 3020, cuMemcpy2DAsync_v2),
 	D(cuMemcpy3D, 3020, cuMemcpy3D_v2),
 	P(cuMemcpy3DAsync, 3020, cuMemcpy3DAsync_v2),
+	D(cuMemcpy3DPeer, 4000, cuMemcpy3DPeer),
+	P(cuMemcpy3DPeerAsync, 4000, cuMemcpy3DPeerAsync),
 	D(cuMemsetD8, 3020, cuMemsetD8_v2),
 	D(cuMemsetD16, 3020, cuMemsetD16_v2),
 	D(cuMemsetD32, 3020, cuMemsetD32_v2),
@@ -223,7 +260,7 @@ static const struct entry table[] = {
 	  cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags),
 	E(cuOccupancyMaxPotentialBlockSize, 6050, cuOccupancyMaxPotentialBlockSize),
 	E(cuOccupancyMaxPotentialBlockSizeWithFlags, 7000, cuOccupancyMaxPotentialBlockSizeWithFlags),
-	E(cuOccupancyAvailableDynamicSMemPerBlock, 11000, cuOccupancyAvailableDynamicSMemPerBlock),
+	E(cuOccupancyAvailableDynamicSMemPerBlock, 10020, cuOccupancyAvailableDynamicSMemPerBlock),
 	/* streams and events */
 	E(cuStreamCreate, 2000, cuStreamCreate),
 	E(cuStreamCreateWithPriority, 5050, cuStreamCreateWithPriority),
@@ -243,8 +280,11 @@ static const struct entry table[] = {
 	P(cuStreamGetAttribute, 11000, cuStreamGetAttribute),
 	P(cuStreamSetAttribute, 11000, cuStreamSetAttribute),
 	P(cuStreamCopyAttributes, 11000, cuStreamCopyAttributes),
+	P(cuStreamWriteValue32, 8000, cuStreamWriteValue32),
 	P(cuStreamWriteValue32, 11070, cuStreamWriteValue32_v2),
+	P(cuStreamWriteValue64, 9000, cuStreamWriteValue64),
 	P(cuStreamWriteValue64, 11070, cuStreamWriteValue64_v2),
+	E(cuStreamBeginCapture, 10000, fg_stream_begin_capture_v1),
 	P(cuStreamBeginCapture, 10010, cuStreamBeginCapture_v2),
 	P(cuStreamBeginCaptureToGraph, 12030, cuStreamBeginCaptureToGraph),
 	P(cuStreamEndCapture, 10000, cuStreamEndCapture),
@@ -288,9 +328,35 @@ static const struct entry table[] = {
 	E(cuGraphAddDependencies, 10000, cuGraphAddDependencies),
 	E(cuGraphAddDependencies, 12030, cuGraphAddDependencies_v2),
 	E(cuGraphGetNodes, 10000, cuGraphGetNodes),
+	E(cuGraphGetEdges, 10000, cuGraphGetEdges),
+	E(cuGraphGetEdges, 12030, cuGraphGetEdges_v2),
+	E(cuGraphNodeGetDependencies, 10000, cuGraphNodeGetDependencies),
+	E(cuGraphNodeGetDependencies, 12030, cuGraphNodeGetDependencies_v2),
+	E(cuGraphNodeGetDependentNodes, 10000, cuGraphNodeGetDependentNodes),
+	E(cuGraphNodeGetDependentNodes, 12030, cuGraphNodeGetDependentNodes_v2),
+	E(cuGraphRemoveDependencies, 10000, cuGraphRemoveDependencies),
+	E(cuGraphRemoveDependencies, 12030, cuGraphRemoveDependencies_v2),
+	E(cuGraphMemcpyNodeGetParams, 10000, cuGraphMemcpyNodeGetParams),
+	E(cuGraphMemcpyNodeSetParams, 10000, cuGraphMemcpyNodeSetParams),
+	E(cuGraphMemsetNodeGetParams, 10000, cuGraphMemsetNodeGetParams),
+	E(cuGraphMemsetNodeSetParams, 10000, cuGraphMemsetNodeSetParams),
+	E(cuGraphHostNodeGetParams, 10000, cuGraphHostNodeGetParams),
+	E(cuGraphHostNodeSetParams, 10000, cuGraphHostNodeSetParams),
+	E(cuGraphChildGraphNodeGetGraph, 10000, cuGraphChildGraphNodeGetGraph),
+	E(cuGraphEventRecordNodeGetEvent, 11010, cuGraphEventRecordNodeGetEvent),
+	E(cuGraphEventRecordNodeSetEvent, 11010, cuGraphEventRecordNodeSetEvent),
+	E(cuGraphEventWaitNodeGetEvent, 11010, cuGraphEventWaitNodeGetEvent),
+	E(cuGraphEventWaitNodeSetEvent, 11010, cuGraphEventWaitNodeSetEvent),
+	E(cuGraphNodeFindInClone, 10000, cuGraphNodeFindInClone),
+	E(cuGraphNodeSetEnabled, 11060, cuGraphNodeSetEnabled),
+	E(cuGraphNodeGetEnabled, 11060, cuGraphNodeGetEnabled),
+	E(cuGraphExecMemcpyNodeSetParams, 10020, cuGraphExecMemcpyNodeSetParams),
+	E(cuGraphExecMemsetNodeSetParams, 10020, cuGraphExecMemsetNodeSetParams),
+	E(cuGraphExecHostNodeSetParams, 10020, cuGraphExecHostNodeSetParams),
 	E(cuGraphGetRootNodes, 10000, cuGraphGetRootNodes),
 	E(cuGraphNodeGetType, 10000, cuGraphNodeGetType),
 	E(cuGraphDestroyNode, 10000, cuGraphDestroyNode),
+	E(cuGraphInstantiate, 10000, cuGraphInstantiate_v2),
 	E(cuGraphInstantiate, 11000, cuGraphInstantiate_v2),
 	E(cuGraphInstantiate, 12000, cuGraphInstantiateWithFlags),
 	E(cuGraphInstantiateWithFlags, 11040, cuGraphInstantiateWithFlags),
@@ -313,6 +379,8 @@ CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *phExec, CUgraph g,
 	return cuGraphInstantiateWithParams(phExec, g, p);
 }
 
+static const struct entry unsupported_entry = { "", 0, NULL, NULL };
+
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
 			     CUdriverProcAddressQueryResult *symbolStatus)
 {
@@ -331,7 +399,9 @@ CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cu
 			best = &table[i];
 	}
 	*pfn = NULL;
-	if (best)
+	if (!best && (*pfn = fg_unsupported_lookup(symbol)))
+		best = &unsupported_entry;
+	else if (best)
 		*pfn = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) && best->fn_pt ?
 			       best->fn_pt : best->fn;
 	if (symbolStatus)

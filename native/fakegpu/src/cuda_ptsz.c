@@ -6,7 +6,6 @@
 #include "cuda_internal.h"
 #include "cuda_ptsz.h"
 
-
 static CUstream pt(CUstream s)
 {
 	return s ? s : CU_STREAM_PER_THREAD;
@@ -267,6 +266,26 @@ CUresult cuGraphUpload_ptsz(CUgraphExec g, CUstream s)
 	return cuGraphUpload(g, pt(s));
 }
 
+CUresult cuMemPrefetchAsync_ptsz(CUdeviceptr p, size_t n, CUdevice d, CUstream s)
+{
+	return cuMemPrefetchAsync(p, n, d, pt(s));
+}
+
+CUresult cuStreamWriteValue32_ptsz(CUstream s, CUdeviceptr a, cuuint32_t v, unsigned int flags)
+{
+	return cuStreamWriteValue32(pt(s), a, v, flags);
+}
+
+CUresult cuStreamWriteValue64_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int flags)
+{
+	return cuStreamWriteValue64(pt(s), a, v, flags);
+}
+
+CUresult cuMemcpy3DPeerAsync_ptsz(const CUDA_MEMCPY3D_PEER *p, CUstream s)
+{
+	return cuMemcpy3DPeerAsync(p, pt(s));
+}
+
 CUresult cuMemcpy_ptds(CUdeviceptr d, CUdeviceptr src, size_t n)
 {
 	return cuMemcpy(d, src, n);
@@ -360,6 +379,11 @@ CUresult cuMemsetD2D16_v2_ptds(CUdeviceptr d, size_t pitch, unsigned short v, si
 CUresult cuMemsetD2D32_v2_ptds(CUdeviceptr d, size_t pitch, unsigned int v, size_t w, size_t h)
 {
 	return cuMemsetD2D32_v2(d, pitch, v, w, h);
+}
+
+CUresult cuMemcpy3DPeer_ptds(const CUDA_MEMCPY3D_PEER *p)
+{
+	return cuMemcpy3DPeer(p);
 }
 
 CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)

@@ -55,6 +55,10 @@ CUresult cuMemFreeAsync_ptsz(CUdeviceptr p, CUstream s);
 CUresult cuMemPrefetchAsync_v2_ptsz(CUdeviceptr p, size_t n, CUmemLocation loc, unsigned int flags, CUstream s);
 CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s);
 CUresult cuGraphUpload_ptsz(CUgraphExec g, CUstream s);
+CUresult cuMemPrefetchAsync_ptsz(CUdeviceptr p, size_t n, CUdevice d, CUstream s);
+CUresult cuStreamWriteValue32_ptsz(CUstream s, CUdeviceptr a, cuuint32_t v, unsigned int flags);
+CUresult cuStreamWriteValue64_ptsz(CUstream s, CUdeviceptr a, cuuint64_t v, unsigned int flags);
+CUresult cuMemcpy3DPeerAsync_ptsz(const CUDA_MEMCPY3D_PEER *p, CUstream s);
 CUresult cuMemcpy_ptds(CUdeviceptr d, CUdeviceptr src, size_t n);
 CUresult cuMemcpyPeer_ptds(CUdeviceptr d, CUcontext dc, CUdeviceptr src, CUcontext sc, size_t n);
 CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr d, const void *src, size_t n);
@@ -74,6 +78,7 @@ CUresult cuMemsetD32_v2_ptds(CUdeviceptr d, unsigned int v, size_t n);
 CUresult cuMemsetD2D8_v2_ptds(CUdeviceptr d, size_t pitch, unsigned char v, size_t w, size_t h);
 CUresult cuMemsetD2D16_v2_ptds(CUdeviceptr d, size_t pitch, unsigned short v, size_t w, size_t h);
 CUresult cuMemsetD2D32_v2_ptds(CUdeviceptr d, size_t pitch, unsigned int v, size_t w, size_t h);
+CUresult cuMemcpy3DPeer_ptds(const CUDA_MEMCPY3D_PEER *p);
 CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra);
 
 #endif /* FG_CUDA_PTSZ_H */

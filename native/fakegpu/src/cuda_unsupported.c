@@ -1,0 +1,57 @@
+/*
+ * fakegpu libcuda: driver entry points the simulation deliberately does not offer.
+ *
+ * cudart asks cuGetProcAddress for every entry point at start-up. For these, the fake hands
+ * out a function that fails with CUDA_ERROR_NOT_SUPPORTED (and says so), so a program that
+ * uses IPC, interop, textures, ... gets a clean error instead of a missing function.
+ */
+#include "cuda_internal.h"
+
+#include <string.h>
+
+static const char *const unsupported[] = {
+	"cuIpcGetMemHandle", "cuIpcOpenMemHandle", "cuIpcCloseMemHandle", "cuIpcGetEventHandle",
+	"cuIpcOpenEventHandle", "cuImportExternalMemory", "cuDestroyExternalMemory",
+	"cuExternalMemoryGetMappedBuffer", "cuExternalMemoryGetMappedMipmappedArray",
+	"cuImportExternalSemaphore", "cuDestroyExternalSemaphore",
+	"cuSignalExternalSemaphoresAsync", "cuWaitExternalSemaphoresAsync",
+	"cuTexObjectCreate", "cuTexObjectDestroy", "cuTexObjectGetResourceDesc",
+	"cuTexObjectGetTextureDesc", "cuTexObjectGetResourceViewDesc", "cuSurfObjectCreate",
+	"cuSurfObjectDestroy", "cuSurfObjectGetResourceDesc", "cuMipmappedArrayCreate",
+	"cuMipmappedArrayDestroy", "cuMipmappedArrayGetLevel", "cuLinkCreate", "cuLinkAddData",
+	"cuLinkAddFile", "cuLinkComplete", "cuLinkDestroy", "cuMemPoolExportToShareableHandle",
+	"cuMemPoolImportFromShareableHandle", "cuMemPoolExportPointer", "cuMemPoolImportPointer",
+	"cuStreamBatchMemOp", "cuStreamWaitValue32", "cuStreamWaitValue64",
+	"cuGraphAddExternalSemaphoresSignalNode", "cuGraphAddExternalSemaphoresWaitNode",
+	"cuGraphAddMemFreeNode", "cuGraphConditionalHandleCreate", "cuUserObjectCreate",
+	"cuUserObjectRetain", "cuUserObjectRelease", "cuGraphRetainUserObject",
+	"cuGraphReleaseUserObject", "cuOccupancyMaxActiveClusters",
+	"cuOccupancyMaxPotentialClusterSize", "cuFuncGetParamInfo", "cuKernelGetParamInfo",
+	"cuMemcpyBatchAsync", "cuMemcpy3DBatchAsync", "cuMemPrefetchBatchAsync",
+	"cuMemDiscardBatchAsync", "cuMemDiscardAndPrefetchBatchAsync",
+	"cuDeviceRegisterAsyncNotification", "cuDeviceUnregisterAsyncNotification",
+	"cuGraphicsMapResources", "cuGraphicsUnmapResources", "cuGraphicsUnregisterResource",
+	"cuGraphicsResourceGetMappedPointer", "cuGraphicsSubResourceGetMappedArray",
+	"cuGraphicsResourceSetMapFlags", "cuGraphicsResourceGetMappedMipmappedArray",
+};
+
+static CUresult not_supported(void)
+{
+	fg_msg("a CUDA feature the simulated GPU does not offer was called (see FAKEGPU_TRACE=1)");
+	return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+static CUresult profiler_noop(void)
+{
+	return CUDA_SUCCESS;
+}
+
+void *fg_unsupported_lookup(const char *name)
+{
+	if (!strncmp(name, "cuProfiler", 10))
+		return (void *)profiler_noop;
+	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+		if (!strcmp(unsupported[i], name))
+			return (void *)not_supported;
+	return NULL;
+}
