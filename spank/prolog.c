@@ -136,6 +136,51 @@ static void reconcile(const struct node_ctx *nc, uint32_t self)
 	closedir(d);
 }
 
+/* "pid starttime" of our parent, slurmd (it forks the SPANK prolog). A different value than
+ * the one recorded means slurmd restarted (or the node rebooted) since the last placement:
+ * jobs may have ended without their epilog, so the table is reconciled. Returns 0 or -1. */
+static int slurmd_identity(char *out, size_t len)
+{
+	char path[64], stat_buf[1024], *p;
+	unsigned long long start = 0;
+	pid_t ppid = getppid();
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)ppid);
+	if (vgpu_read_small(path, stat_buf, sizeof(stat_buf)) <= 0)
+		return -1;
+	p = strrchr(stat_buf, ')'); /* comm may contain spaces; fields restart after ')' */
+	if (!p)
+		return -1;
+	/* after ')' come field 3 (state) onwards; starttime is field 22 */
+	for (field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%llu", &start) != 1)
+		return -1;
+	return vgpu_fmt(out, len, "%d %llu\n", (int)ppid, start);
+}
+
+static int slurmd_restarted(const struct node_ctx *nc, char *current, size_t len)
+{
+	char path[PATH_MAX + 16], recorded[128];
+
+	if (slurmd_identity(current, len))
+		return 0;
+	(void)vgpu_fmt(path, sizeof(path), "%s/slurmd.id", nc->runtime_dir);
+	if (vgpu_read_small(path, recorded, sizeof(recorded)) < 0)
+		return 1; /* first placement since the runtime dir was made (or /run was wiped) */
+	return strcmp(recorded, current) != 0;
+}
+
+static void record_slurmd(const struct node_ctx *nc, const char *current)
+{
+	char path[PATH_MAX + 16], err[ERRLEN];
+
+	(void)vgpu_fmt(path, sizeof(path), "%s/slurmd.id", nc->runtime_dir);
+	if (current[0] && vgpu_write_atomic(path, current, strlen(current), 0644, err, sizeof(err)))
+		vgpu_log_error("%s", err);
+}
+
 /* Place the job and write its files; the lock is held by the caller. */
 static int place_job(const struct node_ctx *nc, uint32_t job_id,
 		     const struct vgpu_job_alloc *alloc, uint32_t share, char *summary,
@@ -143,7 +188,7 @@ static int place_job(const struct node_ctx *nc, uint32_t job_id,
 {
 	struct vgpu_place_entry chosen[VGPU_MAX_GPUS];
 	char dir[PATH_MAX], limits_path[PATH_MAX + 16], state_path[PATH_MAX + 16];
-	char error_path[PATH_MAX + 16];
+	char error_path[PATH_MAX + 16], identity[128];
 	uint32_t nchosen = 0;
 	struct stat st;
 	int rv = -1;
@@ -151,9 +196,13 @@ static int place_job(const struct node_ctx *nc, uint32_t job_id,
 	if (vgpu_placements_read(nc->table_path, &table, err, errlen))
 		goto fail;
 	vgpu_placements_drop(&table, job_id); /* a requeued job starts afresh */
-	if (stat(nc->reconcile_path, &st) == 0) {
+	identity[0] = '\0';
+	if (slurmd_restarted(nc, identity, sizeof(identity)) ||
+	    stat(nc->reconcile_path, &st) == 0) {
+		vgpu_log_info("reconciling %s's placements with slurmctld", nc->node);
 		reconcile(nc, job_id);
 		(void)unlink(nc->reconcile_path);
+		record_slurmd(nc, identity);
 	}
 	if (vgpu_place(&inventory, &table, alloc->count, chosen, &nchosen, err, errlen)) {
 		/* maybe slices of jobs that ended without an epilog are still booked */

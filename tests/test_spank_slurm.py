@@ -105,9 +105,17 @@ def test_vgpu_job_gets_its_slices_files_and_environment(cluster: SlurmCluster,
     assert (jobdir / "state").stat().st_gid == gid and (jobdir / "state").stat().st_size == 0
     assert (jobid, gpu.physical_index, 3) in site.placements("n1")
     # the placement is visible to accounting through the job's AdminComment
-    assert f"vgpu:n1=gpu{gpu.physical_index}:3" in cluster.job_info(jobid)["AdminComment"]
+    token = f"vgpu:n1=gpu{gpu.physical_index}:3"
+    assert token in cluster.job_info(jobid)["AdminComment"]
     release(cluster, site, jobid)
     wait_cleaned(site, "n1", jobid)
+
+    def accounted() -> bool:
+        out = cluster.run("sacct", "-n", "-X", "-P", "-j", str(jobid), "-o", "AdminComment",
+                          timeout=15).stdout
+        return token in out
+
+    wait_for(accounted, "sacct to show the placement in AdminComment")
 
 
 def test_job_without_vgpu_is_untouched(cluster: SlurmCluster, site: SpankSite) -> None:
@@ -261,11 +269,14 @@ def test_stale_placements_are_reconciled_after_a_slurmd_restart(cluster: SlurmCl
     table.parent.mkdir(parents=True, exist_ok=True)
     table.write_text("job=999999 gpu=0 slices=10\njob=999998 gpu=1 slices=4\n")
     cluster.restart("slurmd-n2")
-    jobid = submit_hold(cluster, "-w", "n2", "--gres=vgpu:9")
+    # 3 slices would fit beside the stale 4 on gpu1; after the reconcile that slurmd's restart
+    # asked for, both cards are empty and best fit takes gpu0
+    jobid = submit_hold(cluster, "-w", "n2", "--gres=vgpu:3")
     env = job_env(cluster, jobid)
     rows = site.placements("n2")
     assert all(job < 999998 for job, _, _ in rows), rows
-    assert env["CUDA_VISIBLE_DEVICES"] == "0"  # best fit on the freed, empty table
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert not (site.runtime_dir("n2") / "reconcile").exists()
     release(cluster, site, jobid)
 
 
