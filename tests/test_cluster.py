@@ -96,14 +96,24 @@ def test_failure_inside_cluster_context_leaves_nothing_running(
 def test_two_clusters_run_side_by_side(
     slurm_cluster: SlurmCluster, slurm_cluster_factory: ClusterFactory
 ) -> None:
-    other = slurm_cluster_factory(nodes=["a1"], vgpu_per_node=5, accounting=False)
-    assert other.ports["slurmctld"] != slurm_cluster.ports["slurmctld"]
-    assert other.node_states() == {"a1": "idle"}
-    assert "vgpu:5" in other.run("sinfo", "-h", "-o", "%G").stdout
-    jobid = other.sbatch("--gres=vgpu:5", "--wrap", "true")
-    other.wait_job(jobid, timeout=60)
-    # The shared cluster still answers, with its own nodes.
-    assert sorted(slurm_cluster.node_states()) == ["n1", "n2"]
+    pidfile = Path(slurm_cluster.jobs_dir) / f"bystander-{time.monotonic_ns()}.pid"
+    bystander = slurm_cluster.sbatch("--wrap", f"echo $$ > {pidfile}; exec sleep 120")
+    try:
+        slurm_cluster.wait_job(bystander, states=("RUNNING",))
+        _poll(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the job's pid")
+        other = slurm_cluster_factory(nodes=["a1"], vgpu_per_node=5, accounting=False)
+        assert other.ports["slurmctld"] != slurm_cluster.ports["slurmctld"]
+        assert other.node_states() == {"a1": "idle"}
+        assert "vgpu:5" in other.run("sinfo", "-h", "-o", "%G").stdout
+        jobid = other.sbatch("--gres=vgpu:5", "--wrap", "sleep 60")
+        other.wait_job(jobid, states=("RUNNING",))
+        other.stop()  # with a job of its own running
+        # The shared cluster, its daemons and its running job are untouched.
+        assert sorted(slurm_cluster.node_states()) == ["n1", "n2"]
+        assert slurm_cluster.job_state(bystander) == "RUNNING"
+        assert pid_alive(int(pidfile.read_text()))
+    finally:
+        slurm_cluster.run("scancel", str(bystander), check=False)
 
 
 def test_start_failure_raises_with_the_daemon_log_and_cleans_up(
