@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <slurm/slurm.h>
 #include <slurm/slurm_errno.h>
@@ -46,6 +47,7 @@ int vgpu_ctld_job_alloc(uint32_t job_id, const char *node, const char *gres,
 		goto fail;
 	}
 	out->uid = (uid_t)j->user_id;
+	out->nnodes = j->num_nodes;
 	out->gid = (gid_t)j->group_id;
 	snprintf(out->admin_comment, sizeof(out->admin_comment), "%s",
 		 j->admin_comment ? j->admin_comment : "");
@@ -124,25 +126,60 @@ int vgpu_ctld_job_on_node(uint32_t job_id, const char *node)
 	return rv;
 }
 
-int vgpu_ctld_add_admin_comment(uint32_t job_id, const char *current, const char *token,
-				char *err, size_t errlen)
+/* The job's current AdminComment into buf ("" when none). 0 or -1. */
+static int load_admin_comment(uint32_t job_id, char *buf, size_t len)
 {
-	job_desc_msg_t desc;
-	char buf[1024];
+	job_info_msg_t *resp = NULL;
+	int rv = -1;
 
-	if (current && strstr(current, token))
-		return 0;
-	if (current && current[0])
-		snprintf(buf, sizeof(buf), "%s;%s", current, token);
-	else
-		snprintf(buf, sizeof(buf), "%s", token);
-	slurm_init_job_desc_msg(&desc);
-	desc.job_id = job_id;
-	desc.admin_comment = buf;
-	if (slurm_update_job(&desc) != SLURM_SUCCESS) {
-		snprintf(err, errlen, "cannot record the placement in job %u's AdminComment: %s",
-			 job_id, slurm_strerror(slurm_get_errno()));
+	buf[0] = '\0';
+	if (slurm_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp)
 		return -1;
+	for (uint32_t i = 0; i < resp->record_count; i++) {
+		if (resp->job_array[i].job_id != job_id)
+			continue;
+		snprintf(buf, len, "%s", resp->job_array[i].admin_comment ?
+			 resp->job_array[i].admin_comment : "");
+		rv = 0;
 	}
-	return 0;
+	slurm_free_job_info_msg(resp);
+	return rv;
+}
+
+int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *current,
+				const char *token, char *err, size_t errlen)
+{
+	char now[1024], buf[1100];
+
+	snprintf(now, sizeof(now), "%s", current ? current : "");
+	/* The prologs of a multi-node job run at once on every node and each appends its own
+	 * token: there, read back after a short pause and append again if another node's write
+	 * replaced ours (bounded: 4 rounds). A one-node job writes once. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		job_desc_msg_t desc;
+
+		if (attempt > 0) {
+			struct timespec pause = { 0, (long)(job_id % 5 + attempt) * 4000000L };
+
+			nanosleep(&pause, NULL);
+			if (load_admin_comment(job_id, now, sizeof(now)))
+				break;
+		}
+		if (strstr(now, token))
+			return 0;
+		snprintf(buf, sizeof(buf), "%s%s%s", now, now[0] ? ";" : "", token);
+		slurm_init_job_desc_msg(&desc);
+		desc.job_id = job_id;
+		desc.admin_comment = buf;
+		if (slurm_update_job(&desc) != SLURM_SUCCESS) {
+			snprintf(err, errlen, "cannot record the placement in job %u's "
+				 "AdminComment: %s", job_id, slurm_strerror(slurm_get_errno()));
+			return -1;
+		}
+		if (nnodes <= 1)
+			return 0;
+	}
+	snprintf(err, errlen, "could not confirm placement token %s in job %u's AdminComment",
+		 token, job_id);
+	return -1;
 }

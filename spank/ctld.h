@@ -11,6 +11,7 @@ struct vgpu_job_alloc {
 	uint32_t count;          /* slices of `gres` on this node; 0 = job has none here */
 	uid_t uid;
 	gid_t gid;
+	uint32_t nnodes;         /* nodes of the job */
 	char admin_comment[512]; /* current AdminComment, truncated */
 };
 
@@ -28,8 +29,9 @@ int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres,
 /* Is the job still running (or completing) on `node`? 1 yes, 0 no, -1 cannot tell. */
 int vgpu_ctld_job_on_node(uint32_t job_id, const char *node);
 
-/* Append `token` to the job's AdminComment (kept if already there). 0 or -1. */
-int vgpu_ctld_add_admin_comment(uint32_t job_id, const char *current, const char *token,
-				char *err, size_t errlen);
+/* Append `token` to the job's AdminComment (kept if already there; verified against the
+ * other nodes' concurrent appends when the job has several nodes). 0 or -1. */
+int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *current,
+				const char *token, char *err, size_t errlen);
 
 #endif

@@ -298,7 +298,7 @@ int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg)
 		      nc.node, summary, share == VGPU_SHARE_BURST ? "burst" : "guaranteed");
 	if (cfg->admin_comment) {
 		(void)vgpu_fmt(token, sizeof(token), "vgpu:%s=%s", nc.node, summary);
-		if (vgpu_ctld_add_admin_comment(job_id, alloc.admin_comment, token, err,
+		if (vgpu_ctld_add_admin_comment(job_id, alloc.nnodes, alloc.admin_comment, token, err,
 						sizeof(err)))
 			vgpu_log_error("job %u: %s", job_id, err);
 	}

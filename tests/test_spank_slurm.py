@@ -171,6 +171,33 @@ def test_a_job_spans_gpus_only_when_no_single_gpu_has_room(cluster: SlurmCluster
         release(cluster, site, jobid)
 
 
+def test_multi_node_job_gets_slices_on_every_node(cluster: SlurmCluster,
+                                                  site: SpankSite) -> None:
+    script = cluster.jobs_dir / "multinode.sh"
+    script.write_text("#!/bin/bash\n"
+                      "srun -N2 --ntasks-per-node=1 bash -c "
+                      "'echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $VGPU_LIMITS'\n")
+    script.chmod(0o755)
+    jobid = cluster.sbatch("-N2", "--gres=vgpu:4", "-o", f"{cluster.jobs_dir}/%j.out",
+                           str(script), user=USER)
+    cluster.wait_job(jobid, timeout=60)
+    seen = {}
+    for line in (cluster.jobs_dir / f"{jobid}.out").read_text().splitlines():
+        node, visible, limits = line.split()
+        seen[node] = (visible, limits)
+    assert set(seen) == {"n1", "n2"}
+    for node, (_visible, limits) in seen.items():
+        assert limits == str(site.job_dir(node, jobid) / "limits")
+    comment = cluster.run("sacct", "-n", "-X", "-P", "-j", str(jobid), "-o", "AdminComment",
+                          timeout=15).stdout
+    wait_for(lambda: all(
+        f"vgpu:{n}=" in cluster.run("sacct", "-n", "-X", "-P", "-j", str(jobid), "-o",
+                                    "AdminComment", timeout=15).stdout for n in ("n1", "n2")),
+        f"both nodes' placements in the AdminComment (now {comment!r})")
+    for node in ("n1", "n2"):
+        wait_cleaned(site, node, jobid)
+
+
 def test_srun_steps_inside_a_batch_job(cluster: SlurmCluster, site: SpankSite) -> None:
     script = cluster.jobs_dir / "steps.sh"
     script.write_text(
