@@ -2,6 +2,7 @@
  * nodes of an instantiated graph. */
 #include "cuda_graph_internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Fill up to *n entries of a and b (either may be NULL), report the total in *n. */
@@ -324,4 +325,104 @@ CUresult cuGraphExecHostNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode,
 		return CUDA_ERROR_INVALID_VALUE;
 	n->host = *p;
 	return CUDA_SUCCESS;
+}
+
+CUresult cuGraphExecEventRecordNodeSetEvent(CUgraphExec hGraphExec, CUgraphNode hNode,
+					    CUevent event)
+{
+	struct fg_node *n = exec_node(hGraphExec, hNode, CU_GRAPH_NODE_TYPE_EVENT_RECORD);
+
+	if (!n || !fg_handle_is(event, FG_TAG_EVENT))
+		return CUDA_ERROR_INVALID_VALUE;
+	n->event = event;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuGraphExecEventWaitNodeSetEvent(CUgraphExec hGraphExec, CUgraphNode hNode,
+					  CUevent event)
+{
+	struct fg_node *n = exec_node(hGraphExec, hNode, CU_GRAPH_NODE_TYPE_WAIT_EVENT);
+
+	if (!n || !fg_handle_is(event, FG_TAG_EVENT))
+		return CUDA_ERROR_INVALID_VALUE;
+	n->event = event;
+	return CUDA_SUCCESS;
+}
+
+/* Kernel node attributes (access policy, priority, ...) change nothing simulated. */
+CUresult cuGraphKernelNodeGetAttribute(CUgraphNode hNode, CUkernelNodeAttrID attr,
+				       CUkernelNodeAttrValue *value_out)
+{
+	(void)attr;
+	if (!typed(hNode, CU_GRAPH_NODE_TYPE_KERNEL) || !value_out)
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(value_out, 0, sizeof(*value_out));
+	return CUDA_SUCCESS;
+}
+
+CUresult cuGraphKernelNodeSetAttribute(CUgraphNode hNode, CUkernelNodeAttrID attr,
+				       const CUkernelNodeAttrValue *value)
+{
+	(void)attr;
+	if (!typed(hNode, CU_GRAPH_NODE_TYPE_KERNEL) || !value)
+		return CUDA_ERROR_INVALID_VALUE;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuGraphKernelNodeCopyAttributes(CUgraphNode dst, CUgraphNode src)
+{
+	if (!typed(dst, CU_GRAPH_NODE_TYPE_KERNEL) || !typed(src, CU_GRAPH_NODE_TYPE_KERNEL))
+		return CUDA_ERROR_INVALID_VALUE;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuGraphDebugDotPrint(CUgraph hGraph, const char *path, unsigned int flags)
+{
+	struct fg_graph *g = (struct fg_graph *)hGraph;
+	FILE *f;
+
+	(void)flags;
+	if (!fg_graph_valid(g) || !path)
+		return CUDA_ERROR_INVALID_VALUE;
+	f = fopen(path, "we");
+	if (!f)
+		return CUDA_ERROR_OPERATING_SYSTEM;
+	fprintf(f, "digraph fakegpu_graph_%llu {\n", g->id);
+	for (size_t i = 0; i < g->n; i++)
+		fprintf(f, "  n%p [label=\"type %d\"];\n", (void *)g->nodes[i], (int)g->nodes[i]->type);
+	for (size_t e = 0; e < g->ne; e++)
+		fprintf(f, "  n%p -> n%p;\n", (void *)g->edges[e].from, (void *)g->edges[e].to);
+	fprintf(f, "}\n");
+	return fclose(f) ? CUDA_ERROR_OPERATING_SYSTEM : CUDA_SUCCESS;
+}
+
+/* Graph memory nodes are not simulated: the graph memory pool is always empty. */
+CUresult cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void *value)
+{
+	(void)attr;
+	if (fg_ready())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (!fg_valid_dev(device))
+		return CUDA_ERROR_INVALID_DEVICE;
+	if (!value)
+		return CUDA_ERROR_INVALID_VALUE;
+	*(cuuint64_t *)value = 0;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void *value)
+{
+	(void)attr;
+	if (fg_ready())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (!fg_valid_dev(device))
+		return CUDA_ERROR_INVALID_DEVICE;
+	return value ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuDeviceGraphMemTrim(CUdevice device)
+{
+	if (fg_ready())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return fg_valid_dev(device) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }

@@ -641,3 +641,20 @@ CUresult cuMemAdvise(CUdeviceptr devPtr, size_t count, CUmem_advise advice, CUde
 	(void)device;
 	return managed_range(devPtr, count);
 }
+
+CUresult cuMemRangeGetAttributes(void **data, size_t *dataSizes, CUmem_range_attribute *attributes,
+				 size_t numAttributes, CUdeviceptr devPtr, size_t count)
+{
+	CUresult r = managed_range(devPtr, count);
+
+	if (r)
+		return r;
+	if (!data || !dataSizes || !attributes)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (size_t i = 0; i < numAttributes; i++) {
+		r = cuMemRangeGetAttribute(data[i], dataSizes[i], attributes[i], devPtr, count);
+		if (r)
+			return r;
+	}
+	return CUDA_SUCCESS;
+}

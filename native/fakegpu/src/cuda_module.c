@@ -518,3 +518,18 @@ CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *dynamicSmemSize, CUfunc
 	*dynamicSmemSize = 49152;
 	return CUDA_SUCCESS;
 }
+
+CUresult cuLibraryEnumerateKernels(CUkernel *kernels, unsigned int numKernels, CUlibrary lib)
+{
+	(void)kernels;
+	if (!module_get(lib))
+		return CUDA_ERROR_INVALID_HANDLE;
+	/* images are not parsed, so no kernel is known before it is asked for by name */
+	return numKernels ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+}
+
+CUresult cuModuleEnumerateFunctions(CUfunction *functions, unsigned int numFunctions,
+				    CUmodule mod)
+{
+	return cuLibraryEnumerateKernels((CUkernel *)functions, numFunctions, (CUlibrary)mod);
+}

@@ -33,6 +33,19 @@ static const char *const unsupported[] = {
 	"cuGraphicsMapResources", "cuGraphicsUnmapResources", "cuGraphicsUnregisterResource",
 	"cuGraphicsResourceGetMappedPointer", "cuGraphicsSubResourceGetMappedArray",
 	"cuGraphicsResourceSetMapFlags", "cuGraphicsResourceGetMappedMipmappedArray",
+	"cuDeviceGetHostAtomicCapabilities", "cuDeviceGetP2PAtomicCapabilities",
+	"cuDeviceGetNvSciSyncAttributes", "cuGraphExecChildGraphNodeSetParams",
+	"cuGraphNodeSetParams", "cuGraphExecNodeSetParams", "cuMipmappedArrayGetMemoryRequirements",
+	"cuMipmappedArrayGetSparseProperties", "cuArrayGetMemoryRequirements",
+	"cuArrayGetSparseProperties", "cuArrayGetPlane", "cuModuleGetTexRef", "cuModuleGetSurfRef",
+	"cuLogsRegisterCallback", "cuLogsUnregisterCallback", "cuLogsCurrent", "cuLogsDumpToFile",
+	"cuLogsDumpToMemory", "cuGraphMemAllocNodeGetParams", "cuGraphMemFreeNodeGetParams",
+};
+
+/* graphics and EGL/VDPAU interop: there is no display side at all */
+static const char *const unsupported_prefixes[] = {
+	"cuGL", "cuEGL", "cuVDPAU", "cuGraphicsGL", "cuGraphicsEGL", "cuGraphicsVDPAU",
+	"cuGraphicsResourceGetMappedEgl",
 };
 
 static CUresult not_supported(void)
@@ -52,6 +65,9 @@ void *fg_unsupported_lookup(const char *name)
 		return (void *)profiler_noop;
 	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
 		if (!strcmp(unsupported[i], name))
+			return (void *)not_supported;
+	for (size_t i = 0; i < sizeof(unsupported_prefixes) / sizeof(unsupported_prefixes[0]); i++)
+		if (!strncmp(unsupported_prefixes[i], name, strlen(unsupported_prefixes[i])))
 			return (void *)not_supported;
 	return NULL;
 }
