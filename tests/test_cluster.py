@@ -119,14 +119,16 @@ def test_two_clusters_run_side_by_side(
 def test_start_failure_raises_with_the_daemon_log_and_cleans_up(
     slurm_cluster_factory: ClusterFactory,
 ) -> None:
-    cluster = slurm_cluster_factory(start=False, accounting=False, keep_workdir=True,
+    cluster = slurm_cluster_factory(start=False, accounting=False,
                                     extra_conf="SelectType=select/no_such_plugin")
     with pytest.raises(DevClusterError) as info:
         cluster.start()
     message = str(info.value)
     assert "slurmctld" in message
     assert "no_such_plugin" in message, message  # the log tail names the cause
-    assert cluster.pids() == {}
+    assert set(cluster.started_pids) >= {"munged", "slurmctld"}
+    assert not [pid for pid in cluster.started_pids.values() if pid_alive(pid)]
+    assert not cluster.workdir.exists()  # its own temporary directory is gone
 
 
 def test_taken_port_is_retried_with_new_ports(
