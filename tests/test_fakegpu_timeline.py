@@ -91,8 +91,12 @@ def test_devices_have_independent_timelines(fake_machine: FakeMachineFactory) ->
     for p in procs:
         _first_line(p)
         _finish(p)
-    devices = m.dump()["devices"]
+    devices = m.dump(window_ms=60_000)["devices"]
     assert [d["busy_total_ns"] for d in devices] == [100 * MS, 100 * MS]
+    # both exited: the timeline still attributes the busy time to them
+    for dev, proc in zip(devices, procs, strict=True):
+        assert dev["processes"] == [{"pid": proc.pid, "alive": False, "memory_used": 0,
+                                     "busy_window_ns": 100 * MS}]
 
 
 def test_nvml_utilization_matches_the_timeline(

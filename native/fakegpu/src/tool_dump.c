@@ -44,6 +44,44 @@ static int parse_u64(const char *s, unsigned long long *out)
 	return end == s || *end || errno || *s == '-' ? -1 : 0;
 }
 
+static int has_slot(const struct fg_state *s, uint32_t dev, int pid)
+{
+	for (uint32_t k = 0; k < FG_MAX_PROCS; k++)
+		if (s->procs[k].pid == pid && s->procs[k].device == dev)
+			return 1;
+	return 0;
+}
+
+/* Processes that ran kernels in the window but have exited: the timeline still knows them. */
+static void dump_exited(const struct fg_state *s, uint32_t dev, uint64_t from, uint64_t to,
+			int first)
+{
+	const struct fg_device_state *d = &s->dev[dev];
+	uint32_t head = d->ring_head % FG_RING_SIZE;
+	uint32_t count = d->ring_count > FG_RING_SIZE ? FG_RING_SIZE : d->ring_count;
+	int seen[256];
+	unsigned nseen = 0;
+
+	for (uint32_t k = 0; k < count && nseen < sizeof(seen) / sizeof(seen[0]); k++) {
+		const struct fg_interval *iv = &d->ring[(head + FG_RING_SIZE - 1 - k) % FG_RING_SIZE];
+		unsigned j;
+
+		if (iv->end_ns <= from)
+			break;
+		if (iv->start_ns >= to || has_slot(s, dev, iv->pid))
+			continue;
+		for (j = 0; j < nseen && seen[j] != iv->pid; j++)
+			;
+		if (j < nseen)
+			continue;
+		seen[nseen++] = iv->pid;
+		printf("%s{\"pid\":%d,\"alive\":false,\"memory_used\":0,\"busy_window_ns\":%llu}",
+		       first ? "" : ",", iv->pid,
+		       (unsigned long long)fg_busy_ns(s, dev, from, to, iv->pid, NULL));
+		first = 0;
+	}
+}
+
 static void dump_device(const struct fg_state *s, uint32_t i, uint64_t from, uint64_t to)
 {
 	const struct fg_device_config *c = &s->config[i];
@@ -72,13 +110,14 @@ static void dump_device(const struct fg_state *s, uint32_t i, uint64_t from, uin
 
 		if (!p->pid || p->device != i)
 			continue;
-		printf("%s{\"pid\":%d,\"memory_used\":%llu,\"launches\":%llu,\"busy_total_ns\":%llu,"
-		       "\"busy_window_ns\":%llu}", first ? "" : ",", p->pid,
+		printf("%s{\"pid\":%d,\"alive\":true,\"memory_used\":%llu,\"launches\":%llu,"
+		       "\"busy_total_ns\":%llu,\"busy_window_ns\":%llu}", first ? "" : ",", p->pid,
 		       (unsigned long long)p->used_bytes, (unsigned long long)p->launches,
 		       (unsigned long long)p->busy_ns,
 		       (unsigned long long)fg_busy_ns(s, i, from, to, p->pid, NULL));
 		first = 0;
 	}
+	dump_exited(s, i, from, to, first);
 	printf("]}");
 }
 
