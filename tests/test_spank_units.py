@@ -367,3 +367,27 @@ def test_plugin_exports_only_its_entry_points() -> None:
     assert symbols == {"plugin_name", "plugin_type", "plugin_version", "spank_plugin_version",
                        "slurm_spank_init", "slurm_spank_user_init", "slurm_spank_task_init",
                        "slurm_spank_job_prolog", "slurm_spank_job_epilog"}
+
+
+def test_reads_what_the_gres_generator_writes(tmp_path: Path, as_root: None) -> None:
+    from slurm_vgpu.gres.inventory import InventoryGpu, NodeInventory, format_inventory
+
+    inventory = NodeInventory(node="gpu07", gpus=(
+        InventoryGpu(index=0, uuid="GPU-0a1b2c3d-0000-1111-2222-333344445555", slices=10,
+                     slice_bytes=8_589_934_592, slice_permille=100,
+                     memory_bytes=85_899_345_920, model="NVIDIA A100-SXM4-80GB"),
+        InventoryGpu(index=2, uuid="GPU-0a1b2c3d-0000-1111-2222-333344445557", slices=4,
+                     slice_bytes=4_294_967_296, slice_permille=250,
+                     memory_bytes=17_179_869_184, model="Tesla T4"),
+    ))
+    path = tmp_path / "inventory.conf"
+    path.write_text(format_inventory(inventory))
+    path.chmod(0o644)
+    lines = run_driver("inventory", str(path), check=True).stdout.splitlines()
+    assert lines == [
+        "node=gpu07 gpus=2",
+        "gpu index=0 uuid=GPU-0a1b2c3d-0000-1111-2222-333344445555 slices=10 "
+        "slice_bytes=8589934592 slice_permille=100",
+        "gpu index=2 uuid=GPU-0a1b2c3d-0000-1111-2222-333344445557 slices=4 "
+        "slice_bytes=4294967296 slice_permille=250",
+    ]
