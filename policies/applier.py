@@ -25,7 +25,11 @@ from slurm_vgpu.policies.actions import (
     action_kind,
 )
 from slurm_vgpu.policies.job_files import JobFileError, JobFiles
-from slurm_vgpu.policies.slurm_client import SlurmClient, SlurmUnavailable
+from slurm_vgpu.policies.slurm_client import (
+    SlurmClient,
+    SlurmRequestRejected,
+    SlurmUnavailable,
+)
 from slurm_vgpu.policies.snapshot import Snapshot
 
 log = logging.getLogger("slurm_vgpu.daemon")
@@ -96,9 +100,8 @@ class Applier:
         for action in actions:
             kind = action_kind(action)
             if isinstance(action, RecordViolation):
+                # Logged and counted by the daemon, once per episode.
                 result.violations.append(action)
-                log.warning("vgpu: backstop: %s (node %s, pids %s)", action.reason, action.node,
-                            ",".join(map(str, action.pids)))
                 result.applied[kind] += 1
                 continue
             try:
@@ -119,7 +122,7 @@ class Applier:
                 slurm_down = True
                 result.slurm_error = str(e)
                 result.failed[kind] += 1
-            except (JobFileError, OSError, ValueError, PolicyBug) as e:
+            except (JobFileError, OSError, ValueError, PolicyBug, SlurmRequestRejected) as e:
                 level = logging.ERROR if isinstance(e, PolicyBug) else logging.WARNING
                 log.log(level, "vgpu: %s not applied: %s", kind, e)
                 result.failed[kind] += 1

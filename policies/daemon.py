@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.policies.actions import Action, CancelStep, RecordViolation
 from slurm_vgpu.policies.applier import Applier
 from slurm_vgpu.policies.config import DaemonConfig
 from slurm_vgpu.policies.job_files import JobFiles, RuntimeDirJobFiles
@@ -57,6 +58,12 @@ def load_inventories(path_template: str, nodes: Sequence[str]
     return result
 
 
+# A step the backstop asked Slurm to cancel is not asked again for this long.
+CANCEL_RETRY_SECONDS = 30.0
+
+ViolationKey = tuple[str, str, int | None]
+
+
 class Daemon:
     def __init__(self, cfg: DaemonConfig, observer: Observer, applier: Applier,
                  state: DaemonState | None = None) -> None:
@@ -64,12 +71,43 @@ class Daemon:
         self.observer = observer
         self.applier = applier
         self.state = state or DaemonState()
+        self._violations: set[ViolationKey] = set()
+        self._cancelled: dict[tuple[int, str], float] = {}
+
+    def _filter_repeats(self, actions: list[Action], now: float) -> list[Action]:
+        """Drop cancel requests already sent recently (the step is on its way out)."""
+        self._cancelled = {k: t for k, t in self._cancelled.items()
+                           if now - t < CANCEL_RETRY_SECONDS}
+        kept: list[Action] = []
+        for a in actions:
+            if isinstance(a, CancelStep):
+                key = (a.job_id, a.step)
+                if key in self._cancelled:
+                    continue
+                self._cancelled[key] = now
+            kept.append(a)
+        return kept
+
+    def _record_violations(self, violations: list[RecordViolation]) -> list[ViolationKey]:
+        """Log a violation when it starts (debug while it lasts); return the new ones."""
+        current = {(v.node, v.gpu_uuid, v.job_id): v for v in violations}
+        new = [k for k in current if k not in self._violations]
+        for key, v in current.items():
+            level = logging.WARNING if key in new else logging.DEBUG
+            log.log(level, "vgpu: backstop: %s (node %s, pids %s)", v.reason, v.node,
+                    ",".join(map(str, v.pids)))
+        for key in self._violations - set(current):
+            log.info("vgpu: backstop: over-cap memory on %s/%s (job %s) is gone", *key)
+        self._violations = set(current)
+        return new
 
     def cycle(self) -> None:
         started = time.perf_counter()
         snapshot = self.observer.observe()
         plan = plan_cycle(snapshot, self.cfg.policy)
-        result = self.applier.apply(snapshot, plan.actions)
+        actions = self._filter_repeats(plan.actions, time.monotonic())
+        result = self.applier.apply(snapshot, actions)
+        new_violations = self._record_violations(result.violations)
         if result.slurm_error:
             self.observer.slurm_failed(result.slurm_error)
         elapsed = time.perf_counter() - started
@@ -87,9 +125,9 @@ class Daemon:
             st.actions.update(result.applied)
             st.action_errors.update(result.failed)
             st.violations = result.violations
-            for v in result.violations:
-                kind = "unattributed" if v.job_id is None else "over_cap"
-                st.backstop_events[(v.node, v.gpu_uuid, kind)] += 1
+            for node, uuid, job_id in new_violations:
+                kind = "unattributed" if job_id is None else "over_cap"
+                st.backstop_events[(node, uuid, kind)] += 1
 
     def run(self, stop: threading.Event, max_cycles: int | None = None) -> None:
         done = 0

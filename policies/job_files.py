@@ -100,7 +100,8 @@ class RuntimeDirJobFiles:
             raise JobFileError(str(e)) from e
 
     def read_usage(self, job_id: int, ngpus: int) -> JobUsage | None:
-        """The job's usage, or None before the hook initialized the state file. Dead
+        """The job's usage (initialized=False while no process of the job has used a GPU
+        through the hook), or None when there is no readable state file. Dead
         processes' memory is given back first (only when a recorded pid is gone, so a job
         holding its own mutex cannot stall the daemon every cycle)."""
         path = self._path(job_id, "state")
@@ -115,7 +116,7 @@ class RuntimeDirJobFiles:
         except (StateFileError, OSError) as e:
             log.debug("vgpu: job %d: no usage: %s", job_id, e)
             return None
-        return usage if usage.initialized else None
+        return usage
 
     def set_compute_limit(self, job_id: int, gpu_uuid: str, permille: int) -> None:
         self.write_gpu_limit(job_id, gpu_uuid, compute_permille=permille)

@@ -169,8 +169,11 @@ class Observer:
                 if gl.uuid not in gpus:
                     continue
                 u = usage.gpus[i] if usage is not None and i < len(usage.gpus) else None
-                achieved, idle = self.usage.update(sj.job_id, gl.uuid, now,
-                                                   u.busy_ns if u else None)
+                # An uninitialized state file: no process of the job has touched a GPU yet,
+                # so it uses no compute (idle from the first sighting). No file at all: we
+                # know nothing, and count the job as active.
+                busy = u.busy_ns if u else (0 if usage is not None else None)
+                achieved, idle = self.usage.update(sj.job_id, gl.uuid, now, busy)
                 live.add((sj.job_id, gl.uuid))
                 used = u.used_bytes if u else nvml_used.get((sj.job_id, gl.uuid), 0)
                 job_gpus.append(JobGpuState(

@@ -27,7 +27,19 @@ GRES_NAME = "vgpu"
 
 
 class SlurmUnavailable(VgpuError):
-    """Slurm could not be reached or answered with an error; the daemon retries with backoff."""
+    """Slurm could not be reached (or timed out); the daemon retries with backoff."""
+
+
+class SlurmRequestRejected(VgpuError):
+    """Slurm answered but refused one request (e.g. a job that just ended): that action
+    failed, Slurm itself is fine."""
+
+
+# stderr of the client tools when slurmctld cannot be reached (not a refused request)
+_UNREACHABLE = re.compile(
+    r"Unable to contact slurm controller|Socket timed out|Connection refused|"
+    r"Zero Bytes were transmitted|Communication connection failure|Unable to establish",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,8 @@ class SlurmClient(Protocol):
     def requeue_job(self, job_id: int) -> None: ...
 
     def cancel_step(self, job_id: int, step: str) -> None: ...
+
+    # Writes raise SlurmRequestRejected when Slurm refuses that one request.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,10 +256,13 @@ class CliSlurmClient:
         except subprocess.TimeoutExpired as e:
             raise SlurmUnavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s") from e
         if done.returncode != 0:
-            msg = (done.stderr or done.stdout).strip().splitlines()
-            raise SlurmUnavailable(
-                f"{' '.join(argv)} failed (exit {done.returncode}): "
-                f"{msg[-1] if msg else 'no message'}")
+            text = (done.stderr or done.stdout).strip()
+            lines = text.splitlines()
+            message = (f"{' '.join(argv)} failed (exit {done.returncode}): "
+                       f"{lines[-1] if lines else 'no message'}")
+            if _UNREACHABLE.search(text) or tool in ("squeue", "sinfo"):
+                raise SlurmUnavailable(message)
+            raise SlurmRequestRejected(message)
         return done.stdout
 
     def _json(self, tool: str, *args: str) -> Mapping[str, Any]:
@@ -277,9 +294,14 @@ class CliSlurmClient:
         self._run("scontrol", "requeue", str(int(job_id)))
 
     def cancel_step(self, job_id: int, step: str) -> None:
-        if not re.fullmatch(r"\d+|batch|extern", step):
-            raise ValueError(f"refusing to cancel malformed step {step!r}")
-        self._run("scancel", f"{int(job_id)}.{step}")
+        """Cancel one step; the batch step is the job's script, so it means the job (22.05's
+        scancel does not take JOB.batch)."""
+        if step == "batch":
+            self._run("scancel", str(int(job_id)))
+        elif re.fullmatch(r"\d+(\+\d+)?", step):
+            self._run("scancel", f"{int(job_id)}.{step}")
+        else:
+            raise ValueError(f"refusing to cancel step {step!r} of job {job_id}")
 
 
 def make_slurm_client(kind: str = "auto", bin_dir: str | None = None,

@@ -1,0 +1,223 @@
+"""End to end: Slurm + the SPANK plugin + the real hook on the simulated GPU + `vgpu daemon`.
+
+- a burst job's share, raised by the daemon while its co-tenant is idle, is visible as a new
+  split of the simulated device's busy time, and goes back when the co-tenant computes;
+- the backstop finds a job that stripped LD_PRELOAD (so the hook never saw its allocation)
+  holding more device memory than its cap, through NVML (the simulated libnvidia-ml), and
+  cancels its step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REQUIRE_NATIVE, skip_or_fail
+from spank_cluster import SpankSite, spank_cluster, wait_for
+
+from slurm_vgpu.gres.inventory import InventoryGpu, NodeInventory, format_inventory
+from slurm_vgpu.native import read_limits_file
+
+pytestmark = [pytest.mark.slurm, pytest.mark.native, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = Path(os.environ.get("VGPU_BUILD", REPO / "build"))
+FAKE = BUILD / "fakegpu"
+HOOK = BUILD / "native" / "libvgpu.so"
+GIB = 1 << 30
+UUIDS = ("GPU-e2e00000-0000-4000-8000-000000000000", "GPU-e2e00001-0000-4000-8000-000000000001")
+
+
+@pytest.fixture
+def fake_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for path in (HOOK, FAKE / "libcuda.so.1", FAKE / "fakegpu-ctl", FAKE / "test-drv-api"):
+        if not path.exists():
+            skip_or_fail(f"{path} is not built (make)", REQUIRE_NATIVE)
+    base = tmp_path_factory.mktemp("fakegpu")
+    base.chmod(0o755)
+    state = base / "n1.state"
+    subprocess.run([str(FAKE / "fakegpu-ctl"), "create", "--force", "--state", str(state),
+                    "--count", "2", "--mem", "10G", "--uuid", ",".join(UUIDS)],
+                   check=True, capture_output=True, timeout=30)
+    state.chmod(0o666)  # job processes (and their hook) share the simulated machine
+    return state
+
+
+@pytest.fixture
+def site_and_cluster(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
+    with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False,
+                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
+        # The site's inventory, with the simulated machine's UUIDs.
+        site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
+            InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
+            for i, uuid in enumerate(UUIDS)))))
+        yield cluster, site
+
+
+class Daemon:
+    def __init__(self, site: SpankSite, fake_state: Path, cluster: Any, extra: str) -> None:
+        with socketless_port() as port:
+            self.port = port
+        cfg = site.base / "vgpu-daemon.yaml"
+        cfg.write_text(
+            f"nodes: [n1]\ncontrol_period_seconds: 0.5\nruntime_dir: {site.runtime_dir('n1')}\n"
+            f"inventory: {site.inventory('n1')}\nlog_level: debug\n"
+            f"metrics: {{port: {self.port}, address: 127.0.0.1}}\n" + extra)
+        env = dict(cluster.env)
+        env.update({"FAKEGPU_STATE": str(fake_state), "LD_LIBRARY_PATH": str(FAKE)})
+        self.log = site.base / "daemon.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "slurm_vgpu.cli", "daemon",
+                                         "--config", str(cfg)], env=env, stdout=out,
+                                        stderr=subprocess.STDOUT)
+
+    def metrics(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+
+class socketless_port:
+    """A free TCP port on loopback (closed again before the daemon binds it)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        return int(self.s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self.s.close()
+
+
+def job_script(cluster: Any, fake_state: Path, name: str, body: str) -> Path:
+    path: Path = cluster.jobs_dir / f"{name}.sh"
+    path.write_text(f"#!/bin/sh\nexport LD_LIBRARY_PATH={FAKE} FAKEGPU_STATE={fake_state}\n"
+                    f"{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def device_split(fake_state: Path, pids: dict[str, int], window_ms: int = 1500
+                 ) -> dict[str, float]:
+    out = subprocess.run([str(FAKE / "fakegpu-dump"), "--state", str(fake_state),
+                          "--window-ms", str(window_ms)], check=True, capture_output=True,
+                         text=True, timeout=30)
+    dev = json.loads(out.stdout)["devices"][0]
+    by_pid = {p["pid"]: p["busy_window_ns"] for p in dev["processes"]}
+    return {name: by_pid.get(pid, 0) / (window_ms * 1e6) for name, pid in pids.items()}
+
+
+def job_pid(cluster: Any, name: str) -> int:
+    path = cluster.jobs_dir / f"{name}.out"
+    wait_for(lambda: path.exists() and "pid=" in path.read_text(), f"{name} to start")
+    m = re.search(r"pid=(\d+)", path.read_text())  # the script's pid: it execs the program
+    assert m
+    return int(m.group(1))
+
+
+def test_burst_share_is_a_new_split_on_the_device(site_and_cluster: tuple[Any, SpankSite],
+                                                  fake_state: Path) -> None:
+    cluster, site = site_and_cluster
+    go = cluster.jobs_dir / "owner.go"
+    owner_sh = job_script(cluster, fake_state, "owner", (
+        f"echo pid=$$ > {cluster.jobs_dir}/owner.out\n"
+        f"while [ ! -f {go} ]; do sleep 0.2; done\n"
+        f"exec {FAKE}/test-drv-api busy 60000 >> {cluster.jobs_dir}/owner.out"))
+    burst_sh = job_script(cluster, fake_state, "burst", (
+        f"echo pid=$$ > {cluster.jobs_dir}/burst.out\n"
+        f"exec {FAKE}/test-drv-api busy 60000 >> {cluster.jobs_dir}/burst.out"))
+    # The owner takes 7 slices of GPU 0 first; the burst job's 3 fit beside it (best fit).
+    owner = cluster.sbatch("--gres=vgpu:7", "-o", "/dev/null", str(owner_sh))
+    wait_for(lambda: (site.job_dir("n1", owner) / "limits").exists(), "owner placed")
+    burst = cluster.sbatch("--gres=vgpu:3", "--vgpu-share=burst", "-o", "/dev/null",
+                           str(burst_sh))
+    burst_limits = site.job_dir("n1", burst) / "limits"
+    wait_for(burst_limits.exists, "burst job placed")
+    assert read_limits_file(burst_limits).gpus[0].uuid == \
+        read_limits_file(site.job_dir("n1", owner) / "limits").gpus[0].uuid
+    burst_pid = job_pid(cluster, "burst")
+    time.sleep(2)
+    alone = device_split(fake_state, {"burst": burst_pid})["burst"]
+
+    def limit() -> int:
+        return read_limits_file(burst_limits).gpus[0].compute_limit_permille
+
+    daemon = Daemon(site, fake_state, cluster, "share: {idle_after_seconds: 1}\n")
+    try:
+        wait_for(lambda: limit() == 1000, "the daemon to raise the burst job's share", 30)
+        time.sleep(2.5)
+        raised = device_split(fake_state, {"burst": burst_pid})["burst"]
+        # Without a daemon to lower it again, the raised limit outlives the owner's idleness.
+        daemon.stop()
+        go.touch()
+        owner_pid = job_pid(cluster, "owner")
+        time.sleep(3)
+        pids = {"burst": burst_pid, "owner": owner_pid}
+        stale = device_split(fake_state, pids)
+        assert limit() == 1000
+        # With the daemon: the owner's 70% is back within a control period.
+        daemon = Daemon(site, fake_state, cluster, "share: {idle_after_seconds: 1}\n")
+        wait_for(lambda: limit() == 300, "the owner's share to come back", 30)
+        time.sleep(3)
+        fair = device_split(fake_state, pids)
+        print(f"burst job's device share: before any daemon {alone:.2f}, raised {raised:.2f};"
+              f" owner active: limit left at 1000 {stale}, daemon running {fair}")
+        assert raised > 0.8, raised          # the idle owner's 70% lent to it
+        assert fair["burst"] < 0.45, fair    # back to its 30% guarantee
+        assert fair["owner"] > 0.55, fair    # the owner gets its 70%
+        assert fair["owner"] > stale["owner"], (stale, fair)
+        assert "Traceback" not in daemon.log_text()
+    finally:
+        daemon.stop()
+        cluster.run("scancel", str(owner), str(burst), check=False)
+
+
+def test_backstop_catches_a_job_without_ld_preload(site_and_cluster: tuple[Any, SpankSite],
+                                                   fake_state: Path) -> None:
+    cluster, site = site_and_cluster
+    daemon = Daemon(site, fake_state, cluster,
+                    "nvml: true\nbackstop: {action: cancel_step}\n")
+    try:
+        wait_for(lambda: "vgpu_daemon_nvml_up 1.0" in daemon.metrics(), "daemon with NVML", 30)
+        # 2 slices = a 2 GiB cap; the job strips the hook and takes 4 GiB.
+        sh = job_script(cluster, fake_state, "rogue", (
+            f"exec env -u LD_PRELOAD {FAKE}/test-drv-api hold 4096 120 "
+            f"> {cluster.jobs_dir}/rogue.out"))
+        job = cluster.sbatch("--gres=vgpu:2", "-o", "/dev/null", str(sh))
+        job_pid(cluster, "rogue")
+        try:
+            wait_for(lambda: f'vgpu_backstop_over_cap_bytes{{job="{job}"' in daemon.metrics(),
+                     "the backstop to see it", 30)
+            wait_for(lambda: cluster.job_state(job) not in ("RUNNING", "PENDING", None),
+                     "the step to be cancelled", 30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- daemon log:\n{daemon.log_text()}") from None
+        text = daemon.metrics()
+        assert re.search(r'vgpu_backstop_events_total\{kind="over_cap",node="n1",uuid="GPU-'
+                         r'[^"]+"\} [1-9]', text), text[-3000:]
+        assert f"job {job} holds" in daemon.log_text()
+        assert "cancel_step" in daemon.log_text()
+    finally:
+        daemon.stop()
