@@ -363,6 +363,16 @@ def test_on_error_allow_runs_the_job_without_limits() -> None:
         assert result.returncode == 1 and result.stdout == ""  # ran, with no limits set
 
 
+def test_visible_env_sets_other_vendors_variables_too() -> None:
+    require_slurm_cluster()
+    ensure_user(USER)
+    names = "CUDA_VISIBLE_DEVICES,ROCR_VISIBLE_DEVICES,ASCEND_RT_VISIBLE_DEVICES"
+    with spank_cluster(nodes=["n1"], plugstack_extra={"visible_env": names}) as (cluster, _):
+        out = cluster.run("srun", "--gres=vgpu:12", "printenv", *names.split(","), user=USER,
+                          timeout=60).stdout.split()
+        assert out == ["0,1", "0,1", "0,1"]
+
+
 def test_whole_gpus_never_share_a_card_with_slices() -> None:
     """Node with GPU 0 kept whole (gres gpu, its device file) and GPU 1 sliced (gres vgpu): the
     inventory lists only GPU 1, so vgpu jobs can only ever land there. (/dev/null stands for
