@@ -180,7 +180,7 @@ def test_cuda_runtime_broad_coverage_on_two_devices(fake_machine: FakeMachineFac
 
 
 def test_pynvml_sees_the_fake(fake_machine: FakeMachineFactory, run_pynvml: PynvmlRunner) -> None:
-    m = fake_machine(count=2, mem="16G,80G", name="NVIDIA A100-SXM4-80GB")
+    m = fake_machine(count=2, mem="16G,80G", name="NVIDIA A100-SXM4-80GB", sms="108,132")
     hold = m.popen([str(m.build.program("test-drv-api")), "hold", "256", "30"])
     try:
         assert hold.stdout is not None and "holding" in hold.stdout.readline()
@@ -198,6 +198,8 @@ for i in range(pynvml.nvmlDeviceGetCount()):
             pynvml.nvmlDeviceGetHandleByUUID(uuid)),
         "bus": pynvml.nvmlDeviceGetPciInfo(h).busId,
         "util": pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
+        "sms": pynvml.nvmlDeviceGetAttributes(h).multiprocessorCount,
+        "numa": pynvml.nvmlDeviceGetNumaNodeId(h),
         "procs": [[p.pid, p.usedGpuMemory]
                   for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)],
     })
@@ -222,6 +224,7 @@ result = {"devices": out, "errors": errors}
     assert d0["procs"] == [[hold.pid, 256 << 20]] and d1["procs"] == []
     assert (d0["by_uuid"], d1["by_uuid"]) == (0, 1)
     assert d0["bus"] == "00000000:10:00.0" and d0["util"] == 0
+    assert (d0["sms"], d1["sms"], d0["numa"]) == (108, 132, 0)
     assert res["errors"] == ["NVMLError_InvalidArgument", "NVMLError_NotFound"]
 
 

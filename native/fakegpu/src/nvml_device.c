@@ -191,3 +191,33 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power)
 	*power = 60000;
 	return NVML_SUCCESS;
 }
+
+nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceAttributes_t *attributes)
+{
+	NVML_DEV(device, d);
+	if (!attributes)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	memset(attributes, 0, sizeof(*attributes));
+	attributes->multiprocessorCount = cfg(d)->sms;
+	attributes->sharedCopyEngineCount = 2;
+	attributes->gpuInstanceSliceCount = 1;
+	attributes->computeInstanceSliceCount = 1;
+	attributes->memorySizeMB = cfg(d)->memory_bytes >> 20;
+	return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetAttributes(nvmlDevice_t device, nvmlDeviceAttributes_t *attributes)
+{
+	return nvmlDeviceGetAttributes_v2(device, attributes);
+}
+
+/* Every simulated device sits on NUMA node 0. */
+nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node)
+{
+	NVML_DEV(device, d);
+	(void)d;
+	if (!node)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	*node = 0;
+	return NVML_SUCCESS;
+}

@@ -107,6 +107,20 @@ nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsig
 	return no_procs(device, infoCount);
 }
 
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t device, unsigned int *infoCount,
+						      nvmlProcessInfo_v2_t *infos)
+{
+	(void)infos;
+	return no_procs(device, infoCount);
+}
+
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t device, unsigned int *infoCount,
+						   nvmlProcessInfo_v1_t *infos)
+{
+	(void)infos;
+	return no_procs(device, infoCount);
+}
+
 nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device,
 							unsigned int *infoCount,
 							nvmlProcessInfo_t *infos)
