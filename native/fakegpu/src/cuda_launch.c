@@ -131,6 +131,7 @@ static CUresult check_launch(struct fg_ctx **c, CUfunction f, unsigned gx, unsig
 			     unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shmem,
 			     CUstream hs, void **params, void **extra)
 {
+	struct fg_stream *s;
 	CUresult r = fg_need_ctx(c);
 
 	if (r)
@@ -139,6 +140,12 @@ static CUresult check_launch(struct fg_ctx **c, CUfunction f, unsigned gx, unsig
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (fg_stream_bad(hs))
 		return CUDA_ERROR_INVALID_HANDLE;
+	s = fg_stream_get(hs);
+	if (s) {
+		if (!fg_ctx_valid(s->ctx))
+			return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+		*c = s->ctx; /* work runs on the stream's device */
+	}
 	if (!gx || !gy || !gz || !bx || !by || !bz || gy > 65535 || gz > 65535 || bx > 1024 ||
 	    by > 1024 || bz > 64)
 		return CUDA_ERROR_INVALID_VALUE;

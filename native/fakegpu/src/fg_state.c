@@ -273,6 +273,11 @@ int fg_lock(struct fg_state *s)
 		pthread_mutex_consistent(&s->lock);
 		r = 0;
 	}
+	if (r == ETIMEDOUT) {
+		fprintf(stderr, "fakegpu: the state file's lock has been held for over %llu s (a "
+			"stopped process?); giving up\n", LOCK_TIMEOUT_NS / 1000000000ULL);
+		return -1;
+	}
 	if (r) {
 		fprintf(stderr, "fakegpu: cannot lock the state file: %s\n", strerror(r));
 		return -1;
