@@ -120,6 +120,11 @@ struct fg_state *fg_state_open(const char *path, char *err, size_t errlen)
 	int fd;
 
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ELOOP) {
+		set_err(err, errlen, "state file %s is a symbolic link; point FAKEGPU_STATE at the "
+			"file itself", path);
+		return NULL;
+	}
 	if (fd < 0) {
 		set_err(err, errlen, "cannot open state file %s: %s", path, strerror(errno));
 		return NULL;
