@@ -42,6 +42,8 @@ class BackfillPlan:
     backfilled: set[int] = field(default_factory=set)
     # Per node: slices lent to Slurm this cycle (desired count - configured count).
     offered: dict[str, int] = field(default_factory=dict)
+    # Per GPU uuid: the same, GPU by GPU (what the SPANK plugin may place lent jobs on).
+    offered_gpus: dict[str, int] = field(default_factory=dict)
     # Per node: slices running on lent capacity.
     backfilled_slices: dict[str, int] = field(default_factory=dict)
     # Per GPU uuid: slices held beyond the GPU's slices by jobs that are NOT preemptible (a
@@ -110,6 +112,7 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
                plan: BackfillPlan) -> None:
     lendable = 0
     backfilled_slices = 0
+    per_gpu: list[tuple[str, int]] = []
     for t in tenancy.gpus:
         marked = _mark_backfilled(t, cfg, plan)
         if marked:
@@ -117,7 +120,9 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
             backfilled_slices += sum(jg.slices for job, jg in t.jobs if job.job_id in marked_ids)
             if slurm_ok:
                 _requeue_for_memory(t, cfg, marked, plan)
-        lendable += _lendable_slices(t, cfg, plan.backfilled)
+        gpu_lendable = _lendable_slices(t, cfg, plan.backfilled)
+        per_gpu.append((t.gpu.uuid, gpu_lendable))
+        lendable += gpu_lendable
     # Jobs Slurm placed here whose GPU placement is not known yet still count against the node.
     allocated = sum(t.allocated_slices for t in tenancy.gpus)
     allocated += sum(job.vgpu_slices for job in tenancy.unplaced)
@@ -137,6 +142,12 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
     if cfg.max_offer_slices is not None:
         lendable = min(lendable, cfg.max_offer_slices)
     plan.offered[node.name] = lendable
+    left = lendable
+    for uuid, n in per_gpu:  # the node's offer, spread over its GPUs in inventory order
+        take = min(n, left)
+        left -= take
+        if take:
+            plan.offered_gpus[uuid] = take
     desired = node.vgpu_configured + lendable
     if slurm_ok and node.vgpu_current is not None and node.vgpu_current != desired:
         if lendable > 0:

@@ -22,11 +22,13 @@ from slurm_vgpu.policies.actions import Action, CancelStep, RecordViolation
 from slurm_vgpu.policies.applier import Applier
 from slurm_vgpu.policies.config import DaemonConfig
 from slurm_vgpu.policies.job_files import JobFiles, RuntimeDirJobFiles
+from slurm_vgpu.policies.lent_file import format_lent, write_lent
 from slurm_vgpu.policies.metrics import DaemonState
 from slurm_vgpu.policies.nvml_source import NvmlError, NvmlSource, PynvmlSource
 from slurm_vgpu.policies.observer import InventoryGpuInfo, Observer
-from slurm_vgpu.policies.planner import plan_cycle
+from slurm_vgpu.policies.planner import CyclePlan, plan_cycle
 from slurm_vgpu.policies.slurm_client import SlurmClient, make_slurm_client
+from slurm_vgpu.policies.snapshot import Snapshot
 
 log = logging.getLogger("slurm_vgpu.daemon")
 
@@ -66,8 +68,9 @@ ViolationKey = tuple[str, str, int | None]
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig, observer: Observer, applier: Applier,
-                 state: DaemonState | None = None) -> None:
+                 state: DaemonState | None = None, runtime_dir: Path | None = None) -> None:
         self.cfg = cfg
+        self.runtime_dir = runtime_dir
         self.observer = observer
         self.applier = applier
         self.state = state or DaemonState()
@@ -101,6 +104,20 @@ class Daemon:
         self._violations = set(current)
         return new
 
+    def _publish_lent(self, snapshot: Snapshot, plan: CyclePlan) -> None:
+        """Tell the SPANK plugin which GPUs' slices are lent (runtime_dir/lent)."""
+        if self.runtime_dir is None or self.applier.dry_run or len(snapshot.nodes) != 1:
+            return
+        if not self.runtime_dir.is_dir():
+            return  # no SPANK plugin has set this node up: nobody to tell
+        node = snapshot.nodes[0]
+        try:
+            if write_lent(self.runtime_dir / "lent",
+                          format_lent(node.name, node.gpus, plan.offered_gpus)):
+                log.info("vgpu: lent slices now %s", plan.offered_gpus or "none")
+        except OSError as e:
+            log.warning("vgpu: cannot write %s/lent: %s", self.runtime_dir, e)
+
     def cycle(self) -> None:
         started = time.perf_counter()
         snapshot = self.observer.observe()
@@ -108,6 +125,7 @@ class Daemon:
         actions = self._filter_repeats(plan.actions, time.monotonic())
         result = self.applier.apply(snapshot, actions)
         new_violations = self._record_violations(result.violations)
+        self._publish_lent(snapshot, plan)
         if result.slurm_error:
             self.observer.slurm_failed(result.slurm_error)
         elapsed = time.perf_counter() - started
@@ -156,8 +174,11 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
     if slurm is None:
         slurm = make_slurm_client(cfg.slurm.client, cfg.slurm.bin_dir,
                                   cfg.slurm.command_timeout_seconds)
+    if "%n" in cfg.runtime_dir and len(nodes) != 1:
+        raise ConfigError("runtime_dir: %n needs exactly one node (run one daemon per node)")
+    runtime_dir = Path(cfg.runtime_dir.replace("%n", nodes[0]))
     if files is None:
-        files = RuntimeDirJobFiles(cfg.runtime_dir)
+        files = RuntimeDirJobFiles(runtime_dir)
     if nvml is None and cfg.nvml:
         try:
             nvml = PynvmlSource()
@@ -166,5 +187,6 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
     observer = Observer(nodes, inventories, slurm, files, cfg.policy.share, nvml=nvml,
                         proc_root=proc_root, backoff_initial=cfg.slurm.backoff_initial_seconds,
                         backoff_max=cfg.slurm.backoff_max_seconds)
-    return Daemon(cfg, observer, Applier(slurm, files, dry_run=dry_run))
+    return Daemon(cfg, observer, Applier(slurm, files, dry_run=dry_run),
+                  runtime_dir=runtime_dir)
 

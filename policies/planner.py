@@ -21,6 +21,8 @@ class CyclePlan:
     backfilled: set[int] = field(default_factory=set)
     # node -> slices lent to Slurm / slices running on lent capacity
     offered: dict[str, int] = field(default_factory=dict)
+    # gpu uuid -> slices lent on that GPU (the node's offer, GPU by GPU)
+    offered_gpus: dict[str, int] = field(default_factory=dict)
     backfilled_slices: dict[str, int] = field(default_factory=dict)
     # gpu uuid -> slices of non-preemptible jobs beyond the GPU's slices
     overcommitted: dict[str, int] = field(default_factory=dict)
@@ -34,6 +36,7 @@ def plan_cycle(snapshot: Snapshot, cfg: PolicyConfig) -> CyclePlan:
     tenancy = index_snapshot(snapshot)
     backfill = plan_backfill(snapshot, cfg.backfill, tenancy)
     plan = CyclePlan(backfilled=backfill.backfilled, offered=backfill.offered,
+                     offered_gpus=backfill.offered_gpus,
                      backfilled_slices=backfill.backfilled_slices,
                      overcommitted=backfill.overcommitted)
     plan.actions.extend(plan_backstop(snapshot, cfg.backstop))

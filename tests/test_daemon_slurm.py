@@ -40,6 +40,7 @@ from slurm_vgpu.native._ffi import (
     ffi,
 )
 from slurm_vgpu.native.usage import STATE_SIZE
+from slurm_vgpu.policies.lent_file import parse_lent
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -254,6 +255,7 @@ def test_backfill_slurmctld_restart_and_requeue(slurm_cluster_factory: Any, node
     d.start()
     wait_until(lambda: vgpu_count(cluster) == 24, "the node's vgpu count to be raised")
     assert d.metric("vgpu_node_slices_lent", node="n1") == 4
+    assert parse_lent((node.runtime / "lent").read_text()) == {0: 4}
 
     guest = cluster.sbatch("-p", "scavenger", "--gres=vgpu:4", "-o", "/dev/null",
                            "--wrap", "sleep 300")

@@ -27,6 +27,7 @@ from slurm_vgpu.policies.config import (
 )
 from slurm_vgpu.policies.daemon import Daemon, build_daemon
 from slurm_vgpu.policies.job_files import RuntimeDirJobFiles
+from slurm_vgpu.policies.lent_file import parse_lent
 from slurm_vgpu.policies.metrics import DaemonCollector
 from slurm_vgpu.policies.nvml_source import DeviceReading, ProcessReading
 from slurm_vgpu.policies.observer import InventoryGpuInfo
@@ -126,6 +127,7 @@ def make_daemon(tmp_path: Path, slurm: FakeSlurm, cfg: DaemonConfig | None = Non
                 proc_root: Path = Path("/proc")) -> tuple[Daemon, Clock]:
     cfg = cfg or DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
         share=ShareConfig(idle_after_seconds=10)))
+    cfg = dataclasses.replace(cfg, runtime_dir=str(tmp_path))
     d = build_daemon(cfg, slurm=slurm, files=files or RuntimeDirJobFiles(tmp_path),
                      inventories=INVENTORY, nvml=nvml, proc_root=proc_root)  # type: ignore[arg-type]
     clock = Clock()
@@ -229,6 +231,7 @@ def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
         clock.now += 5
         d.cycle()
     assert slurm.vgpu == 28
+    assert parse_lent((tmp_path / "lent").read_text()) == {0: 8}  # for the SPANK plugin
     slurm.vgpu = 20  # scontrol reconfigure reset it
     clock.now += 5
     d.cycle()
@@ -237,6 +240,7 @@ def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
     clock.now += 5
     d.cycle()
     assert slurm.vgpu == 20
+    assert parse_lent((tmp_path / "lent").read_text()) == {}
     assert [c for c in slurm.calls if c[0] == "gres"] == [("gres", 28), ("gres", 28),
                                                           ("gres", 20)]
 
