@@ -182,3 +182,13 @@ def test_lock_held_by_a_killed_process_is_recovered(fake_machine: FakeMachineFac
     out = m.run([str(m.build.program("test-drv-api")), "basic"])
     assert out.returncode == 0, out.stdout + out.stderr
     assert m.device(0)["memory_used"] == 0
+
+
+def test_threads_of_one_process(fake_machine: FakeMachineFactory) -> None:
+    m = fake_machine()
+    out = m.run([str(m.build.program("test-drv-api")), "threads", "8", "50"])
+    assert out.returncode == 0 and "PASS threads" in out.stdout, out.stdout + out.stderr
+    dev = m.device(0)
+    # 8 threads x 50 rounds x 2 kernels of 100 us, all serialized on the device
+    assert dev["launches"] == 800 and dev["busy_total_ns"] == 800 * 100_000
+    assert dev["memory_used"] == 0 and dev["allocs"] == dev["frees"] == 400

@@ -13,6 +13,8 @@
  *   test-drv-api duty MS ON_US OFF_US  for MS ms: a kernel of ON_US, sync, OFF_US idle
  *   test-drv-api grid BLOCKS COUNT     COUNT ordinary kernels of BLOCKS blocks, then sync
  *   test-drv-api meminfo               print free= total= of the current device
+ *   test-drv-api threads N COUNT       N threads, each COUNT x (alloc, 100 us kernel on its own
+ *                                      stream and on the per-thread stream, sync, free)
  *   test-drv-api bench N               per-call cost of cuMemGetInfo, a 0 ns launch,
  *                                      cuMemAlloc+cuMemFree (JSON on one line)
  *
@@ -20,6 +22,7 @@
  * Exit 0 when every check passed.
  */
 #include <cuda.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,6 +496,43 @@ static int family_procaddr(void)
 	return 0;
 }
 
+static void *thread_body(void *arg)
+{
+	long count = *(long *)arg, i;
+	CUstream s;
+	CUdeviceptr p;
+
+	if (cuCtxSetCurrent(ctx) || cuStreamCreate(&s, CU_STREAM_NON_BLOCKING))
+		return (void *)1;
+	for (i = 0; i < count; i++) {
+		if (cuMemAlloc(&p, 1 << 20) || launch_ns(100000, s) ||
+		    launch_ns(100000, CU_STREAM_PER_THREAD) || cuStreamSynchronize(s) ||
+		    cuStreamSynchronize(CU_STREAM_PER_THREAD) || cuMemFree(p))
+			return (void *)1;
+	}
+	return cuStreamDestroy(s) ? (void *)1 : NULL;
+}
+
+static int threads(int n, long count)
+{
+	pthread_t t[64];
+	int bad = 0;
+
+	if (n < 1 || n > 64)
+		return 1;
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&t[i], NULL, thread_body, &count))
+			return 1;
+	for (int i = 0; i < n; i++) {
+		void *r;
+
+		pthread_join(t[i], &r);
+		bad |= r != NULL;
+	}
+	printf("%s threads\n", bad ? "FAIL" : "PASS");
+	return bad;
+}
+
 static int families(void)
 {
 	int bad = 0;
@@ -603,6 +643,8 @@ int main(int argc, char **argv)
 		}
 		printf("launches=%ld pid=%d\n", k, (int)getpid());
 		rv = 0;
+	} else if (!strcmp(mode, "threads") && argc > 3) {
+		rv = threads(atoi(argv[2]), atol(argv[3]));
 	} else if (!strcmp(mode, "bench") && argc > 2) {
 		long n = atol(argv[2]);
 		double t0, info_ns, launch_ns_each, alloc_ns;
@@ -670,7 +712,7 @@ int main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "usage: test-drv-api basic|families|errors|meminfo|uninit|"
 			"hold MIB S|busy MS [US]|launch NS COUNT [LINGER_S]|grid BLOCKS COUNT|"
-			"duty MS ON_US OFF_US|bench N\n");
+			"duty MS ON_US OFF_US|threads N COUNT|bench N\n");
 		return 2;
 	}
 	return rv || failures;
