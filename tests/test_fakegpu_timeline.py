@@ -158,12 +158,20 @@ def test_kill9_frees_memory_in_ground_truth(
         devs = m.dump()["devices"]
         assert devs[0]["memory_used"] == 0 and devs[0]["processes"] == []
         assert devs[1]["memory_used"] == 256 << 20
+        a.wait(timeout=30)
+        a2 = _wait_for_holder(m, 128)  # a live process's memory stays charged
+        a2.send_signal(signal.SIGKILL)
+        time.sleep(0.2)
+        # NVML alone (no dump first) sees the killed process's memory as free
         procs = run_pynvml(m, """
 pynvml.nvmlInit()
-result = {"p": [[p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(
-    pynvml.nvmlDeviceGetHandleByIndex(i))] for i in range(2)]}
+hs = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(2)]
+result = {"used": [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in hs],
+          "p": [[p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)] for h in hs]}
 """)
+        assert procs["used"] == [0, 256 << 20]
         assert procs["p"] == [[], [b.pid]]
+        _finish(a2)
     finally:
         _finish(a)
         _finish(b)

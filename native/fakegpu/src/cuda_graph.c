@@ -49,12 +49,6 @@ struct fg_graph *fg_graph_new(void)
 	return g;
 }
 
-void fg_graph_attach_capture(struct fg_graph *g, struct fg_stream *origin)
-{
-	(void)g;
-	(void)origin;
-}
-
 unsigned long long fg_graph_id(const struct fg_graph *g)
 {
 	return g->id;

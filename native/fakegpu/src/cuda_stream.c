@@ -13,7 +13,6 @@
 #include <time.h>
 
 struct fg_graph *fg_graph_new(void);
-void fg_graph_attach_capture(struct fg_graph *g, struct fg_stream *origin);
 unsigned long long fg_graph_id(const struct fg_graph *g);
 size_t fg_graph_tail(struct fg_graph *g, CUgraphNode *out, size_t max);
 int fg_graph_valid(const struct fg_graph *g);
@@ -480,7 +479,6 @@ static CUresult begin_capture(CUstream hStream, struct fg_graph *g)
 		g = fg_graph_new();
 	if (!g)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	fg_graph_attach_capture(g, s);
 	s->capture = g;
 	s->capture_origin = 1;
 	return CUDA_SUCCESS;

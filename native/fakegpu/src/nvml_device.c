@@ -102,11 +102,17 @@ nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t *pci)
 	return nvmlDeviceGetPciInfo_v3(device, pci);
 }
 
+/* Like the real driver, memory of processes that died is free again: reap them first. */
 static uint64_t used_bytes(const struct fg_nvml_device *d)
 {
-	uint64_t used = __atomic_load_n(&fg_nvml_state()->dev[d->index].used_bytes, __ATOMIC_RELAXED);
-	uint64_t total = cfg(d)->memory_bytes;
+	struct fg_state *s = fg_nvml_state();
+	uint64_t used, total = cfg(d)->memory_bytes;
 
+	if (fg_lock(s) == 0) {
+		fg_reap_dead(s);
+		fg_unlock(s);
+	}
+	used = __atomic_load_n(&s->dev[d->index].used_bytes, __ATOMIC_RELAXED);
 	return used < total ? used : total;
 }
 
