@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import click
 
 from slurm_vgpu.policies.config import DaemonConfig
 from slurm_vgpu.policies.daemon_cli import apply_overrides, resolve_config
+from slurm_vgpu.policies.lent_file import parse_lent
 from slurm_vgpu.policies.snapshot import Snapshot
 
 
@@ -18,11 +21,16 @@ def _gib(n: int | None) -> str:
     return "-" if n is None else f"{n / (1 << 30):.1f}G"
 
 
+def _opt(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
 def _pct(permille: int | None) -> str:
     return "-" if permille is None else f"{permille / 10:.0f}%"
 
 
-def snapshot_to_dict(snapshot: Snapshot, slurm_error: str = "") -> dict[str, Any]:
+def snapshot_to_dict(snapshot: Snapshot, slurm_error: str = "",
+                     lent: dict[int, int] | None = None) -> dict[str, Any]:
     gpu_index = {(g.node, g.uuid): g.index for n in snapshot.nodes for g in n.gpus}
     nodes = []
     for node in snapshot.nodes:
@@ -52,6 +60,7 @@ def snapshot_to_dict(snapshot: Snapshot, slurm_error: str = "") -> dict[str, Any
             "name": node.name, "slurm_state": node.state,
             "vgpu_configured": node.vgpu_configured, "vgpu_slurm": node.vgpu_current,
             "weight": node.weight,
+            "lent_slices": {str(k): v for k, v in (lent or {}).items()},
             "gpus": [{
                 "index": g.index, "uuid": g.uuid, "slices": g.slices,
                 "slices_allocated": allocated.get(g.uuid, 0), "slice_bytes": g.slice_bytes,
@@ -72,8 +81,8 @@ def render_table(doc: dict[str, Any]) -> str:
     for node in doc["nodes"]:
         lines.append(
             f"node {node['name']}  state={node['slurm_state'] or '?'}  "
-            f"vgpu={node['vgpu_configured']} (slurm: {node['vgpu_slurm']})  "
-            f"weight={node['weight']}")
+            f"vgpu={node['vgpu_configured']} (slurm: {_opt(node['vgpu_slurm'])}, "
+            f"lent: {sum(node['lent_slices'].values())})  weight={_opt(node['weight'])}")
         lines.append(f"  {'GPU':<4}{'UUID':<42}{'SLICES':>8}{'ALLOC':>7}{'MEMORY':>16}{'UTIL':>6}")
         for g in node["gpus"]:
             mem = f"{_gib(g['memory_used_bytes'])}/{_gib(g['memory_bytes'])}"
@@ -114,11 +123,19 @@ def status(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
                                         inventory, None)
     from slurm_vgpu.policies.daemon import build_daemon
 
+    # The observer's warnings are daemon talk ("keeping the last limits"); status reports
+    # Slurm problems in its own output instead.
+    logging.getLogger("slurm_vgpu.daemon").setLevel(logging.ERROR)
     d = build_daemon(cfg, dry_run=True)
     snapshot = d.observer.observe()
     if sample_seconds > 0 and snapshot.jobs:
         time.sleep(sample_seconds)
+        d.observer.health.next_attempt = 0.0  # poll again now, no backoff for a one-shot
         snapshot = d.observer.observe()
-    doc = snapshot_to_dict(snapshot, d.observer.health.last_error)
+    lent: dict[int, int] = {}
+    if d.runtime_dir is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            lent = parse_lent((d.runtime_dir / "lent").read_text())
+    doc = snapshot_to_dict(snapshot, d.observer.health.last_error, lent)
     click.echo(json.dumps(doc, indent=2) if as_json else render_table(doc))
 

@@ -9,6 +9,7 @@ side for real: squeue/sinfo polling, `scontrol update gres=`, requeue, slurmctld
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -224,6 +225,16 @@ def test_share_change_metrics_and_daemon_restart(slurm_cluster_factory: Any, nod
     assert d.metric("vgpu_daemon_slurm_up") == 1.0
     assert (d.metric("vgpu_daemon_last_slurm_success_timestamp_seconds") or 0) > time.time() - 30
     assert (d.metric("vgpu_policy_actions_total", action="set_compute_limit") or 0) >= 1
+
+    status = subprocess.run(
+        [sys.executable, "-m", "slurm_vgpu.cli", "status", "--config", str(d.config), "--json",
+         "--sample-seconds", "0"], env=cluster.env, capture_output=True, text=True, timeout=60,
+        check=True)
+    doc = json.loads(status.stdout)
+    assert doc["slurm_ok"] is True
+    jobs = {j["job_id"]: j for j in doc["nodes"][0]["jobs"]}
+    assert jobs[burst_job]["gpus"][0]["compute_target_permille"] == 1000
+    assert jobs[owner_job]["partition"] == "debug"
 
     with busy(node, owner_job):  # the owner computes again: its share comes back
         wait_until(lambda: compute() == 300, "the owner's share to come back")

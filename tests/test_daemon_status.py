@@ -1,0 +1,62 @@
+"""`vgpu status`: table and JSON, also when Slurm cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_daemon_unit import GIB, UUID0, UUID1, write_job
+
+from slurm_vgpu.cli import main as vgpu_main
+from slurm_vgpu.gres.inventory import InventoryGpu, NodeInventory, format_inventory
+from slurm_vgpu.native import SharePolicy as NativeShare
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="limits files must be root-owned")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "inv.conf").write_text(format_inventory(NodeInventory("n1", (
+        InventoryGpu(0, UUID0, 10, 8 * GIB, 100, 80 * GIB, "A100"),
+        InventoryGpu(1, UUID1, 10, 8 * GIB, 100, 80 * GIB, "A100")))))
+    write_job(tmp_path / "run", 11, 3, NativeShare.BURST)
+    write_job(tmp_path / "run", 12, 5, NativeShare.GUARANTEED, UUID1, 1)
+    (tmp_path / "run" / "lent").write_text("version=1\nnode=n1\ngpu index=1 uuid=x slices=2\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"nodes: [n1]\nruntime_dir: {tmp_path / 'run'}\n"
+                   f"inventory: {tmp_path / 'inv.conf'}\nnvml: false\n"
+                   f"slurm: {{bin_dir: {tmp_path / 'no-slurm'}}}\n")
+    return cfg
+
+
+def test_status_json_without_slurm(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vgpu_main(["status", "--config", str(config), "--json", "--sample-seconds", "0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["slurm_ok"] is False and "not found" in doc["slurm_error"]
+    (node,) = doc["nodes"]
+    assert [g["slices_allocated"] for g in node["gpus"]] == [3, 5]
+    assert node["lent_slices"] == {"1": 2}
+    jobs = {j["job_id"]: j for j in node["jobs"]}
+    assert jobs[11]["share"] == "burst"
+    (g,) = jobs[11]["gpus"]
+    assert (g["index"], g["memory_limit_bytes"], g["compute_target_permille"]) == (
+        0, 24 * GIB, 300)
+
+
+def test_status_table(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vgpu_main(["status", "--config", str(config), "--sample-seconds", "0"]) == 0
+    out = capsys.readouterr()
+    assert "warning: Slurm unavailable" in out.out
+    assert "lent: 2" in out.out
+    rows = [line.split() for line in out.out.splitlines() if line.strip().startswith("1")]
+    assert ["11", "1000", "burst", "0", "3", "0.0G/24.0G", "30%", "30%", "0%", "0s"] in rows
+    assert out.err == ""
+
+
+def test_status_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"inventory: {tmp_path / 'missing.conf'}\nnodes: [n1]\n")
+    assert vgpu_main(["status", "--config", str(cfg)]) == 2
+    assert "inventory" in capsys.readouterr().err
