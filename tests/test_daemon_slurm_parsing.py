@@ -85,3 +85,26 @@ def test_cli_client_reports_missing_and_failing_tools(tmp_path: Path) -> None:
     assert (tmp_path / "args").read_text().strip() == "12.0"
     with pytest.raises(ValueError):
         client.cancel_step(12, "0; rm -rf /")
+
+
+def test_client_selection_pyslurm_only_when_it_matches(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    import sys
+    import types
+
+    from slurm_vgpu.policies import slurm_pyslurm
+    from slurm_vgpu.policies.slurm_client import make_slurm_client
+
+    monkeypatch.setitem(sys.modules, "pyslurm", None)  # not installed
+    assert isinstance(make_slurm_client("auto"), CliSlurmClient)
+    with pytest.raises(SlurmUnavailable, match="pyslurm is not installed"):
+        make_slurm_client("pyslurm")
+    fake = types.ModuleType("pyslurm")
+    fake.__version__ = "25.11.2"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pyslurm", fake)
+    monkeypatch.setattr(slurm_pyslurm, "installed_slurm_version", lambda bin_dir=None: "22.05")
+    assert isinstance(make_slurm_client("auto"), CliSlurmClient)
+    with pytest.raises(SlurmUnavailable, match=r"25\.11\.2 does not match the installed Slurm"):
+        make_slurm_client("pyslurm")
+    monkeypatch.setattr(slurm_pyslurm, "installed_slurm_version", lambda bin_dir=None: "25.11")
+    assert isinstance(make_slurm_client("auto"), slurm_pyslurm.PyslurmClient)
