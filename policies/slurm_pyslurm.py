@@ -32,17 +32,22 @@ class PyslurmUnusable(Exception):
 
 
 def installed_slurm_version(bin_dir: str | None = None) -> str | None:
-    """'22.05' from `sinfo --version` ('slurm 22.05.8'), or None."""
-    sinfo = f"{bin_dir}/sinfo" if bin_dir else shutil.which("sinfo")
-    if not sinfo:
-        return None
-    try:
-        out = subprocess.run([sinfo, "--version"], capture_output=True, text=True, timeout=5,
-                             check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"(\d+)\.(\d+)", out)
-    return f"{int(m.group(1))}.{int(m.group(2)):02d}" if m else None
+    """'22.05' from `sinfo --version` ('slurm 22.05.8'; needs a readable slurm.conf in 22.05)
+    or else `slurmd -V` (on compute nodes, needs no config); None when neither answers."""
+    candidates = [f"{bin_dir}/sinfo" if bin_dir else shutil.which("sinfo"),
+                  shutil.which("slurmd") or "/usr/sbin/slurmd"]
+    for tool, flag in zip(candidates, ("--version", "-V"), strict=True):
+        if not tool:
+            continue
+        try:
+            done = subprocess.run([tool, flag], capture_output=True, text=True, timeout=5,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        m = re.search(r"(\d+)\.(\d+)\.\d+", done.stdout) if done.returncode == 0 else None
+        if m:
+            return f"{int(m.group(1))}.{int(m.group(2)):02d}"
+    return None
 
 
 def make_pyslurm_client(bin_dir: str | None = None) -> PyslurmClient:
