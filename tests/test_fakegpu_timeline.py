@@ -99,6 +99,13 @@ def test_devices_have_independent_timelines(fake_machine: FakeMachineFactory) ->
                                      "busy_window_ns": 100 * MS}]
 
 
+def _wait_for_launches(m: FakeMachine, launches: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while m.device(0)["launches"] < launches:
+        assert time.monotonic() < deadline, "the program never launched"
+        time.sleep(0.02)
+
+
 def test_nvml_utilization_matches_the_timeline(
     fake_machine: FakeMachineFactory, run_pynvml: PynvmlRunner
 ) -> None:
@@ -111,10 +118,11 @@ samples = pynvml.nvmlDeviceGetProcessUtilization(h, 0)
 result = {"gpu": pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
           "procs": {str(s.pid): s.smUtil for s in samples}}
 """
-    # saturated: 3 s of queued work
+    # saturated: 3 s of queued work; sample once a whole window lies inside it
     sat = m.popen([prog, "launch", str(50 * MS), "60"])
     try:
-        time.sleep(1.2)
+        _wait_for_launches(m, 60)
+        time.sleep(1.05)
         nvml = run_pynvml(m, query)
         truth = m.device(0, window_ms=1000)
     finally:
@@ -124,7 +132,8 @@ result = {"gpu": pynvml.nvmlDeviceGetUtilizationRates(h).gpu,
     # half duty cycle: 10 ms kernel, 10 ms idle
     duty = m.popen([prog, "duty", "4000", "10000", "10000"])
     try:
-        time.sleep(1.5)
+        _wait_for_launches(m, 61)
+        time.sleep(1.1)
         truth_before = m.device(0, window_ms=1000)["utilization"]
         nvml = run_pynvml(m, query)
         truth_after = m.device(0, window_ms=1000)["utilization"]
