@@ -55,6 +55,19 @@ def measure() -> dict[str, Any]:
     _, cycle_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    # Observation side, for scale: parsing `squeue --json` for the same 20,000 jobs (22.05
+    # prints every job; the daemon filters its node's).
+    from slurm_vgpu.policies.slurm_client import parse_squeue_json
+
+    doc = {"jobs": [{"job_id": j.job_id, "job_state": "RUNNING", "nodes": j.node,
+                     "gres_detail": [f"vgpu(CNT:{j.vgpu_slices})"], "partition": j.partition,
+                     "qos": j.qos, "user_id": j.uid, "start_time": int(j.start_time)}
+                    for j in snapshot.jobs]}
+    t0 = time.perf_counter()
+    parsed = parse_squeue_json(doc)
+    parse_ms = (time.perf_counter() - t0) * 1000
+    assert len(parsed) == len(snapshot.jobs)
     kinds: dict[str, int] = {}
     for a in plan.actions:
         kinds[type(a).__name__] = kinds.get(type(a).__name__, 0) + 1
@@ -71,6 +84,7 @@ def measure() -> dict[str, Any]:
         "process_peak_rss_mb": round(rss_mb, 1),
         "interpreter_rss_mb_at_start": round(rss_start_kib / 1024, 1),
         "snapshot_build_s": round(build_s, 2),
+        "squeue_json_parse_ms_20000_jobs": round(parse_ms, 1),
         "actions": kinds,
         "goal_cycle_ms": GOAL_MS,
         "goal_memory_mb": GOAL_MB,
