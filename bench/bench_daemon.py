@@ -68,6 +68,10 @@ def measure() -> dict[str, Any]:
     parsed = parse_squeue_json(doc)
     parse_ms = (time.perf_counter() - t0) * 1000
     assert len(parsed) == len(snapshot.jobs)
+    t0 = time.perf_counter()
+    mine = parse_squeue_json(doc, ["node0007"])  # what one node's daemon does
+    node_parse_ms = (time.perf_counter() - t0) * 1000
+    assert mine and all(set(j.vgpu_per_node) == {"node0007"} for j in mine)
     kinds: dict[str, int] = {}
     for a in plan.actions:
         kinds[type(a).__name__] = kinds.get(type(a).__name__, 0) + 1
@@ -85,6 +89,7 @@ def measure() -> dict[str, Any]:
         "interpreter_rss_mb_at_start": round(rss_start_kib / 1024, 1),
         "snapshot_build_s": round(build_s, 2),
         "squeue_json_parse_ms_20000_jobs": round(parse_ms, 1),
+        "squeue_json_parse_ms_one_node_of_20000_jobs": round(node_parse_ms, 1),
         "actions": kinds,
         "goal_cycle_ms": GOAL_MS,
         "goal_memory_mb": GOAL_MB,

@@ -120,7 +120,7 @@ class Observer:
         if h.consecutive_failures and now < h.next_attempt:
             return False
         try:
-            jobs = self.slurm.running_jobs()
+            jobs = self.slurm.running_jobs(self.node_names)
             nodes = self.slurm.nodes(self.node_names)
         except SlurmUnavailable as e:
             self.slurm_failed(str(e), now)

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,7 +68,9 @@ class SlurmNode:
 class SlurmClient(Protocol):
     """What the daemon asks of Slurm. Every method raises SlurmUnavailable on failure."""
 
-    def running_jobs(self) -> list[SlurmJob]: ...
+    def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
+        """Running vgpu jobs (on `nodes` only, if given)."""
+        ...
 
     def nodes(self, names: Sequence[str]) -> list[SlurmNode]: ...
 
@@ -108,6 +110,8 @@ def _split_top_level(text: str, sep: str = ",") -> list[str]:
 
 def expand_hostlist(expr: str) -> list[str]:
     """Expand a Slurm hostlist ('n[01-03,7],gpu5') into node names, keeping zero padding."""
+    if "[" not in expr and "," not in expr:  # the common single-node job
+        return [expr.strip()] if expr.strip() else []
     names: list[str] = []
     for item in _split_top_level(expr):
         m = re.match(r"^([^\[]*)\[([^\]]+)\](.*)$", item)
@@ -133,6 +137,10 @@ def gres_count(spec: str, name: str = GRES_NAME) -> int | None:
     Handles the forms slurmctld prints: 'vgpu:20', 'vgpu:g0:10', 'vgpu(CNT:3)',
     'vgpu:3(IDX:0-2)', 'gpu:1(IDX:0),vgpu(CNT:3)', 'gres:vgpu:3' (tres_per_node),
     'vgpu:0(IDX:N/A)'. Several typed entries add up."""
+    if spec.startswith(f"{name}(CNT:") and spec.endswith(")") and "," not in spec:
+        digits = spec[len(name) + 5:-1]  # the common 'vgpu(CNT:3)'
+        if digits.isdigit():
+            return int(digits)
     total: int | None = None
     for item in _split_top_level(spec):
         head, _, paren = item.partition("(")
@@ -171,10 +179,17 @@ def _state(value: Any) -> str:
     return str(value or "")
 
 
-def parse_squeue_json(doc: Mapping[str, Any]) -> list[SlurmJob]:
-    """Running jobs holding vgpu, from `squeue --json`."""
+def parse_squeue_json(doc: Mapping[str, Any], nodes: Collection[str] | None = None
+                      ) -> list[SlurmJob]:
+    """Running jobs holding vgpu, from `squeue --json` (only those on `nodes` if given: 22.05
+    prints every job of the cluster, so a node's daemon skips the others cheaply)."""
+    wanted = set(nodes) if nodes is not None else None
     jobs: list[SlurmJob] = []
     for raw in doc.get("jobs") or []:
+        expr = raw.get("nodes")
+        if wanted is not None and isinstance(expr, str) and "[" not in expr \
+                and "," not in expr and expr not in wanted:
+            continue
         state = _state(raw.get("job_state"))
         if "RUNNING" not in state.upper():
             continue
@@ -193,6 +208,8 @@ def parse_squeue_json(doc: Mapping[str, Any]) -> list[SlurmJob]:
             count = gres_count(str(raw.get("tres_per_node") or ""))
             if count:
                 per_node = dict.fromkeys(nodes, count)
+        if wanted is not None:
+            per_node = {n: c for n, c in per_node.items() if n in wanted}
         if not per_node:
             continue
         jobs.append(SlurmJob(
@@ -278,8 +295,8 @@ class CliSlurmClient:
             raise SlurmUnavailable(f"{tool} --json reported errors: {errors}")
         return doc
 
-    def running_jobs(self) -> list[SlurmJob]:
-        return parse_squeue_json(self._json("squeue", "--json"))
+    def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
+        return parse_squeue_json(self._json("squeue", "--json"), nodes)
 
     def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
         return parse_sinfo_json(self._json("sinfo", "--json"), names)

@@ -81,7 +81,7 @@ class PyslurmClient:
         except Exception as e:  # pyslurm raises RPCError and friends; all mean "retry later"
             raise SlurmUnavailable(f"pyslurm {what} failed: {e}") from e
 
-    def running_jobs(self) -> list[SlurmJob]:
+    def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
         jobs = self._call("Jobs.load", self.pyslurm.Jobs.load)
         result: list[SlurmJob] = []
         for job in jobs.values():
@@ -90,12 +90,16 @@ class PyslurmClient:
             per_node_count = gres_count(_gres_text(getattr(job, "gres_per_node", "")))
             if not per_node_count:
                 continue
-            nodes = expand_hostlist(str(job.allocated_nodes or ""))
+            on = expand_hostlist(str(job.allocated_nodes or ""))
+            if nodes is not None:
+                on = [n for n in on if n in nodes]
+            if not on:
+                continue
             result.append(SlurmJob(
                 job_id=int(job.id), state="RUNNING", partition=str(job.partition or ""),
                 qos=str(job.qos or ""), user_id=int(job.user_id or 0),
                 start_time=float(job.start_time or 0),
-                vgpu_per_node=dict.fromkeys(nodes, per_node_count),
+                vgpu_per_node=dict.fromkeys(on, per_node_count),
             ))
         return result
 

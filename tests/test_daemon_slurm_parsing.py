@@ -64,6 +64,11 @@ def test_multi_node_job_gres_detail_per_node() -> None:
                      "qos": "normal", "user_id": 1000, "start_time": 5}]}
     (job,) = parse_squeue_json(doc)
     assert dict(job.vgpu_per_node) == {"n1": 2, "n2": 5}
+    (job,) = parse_squeue_json(doc, ["n2"])  # a node's daemon sees only its share
+    assert dict(job.vgpu_per_node) == {"n2": 5}
+    assert parse_squeue_json(doc, ["n3"]) == []
+    assert [j.job_id for j in parse_squeue_json(load("squeue.json"), ["n1"])] == [1, 3, 4]
+    assert parse_squeue_json(load("squeue.json"), ["n9"]) == []
 
 
 def test_cli_client_reports_missing_and_failing_tools(tmp_path: Path) -> None:

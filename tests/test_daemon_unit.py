@@ -55,7 +55,7 @@ class FakeSlurm:
         if self.down:
             raise SlurmUnavailable("slurmctld is down (fake)")
 
-    def running_jobs(self) -> list[SlurmJob]:
+    def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
         self._maybe_fail()
         self.calls.append(("squeue", None))
         return list(self.jobs)
