@@ -157,11 +157,13 @@ def create_fake_machine(
     blocks_per_sm: int | None = None,
     alloc_granularity: str | None = None,
     util_window_ms: int | None = None,
+    ctx_overhead: str | None = None,
 ) -> FakeMachine:
     """Create the state file ``state`` (fakegpu-ctl create --force) and describe the machine.
 
     ``mem``, ``sms`` and ``name`` take comma-separated per-device values (the last repeats),
-    e.g. ``mem="16G,80G"``.
+    e.g. ``mem="16G,80G"``. ``ctx_overhead`` (e.g. ``"500M"``) charges each CUDA context that
+    much device memory, as real contexts take; the default is none.
     """
     args = [str(build.ctl), "create", "--force", "--state", str(state), "--count", str(count),
             "--mem", mem]
@@ -172,6 +174,7 @@ def create_fake_machine(
         ("--blocks-per-sm", None if blocks_per_sm is None else str(blocks_per_sm)),
         ("--alloc-granularity", alloc_granularity),
         ("--util-window-ms", None if util_window_ms is None else str(util_window_ms)),
+        ("--ctx-overhead", ctx_overhead),
     ]
     for opt, value in options:
         if value is not None:

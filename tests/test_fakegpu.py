@@ -254,3 +254,20 @@ def test_pynvml_preloaded_by_path(fake_machine: FakeMachineFactory) -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1 NVIDIA FakeGPU"
+
+
+def test_context_memory_overhead_when_configured(fake_machine: FakeMachineFactory) -> None:
+    m = fake_machine(mem="16G", ctx_overhead="500M")
+    prog = str(m.build.program("test-drv-api"))
+    info = m.run([prog, "meminfo"])
+    assert f"free={16 * GIB - (500 << 20)} total={16 * GIB}" in info.stdout
+    hold = m.popen([prog, "hold", "64", "30"])
+    try:
+        assert hold.stdout is not None and "holding" in hold.stdout.readline()
+        dev = m.device(0)
+        assert dev["memory_used"] == (500 << 20) + (64 << 20)
+        assert dev["processes"][0]["memory_used"] == (500 << 20) + (64 << 20)
+    finally:
+        hold.kill()
+        hold.wait(timeout=30)
+    assert m.device(0)["memory_used"] == 0

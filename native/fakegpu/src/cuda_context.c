@@ -26,6 +26,16 @@ static void primary_init(void)
 	}
 }
 
+/* Each live context takes ctx_overhead_mib of its device's memory, as real ones do. */
+static CUresult charge_ctx(int dev, int sign)
+{
+	uint64_t bytes = (uint64_t)fg_shm()->ctx_overhead_mib << 20;
+
+	if (!bytes)
+		return CUDA_SUCCESS;
+	return fg_mem_usage(fg_phys(dev), sign * (int64_t)bytes);
+}
+
 static struct fg_ctx *primary_ctx(int dev)
 {
 	pthread_once(&primary_once, primary_init);
@@ -69,6 +79,10 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 		return CUDA_ERROR_INVALID_DEVICE;
 	c = primary_ctx(dev);
 	pthread_mutex_lock(&ctx_mu);
+	if (c->refcount == 0 && (r = charge_ctx(dev, 1))) {
+		pthread_mutex_unlock(&ctx_mu);
+		return r;
+	}
 	c->refcount++;
 	pthread_mutex_unlock(&ctx_mu);
 	*pctx = (CUcontext)c;
@@ -97,6 +111,7 @@ CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 	if (last) { /* the last release destroys the primary context's resources */
 		fg_sync_ctx(c);
 		fg_free_ctx_allocs(c);
+		charge_ctx(dev, -1);
 	}
 	return CUDA_SUCCESS;
 }
@@ -163,9 +178,14 @@ static CUresult ctx_create(CUcontext *pctx, unsigned flags, CUdevice dev)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (!fg_valid_dev(dev))
 		return CUDA_ERROR_INVALID_DEVICE;
+	r = charge_ctx(dev, 1);
+	if (r)
+		return r;
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		charge_ctx(dev, -1);
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
 	c->tag = FG_TAG_CTX;
 	c->dev = dev;
 	c->flags = flags;
@@ -211,6 +231,7 @@ CUresult cuCtxDestroy_v2(CUcontext ctx)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	fg_sync_ctx(c);
 	fg_free_ctx_allocs(c);
+	charge_ctx(c->dev, -1);
 	for (int i = 0; i < depth; i++) {
 		if (stack[i] == c) {
 			memmove(&stack[i], &stack[i + 1], (size_t)(depth - i - 1) * sizeof(stack[0]));

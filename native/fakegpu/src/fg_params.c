@@ -254,5 +254,14 @@ int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
 	} else if (v && *v) {
 		p->util_window_ms = (uint32_t)n;
 	}
+	if ((v = getenv("FAKEGPU_CTX_OVERHEAD")) && *v) {
+		uint64_t bytes;
+
+		if (fg_parse_size(v, &bytes) || bytes > (1ULL << 40)) {
+			set_err(err, errlen, "FAKEGPU_CTX_OVERHEAD=%s: expected a size like 0 or 500M", v);
+			return -1;
+		}
+		p->ctx_overhead_mib = (uint32_t)((bytes + (1 << 20) - 1) >> 20);
+	}
 	return 0;
 }

@@ -217,6 +217,7 @@ int fg_state_create(const char *path, const struct fg_create_params *p, int repl
 	s->kernel_ns = p->kernel_ns;
 	s->alloc_granularity = p->alloc_granularity;
 	s->util_window_ms = p->util_window_ms;
+	s->ctx_overhead_mib = p->ctx_overhead_mib;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	s->created_unix_ns = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec;
 	memcpy(s->config, p->config, sizeof(s->config));

@@ -80,7 +80,7 @@ struct fg_state {
 	uint64_t kernel_ns;      /* simulated time of one wave of an ordinary kernel */
 	uint64_t alloc_granularity; /* device allocations are accounted rounded up to this */
 	uint32_t util_window_ms; /* NVML utilization window */
-	uint32_t reserved0;
+	uint32_t ctx_overhead_mib; /* device memory each CUDA context takes (0: none) */
 	uint64_t created_unix_ns;
 	pthread_mutex_t lock;    /* robust, process-shared */
 	char lock_pad[64 - sizeof(pthread_mutex_t) % 64];
@@ -96,6 +96,7 @@ struct fg_create_params {
 	uint64_t kernel_ns;
 	uint64_t alloc_granularity;
 	uint32_t util_window_ms;
+	uint32_t ctx_overhead_mib;
 	struct fg_device_config config[FG_MAX_DEVICES];
 };
 
@@ -115,7 +116,7 @@ int fg_state_create(const char *path, const struct fg_create_params *p, int repl
 struct fg_state *fg_state_attach(char *err, size_t errlen);
 
 /* Defaults plus FAKEGPU_COUNT, _MEM, _SMS, _NAME, _CC, _UUIDS, _PCI, _KERNEL_NS,
- * _BLOCKS_PER_SM, _ALLOC_GRANULARITY, _UTIL_WINDOW_MS. */
+ * _BLOCKS_PER_SM, _ALLOC_GRANULARITY, _UTIL_WINDOW_MS, _CTX_OVERHEAD. */
 int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen);
 void fg_params_defaults(struct fg_create_params *p, uint32_t count);
 

@@ -4,7 +4,7 @@
  *   fakegpu-ctl create [--state PATH] [--count N] [--mem 16G[,80G...]] [--sms N[,..]]
  *                      [--name NAME[,..]] [--cc 8.0[,..]] [--uuid GPU-..[,..]] [--pci BUSID[,..]]
  *                      [--kernel-ns NS] [--blocks-per-sm N] [--alloc-granularity SIZE]
- *                      [--util-window-ms MS] [--force]
+ *                      [--util-window-ms MS] [--ctx-overhead SIZE] [--force]
  *   fakegpu-ctl reap   [--state PATH]   give back memory held by exited processes
  *   fakegpu-ctl hold-lock SECONDS [--state PATH]
  *                      hold the state lock (tests kill it to check lock recovery)
@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"                          [--name NAME[,..]] [--cc MAJOR.MINOR[,..]] "
 		"[--uuid GPU-...[,..]] [--pci BUSID[,..]]\n"
 		"                          [--kernel-ns NS] [--blocks-per-sm N] "
-		"[--alloc-granularity SIZE] [--util-window-ms MS] [--force]\n"
+		"[--alloc-granularity SIZE] [--util-window-ms MS]\n"
+		"                          [--ctx-overhead SIZE] [--force]\n"
 		"       fakegpu-ctl reap [--state PATH]\n"
 		"       fakegpu-ctl hold-lock SECONDS [--state PATH]\n");
 }
@@ -111,6 +112,7 @@ int main(int argc, char **argv)
 		{ "blocks-per-sm", required_argument, NULL, 'b' },
 		{ "alloc-granularity", required_argument, NULL, 'g' },
 		{ "util-window-ms", required_argument, NULL, 'w' },
+		{ "ctx-overhead", required_argument, NULL, 'o' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -123,7 +125,7 @@ int main(int argc, char **argv)
 		{ 'S', "FAKEGPU_SMS" }, { 'N', "FAKEGPU_NAME" }, { 'c', "FAKEGPU_CC" },
 		{ 'u', "FAKEGPU_UUIDS" }, { 'p', "FAKEGPU_PCI" }, { 'k', "FAKEGPU_KERNEL_NS" },
 		{ 'b', "FAKEGPU_BLOCKS_PER_SM" }, { 'g', "FAKEGPU_ALLOC_GRANULARITY" },
-		{ 'w', "FAKEGPU_UTIL_WINDOW_MS" },
+		{ 'w', "FAKEGPU_UTIL_WINDOW_MS" }, { 'o', "FAKEGPU_CTX_OVERHEAD" },
 	};
 	const char *cmd;
 	int force = 0, o;

@@ -192,9 +192,11 @@ int main(int argc, char **argv)
 	printf("{\"state\":");
 	json_string(path, sizeof(path));
 	printf(",\"version\":%u,\"now_ns\":%llu,\"from_ns\":%llu,\"to_ns\":%llu,"
-	       "\"kernel_ns\":%llu,\"blocks_per_sm\":%u,\"alloc_granularity\":%llu,\"devices\":[",
+	       "\"kernel_ns\":%llu,\"blocks_per_sm\":%u,\"alloc_granularity\":%llu,"
+	       "\"ctx_overhead\":%llu,\"devices\":[",
 	       s->version, (unsigned long long)now, from, to, (unsigned long long)s->kernel_ns,
-	       s->blocks_per_sm, (unsigned long long)s->alloc_granularity);
+	       s->blocks_per_sm, (unsigned long long)s->alloc_granularity,
+	       (unsigned long long)s->ctx_overhead_mib << 20);
 	for (uint32_t i = 0; i < s->device_count; i++)
 		dump_device(s, i, from, to);
 	printf("]}\n");
