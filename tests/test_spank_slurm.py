@@ -6,7 +6,10 @@ Enforcement on the simulated GPU is in tests/test_spank_enforce.py.
 
 from __future__ import annotations
 
+import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,6 +201,21 @@ def test_multi_node_job_gets_slices_on_every_node(cluster: SlurmCluster,
         wait_cleaned(site, node, jobid)
 
 
+def test_jobs_starting_together_never_overbook_a_node(cluster: SlurmCluster,
+                                                     site: SpankSite) -> None:
+    # eight 2-slice jobs (one per CPU of n1) start at once; their prologs race for the table.
+    # Best fit packs the first card full before using the second, whatever the order.
+    jobs = [submit_hold(cluster, "-w", "n1", "--gres=vgpu:2") for _ in range(8)]
+    envs = [job_env(cluster, j) for j in jobs]
+    assert sorted(env["CUDA_VISIBLE_DEVICES"] for env in envs) == ["0"] * 5 + ["1"] * 3
+    per_gpu: dict[int, int] = {}
+    for _job, gpu, slices in site.placements("n1"):
+        per_gpu[gpu] = per_gpu.get(gpu, 0) + slices
+    assert per_gpu == {0: 10, 1: 6}
+    for jobid in jobs:
+        release(cluster, site, jobid)
+
+
 def test_srun_steps_inside_a_batch_job(cluster: SlurmCluster, site: SpankSite) -> None:
     script = cluster.jobs_dir / "steps.sh"
     script.write_text(
@@ -361,6 +379,27 @@ def test_on_error_allow_runs_the_job_without_limits() -> None:
         result = cluster.run("srun", "--gres=vgpu:2", "printenv", "VGPU_LIMITS", check=False,
                              user=USER, timeout=60)
         assert result.returncode == 1 and result.stdout == ""  # ran, with no limits set
+
+
+def test_file_backed_gres_conf_is_understood_too(tmp_path: Path) -> None:
+    """gres.conf with one device file per slice: slurmctld reports "vgpu:3(IDX:0-2)"
+    instead of "vgpu(CNT:3)"."""
+    require_slurm_cluster()
+    ensure_user(USER)
+    devdir = Path(tempfile.mkdtemp(prefix="vgpu-dev-"))
+    try:
+        for i in range(20):
+            os.mknod(devdir / f"s{i}", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        with spank_cluster(nodes=["n1"], gres_conf=f"Name=vgpu File={devdir}/s[0-19]") as (
+                cluster, site):
+            jobid = submit_hold(cluster, "--gres=vgpu:3")
+            env = job_env(cluster, jobid)
+            assert "IDX:" in cluster.job_info(jobid)["GRES"]
+            assert [(g.physical_index, g.slices) for g in site.limits("n1", jobid).gpus] == [
+                (int(env["CUDA_VISIBLE_DEVICES"]), 3)]
+            release(cluster, site, jobid)
+    finally:
+        shutil.rmtree(devdir, ignore_errors=True)
 
 
 def test_visible_env_sets_other_vendors_variables_too() -> None:
