@@ -4,8 +4,9 @@ The hook enforces caps inside the job's processes; a process that stripped LD_PR
 links the driver statically) escapes it. NVML still sees every process's device memory, so
 each poll compares, per GPU and job, what its processes hold with the job's cap on that GPU
 (a job holding memory on a GPU it has no slices of has a cap of 0 there). Over cap plus
-`tolerance_bytes` -> RecordViolation, and with action `cancel_step` a CancelStep for every
-offending step. Memory on a sliced GPU held by processes of no known job is reported too.
+`tolerance_bytes` (+ `tolerance_bytes_per_process` per process) -> RecordViolation, and with
+action `cancel_step` a CancelStep for every offending step. Memory on a sliced GPU held by
+processes of no known job is reported too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def plan_backstop(snapshot: Snapshot, cfg: BackstopConfig) -> list[RecordViolati
                     "device memory held by processes of no Slurm job on a sliced GPU"))
             continue
         limit = caps.get((job_id, uuid), 0)
-        if used <= limit + cfg.tolerance_bytes:
+        if used <= limit + cfg.tolerance_bytes + cfg.tolerance_bytes_per_process * len(procs):
             continue
         actions.append(RecordViolation(
             node, uuid, job_id, used, limit, pids,

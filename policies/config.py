@@ -65,9 +65,11 @@ class BackstopConfig:
     enabled: bool = True
     # "record": log + metric + alert; "cancel_step": also scancel the offending step.
     action: str = "record"
-    # Device memory a job may hold above its cap before the backstop acts (CUDA contexts
-    # cost memory the hook cannot see).
+    # Device memory a job may hold above its cap before the backstop acts: a fixed amount plus
+    # an amount per process (each CUDA context costs device memory the hook does not count;
+    # a few hundred MiB on real GPUs, nothing on the simulated one).
     tolerance_bytes: int = 0
+    tolerance_bytes_per_process: int = 0
     # Also report device memory held on sliced GPUs by processes of no known job.
     report_unattributed: bool = True
 
@@ -265,6 +267,8 @@ def _backstop(s: _Section) -> BackstopConfig:
         enabled=s.boolean("enabled", d.enabled),
         action=s.string("action", d.action, ("record", "cancel_step")),
         tolerance_bytes=s.integer("tolerance_bytes", d.tolerance_bytes, 0),
+        tolerance_bytes_per_process=s.integer("tolerance_bytes_per_process",
+                                              d.tolerance_bytes_per_process, 0),
         report_unattributed=s.boolean("report_unattributed", d.report_unattributed),
     )
     s.done()

@@ -354,6 +354,7 @@ def test_backstop_within_cap_and_tolerance() -> None:
     procs = (GpuProcess("n1", g.uuid, 100, 16 * GIB + 100, 1, "0"),)
     s = snap(node, make_job(1, g, 2), processes=procs)
     assert plan_backstop(s, BackstopConfig(tolerance_bytes=1000)) == []
+    assert plan_backstop(s, BackstopConfig(tolerance_bytes_per_process=1000)) == []
     assert len(plan_backstop(s, BackstopConfig())) == 1
 
 
