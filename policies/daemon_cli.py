@@ -61,8 +61,9 @@ def daemon(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
     if check_config:
         click.echo("vgpu: config OK")
         return
-    logging.basicConfig(level=getattr(logging, cfg.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(message)s")
+    level = getattr(logging, cfg.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("slurm_vgpu.daemon").setLevel(level)
     from slurm_vgpu.policies.daemon import build_daemon
 
     d = build_daemon(cfg, dry_run=dry_run)

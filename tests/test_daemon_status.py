@@ -60,3 +60,27 @@ def test_status_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     cfg.write_text(f"inventory: {tmp_path / 'missing.conf'}\nnodes: [n1]\n")
     assert vgpu_main(["status", "--config", str(cfg)]) == 2
     assert "inventory" in capsys.readouterr().err
+
+
+def test_daemon_once_dry_run_changes_nothing(config: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    from slurm_vgpu.native import read_limits_file
+
+    limits = tmp_path / "run" / "jobs" / "11" / "limits"
+    before = read_limits_file(limits)
+    assert vgpu_main(["daemon", "--config", str(config), "--once", "--dry-run"]) == 0
+    assert read_limits_file(limits) == before
+    assert "would set_compute_limit" in caplog.text
+
+
+def test_daemon_metrics_port_in_use_names_the_field(config: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code = vgpu_main(["daemon", "--config", str(config), "--metrics-port", str(port)])
+    assert code == 2
+    assert "metrics.port" in capsys.readouterr().err
