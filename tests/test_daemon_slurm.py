@@ -273,8 +273,17 @@ def test_backfill_slurmctld_restart_and_requeue(slurm_cluster_factory: Any, node
     wait_until(lambda: running(cluster, guest), "the preemptible job to run on lent slices")
 
     # slurmctld restart resets the count to slurm.conf's; the daemon puts it back
+    def count_updates() -> float:
+        return d.metric("vgpu_policy_actions_total", action="set_node_vgpu_count") or 0
+
     cluster.restart("slurmctld")
-    wait_until(lambda: vgpu_count(cluster) == 24, "the count re-applied after a restart")
+    wait_until(lambda: count_updates() >= 2, "the count re-applied after a restart")
+    wait_until(lambda: vgpu_count(cluster) == 24, "the count back at 24 after a restart")
+    assert running(cluster, guest)
+    # so does `scontrol reconfigure`
+    cluster.reconfigure()
+    wait_until(lambda: count_updates() >= 3, "the count re-applied after a reconfigure")
+    wait_until(lambda: vgpu_count(cluster) == 24, "the count back at 24 after a reconfigure")
     assert running(cluster, guest)
 
     # the guest runs on GPU 0 and holds 3 GiB there
