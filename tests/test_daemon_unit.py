@@ -395,3 +395,18 @@ def test_cli_bad_config_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     good = tmp_path / "good.yaml"
     good.write_text("share:\n  idle_after_seconds: 5\n")
     assert vgpu_main(["daemon", "--config", str(good), "--check-config"]) == 0
+
+
+@needs_root
+def test_slurm_reads_per_cycle_do_not_grow_with_jobs(tmp_path: Path) -> None:
+    jobs = []
+    for i in range(1, 201):
+        write_job(tmp_path, i, 1, NativeShare.GUARANTEED, UUID0 if i % 2 else UUID1, i % 2)
+        jobs.append(slurm_job(i, 1))
+    slurm = FakeSlurm(jobs, vgpu=20)
+    d, clock = make_daemon(tmp_path, slurm)
+    for _ in range(3):
+        clock.now += 5
+        d.cycle()
+    assert d.state.snapshot is not None and len(d.state.snapshot.jobs) == 200
+    assert [c[0] for c in slurm.calls] == ["squeue", "sinfo"] * 3
