@@ -36,7 +36,7 @@
 #define TICK_NS 10000000ull          /* sampler period */
 #define STALE_NS 100000000ull         /* a sampler silent this long is replaced */
 #define MAX_WAIT_NS 3000000000ull     /* longest a launch waits at the gate */
-#define CREDIT_WINDOW_NS 100000000ull /* unused share kept for later: 100 ms of it */
+#define CREDIT_WINDOW_NS 250000000ull /* unused share kept for later: 250 ms of it */
 #define DEBT_WINDOW_NS 2000000000ull  /* debt beyond 2 s of share is forgiven */
 #define BURST_MARGIN_PERMILLE 50      /* headroom left to others by a bursting job */
 #define MAX_SAMPLES 512

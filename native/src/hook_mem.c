@@ -567,7 +567,6 @@ static void slice_view(int g, uint64_t *cap, uint64_t *used)
 	*used = 0;
 	if (g < 0 || vgpu_limits_read((uint32_t)g, &lim, NULL) != 0)
 		return;
-	vgpu_reclaim_dead(0);
 	*cap = lim.memory_limit_bytes;
 	*used = atomic_load(&vgpu_rt.state->gpu[g].used_bytes);
 }

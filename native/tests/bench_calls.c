@@ -1,8 +1,7 @@
 /* bench_calls: the cost of intercepted calls, hooked or not (bench/bench_hook.py).
  * usage: bench_calls CALL N      CALL = meminfo | allocfree | launch
- * Prints "<call> ns_per_call=<x>". Built twice: linked -lcuda (through the hook when it is
- * preloaded), and -DBENCH_DIRECT, which resolves the driver's own functions with dlopen on
- * libcuda and calls them directly: the baseline with no hook in the path. */
+ * Prints "<call> ns_per_call=<x>". Linked -lcuda: with LD_PRELOAD=libvgpu.so the calls go
+ * through the hook, without it straight to the driver (the baseline). */
 #define _GNU_SOURCE
 #include <cuda.h>
 #include <dlfcn.h>
@@ -33,25 +32,6 @@ int main(int argc, char **argv)
 	alloc_fn alloc;
 	free_fn release;
 	launch_fn launch;
-#ifdef BENCH_DIRECT
-	void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-	CUresult (*init)(unsigned) = (CUresult(*)(unsigned))dlsym(h, "cuInit");
-	CUresult (*dget)(CUdevice *, int) = (CUresult(*)(CUdevice *, int))dlsym(h, "cuDeviceGet");
-	CUresult (*retain)(CUcontext *, CUdevice) =
-		(CUresult(*)(CUcontext *, CUdevice))dlsym(h, "cuDevicePrimaryCtxRetain");
-	CUresult (*setcur)(CUcontext) = (CUresult(*)(CUcontext))dlsym(h, "cuCtxSetCurrent");
-	CUresult (*modload)(CUmodule *, const void *) =
-		(CUresult(*)(CUmodule *, const void *))dlsym(h, "cuModuleLoadData");
-	CUresult (*getfn)(CUfunction *, CUmodule, const char *) =
-		(CUresult(*)(CUfunction *, CUmodule, const char *))dlsym(h, "cuModuleGetFunction");
-	CUresult (*sync)(void) = (CUresult(*)(void))dlsym(h, "cuCtxSynchronize");
-	/* The direct baseline must not go through the hook: ask the real dlsym of libcuda,
-	 * then compare with the addresses the driver's own cuGetProcAddress would give. */
-	info = (info_fn)dlsym(h, "cuMemGetInfo_v2");
-	alloc = (alloc_fn)dlsym(h, "cuMemAlloc_v2");
-	release = (free_fn)dlsym(h, "cuMemFree_v2");
-	launch = (launch_fn)dlsym(h, "cuLaunchKernel");
-#else
 	CUresult (*init)(unsigned) = cuInit;
 	CUresult (*dget)(CUdevice *, int) = cuDeviceGet;
 	CUresult (*retain)(CUcontext *, CUdevice) = cuDevicePrimaryCtxRetain;
@@ -63,7 +43,6 @@ int main(int argc, char **argv)
 	alloc = cuMemAlloc;
 	release = cuMemFree;
 	launch = cuLaunchKernel;
-#endif
 	CUdevice dev;
 	CUcontext ctx;
 	CUmodule mod;

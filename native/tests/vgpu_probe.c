@@ -10,7 +10,7 @@
  *   info | total | alloc N | free | managed N | pitch W H | async N | freeasync | pool N |
  *   vmm N | vmmfree | array W H | array3d W H D | mipmap W H LEVELS | arrayfree |
  *   launch N | launchex N | coop N | graph N | busy MS [KIND] | sync | sleep MS | hold | fork |
- *   rtldnext
+ *   rtldnext | churn N MAX
  * Each command prints one line "<cmd> rc=<CUresult> [key=value]..." on stdout. `hold` prints
  * "hold ready" and sleeps until killed; busy syncs after every PROBE_BATCH launches (default 1); `fork` runs the remaining commands in a child (which
  * calls cuInit and makes its own context) and waits for it.
@@ -64,6 +64,9 @@ static struct {
 	CUresult (*graph_launch)(CUgraphExec, CUstream);
 	CUresult (*ctx_sync)(void);
 	CUresult (*attr)(int *, CUdevice_attribute, CUdevice);
+	CUresult (*event_create)(CUevent *, unsigned int);
+	CUresult (*event_record)(CUevent, CUstream);
+	CUresult (*event_sync)(CUevent);
 } api;
 
 #define PTR(field) ((void **)&api.field)
@@ -122,6 +125,9 @@ static int load_api(void)
 	api.graph_launch = cuGraphLaunch;
 	api.ctx_sync = cuCtxSynchronize;
 	api.attr = cuDeviceGetAttribute;
+	api.event_create = cuEventCreate;
+	api.event_record = cuEventRecord;
+	api.event_sync = cuEventSynchronize;
 	return 0;
 }
 #else
@@ -164,6 +170,9 @@ static const struct lookup table[] = {
 	{PTR(graph_launch), "cuGraphLaunch", "cuGraphLaunch", 10000},
 	{PTR(ctx_sync), "cuCtxSynchronize", "cuCtxSynchronize", 2000},
 	{PTR(attr), "cuDeviceGetAttribute", "cuDeviceGetAttribute", 2000},
+	{PTR(event_create), "cuEventCreate", "cuEventCreate", 2000},
+	{PTR(event_record), "cuEventRecord", "cuEventRecord", 2000},
+	{PTR(event_sync), "cuEventSynchronize", "cuEventSynchronize", 2000},
 };
 
 static int load_api(void)
@@ -433,14 +442,63 @@ static int command(int argc, char **argv, int *pi)
 			r = need_graph();
 		const char *b = getenv("PROBE_BATCH"); /* launches per synchronization */
 		long batch = b && atol(b) > 0 ? atol(b) : 1;
-		while (!r && now_s() < end) {
+		/* PROBE_PIPELINE=1: wait for the batch before the one just launched (an event per
+		 * batch), so the device always has work queued, as a framework keeps it. */
+		const char *pl = getenv("PROBE_PIPELINE");
+		int pipeline = pl && *pl == '1';
+		CUevent ev[2] = {NULL, NULL};
+		if (!r && pipeline)
+			r = CALL(api.event_create, &ev[0], 0);
+		if (!r && pipeline)
+			r = CALL(api.event_create, &ev[1], 0);
+		for (long batches = 0; !r && now_s() < end; batches++) {
 			for (long n = 0; n < batch && !r; n++, k++)
 				r = !strcmp(kind, "graph") ? CALL(api.graph_launch, graph_exec, NULL)
 							   : launch_one(kind);
-			if (!r)
+			if (r)
+				break;
+			if (!pipeline) {
 				r = CALL(api.ctx_sync);
+				continue;
+			}
+			r = CALL(api.event_record, ev[batches & 1], NULL);
+			if (!r && batches > 0)
+				r = CALL(api.event_sync, ev[(batches - 1) & 1]);
 		}
+		if (!r)
+			r = CALL(api.ctx_sync);
 		printf("%s rc=%d launches=%ld\n", cmd, r, k);
+	} else if (!strcmp(cmd, "churn")) {
+		/* N random steps over at most 16 live allocations of 1..MAX bytes: free one, or
+		 * allocate (an out-of-memory answer is expected under a tight cap). */
+		long n = atol(a1), allocs = 0, ooms = 0, frees = 0;
+		size_t max = parse_size(a2);
+		CUdeviceptr live[16];
+		int nlive = 0;
+		unsigned seed = (unsigned)getpid();
+		i += 2;
+		for (long k = 0; k < n && !r; k++) {
+			if (nlive == 16 || (nlive && rand_r(&seed) % 2)) {
+				int victim = rand_r(&seed) % nlive;
+				r = CALL(api.free, live[victim]);
+				live[victim] = live[--nlive];
+				frees++;
+				continue;
+			}
+			CUdeviceptr p = 0;
+			CUresult a = CALL(api.alloc, &p, 1 + (size_t)rand_r(&seed) % (max ? max : 1));
+			if (a == CUDA_SUCCESS) {
+				live[nlive++] = p;
+				allocs++;
+			} else if (a == CUDA_ERROR_OUT_OF_MEMORY) {
+				ooms++;
+			} else {
+				r = a;
+			}
+		}
+		while (nlive && !r)
+			r = CALL(api.free, live[--nlive]);
+		printf("churn rc=%d allocs=%ld ooms=%ld frees=%ld\n", r, allocs, ooms, frees);
 	} else if (!strcmp(cmd, "rtldnext")) {
 		/* An interposed dlsym must keep RTLD_NEXT relative to ITS caller: from here the
 		 * next dlsym after this executable is the preloaded hook's, not libc's. */
