@@ -68,8 +68,8 @@ class Machine:
         d = self.root / f"job{self.jobs}"
         d.mkdir(mode=0o755)
         gpu = GpuLimit(uuid=self.uuid if uuid is None else uuid, physical_index=0,
-                       slices=max(permille // 100, 1), memory_limit_bytes=memory, compute_guaranteed_permille=permille,
-                       compute_limit_permille=permille)
+                       slices=max(permille // 100, 1), memory_limit_bytes=memory,
+                       compute_guaranteed_permille=permille, compute_limit_permille=permille)
         write_limits_file(d / "limits", JobLimits(job_id=self.jobs, uid=os.getuid(),
                                                   gpus=(gpu,)))
         (d / "state").touch(mode=0o600)
