@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from slurm_vgpu.native import GpuLimit, JobLimits, read_usage, write_limits_file
 
@@ -52,12 +53,12 @@ class Machine:
         self.uuid = str(self.dump()["devices"][0]["uuid"])
         self.jobs = 0
 
-    def dump(self, t0: int | None = None, t1: int | None = None) -> dict[str, list[dict[str, int]]]:
+    def dump(self, t0: int | None = None, t1: int | None = None) -> dict[str, Any]:
         args = [str(FAKE / "fakegpu-dump"), "--state", str(self.state)]
         if t0 is not None and t1 is not None:
             args += ["--from-ns", str(t0), "--to-ns", str(t1)]
         out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30)
-        data: dict[str, list[dict[str, int]]] = json.loads(out.stdout)
+        data: dict[str, Any] = json.loads(out.stdout)
         return data
 
     def job(self, memory: int = 16 * GIB, permille: int = 1000,
@@ -184,7 +185,7 @@ def _share_run(target: int, jobs: int, kernel_ns: int,
         dev = m.dump(t0, t1)["devices"][0]
         for p in procs:
             p.wait(timeout=60)
-    busy = {int(p["pid"]): int(p["busy_window_ns"]) for p in dev["processes"]}  # type: ignore[index]
+    busy = {int(p["pid"]): int(p["busy_window_ns"]) for p in dev["processes"]}
     shares = [100.0 * busy.get(p.pid, 0) / (t1 - t0) for p in procs]
     return {
         "target": target,
