@@ -191,8 +191,9 @@ class Observer:
             gpus=tuple(job_gpus),
         )
 
-    def _processes(self, node: str) -> tuple[list[GpuProcess], dict[str, tuple[int | None,
-                                                                            int | None]]]:
+    def _processes(self) -> tuple[list[GpuProcess], dict[str, tuple[int | None, int | None]]]:
+        """One NVML sample per cycle; each process goes to the node whose inventory holds
+        its GPU (several test nodes may share one host)."""
         if self.nvml is None:
             return [], {}
         try:
@@ -204,8 +205,12 @@ class Observer:
             return [], {}
         self.nvml_error = ""
         readings = {d.uuid: (d.utilization_permille, d.memory_used_bytes) for d in devices}
+        node_of = {g.uuid: n for n, inv in self.inventory.items() for g in inv}
         result = []
         for p in procs:
+            node = node_of.get(p.uuid)
+            if node is None:
+                continue  # a GPU that is not sliced here: not ours to police
             owner = attribute_pid(p.pid, self.proc_root)
             result.append(GpuProcess(node, p.uuid, p.pid, p.used_memory_bytes,
                                      owner[0] if owner else None, owner[1] if owner else None))
@@ -238,17 +243,15 @@ class Observer:
             self._jobs = self._jobs_from_files()
         nodes: list[NodeState] = []
         jobs: list[JobState] = []
-        processes: list[GpuProcess] = []
         live: set[tuple[int, str]] = set()
+        processes, readings = self._processes()
+        nvml_used: dict[tuple[int, str], int] = {}
+        for p in processes:
+            if p.job_id is not None:
+                key = (p.job_id, p.gpu_uuid)
+                nvml_used[key] = nvml_used.get(key, 0) + p.used_memory_bytes
         for name in self.node_names:
             inv = self.inventory[name]
-            procs, readings = self._processes(name)
-            processes.extend(procs)
-            nvml_used: dict[tuple[int, str], int] = {}
-            for p in procs:
-                if p.job_id is not None:
-                    key = (p.job_id, p.gpu_uuid)
-                    nvml_used[key] = nvml_used.get(key, 0) + p.used_memory_bytes
             gpus = tuple(
                 GpuState(node=name, index=g.index, uuid=g.uuid, slices=g.slices,
                          slice_bytes=g.slice_bytes, slice_permille=g.slice_permille,
