@@ -107,3 +107,18 @@ def test_every_launch_path_is_throttled(hook_env: HookEnv, kind: str, path: str,
     shares = _shares(hook_env, procs, t0 + 300_000_000, t0 + 1_800_000_000)
     _finish(procs)
     assert shares[0] == pytest.approx(20, abs=TOLERANCE)
+
+
+def test_the_job_keeps_its_share_when_its_sampler_is_killed(hook_env: HookEnv) -> None:
+    job = hook_env.job(compute_permille=300)
+    procs, t0 = _run_busy(hook_env, [job, job], 2600)
+    time.sleep(0.8)
+    sampler = job.usage().gpus[0].sampler_pid
+    victim = next(p for p in procs if p.pid == sampler)
+    survivor = next(p for p in procs if p is not victim)
+    victim.kill()
+    victim.communicate(timeout=10)
+    shares = _shares(hook_env, [survivor], t0 + 1_300_000_000, t0 + 2_600_000_000)
+    _finish([survivor])
+    assert job.usage().gpus[0].sampler_pid in (survivor.pid, 0)
+    assert shares[0] == pytest.approx(30, abs=TOLERANCE)  # the job's share, now all its own
