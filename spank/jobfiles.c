@@ -82,6 +82,25 @@ fail:
 	return rv;
 }
 
+int vgpu_limits_for_step(const struct vgpu_limits *job, uint32_t slices,
+			 struct vgpu_limits *out)
+{
+	const struct vgpu_gpu_limit *g = &job->gpu[0];
+	struct vgpu_gpu_limit *o;
+
+	if (job->ngpus != 1 || slices == 0 || g->slices == 0 || slices >= g->slices)
+		return 0;
+	*out = *job;
+	out->generation = 0;
+	o = &out->gpu[0];
+	o->slices = slices;
+	/* the job's values are exact multiples of its slices (slices x slice_bytes/permille) */
+	o->memory_limit_bytes = g->memory_limit_bytes / g->slices * slices;
+	o->compute_guaranteed_permille = g->compute_guaranteed_permille / g->slices * slices;
+	o->compute_limit_permille = o->compute_guaranteed_permille;
+	return 1;
+}
+
 int vgpu_state_create(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
 	int fd;

@@ -24,6 +24,17 @@ int vgpu_limits_write(const char *path, const struct vgpu_limits *lim, char *err
  * writable, magic, version, size). */
 int vgpu_limits_read(const char *path, struct vgpu_limits *lim, char *err, size_t errlen);
 
+/*
+ * Limits for an srun step holding `slices` (per node) of a job whose limits are `job`. A step
+ * holding fewer slices than the job on a one-GPU placement gets the same record with the GPU's
+ * slices, memory cap and compute shares cut to its slices (returns 1: write `out` as the
+ * step's own limits file). Otherwise the job's limits apply as they are (returns 0). The step
+ * shares the job's state file, so together its processes and the job's others stay within the
+ * job's cap, and the step's alone within its own.
+ */
+int vgpu_limits_for_step(const struct vgpu_limits *job, uint32_t slices,
+			 struct vgpu_limits *out);
+
 /* Create the empty state file owned by uid:gid, mode 0600 (replacing a stale one). */
 int vgpu_state_create(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen);
 

@@ -28,5 +28,7 @@ int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg);
 void vgpu_mark_reconcile(spank_t sp, const struct vgpu_config *cfg);
 int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg);
 int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg);
+void vgpu_step_exit(void);
+void vgpu_step_tell_user(void);
 
 #endif

@@ -30,6 +30,9 @@ static char visible[256];
 static char limits_path[PATH_MAX + 16];
 static char state_path[PATH_MAX + 16];
 static struct vgpu_limits step_limits;
+static char denial[2 * ERRLEN];
+static struct vgpu_limits own_limits;  /* a step's cut-down limits, when it holds fewer */
+static char own_limits_path[PATH_MAX + 32]; /* set while this step's own file exists */
 
 /* on_error: deny fails the step's tasks with a message the user sees; allow runs them
  * unconstrained. Denial happens in task_init: a task_init failure makes Slurm exit the task
@@ -44,10 +47,20 @@ static int fail_step(const struct vgpu_config *cfg, uint32_t job_id, const char 
 		return 0;
 	}
 	mode = STEP_DENIED;
-	slurm_error("vgpu: job %u cannot get its GPU slices: %s (on_error=deny; ask your "
-		    "administrator)", job_id, why);
+	/* said in user_init: from init_post_opt it would reach only the slurmd log, not srun */
+	(void)vgpu_fmt(denial, sizeof(denial), "job %u cannot get its GPU slices: %s "
+		       "(on_error=deny; ask your administrator)", job_id, why);
 	return 0;
 }
+
+void vgpu_step_tell_user(void)
+{
+	if (mode == STEP_DENIED)
+		slurm_error("vgpu: %s", denial);
+}
+
+static void limit_srun_step(spank_t sp, const struct vgpu_config *cfg, const char *dir,
+			    uint32_t job_id, uint32_t step_id);
 
 static int is_whole_job_step(uint32_t step_id)
 {
@@ -108,25 +121,59 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 	if (vgpu_visible_devices(&step_limits, visible, sizeof(visible)))
 		return fail_step(cfg, job_id, "too many GPUs for CUDA_VISIBLE_DEVICES");
 	mode = STEP_LIMITED;
-	/* srun steps may ask for fewer slices (--gres=vgpu:N) or none (--gres=vgpu:0). The job's
-	 * limits stay the cap for all its steps together; a zero-slice step sees no GPU. */
-	if (!is_whole_job_step(step_id)) {
-		uint32_t requested = 0, allocated = 0;
-
-		if (vgpu_ctld_step_count(job_id, step_id, cfg->gres_name, &requested,
-					 &allocated)) {
-			vgpu_log_debug("step %u.%u: cannot learn its %s count; the job's limits "
-				       "apply", job_id, step_id, cfg->gres_name);
-		} else if (allocated == 0) {
-			mode = STEP_NO_GPUS;
-			vgpu_log_debug("step %u.%u holds no %s: GPUs hidden", job_id, step_id,
-				       cfg->gres_name);
-		} else {
-			vgpu_log_debug("step %u.%u holds %u %s (asked %u per node)", job_id,
-				       step_id, allocated, cfg->gres_name, requested);
-		}
-	}
+	if (!is_whole_job_step(step_id))
+		limit_srun_step(sp, cfg, dir, job_id, step_id);
 	return 0;
+}
+
+/* srun steps may hold fewer slices (--gres=vgpu:N) or none (--gres=vgpu:0 / --gres=none): a
+ * zero-slice step sees no GPU; a smaller one gets its own limits file (root-owned, beside the
+ * job's, removed when the step ends); any doubt leaves the job's limits in force. */
+static void limit_srun_step(spank_t sp, const struct vgpu_config *cfg, const char *dir,
+			    uint32_t job_id, uint32_t step_id)
+{
+	uint32_t requested = 0, allocated = 0, nnodes = 0, per_node;
+	char err[ERRLEN];
+
+	if (vgpu_ctld_step_count(job_id, step_id, cfg->gres_name, &requested, &allocated)) {
+		vgpu_log_debug("step %u.%u: cannot learn its %s count; the job's limits apply",
+			       job_id, step_id, cfg->gres_name);
+		return;
+	}
+	if (allocated == 0) {
+		mode = STEP_NO_GPUS;
+		vgpu_log_debug("step %u.%u holds no %s: GPUs hidden", job_id, step_id,
+			       cfg->gres_name);
+		return;
+	}
+	/* tres_per_node is per node; tres_alloc_str is the step's total over its nodes */
+	if (spank_get_item(sp, S_JOB_NNODES, &nnodes) != ESPANK_SUCCESS || nnodes == 0)
+		nnodes = 1;
+	per_node = requested ? requested : (nnodes == 1 ? allocated : 0);
+	vgpu_log_debug("step %u.%u holds %u %s (%u per node asked)", job_id, step_id, allocated,
+		       cfg->gres_name, requested);
+	if (vgpu_limits_for_step(&step_limits, per_node, &own_limits) != 1)
+		return;
+	if (geteuid() != 0) {
+		vgpu_log_debug("step %u.%u: not root here; the job's limits apply", job_id, step_id);
+		return;
+	}
+	if (vgpu_fmt(own_limits_path, sizeof(own_limits_path), "%s/step.%u.limits", dir,
+		     step_id) ||
+	    vgpu_limits_write(own_limits_path, &own_limits, err, sizeof(err))) {
+		vgpu_log_error("step %u.%u: %s; the job's limits apply", job_id, step_id, err);
+		own_limits_path[0] = '\0';
+		return;
+	}
+	(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s", own_limits_path);
+}
+
+void vgpu_step_exit(void)
+{
+	if (own_limits_path[0] && geteuid() == 0) {
+		(void)unlink(own_limits_path);
+		own_limits_path[0] = '\0';
+	}
 }
 
 /* Set every variable named in visible_env (comma-separated) to value. */

@@ -9,6 +9,7 @@
  *                                         prolog's locked read-place-write, minus Slurm)
  *   release RUNTIME_DIR JOB            -> "released N"
  *   limits OUT INVENTORY JOB UID SHARE GPU:SLICES... -> writes a limits file
+ *   step-limits JOB_LIMITS SLICES OUT  -> "step" (OUT written) | "job" (job's limits apply)
  *   state PATH UID GID                 -> creates the empty state file
  *   lock PATH TIMEOUT_MS [HOLD_MS]     -> "locked" | "error: ..."
  */
@@ -174,6 +175,22 @@ int main(int argc, char **argv)
 		return cmd_release(argv[2], (uint32_t)strtoul(argv[3], NULL, 10));
 	if (!strcmp(cmd, "limits") && argc >= 8)
 		return cmd_limits(argc, argv);
+	if (!strcmp(cmd, "step-limits") && argc == 5) {
+		static struct vgpu_limits step;
+		int rc;
+
+		if (vgpu_limits_read(argv[2], &lim, err, sizeof(err))) {
+			printf("error: %s\n", err);
+			return 1;
+		}
+		rc = vgpu_limits_for_step(&lim, (uint32_t)strtoul(argv[3], NULL, 10), &step);
+		if (rc == 1 && vgpu_limits_write(argv[4], &step, err, sizeof(err))) {
+			printf("error: %s\n", err);
+			return 1;
+		}
+		printf("%s\n", rc == 1 ? "step" : "job");
+		return 0;
+	}
 	if (!strcmp(cmd, "state") && argc == 5) {
 		if (vgpu_state_create(argv[2], (uid_t)atoi(argv[3]), (gid_t)atoi(argv[4]), err,
 				      sizeof(err))) {

@@ -5,7 +5,9 @@
  *   allocator/local (sbatch, salloc, srun)  register --vgpu-share and check its value
  *   slurmd                                  flag a reconcile of the placements after a restart
  *   job_script (prolog/epilog, root)        place slices, write/remove per-job files (prolog.c)
- *   remote (slurmstepd)                     per step: read the placement; per task: environment
+ *   remote (slurmstepd)                     per step (init_post_opt, root): read the placement,
+ *                                           cut a smaller srun step's limits; per task
+ *                                           (task_init): environment; exit: the step's file
  *                                           (step.c)
  */
 #include <stdio.h>
@@ -94,7 +96,9 @@ static long elapsed_us(const struct timespec *start)
 	return (now.tv_sec - start->tv_sec) * 1000000L + (now.tv_nsec - start->tv_nsec) / 1000L;
 }
 
-int slurm_spank_user_init(spank_t sp, int ac, char **av)
+/* Per step, in slurmstepd as root (before privileges are dropped for user_init): root is
+ * needed to write a step's own limits file. */
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
 	struct timespec start;
 	int rc;
@@ -110,6 +114,16 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
 	return rc;
 }
 
+/* After slurmstepd has connected the step's output: a denial reaches the user from here. */
+int slurm_spank_user_init(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (config_ok && spank_remote(sp))
+		vgpu_step_tell_user();
+	return 0;
+}
+
 int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
 	(void)ac;
@@ -117,6 +131,15 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	if (!config_ok || !spank_remote(sp))
 		return 0;
 	return vgpu_task_setup(sp, &config);
+}
+
+int slurm_spank_exit(spank_t sp, int ac, char **av)
+{
+	(void)ac;
+	(void)av;
+	if (config_ok && spank_remote(sp))
+		vgpu_step_exit();
+	return 0;
 }
 
 int slurm_spank_job_prolog(spank_t sp, int ac, char **av)

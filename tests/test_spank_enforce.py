@@ -150,16 +150,24 @@ def test_two_half_jobs_share_one_gpu_each_with_its_own_cap(cluster: SlurmCluster
         release(cluster, site, jobid)
 
 
-def test_srun_step_inside_a_job_is_capped_too(cluster: SlurmCluster, site: SpankSite) -> None:
+def test_srun_steps_inside_a_job_are_capped_too(cluster: SlurmCluster,
+                                               site: SpankSite) -> None:
     script = cluster.jobs_dir / "step-probe.sh"
-    script.write_text(f"#!/bin/bash\nsrun --gres=vgpu:2 {PROBE} total alloc 3G alloc 1G\n")
+    script.write_text(
+        "#!/bin/bash\n"
+        f"srun --gres=vgpu:3 {PROBE} total alloc 4G alloc 3G\n"
+        f"srun --gres=vgpu:1 {PROBE} total alloc 2G alloc 1G\n"
+    )
     script.chmod(0o755)
-    jobid = cluster.sbatch(export(site), "-w", "n1", "--gres=vgpu:2", "-o",
+    jobid = cluster.sbatch(export(site), "-w", "n1", "--gres=vgpu:3", "-o",
                            f"{cluster.jobs_dir}/%j.out", str(script), user=USER)
     cluster.wait_job(jobid, timeout=60)
     out = (cluster.jobs_dir / f"{jobid}.out").read_text()
-    assert f"total rc=0 total={2 * GIB}" in out
-    assert "alloc rc=2" in out and f"alloc rc=0 bytes={GIB}" in out
+    totals = [line for line in out.splitlines() if line.startswith("total ")]
+    allocs = [line.split()[1] for line in out.splitlines() if line.startswith("alloc ")]
+    # the whole job's 3 slices, then a step holding 1 of them: its own 1 GiB cap
+    assert totals == [f"total rc=0 total={3 * GIB}", f"total rc=0 total={GIB}"]
+    assert allocs == ["rc=2", "rc=0", "rc=2", "rc=0"]
 
 
 def test_a_job_without_vgpu_sees_the_whole_machine(cluster: SlurmCluster,

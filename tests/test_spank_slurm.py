@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import SlurmCluster, ensure_user, parse_tres, require_slurm_cluster
 from spank_cluster import SLICE_BYTES, SpankSite, spank_cluster, wait_for
-from spank_helpers import SHARE_BURST, SHARE_GUARANTEED
+from spank_helpers import SHARE_BURST, SHARE_GUARANTEED, decode_limits
 
 pytestmark = [pytest.mark.slurm, pytest.mark.native, pytest.mark.slow]
 
@@ -217,24 +217,32 @@ def test_jobs_starting_together_never_overbook_a_node(cluster: SlurmCluster,
 
 
 def test_srun_steps_inside_a_batch_job(cluster: SlurmCluster, site: SpankSite) -> None:
-    script = cluster.jobs_dir / "steps.sh"
+    jobs = cluster.jobs_dir
+    script = jobs / "steps.sh"
     script.write_text(
         "#!/bin/bash\n"
-        "echo one $(srun --gres=vgpu:1 printenv CUDA_VISIBLE_DEVICES VGPU_LIMITS)\n"
+        "echo one $(srun --gres=vgpu:1 bash -c 'printenv CUDA_VISIBLE_DEVICES VGPU_LIMITS; "
+        f"cp $VGPU_LIMITS {jobs}/$SLURM_JOB_ID.step0')\n"
         "echo all $(srun printenv CUDA_VISIBLE_DEVICES VGPU_LIMITS)\n"
         "echo none \"[$(srun --gres=vgpu:0 printenv CUDA_VISIBLE_DEVICES)]\" "
         "$(srun --gres=vgpu:0 printenv VGPU_LIMITS || echo unset)\n"
+        "echo left $(ls $(dirname $VGPU_LIMITS))\n"
     )
     script.chmod(0o755)
-    jobid = cluster.sbatch("-w", "n1", "--gres=vgpu:2", "-o", f"{cluster.jobs_dir}/%j.out",
+    jobid = cluster.sbatch("-w", "n1", "--gres=vgpu:2", "-o", f"{jobs}/%j.out",
                            str(script), user=USER)
     cluster.wait_job(jobid, timeout=60)
     out = dict(line.split(" ", 1) for line in
-               (cluster.jobs_dir / f"{jobid}.out").read_text().splitlines() if " " in line)
+               (jobs / f"{jobid}.out").read_text().splitlines() if " " in line)
     limits = str(site.job_dir("n1", jobid) / "limits")
-    assert out["one"].split()[1] == limits
-    assert out["all"].split()[1] == limits
+    # a step holding 1 of the job's 2 slices runs under its own, smaller limits file
+    assert out["one"].split()[1] == str(site.job_dir("n1", jobid) / "step.0.limits")
+    step = decode_limits((jobs / f"{jobid}.step0").read_bytes())
+    assert (step.job_id, [(g.slices, g.memory_limit_bytes) for g in step.gpus]) == (
+        jobid, [(1, SLICE_BYTES)])
+    assert out["all"].split()[1] == limits  # no --gres: the job's whole allocation
     assert out["none"] == "[] unset"
+    assert out["left"] == "limits state"  # the step's file went with the step
     tres = cluster.sacct_alloc_tres(jobid, steps=("", "batch", "0", "1"))
     assert parse_tres(tres[str(jobid)])["gres/vgpu"] == "2"
     assert parse_tres(tres[f"{jobid}.batch"])["gres/vgpu"] == "2"

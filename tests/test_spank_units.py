@@ -338,6 +338,32 @@ def test_limits_file_layout(tmp_path: Path, as_root: None) -> None:
     assert lim.gpus[1].memory_limit_bytes == 2 * 1_610_612_736
 
 
+def test_a_step_holding_fewer_slices_gets_its_share_of_the_job_limits(
+        tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)], slice_bytes=1000)
+    job = tmp_path / "limits"
+    run_driver("limits", str(job), str(inv), "7", "1234", str(SHARE_BURST), "1:4", check=True)
+    out = tmp_path / "step.0.limits"
+    assert run_driver("step-limits", str(job), "1", str(out)).stdout.strip() == "step"
+    step = decode_limits(out.read_bytes())
+    assert (step.job_id, step.uid, step.share_policy) == (7, 1234, SHARE_BURST)
+    gpu = step.gpus[0]
+    assert (gpu.physical_index, gpu.slices, gpu.memory_limit_bytes) == (1, 1, 1000)
+    assert gpu.compute_guaranteed_permille == gpu.compute_limit_permille == 100
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    # the whole job's count, more, or none: the job's own limits apply
+    for slices in ("4", "5", "0"):
+        assert run_driver("step-limits", str(job), slices, str(out)).stdout.strip() == "job"
+
+
+def test_a_step_of_a_job_spanning_gpus_keeps_the_job_limits(tmp_path: Path,
+                                                             as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    job = tmp_path / "limits"
+    run_driver("limits", str(job), str(inv), "7", "0", "0", "0:2", "1:10", check=True)
+    assert run_driver("step-limits", str(job), "1", str(tmp_path / "s")).stdout.strip() == "job"
+
+
 def test_state_file_is_empty_and_private_to_the_job_user(tmp_path: Path,
                                                          as_root: None) -> None:
     path = tmp_path / "state"
@@ -365,8 +391,9 @@ def test_plugin_exports_only_its_entry_points() -> None:
                          text=True, check=True).stdout
     symbols = {line.split()[-1] for line in out.splitlines() if line.strip()}
     assert symbols == {"plugin_name", "plugin_type", "plugin_version", "spank_plugin_version",
-                       "slurm_spank_init", "slurm_spank_user_init", "slurm_spank_task_init",
-                       "slurm_spank_job_prolog", "slurm_spank_job_epilog"}
+                       "slurm_spank_init", "slurm_spank_init_post_opt", "slurm_spank_user_init",
+                       "slurm_spank_task_init", "slurm_spank_exit", "slurm_spank_job_prolog",
+                       "slurm_spank_job_epilog"}
 
 
 def test_reads_what_the_gres_generator_writes(tmp_path: Path, as_root: None) -> None:
