@@ -321,3 +321,55 @@ def test_slurm_stopped_under_the_daemon(slurm_cluster_factory: Any, node: Node,
     wait_until(lambda: d.metric("vgpu_daemon_slurm_up") == 1.0, "slurm_up back to 1", 60)
     assert "Slurm reachable again" in d.log_text()
     assert "Traceback" not in d.log_text()
+
+
+def node_gpu_uuid(node: str, index: int) -> str:
+    return f"GPU-{node}00000{index}-0000-4000-8000-00000000000{index}"
+
+
+def test_packing_weights_steer_slurmctld(slurm_cluster_factory: Any, node: Node,
+                                         daemons: list[DaemonProcess]) -> None:
+    cluster = slurm_cluster_factory(nodes=("n1", "n2"), accounting=False)
+    inventories = {}
+    for name in ("n1", "n2"):
+        path = node.root / f"inventory-{name}.conf"
+        path.write_text(format_inventory(NodeInventory(name, tuple(
+            InventoryGpu(i, node_gpu_uuid(name, i), 10, GIB, 100,
+                         10 * GIB, "Simulated GPU") for i in range(2)))))
+        inventories[name] = path
+    # n1: a 1-slice job breaks one of its GPUs. n2: a CPU-only job, GPUs whole, but more CPUs
+    # in use, which slurmctld's own best fit prefers.
+    small = cluster.sbatch("-w", "n1", "-c", "1", "--gres=vgpu:1", "-o", "/dev/null",
+                           "--wrap", "sleep 300")
+    cpu_only = cluster.sbatch("-w", "n2", "-c", "4", "-o", "/dev/null", "--wrap", "sleep 300")
+    wait_until(lambda: running(cluster, small) and running(cluster, cpu_only), "the jobs")
+    write_limits_file(node.job_dir(small) / "limits", JobLimits(job_id=small, uid=0, gpus=(
+        GpuLimit(node_gpu_uuid("n1", 0), 0, 1, GIB, 100, 100),)))
+    # Control: without weights, the next vgpu job goes to n2.
+    control = cluster.sbatch("--gres=vgpu:3", "-o", "/dev/null", "--wrap", "sleep 300")
+    wait_until(lambda: running(cluster, control), "the control job")
+    natural = cluster.job_info(control).get("NodeList")
+    cluster.run("scancel", str(control))
+    wait_until(lambda: cluster.job_state(control) not in ("RUNNING", "COMPLETING"),
+               "the control job to end")
+    assert natural == "n2"
+
+    d = DaemonProcess(cluster, node, "packing: {enabled: true}\n")
+    d.config.write_text(d.config.read_text().replace("nodes: [n1]", "nodes: [n1, n2]").replace(
+        f"inventory: {node.inventory}", f"inventory: {node.root}/inventory-%n.conf"))
+    daemons.append(d)
+    d.start()
+
+    def weights() -> dict[str, int]:
+        out = cluster.run("sinfo", "-h", "-N", "-o", "%N %w").stdout.split()
+        return {out[i]: int(out[i + 1]) for i in range(0, len(out), 2)}
+
+    # n1: one whole GPU left (100 + 10), n2: both GPUs whole (100 + 2 x 10)
+    wait_until(lambda: weights() == {"n1": 110, "n2": 120}, "packing weights")
+    wait_until(lambda: d.metric("vgpu_node_weight", node="n1") == 110, "the weight metric")
+    assert d.metric("vgpu_job_slices", node="n1", job=str(small), gpu="0",
+                    uuid=node_gpu_uuid("n1", 0)) == 1
+    second = cluster.sbatch("--gres=vgpu:3", "-o", "/dev/null", "--wrap", "sleep 300")
+    wait_until(lambda: running(cluster, second), "the second job")
+    # the weights send it beside the 1-slice job, keeping n2's GPUs whole
+    assert cluster.job_info(second).get("NodeList") == "n1"
