@@ -6,11 +6,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from dataclasses import replace
 
 import pytest
 from hook_fixtures import GIB, MIB, HookEnv, wait_for_line
 
-from slurm_vgpu.native import read_limits_file, reclaim_dead, update_limits
+from slurm_vgpu.native import read_limits_file, reclaim_dead, update_limits, write_limits_file
 
 pytestmark = pytest.mark.native
 
@@ -207,3 +208,18 @@ def test_a_gpu_the_job_holds_no_slice_of_is_refused(hook_env_2gpu: HookEnv) -> N
     run = hook_env_2gpu.run(job, ["info", "alloc", "1M"])
     assert run.get("info")["total"] == "0"
     assert run.rc("alloc") == 2
+
+
+def test_a_replaced_limits_file_is_picked_up(hook_env: HookEnv) -> None:
+    job = hook_env.job(memory=GIB)
+    proc = hook_env.start(job, ["alloc", "512M", "sleep", "500", "info"])
+    try:
+        wait_for_line(proc, "alloc rc=0")
+        old = read_limits_file(job.limits)
+        bigger = replace(old, gpus=(replace(old.gpus[0], memory_limit_bytes=2 * GIB),))
+        write_limits_file(job.limits, bigger)  # a new inode, not an in-place update
+        info = wait_for_line(proc, "info")
+        assert f"total={2 * GIB}" in info
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)

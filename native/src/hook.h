@@ -84,6 +84,11 @@ VGPU_HIDDEN extern uint64_t vgpu_alloc_granularity;
 /* Consistent copy of one GPU's limits (seqlock). Returns 0, or -1 when it stayed unstable. */
 VGPU_HIDDEN int vgpu_limits_read(uint32_t gpu, struct vgpu_gpu_limit *out, uint32_t *policy);
 VGPU_HIDDEN uint64_t vgpu_limits_generation(void);
+VGPU_HIDDEN void vgpu_limits_refresh(void);
+static inline const struct vgpu_limits *vgpu_limits(void)
+{
+	return __atomic_load_n(&vgpu_rt.limits, __ATOMIC_ACQUIRE);
+}
 VGPU_HIDDEN uint64_t vgpu_now_ns(void);
 VGPU_HIDDEN uint64_t vgpu_proc_start_time(pid_t pid);
 VGPU_HIDDEN int vgpu_proc_alive(pid_t pid, uint64_t start_time);

@@ -119,15 +119,16 @@ static int nvml_open(void)
 							    "nvmlDeviceGetProcessUtilization");
 	if (!init || !nvml.proc_util || init() != NVML_SUCCESS)
 		return -1;
+	const struct vgpu_limits *l = vgpu_limits();
 	for (uint32_t g = 0; g < vgpu_rt.ngpus; g++) {
 		char uuid[VGPU_UUID_LEN + 1];
-		memcpy(uuid, vgpu_rt.limits->gpu[g].uuid, VGPU_UUID_LEN);
+		memcpy(uuid, l->gpu[g].uuid, VGPU_UUID_LEN);
 		uuid[VGPU_UUID_LEN] = '\0';
 		nvmlReturn_t r = -1;
 		if (uuid[0] && by_uuid)
 			r = by_uuid(uuid, &nvml.handle[g]);
 		else if (by_index)
-			r = by_index(vgpu_rt.limits->gpu[g].physical_index, &nvml.handle[g]);
+			r = by_index(l->gpu[g].physical_index, &nvml.handle[g]);
 		if (r != NVML_SUCCESS)
 			nvml.handle[g] = NULL;
 	}
@@ -281,7 +282,7 @@ static void *monitor_main(void *arg)
 			 (int)vgpu_rt.pid);
 	struct timespec next;
 	clock_gettime(CLOCK_MONOTONIC, &next);
-	for (;;) {
+	for (unsigned tick = 0;; tick++) {
 		next.tv_nsec += (long)TICK_NS;
 		if (next.tv_nsec >= 1000000000L) {
 			next.tv_nsec -= 1000000000L;
@@ -293,6 +294,8 @@ static void *monitor_main(void *arg)
 			for (uint32_t g = 0; g < vgpu_rt.ngpus; g++)
 				sample_gpu(g, now);
 		vgpu_reclaim_dead(0);
+		if (tick % 10 == 0)
+			vgpu_limits_refresh(); /* every 100 ms */
 	}
 	return NULL;
 }

@@ -22,6 +22,11 @@
 #include "hook.h"
 
 #define VGPU_DEFAULT_CONF "/etc/slurm-vgpu/hook.conf"
+
+/* The limits file this process maps: its path and identity, to notice a replaced file. */
+static char limits_path[PATH_MAX];
+static dev_t limits_dev;
+static ino_t limits_ino;
 #define VGPU_FLOCK_WAIT_MS 2000
 #define VGPU_SEQLOCK_TRIES 10000
 
@@ -266,6 +271,8 @@ static int open_limits(const char *path, struct vgpu_runtime *rt, char *why, siz
 	rt->limits = l;
 	rt->ngpus = l->ngpus;
 	rt->share_policy = l->share_policy;
+	limits_dev = st.st_dev;
+	limits_ino = st.st_ino;
 	map = MAP_FAILED;
 	rv = 0;
 fail:
@@ -417,6 +424,7 @@ int vgpu_load(struct vgpu_runtime *rt)
 		state = state_path;
 	}
 	why[0] = '\0';
+	snprintf(limits_path, sizeof limits_path, "%s", limits);
 	if (open_limits(limits, rt, why, sizeof why, &limits_dir) == 0 &&
 	    open_state(state, &limits_dir, rt, why, sizeof why) == 0) {
 		rt->mode = VGPU_MODE_ENFORCE;
@@ -434,11 +442,45 @@ int vgpu_load(struct vgpu_runtime *rt)
 	return -1;
 }
 
+/* Live changes are made in place (seqlock). A writer that instead REPLACED the file (new
+ * inode, e.g. rename) would leave this process reading the old one: notice, validate the
+ * new file like the first, and switch to it. The old mapping is kept (a reader may hold it). */
+void vgpu_limits_refresh(void)
+{
+	static dev_t rejected_dev;
+	static ino_t rejected_ino;
+	struct stat st, dir;
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE || stat(limits_path, &st) != 0)
+		return;
+	if ((st.st_dev == limits_dev && st.st_ino == limits_ino) ||
+	    (st.st_dev == rejected_dev && st.st_ino == rejected_ino))
+		return;
+	struct vgpu_runtime fresh = {.slot = -1};
+	char why[PATH_MAX + 256];
+	dev_t old_dev = limits_dev;
+	ino_t old_ino = limits_ino;
+	if (open_limits(limits_path, &fresh, why, sizeof why, &dir) != 0 ||
+	    fresh.ngpus != vgpu_rt.ngpus) {
+		if (fresh.limits) {
+			munmap((void *)fresh.limits, sizeof(struct vgpu_limits));
+			snprintf(why, sizeof why, "limits file %s: replaced by one with %u GPUs, "
+				 "not %u", limits_path, fresh.ngpus, vgpu_rt.ngpus);
+		}
+		limits_dev = old_dev;
+		limits_ino = old_ino;
+		rejected_dev = st.st_dev;
+		rejected_ino = st.st_ino;
+		vgpu_log("%s; keeping the limits loaded before", why);
+		return;
+	}
+	__atomic_store_n(&vgpu_rt.limits, fresh.limits, __ATOMIC_RELEASE);
+}
+
 /* ------------------------------------------------------------------ seqlock reader */
 
 uint64_t vgpu_limits_generation(void)
 {
-	return __atomic_load_n(&vgpu_rt.limits->generation, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&vgpu_limits()->generation, __ATOMIC_ACQUIRE);
 }
 
 static void copy_gpu_limit(const struct vgpu_limits *l, uint32_t gpu, struct vgpu_gpu_limit *out,
@@ -458,7 +500,7 @@ static void copy_gpu_limit(const struct vgpu_limits *l, uint32_t gpu, struct vgp
 int vgpu_limits_read(uint32_t gpu, struct vgpu_gpu_limit *out, uint32_t *policy)
 {
 	static int warned;
-	const struct vgpu_limits *l = vgpu_rt.limits;
+	const struct vgpu_limits *l = vgpu_limits();
 	if (!l || gpu >= vgpu_rt.ngpus)
 		return -1;
 	for (int i = 0; i < VGPU_SEQLOCK_TRIES; i++) {

@@ -21,7 +21,7 @@ typedef nvmlReturn_t (*nvml_get_uuid_fn)(nvmlDevice_t, char *, unsigned int);
 
 static int match_uuid(const char *uuid, int ordinal)
 {
-	const struct vgpu_limits *l = vgpu_rt.limits;
+	const struct vgpu_limits *l = vgpu_limits();
 	if (!l)
 		return -1;
 	for (uint32_t i = 0; i < vgpu_rt.ngpus; i++) {

@@ -121,7 +121,8 @@ def encode_limits(limits: JobLimits, generation: int = 0) -> bytes:
 def write_limits_file(path: str | os.PathLike[str], limits: JobLimits, mode: int = 0o644) -> None:
     """Create (or atomically replace) a limits file: temp file in the same directory, fsync,
     rename. The hook accepts it only if root owns it and nobody else can write it, so call
-    this as root (the SPANK plugin, the daemon, the tests)."""
+    this as root (the SPANK plugin, the daemon, the tests). Running processes notice a
+    replaced file within 100 ms, but live changes should use update_limits (in place)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     data = encode_limits(limits)
