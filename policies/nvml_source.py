@@ -24,6 +24,9 @@ class ProcessReading:
     uuid: str
     pid: int
     used_memory_bytes: int
+    # Share of the device's SMs the process kept busy since the previous sample (NVML's
+    # per-process accounting), 0..1000; None where NVML cannot tell.
+    utilization_permille: int | None = None
 
 
 class NvmlSource(Protocol):
@@ -42,6 +45,7 @@ class PynvmlSource:
 
         self.nvml: Any = pynvml
         self._lock = threading.Lock()
+        self._last_seen_us: dict[str, int] = {}
         try:
             pynvml.nvmlInit()
         except Exception as e:
@@ -63,6 +67,30 @@ class PynvmlSource:
             except Exception:
                 continue
         return procs
+
+    def _process_utilization(self, handle: Any, uuid: str) -> dict[int, int] | None:
+        """pid -> mean SM utilization (permille) of its samples since the last call."""
+        fn = getattr(self.nvml, "nvmlDeviceGetProcessUtilization", None)
+        if fn is None:
+            return None
+        since = self._last_seen_us.get(uuid, 0)
+        try:
+            samples = fn(handle, since)
+        except Exception as e:
+            # NOT_FOUND: no sample since `since` (nothing ran); anything else: unsupported
+            not_found = getattr(self.nvml, "NVML_ERROR_NOT_FOUND", None)
+            return {} if getattr(e, "value", None) == not_found else None
+        sums: dict[int, list[int]] = {}
+        newest = since
+        for smp in samples:
+            newest = max(newest, int(smp.timeStamp))
+            util = int(smp.smUtil)
+            if 0 <= util <= 100:
+                acc = sums.setdefault(int(smp.pid), [0, 0])
+                acc[0] += util
+                acc[1] += 1
+        self._last_seen_us[uuid] = newest
+        return {pid: total * 10 // n for pid, (total, n) in sums.items() if n}
 
     def sample(self) -> tuple[list[DeviceReading], list[ProcessReading]]:
         nv = self.nvml
@@ -89,6 +117,7 @@ class PynvmlSource:
                 except Exception:
                     pass
                 devices.append(DeviceReading(uuid, index, util, mem_used, mem_total))
+                per_pid = self._process_utilization(handle, uuid)
                 seen: set[int] = set()
                 for p in self._processes(handle):
                     pid = int(p.pid)
@@ -96,5 +125,6 @@ class PynvmlSource:
                     if pid in seen or not isinstance(used, int) or used < 0 or used >= 2**63:
                         continue
                     seen.add(pid)
-                    processes.append(ProcessReading(uuid, pid, used))
+                    share = None if per_pid is None else min(1000, per_pid.get(pid, 0))
+                    processes.append(ProcessReading(uuid, pid, used, share))
         return devices, processes

@@ -87,6 +87,17 @@ class UsageTracker:
         self.samples[key] = _UsageSample(now, busy_ns, last_active)
         return achieved, now - last_active
 
+    def update_share(self, job_id: int, uuid: str, now: float, achieved: int
+                     ) -> tuple[int, float]:
+        """Same, from a share measured elsewhere (NVML per-process utilization)."""
+        key = (job_id, uuid)
+        prev = self.samples.get(key)
+        achieved = max(0, min(1000, achieved))
+        active = achieved >= self.threshold_permille or prev is None
+        last_active = now if active or prev is None else prev.last_active
+        self.samples[key] = _UsageSample(now, 0, last_active)
+        return achieved, now - last_active
+
     def forget_except(self, live: set[tuple[int, str]]) -> None:
         for key in [k for k in self.samples if k not in live]:
             del self.samples[key]
@@ -148,7 +159,8 @@ class Observer:
     # --- assembly ---------------------------------------------------------------------------
 
     def _job_state(self, sj: SlurmJob, node: str, now: float, gpus: dict[str, InventoryGpuInfo],
-                   nvml_used: Mapping[tuple[int, str], int], live: set[tuple[int, str]]
+                   nvml_used: Mapping[tuple[int, str], int],
+                   nvml_util: Mapping[tuple[int, str], int], live: set[tuple[int, str]]
                    ) -> JobState:
         limits: JobLimits | None = None
         try:
@@ -173,7 +185,13 @@ class Observer:
                 # so it uses no compute (idle from the first sighting). No file at all: we
                 # know nothing, and count the job as active.
                 busy = u.busy_ns if u else (0 if usage is not None else None)
-                achieved, idle = self.usage.update(sj.job_id, gl.uuid, now, busy)
+                if u is None and (sj.job_id, gl.uuid) in nvml_util:
+                    # No hook measurement (not loaded, or bypassed): NVML's own per-process
+                    # accounting of the job's processes, which needs no hook.
+                    achieved, idle = self.usage.update_share(
+                        sj.job_id, gl.uuid, now, nvml_util[(sj.job_id, gl.uuid)])
+                else:
+                    achieved, idle = self.usage.update(sj.job_id, gl.uuid, now, busy)
                 live.add((sj.job_id, gl.uuid))
                 used = u.used_bytes if u else nvml_used.get((sj.job_id, gl.uuid), 0)
                 job_gpus.append(JobGpuState(
@@ -213,7 +231,8 @@ class Observer:
                 continue  # a GPU that is not sliced here: not ours to police
             owner = attribute_pid(p.pid, self.proc_root)
             result.append(GpuProcess(node, p.uuid, p.pid, p.used_memory_bytes,
-                                     owner[0] if owner else None, owner[1] if owner else None))
+                                     owner[0] if owner else None, owner[1] if owner else None,
+                                     p.utilization_permille))
         return result, readings
 
     def _jobs_from_files(self) -> list[SlurmJob]:
@@ -246,10 +265,13 @@ class Observer:
         live: set[tuple[int, str]] = set()
         processes, readings = self._processes()
         nvml_used: dict[tuple[int, str], int] = {}
+        nvml_util: dict[tuple[int, str], int] = {}
         for p in processes:
             if p.job_id is not None:
                 key = (p.job_id, p.gpu_uuid)
                 nvml_used[key] = nvml_used.get(key, 0) + p.used_memory_bytes
+                if p.utilization_permille is not None:
+                    nvml_util[key] = nvml_util.get(key, 0) + p.utilization_permille
         for name in self.node_names:
             inv = self.inventory[name]
             gpus = tuple(
@@ -269,7 +291,8 @@ class Observer:
             by_uuid = {g.uuid: g for g in inv}
             for sj in self._jobs:
                 if name in sj.vgpu_per_node:
-                    jobs.append(self._job_state(sj, name, now, by_uuid, nvml_used, live))
+                    jobs.append(self._job_state(sj, name, now, by_uuid, nvml_used, nvml_util,
+                                                live))
         self.usage.forget_except(live)
         notes = () if slurm_ok else (f"slurm unavailable: {self.health.last_error}",)
         return Snapshot(time=now, nodes=tuple(nodes), jobs=tuple(jobs),

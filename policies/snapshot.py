@@ -85,6 +85,8 @@ class GpuProcess:
     used_memory_bytes: int
     job_id: int | None = None
     step: str | None = None
+    # SM share it kept busy over the last period (NVML), 0..1000; None if unknown.
+    utilization_permille: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -410,3 +410,33 @@ def test_slurm_reads_per_cycle_do_not_grow_with_jobs(tmp_path: Path) -> None:
         d.cycle()
     assert d.state.snapshot is not None and len(d.state.snapshot.jobs) == 200
     assert [c[0] for c in slurm.calls] == ["squeue", "sinfo"] * 3
+
+
+@needs_root
+def test_nvml_process_utilization_measures_jobs_without_the_hook(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    burst = write_job(runtime, 1, 3, NativeShare.BURST)
+    write_job(runtime, 2, 7, NativeShare.GUARANTEED)
+    proc = tmp_path / "proc"
+    fake_proc(proc, 10, 1, 0, b"slurmstepd: [2.0]\0")
+    fake_proc(proc, 11, 10, 1000)
+    nvml = FakeNvml([ProcessReading(UUID0, 11, 1 * GIB, 0)])  # job 2 holds memory, computes 0
+    slurm = FakeSlurm([slurm_job(1, 3), slurm_job(2, 7)])
+    cfg = DaemonConfig(nodes=("n1",), nvml=True, policy=PolicyConfig(
+        share=ShareConfig(idle_after_seconds=10)))
+    d, clock = make_daemon(runtime, slurm, cfg, files=RuntimeDirJobFiles(runtime), nvml=nvml,
+                           proc_root=proc)
+    d.cycle()
+    assert read_compute(burst) == 300  # job 2 has just been seen: active until proven idle
+    for _ in range(3):
+        clock.now += 5
+        d.cycle()
+    assert read_compute(burst) == 1000
+    snapshot = d.state.snapshot
+    assert snapshot is not None
+    job2 = next(j for j in snapshot.jobs if j.job_id == 2)
+    assert job2.gpus[0].memory_used_bytes == 1 * GIB  # from NVML too
+    nvml.procs = [ProcessReading(UUID0, 11, 1 * GIB, 650)]  # it computes: share back
+    clock.now += 5
+    d.cycle()
+    assert read_compute(burst) == 300
