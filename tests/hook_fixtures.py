@@ -167,14 +167,18 @@ class HookEnv:
         policy: SharePolicy = SharePolicy.GUARANTEED,
         devices: Sequence[int] = (0,),
         uid: int | None = None,
+        per_gpu: Sequence[tuple[int, int]] | None = None,
     ) -> Job:
+        """A job on `devices`, each with `memory` bytes and `compute_permille`, unless per_gpu
+        gives (memory, permille) for each device."""
         d = self.root / name
         d.mkdir(mode=0o755)
+        caps = list(per_gpu) if per_gpu else [(memory, compute_permille)] * len(devices)
         gpus = tuple(
-            GpuLimit(uuid=self.uuids[i], physical_index=i, slices=max(compute_permille // 100, 1),
-                     memory_limit_bytes=memory, compute_guaranteed_permille=compute_permille,
-                     compute_limit_permille=compute_permille)
-            for i in devices
+            GpuLimit(uuid=self.uuids[i], physical_index=i, slices=max(permille // 100, 1),
+                     memory_limit_bytes=mem, compute_guaranteed_permille=permille,
+                     compute_limit_permille=permille)
+            for i, (mem, permille) in zip(devices, caps, strict=True)
         )
         limits = d / "limits"
         write_limits_file(limits, JobLimits(job_id=abs(hash(name)) % 100000, gpus=gpus,

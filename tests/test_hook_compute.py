@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from hook_fixtures import HookEnv, Job
+from hook_fixtures import GIB, HookEnv, Job
 
 from slurm_vgpu.native import SharePolicy, update_limits
 
@@ -122,3 +122,16 @@ def test_the_job_keeps_its_share_when_its_sampler_is_killed(hook_env: HookEnv) -
     _finish([survivor])
     assert job.usage().gpus[0].sampler_pid in (survivor.pid, 0)
     assert shares[0] == pytest.approx(30, abs=TOLERANCE)  # the job's share, now all its own
+
+
+def test_a_two_gpu_job_is_held_to_each_gpus_own_limits(hook_env_2gpu: HookEnv) -> None:
+    env = hook_env_2gpu
+    job = env.job(devices=(0, 1), per_gpu=[(GIB, 600), (2 * GIB, 200)])
+    run = env.run(job, ["info"], extra={"PROBE_DEVICE": "1"})
+    assert run.get("info")["total"] == str(2 * GIB)
+    procs, t0 = _run_busy(env, [job], 1800, extra={**KERNEL_5MS, "PROBE_DEVICE": "1"})
+    time.sleep(1.85)
+    dev1 = env.ground_truth_window(t0 + 300_000_000, t0 + 1_800_000_000, index=1)
+    _finish(procs)
+    busy = sum(int(p["busy_window_ns"]) for p in dev1["processes"])
+    assert 100 * busy / 1.5e9 == pytest.approx(20, abs=TOLERANCE)

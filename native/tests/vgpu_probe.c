@@ -13,7 +13,7 @@
  *   rtldnext | churn N MAX
  * Each command prints one line "<cmd> rc=<CUresult> [key=value]..." on stdout. `hold` prints
  * "hold ready" and sleeps until killed; busy syncs after every PROBE_BATCH launches (default 1); `fork` runs the remaining commands in a child (which
- * calls cuInit and makes its own context) and waits for it.
+ * calls cuInit and makes its own context) and waits for it. PROBE_DEVICE picks the device.
  */
 #define _GNU_SOURCE
 #include <cuda.h>
@@ -247,9 +247,10 @@ static int sms = 108;
 
 static CUresult setup(void)
 {
+	const char *ordinal = getenv("PROBE_DEVICE"); /* device ordinal to use, default 0 */
 	CUresult r = CALL(api.init, 0);
 	if (!r)
-		r = CALL(api.device_get, &dev, 0);
+		r = CALL(api.device_get, &dev, ordinal ? atoi(ordinal) : 0);
 	if (!r)
 		r = CALL(api.primary_retain, &ctx, dev);
 	if (!r)
