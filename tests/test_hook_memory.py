@@ -223,3 +223,21 @@ def test_a_replaced_limits_file_is_picked_up(hook_env: HookEnv) -> None:
     finally:
         proc.kill()
         proc.communicate(timeout=10)
+
+
+def test_accounting_stays_exact_when_processes_die_mid_churn(hook_env: HookEnv) -> None:
+    job = hook_env.job(memory=GIB)
+    procs = [hook_env.start(job, ["churn", "200000", "64M"]) for _ in range(6)]
+    time.sleep(0.5)
+    for p in procs[:3]:  # killed wherever they are, maybe inside the critical section
+        p.send_signal(signal.SIGKILL)
+    peak_truth = 0
+    while any(p.poll() is None for p in procs[3:]):
+        peak_truth = max(peak_truth, int(str(hook_env.device()["memory_used"])))
+    for p in procs:
+        p.communicate(timeout=120)
+    assert peak_truth <= GIB
+    reclaim_dead(job.state)
+    usage = job.usage()
+    assert usage.gpus[0].used_bytes == 0  # every byte of the dead and the living returned
+    assert usage.processes == ()
