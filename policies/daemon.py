@@ -10,11 +10,12 @@ Robustness rules it follows:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from slurm_vgpu.errors import ConfigError
@@ -147,9 +148,28 @@ class Daemon:
                 kind = "unattributed" if job_id is None else "over_cap"
                 st.backstop_events[(node, uuid, kind)] += 1
 
-    def run(self, stop: threading.Event, max_cycles: int | None = None) -> None:
+    def reload(self, new: DaemonConfig) -> None:
+        """Take a new config's policy settings and period (SIGHUP). Paths, nodes, the Slurm
+        client and the metrics endpoint need a restart (restarts lose nothing)."""
+        fixed = ("nodes", "runtime_dir", "inventory_path", "slurm", "metrics", "nvml")
+        ignored = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
+        if ignored:
+            log.warning("vgpu: reload: %s changed; restart the daemon to apply",
+                        ", ".join(ignored))
+        self.cfg = dataclasses.replace(self.cfg, policy=new.policy, log_level=new.log_level,
+                                       control_period_seconds=new.control_period_seconds)
+        logging.getLogger("slurm_vgpu.daemon").setLevel(new.log_level.upper())
+        log.info("vgpu: reload: policy settings applied")
+
+    def run(self, stop: threading.Event, max_cycles: int | None = None,
+            reload: Callable[[], DaemonConfig | None] | None = None) -> None:
+        """Cycle until `stop`; before each cycle `reload()` may hand over a new config."""
         done = 0
         while not stop.is_set():
+            if reload is not None:
+                new = reload()
+                if new is not None:
+                    self.reload(new)
             try:
                 self.cycle()
             except Exception:

@@ -75,6 +75,24 @@ def daemon(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    hangup = threading.Event()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        hangup.set()  # applied before the next cycle
+
+    def reload() -> DaemonConfig | None:
+        """SIGHUP: re-read --config; a bad file is reported and the running config kept."""
+        if not hangup.is_set():
+            return None
+        hangup.clear()
+        try:
+            return apply_overrides(resolve_config(config_path), nodes, runtime_dir, inventory,
+                                   metrics_port)
+        except ConfigError as e:
+            log.error("vgpu: reload refused, keeping the running config: %s", e)
+            return None
+
+    signal.signal(signal.SIGHUP, on_hangup)
     if cfg.metrics.enabled and not once:
         from prometheus_client import CollectorRegistry, start_http_server
 
@@ -90,4 +108,4 @@ def daemon(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
         log.info("vgpu: metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
     log.info("vgpu: daemon managing %s every %.1fs", ",".join(d.observer.node_names),
              cfg.control_period_seconds)
-    d.run(stop, max_cycles=1 if once else None)
+    d.run(stop, max_cycles=1 if once else None, reload=reload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,49 @@ def test_daemon_metrics_port_in_use_names_the_field(config: Path,
         code = vgpu_main(["daemon", "--config", str(config), "--metrics-port", str(port)])
     assert code == 2
     assert "metrics.port" in capsys.readouterr().err
+
+
+def test_daemon_sighup_reloads_policy_and_refuses_bad_config(config: Path, tmp_path: Path
+                                                             ) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from slurm_vgpu.native import read_limits_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = config.read_text() + "control_period_seconds: 0.2\n"
+    config.write_text(base)
+    limits = tmp_path / "run" / "jobs" / "11" / "limits"
+    log = tmp_path / "daemon.log"
+
+    def target() -> int:
+        return read_limits_file(limits).gpus[0].compute_limit_permille
+
+    def wait(pred: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not pred():
+            assert time.monotonic() < deadline, f"{what}:\n{log.read_text()}"
+            time.sleep(0.1)
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "slurm_vgpu.cli", "daemon", "--config",
+                                 str(config), "--metrics-port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait(lambda: target() == 1000, "burst share (jobs from the runtime dir)")
+        config.write_text(base + "share: {max_burst_permille: 500}\n")
+        proc.send_signal(signal.SIGHUP)
+        wait(lambda: target() == 500, "the reloaded cap")
+        config.write_text(base + "share: {max_burst_permille: lots}\n")
+        proc.send_signal(signal.SIGHUP)
+        wait(lambda: "reload refused" in log.read_text(), "the bad config refused")
+        assert "share.max_burst_permille" in log.read_text()
+        assert proc.poll() is None and target() == 500
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
