@@ -135,14 +135,25 @@ class DaemonCollector(Collector):
                                       "Device memory in use (NVML)", labels=labels),
             "util": GaugeMetricFamily("vgpu_gpu_utilization_ratio",
                                       "Device utilization (NVML), 0..1", labels=labels),
+            "lent": GaugeMetricFamily("vgpu_gpu_slices_lent",
+                                      "Idle slices of this GPU offered back to Slurm",
+                                      labels=labels),
+            "backfilled": GaugeMetricFamily("vgpu_gpu_slices_backfilled",
+                                            "Slices of this GPU held by jobs on lent capacity",
+                                            labels=labels),
             "over": GaugeMetricFamily("vgpu_gpu_overcommitted_slices",
                                       "Slices beyond the GPU's held by non-preemptible jobs",
                                       labels=labels),
         }
         allocated: Counter[str] = Counter()
+        backfilled: Counter[str] = Counter()
+        backfilled_jobs = plan.backfilled if plan else set()
         for job in snapshot.jobs:
             for jg in job.gpus:
                 allocated[jg.gpu_uuid] += jg.slices
+                if job.job_id in backfilled_jobs:
+                    backfilled[jg.gpu_uuid] += jg.slices
+        lent = plan.offered_gpus if plan else {}
         overcommitted = plan.overcommitted if plan else {}
         node_fams = {
             "configured": GaugeMetricFamily("vgpu_node_slices_configured",
@@ -180,6 +191,8 @@ class DaemonCollector(Collector):
                 if gpu.utilization_permille is not None:
                     fams["util"].add_metric(lv, _ratio(gpu.utilization_permille))
                 fams["over"].add_metric(lv, overcommitted.get(gpu.uuid, 0))
+                fams["lent"].add_metric(lv, lent.get(gpu.uuid, 0))
+                fams["backfilled"].add_metric(lv, backfilled.get(gpu.uuid, 0))
         yield from fams.values()
         yield from node_fams.values()
 

@@ -291,6 +291,8 @@ def test_backfill_slurmctld_restart_and_requeue(slurm_cluster_factory: Any, node
     node.usage(guest, busy_ns=10**9, used_bytes=3 * GIB)
     wait_until(lambda: d.metric("vgpu_job_backfilled", node="n1", job=str(guest), gpu="0",
                                 uuid=UUIDS[0]) == 1.0, "the guest counted as backfilled")
+    assert d.metric("vgpu_gpu_slices_backfilled", node="n1", gpu="0", uuid=UUIDS[0]) == 4
+    assert d.metric("vgpu_node_slices_backfilled", node="n1") == 4
 
     with busy(node, owner):  # the owner wakes up: offer withdrawn, guest throttled, requeued
         wait_until(lambda: vgpu_count(cluster) == 20, "the offer to be withdrawn")
