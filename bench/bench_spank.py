@@ -104,9 +104,9 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _plugin_times(cluster: SlurmCluster, what: str) -> list[float]:
-    """Milliseconds from the plugin's "<what> took N us" debug lines in the slurmd logs."""
-    pattern = re.compile(rf"vgpu: {what} took (\d+) us")
+def _plugin_times(cluster: SlurmCluster, what: str, tail: str = "") -> list[float]:
+    """Milliseconds from the plugin's "<what> took N us<tail>" debug lines in slurmd's logs."""
+    pattern = re.compile(rf"vgpu: {what} took (\d+) us{re.escape(tail)}")
     values: list[float] = []
     for node in cluster.node_names:
         text = cluster.log_path(f"slurmd-{node}").read_text(errors="replace")
@@ -140,7 +140,10 @@ def run() -> dict[str, object]:
                     _job_latencies(cluster, ["--gres=vgpu:1"]))
         variants = {name: _summary(values) for name, values in samples.items()}
         result.update(variants)
-        result["plugin_step_setup"] = _summary(_plugin_times(cluster, "step setup"))
+        result["plugin_step_setup_vgpu_job"] = _summary(
+            _plugin_times(cluster, "step setup", " (vgpu job)"))
+        result["plugin_step_setup_plain_job"] = _summary(
+            _plugin_times(cluster, "step setup", " (plain job)"))
         result["plugin_job_prolog"] = _summary(_plugin_times(cluster, "job prolog"))
 
         def added(a: str, b: str) -> float:

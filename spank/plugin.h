@@ -30,5 +30,7 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg);
 int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg);
 void vgpu_step_exit(void);
 void vgpu_step_tell_user(void);
+/* Did the step setup find the job's slices (or deny/hide them)? For logging. */
+int vgpu_step_has_slices(void);
 
 #endif

@@ -53,6 +53,11 @@ static int fail_step(const struct vgpu_config *cfg, uint32_t job_id, const char 
 	return 0;
 }
 
+int vgpu_step_has_slices(void)
+{
+	return mode != STEP_UNTOUCHED;
+}
+
 void vgpu_step_tell_user(void)
 {
 	if (mode == STEP_DENIED)

@@ -110,7 +110,8 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = vgpu_step_setup(sp, &config);
 	/* the benchmark reads these (SlurmdDebug=debug) for the plugin's own share of a launch */
-	vgpu_log_debug("step setup took %ld us", elapsed_us(&start));
+	vgpu_log_debug("step setup took %ld us (%s)", elapsed_us(&start),
+		       vgpu_step_has_slices() ? "vgpu job" : "plain job");
 	return rc;
 }
 
