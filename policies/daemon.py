@@ -126,6 +126,10 @@ class Daemon:
         actions = self._filter_repeats(plan.actions, time.monotonic())
         result = self.applier.apply(snapshot, actions)
         new_violations = self._record_violations(result.violations)
+        # a lasting violation is one recorded action (when it starts), not one per cycle
+        result.applied["record_violation"] = len(new_violations)
+        if not new_violations:
+            del result.applied["record_violation"]
         self._publish_lent(snapshot, plan)
         if result.slurm_error:
             self.observer.slurm_failed(result.slurm_error)
