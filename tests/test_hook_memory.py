@@ -115,12 +115,19 @@ def test_not_a_vgpu_job_passes_through(hook_env: HookEnv) -> None:
 
 def test_concurrent_processes_never_exceed_the_cap_together(hook_env: HookEnv) -> None:
     job = hook_env.job(memory=GIB)
-    procs = [hook_env.start(job, ["alloc", "128M"] * 4 + ["sleep", "1500"]) for _ in range(6)]
+    procs = [hook_env.start(job, ["alloc", "128M"] * 4 + ["hold"]) for _ in range(6)]
     granted = 0
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        granted += out.count("alloc rc=0")
+    try:
+        for p in procs:  # all hold what they got until every one has tried
+            assert p.stdout is not None
+            for line in p.stdout:
+                granted += line.startswith("alloc rc=0")
+                if line.startswith("hold ready"):
+                    break
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate(timeout=10)
     assert granted == 8  # exactly 1 GiB / 128 MiB, whatever the interleaving
 
 
