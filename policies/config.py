@@ -89,6 +89,10 @@ class SlurmConfig:
     command_timeout_seconds: float = 10.0
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
+    # Poll Slurm at most this often (0: every control period). Every node's daemon reads the
+    # whole job list (squeue --json cannot filter in 22.05); large clusters may poll less
+    # often while shares keep being adjusted every period on the last job list.
+    poll_interval_seconds: float = 0.0
     # Directory holding squeue/sinfo/scontrol/scancel; None: search PATH.
     bin_dir: str | None = None
 
@@ -308,6 +312,7 @@ def config_from_dict(data: object) -> DaemonConfig:
         backoff_initial_seconds=ss.number("backoff_initial_seconds",
                                           sd.backoff_initial_seconds, 0.01),
         backoff_max_seconds=ss.number("backoff_max_seconds", sd.backoff_max_seconds, 0.01),
+        poll_interval_seconds=ss.number("poll_interval_seconds", sd.poll_interval_seconds),
         bin_dir=ss.optional_string("bin_dir"),
     )
     ss.done()

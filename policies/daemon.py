@@ -210,7 +210,8 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
             log.warning("vgpu: %s; the memory backstop and device metrics are off", e)
     observer = Observer(nodes, inventories, slurm, files, cfg.policy.share, nvml=nvml,
                         proc_root=proc_root, backoff_initial=cfg.slurm.backoff_initial_seconds,
-                        backoff_max=cfg.slurm.backoff_max_seconds)
+                        backoff_max=cfg.slurm.backoff_max_seconds,
+                        poll_interval=cfg.slurm.poll_interval_seconds)
     return Daemon(cfg, observer, Applier(slurm, files, dry_run=dry_run),
                   runtime_dir=runtime_dir)
 

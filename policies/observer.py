@@ -108,6 +108,7 @@ class Observer:
                  slurm: SlurmClient, files: JobFiles, share: ShareConfig,
                  nvml: NvmlSource | None = None, proc_root: Path = Path("/proc"),
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
+                 poll_interval: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.node_names = list(nodes)
         self.inventory = {n: list(inventory.get(n, ())) for n in self.node_names}
@@ -117,6 +118,7 @@ class Observer:
         self.proc_root = proc_root
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.poll_interval = poll_interval
         self.clock = clock
         self.usage = UsageTracker(share.active_threshold_permille)
         self.health = SlurmHealth()
@@ -127,9 +129,12 @@ class Observer:
     # --- Slurm ----------------------------------------------------------------------------
 
     def _poll_slurm(self, now: float) -> bool:
+        """Poll Slurm if due; True when this cycle has fresh Slurm data."""
         h = self.health
         if h.consecutive_failures and now < h.next_attempt:
             return False
+        if h.ok and h.last_success is not None and now - h.last_success < self.poll_interval:
+            return False  # between polls: the last answer stands, Slurm actions wait
         try:
             jobs = self.slurm.running_jobs(self.node_names)
             nodes = self.slurm.nodes(self.node_names)
@@ -294,6 +299,6 @@ class Observer:
                     jobs.append(self._job_state(sj, name, now, by_uuid, nvml_used, nvml_util,
                                                 live))
         self.usage.forget_except(live)
-        notes = () if slurm_ok else (f"slurm unavailable: {self.health.last_error}",)
+        notes = () if self.health.ok else (f"slurm unavailable: {self.health.last_error}",)
         return Snapshot(time=now, nodes=tuple(nodes), jobs=tuple(jobs),
                         processes=tuple(processes), slurm_ok=slurm_ok, notes=notes)

@@ -137,5 +137,6 @@ def status(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
         with contextlib.suppress(OSError, ValueError, KeyError):
             lent = parse_lent((d.runtime_dir / "lent").read_text())
     doc = snapshot_to_dict(snapshot, d.observer.health.last_error, lent)
+    doc["slurm_ok"] = d.observer.health.ok  # fresh or within slurm.poll_interval_seconds
     click.echo(json.dumps(doc, indent=2) if as_json else render_table(doc))
 

@@ -440,3 +440,18 @@ def test_nvml_process_utilization_measures_jobs_without_the_hook(tmp_path: Path)
     clock.now += 5
     d.cycle()
     assert read_compute(burst) == 300
+
+
+@needs_root
+def test_poll_interval_spaces_slurm_reads_but_not_share_updates(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.BURST)
+    slurm = FakeSlurm([slurm_job(1, 3)])
+    cfg = DaemonConfig(nodes=("n1",), nvml=False, slurm=dataclasses.replace(
+        DaemonConfig().slurm, poll_interval_seconds=10))
+    d, clock = make_daemon(tmp_path, slurm, cfg)
+    for _ in range(6):
+        clock.now += 5
+        d.cycle()
+        assert d.state.slurm_up
+    assert [c[0] for c in slurm.calls].count("squeue") == 3
+    assert d.state.cycles == 6
