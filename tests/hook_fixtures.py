@@ -210,8 +210,9 @@ class HookEnv:
 
     def start(self, job: Job | None, args: Sequence[str], path: str = "linked",
               extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen([str(self.build.probe(path)), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env(job, extra))
+        return subprocess.Popen([str(self.build.probe(path)), *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.env(job, extra))
 
 
 @pytest.fixture
@@ -230,6 +231,13 @@ def hook_env_2gpu(hook_build: HookBuild, tmp_path: Path) -> HookEnv:
                      REQUIRE_NATIVE)
     os.chmod(tmp_path, 0o755)
     return HookEnv(hook_build, tmp_path, count=2)
+
+
+def proceed(proc: subprocess.Popen[str]) -> None:
+    """Let a probe blocked in its `wait` command go on."""
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
 
 
 def wait_for_line(proc: subprocess.Popen[str], prefix: str) -> str:

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from hook_fixtures import GIB, MIB, HookEnv, wait_for_line
+from hook_fixtures import GIB, MIB, HookEnv, proceed, wait_for_line
 
 from slurm_vgpu.native import read_limits_file, reclaim_dead, update_limits, write_limits_file
 
@@ -181,17 +181,20 @@ def test_fork_child_is_accounted_in_the_same_job(hook_env: HookEnv) -> None:
 
 def test_lowering_the_cap_live_blocks_allocations_until_usage_falls(hook_env: HookEnv) -> None:
     job = hook_env.job(memory=GIB)
-    proc = hook_env.start(job, ["alloc", "512M", "sleep", "300", "info", "alloc", "2M",
-                                "free", "alloc", "2M", "sleep", "300", "alloc", "600M"])
+    proc = hook_env.start(job, ["alloc", "512M", "wait", "info", "alloc", "2M", "free",
+                                "alloc", "2M", "wait", "alloc", "600M"])
     try:
-        wait_for_line(proc, "alloc rc=0")
+        wait_for_line(proc, "wait ready")
         update_limits(job.limits, 0, memory_limit_bytes=256 * MIB)
+        proceed(proc)
         info = wait_for_line(proc, "info")
         assert f"total={256 * MIB}" in info and "free=0" in info
         assert "rc=2" in wait_for_line(proc, "alloc")  # 512M held > 256M cap
         wait_for_line(proc, "free")
         assert "rc=0" in wait_for_line(proc, "alloc")  # usage fell below the new cap
+        wait_for_line(proc, "wait ready")
         update_limits(job.limits, 0, memory_limit_bytes=2 * GIB)
+        proceed(proc)
         assert "rc=0" in wait_for_line(proc, "alloc")  # raised live
     finally:
         proc.kill()
@@ -219,12 +222,14 @@ def test_a_gpu_the_job_holds_no_slice_of_is_refused(hook_env_2gpu: HookEnv) -> N
 
 def test_a_replaced_limits_file_is_picked_up(hook_env: HookEnv) -> None:
     job = hook_env.job(memory=GIB)
-    proc = hook_env.start(job, ["alloc", "512M", "sleep", "500", "info"])
+    proc = hook_env.start(job, ["alloc", "512M", "wait", "info"])
     try:
-        wait_for_line(proc, "alloc rc=0")
+        wait_for_line(proc, "wait ready")
         old = read_limits_file(job.limits)
         bigger = replace(old, gpus=(replace(old.gpus[0], memory_limit_bytes=2 * GIB),))
         write_limits_file(job.limits, bigger)  # a new inode, not an in-place update
+        time.sleep(0.3)  # the hook looks for a replaced file every 100 ms
+        proceed(proc)
         info = wait_for_line(proc, "info")
         assert f"total={2 * GIB}" in info
     finally:

@@ -10,7 +10,7 @@
  *   info | total | alloc N | free | managed N | pitch W H | async N | freeasync | pool N |
  *   vmm N | vmmfree | array W H | array3d W H D | mipmap W H LEVELS | arrayfree |
  *   launch N | launchex N | coop N | graph N | busy MS [KIND] | sync | sleep MS | hold | fork |
- *   rtldnext | churn N MAX
+ *   rtldnext | churn N MAX | wait (until a line arrives on stdin)
  * Each command prints one line "<cmd> rc=<CUresult> [key=value]..." on stdout. `hold` prints
  * "hold ready" and sleeps until killed; busy syncs after every PROBE_BATCH launches (default 1); `fork` runs the remaining commands in a child (which
  * calls cuInit and makes its own context) and waits for it. PROBE_DEVICE picks the device.
@@ -512,6 +512,14 @@ static int command(int argc, char **argv, int *pi)
 		i++;
 		usleep((useconds_t)(atof(a1) * 1000));
 		printf("sleep rc=0\n");
+	} else if (!strcmp(cmd, "wait")) {
+		/* Block until the test writes a line on stdin: steps it controls, no timing. */
+		char line[64];
+		printf("wait ready\n");
+		fflush(stdout);
+		if (!fgets(line, sizeof line, stdin))
+			r = CUDA_ERROR_INVALID_VALUE;
+		printf("wait rc=%d\n", r);
 	} else if (!strcmp(cmd, "hold")) {
 		printf("hold ready\n");
 		fflush(stdout);
