@@ -26,6 +26,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -144,8 +145,17 @@ static int job_slot_of(const struct vgpu_state *s, uint32_t pid)
 	return -1;
 }
 
-/* Device time (ns) of the job's and of other processes on gpu g since the last call.
- * Each NVML sample is one process's busy percentage over (previous timestamp, timeStamp]. */
+static int by_pid_then_time(const void *a, const void *b)
+{
+	const nvmlProcessUtilizationSample_t *x = a, *y = b;
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return x->timeStamp < y->timeStamp ? -1 : x->timeStamp > y->timeStamp;
+}
+
+/* Device time (ns) of the job's and of other processes on gpu g since the last call. Each
+ * NVML sample is one process's busy percentage over the span since its previous sample (or
+ * since the last call): one sample per process on the simulated GPU, several on a real one. */
 static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
 {
 	struct vgpu_state *s = vgpu_rt.state;
@@ -158,12 +168,17 @@ static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
 		return 0; /* nothing ran */
 	if (r != NVML_SUCCESS)
 		return -1;
-	uint64_t newest = lead[g].seen_us;
-	for (unsigned int i = 0; i < n && i < MAX_SAMPLES; i++) {
+	if (n > MAX_SAMPLES)
+		n = MAX_SAMPLES;
+	qsort(samples, n, sizeof *samples, by_pid_then_time);
+	uint64_t since = lead[g].seen_us, newest = since;
+	for (unsigned int i = 0; i < n; i++) {
 		const nvmlProcessUtilizationSample_t *x = &samples[i];
-		if (x->timeStamp <= lead[g].seen_us)
+		uint64_t prev = i > 0 && samples[i - 1].pid == x->pid ? samples[i - 1].timeStamp
+									: since;
+		if (x->timeStamp <= prev)
 			continue;
-		uint64_t span_us = x->timeStamp - lead[g].seen_us;
+		uint64_t span_us = x->timeStamp - prev;
 		uint64_t busy = span_us * 1000ull * (x->smUtil > 100 ? 100 : x->smUtil) / 100;
 		int slot = job_slot_of(s, x->pid);
 		if (slot >= 0) {
