@@ -5,7 +5,7 @@ import os
 import pytest
 
 # Fixture modules (tests/ is on sys.path through pytest's rootdir conftest handling).
-pytest_plugins: list[str] = ["slurm_cluster", "hook_fixtures", "fakegpu"]
+pytest_plugins: list[str] = ["slurm_cluster", "fakegpu", "hook_fixtures"]
 
 REQUIRE_SLURM = os.environ.get("VGPU_REQUIRE_SLURM") == "1"
 REQUIRE_NATIVE = os.environ.get("VGPU_REQUIRE_NATIVE") == "1"

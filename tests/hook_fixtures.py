@@ -1,10 +1,10 @@
-"""Fixtures for the hook's tests: the built hook and test drivers, a simulated GPU, and the
-per-job files (root-owned limits, an empty state file) exactly as the SPANK plugin makes them.
+"""Fixtures for the hook's tests: the built hook and test drivers, a simulated GPU (made with
+tests/fakegpu.py), and the per-job files (root-owned limits, an empty state file) exactly as
+the SPANK plugin makes them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Sequence
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import REQUIRE_NATIVE, skip_or_fail
+from fakegpu import FakeGpuBuild, FakeMachine, create_fake_machine, find_fakegpu_build
 
 from slurm_vgpu.native import (
     GpuLimit,
@@ -35,10 +36,12 @@ class HookBuild:
     """Paths of what `make` built for the hook's tests."""
 
     hook: Path
-    fake_dir: Path
-    ctl: Path
-    dump: Path
+    fake: FakeGpuBuild
     tests: Path
+
+    @property
+    def fake_dir(self) -> Path:
+        return self.fake.dir
 
     def probe(self, path: str = "linked") -> Path:
         names = {"linked": "vgpu_probe", "dlsym": "vgpu_probe_dlsym", "gpa": "vgpu_probe_gpa"}
@@ -46,15 +49,12 @@ class HookBuild:
 
 
 def find_hook_build() -> HookBuild | None:
-    build = HookBuild(
-        hook=BUILD / "native" / "libvgpu.so",
-        fake_dir=BUILD / "fakegpu",
-        ctl=BUILD / "fakegpu" / "fakegpu-ctl",
-        dump=BUILD / "fakegpu" / "fakegpu-dump",
-        tests=BUILD / "native" / "tests",
-    )
-    needed = [build.hook, build.fake_dir / "libcuda.so.1", build.ctl, build.dump,
-              build.probe("linked"), build.probe("dlsym"), build.probe("gpa")]
+    fake = find_fakegpu_build(BUILD / "fakegpu")
+    if fake is None:
+        return None
+    build = HookBuild(hook=BUILD / "native" / "libvgpu.so", fake=fake,
+                      tests=BUILD / "native" / "tests")
+    needed = [build.hook, build.probe("linked"), build.probe("dlsym"), build.probe("gpa")]
     return build if all(p.exists() for p in needed) else None
 
 
@@ -122,42 +122,22 @@ class HookEnv:
     def __init__(self, build: HookBuild, root: Path, count: int = 1, memory: str = "16G"):
         self.build = build
         self.root = root
-        self.fake_state = root / "fakegpu.state"
-        self.base_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LD_LIBRARY_PATH": str(build.fake_dir),
-            "FAKEGPU_STATE": str(self.fake_state),
-        }
-        subprocess.run(
-            [str(build.ctl), "create", "--state", str(self.fake_state), "--count", str(count),
-             "--mem", memory],
-            check=True, capture_output=True, env=self.base_env, timeout=30,
-        )
-        devices = self.ground_truth()["devices"]
-        assert isinstance(devices, list)
-        self.uuids = [str(d["uuid"]) for d in devices]
+        self.machine: FakeMachine = create_fake_machine(build.fake, root / "fakegpu.state",
+                                                        count, memory)
+        self.fake_state = self.machine.state
+        # Only what a job's processes need: nothing of the test runner's VGPU_* or preloads.
+        self.base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.machine.env}
+        self.uuids = list(self.machine.uuids)
 
-    def ground_truth(self, window_ms: int | None = None) -> dict[str, object]:
-        args = [str(self.build.dump), "--state", str(self.fake_state)]
-        if window_ms:
-            args += ["--window-ms", str(window_ms)]
-        out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30)
-        data: dict[str, object] = json.loads(out.stdout)
-        return data
+    def ground_truth(self, window_ms: int | None = None) -> dict[str, Any]:
+        return self.machine.dump(window_ms=window_ms)
 
     def ground_truth_window(self, t0: int, t1: int, index: int = 0) -> dict[str, Any]:
         """Device `index` with busy time counted within [t0, t1) (CLOCK_MONOTONIC ns)."""
-        args = [str(self.build.dump), "--state", str(self.fake_state), "--from-ns", str(t0),
-                "--to-ns", str(t1)]
-        out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30)
-        dev: dict[str, Any] = json.loads(out.stdout)["devices"][index]
-        return dev
+        return self.machine.device(index, from_ns=t0, to_ns=t1)
 
-    def device(self, index: int = 0, window_ms: int | None = None) -> dict[str, object]:
-        devices = self.ground_truth(window_ms)["devices"]
-        assert isinstance(devices, list)
-        dev: dict[str, object] = devices[index]
-        return dev
+    def device(self, index: int = 0, window_ms: int | None = None) -> dict[str, Any]:
+        return self.machine.device(index, **({"window_ms": window_ms} if window_ms else {}))
 
     def job(
         self,
