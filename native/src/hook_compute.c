@@ -130,8 +130,12 @@ static int nvml_open(void)
 			r = by_uuid(uuid, &nvml.handle[g]);
 		else if (by_index)
 			r = by_index(l->gpu[g].physical_index, &nvml.handle[g]);
-		if (r != NVML_SUCCESS)
+		if (r != NVML_SUCCESS) {
 			nvml.handle[g] = NULL;
+			vgpu_log("NVML does not know GPU %s (index %u): this process cannot measure "
+				 "the job's compute on it", uuid[0] ? uuid : "(no uuid)",
+				 l->gpu[g].physical_index);
+		}
 	}
 	return 0;
 }
