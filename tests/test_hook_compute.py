@@ -78,6 +78,16 @@ def test_a_burst_job_uses_what_others_leave_idle(hook_env: HookEnv) -> None:
     assert shares[0] > 80
 
 
+def test_a_burst_job_yields_to_a_contending_guaranteed_job(hook_env: HookEnv) -> None:
+    jobs = [hook_env.job("burst", compute_permille=300, policy=SharePolicy.BURST),
+            hook_env.job("guaranteed", compute_permille=700)]
+    procs, t0 = _run_busy(hook_env, jobs, 3000)
+    shares = _shares(hook_env, procs, t0 + 1_500_000_000, t0 + 3_000_000_000)
+    _finish(procs)
+    assert shares[0] == pytest.approx(30, abs=TOLERANCE)
+    assert shares[1] == pytest.approx(70, abs=TOLERANCE)
+
+
 def test_a_compute_limit_change_applies_while_the_job_runs(hook_env: HookEnv) -> None:
     job = hook_env.job(compute_permille=200)
     procs, t0 = _run_busy(hook_env, [job], 3000)

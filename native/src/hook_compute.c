@@ -39,7 +39,7 @@
 #define MAX_WAIT_NS 3000000000ull     /* longest a launch waits at the gate */
 #define CREDIT_WINDOW_NS 250000000ull /* unused share kept for later: 250 ms of it */
 #define DEBT_WINDOW_NS 2000000000ull  /* debt beyond 2 s of share is forgiven */
-#define BURST_MARGIN_PERMILLE 50      /* headroom left to others by a bursting job */
+#define BURST_MARGIN_PERMILLE 100     /* headroom left to others by a bursting job */
 #define MAX_SAMPLES 512
 
 typedef nvmlReturn_t (*nvml_init_fn)(void);
@@ -266,7 +266,7 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		share = 1;
 	if (policy == VGPU_SHARE_BURST && dt > 0) {
 		double others = 1000.0 * (double)others_ns / (double)dt;
-		lead[g].others_permille = 0.8 * lead[g].others_permille + 0.2 * others;
+		lead[g].others_permille = 0.9 * lead[g].others_permille + 0.1 * others;
 		double idle = 1000.0 - lead[g].others_permille - BURST_MARGIN_PERMILLE;
 		if (idle > share)
 			share = idle;
