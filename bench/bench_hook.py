@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slurm_vgpu.native import GpuLimit, JobLimits, read_usage, write_limits_file
+from slurm_vgpu.native import GpuLimit, JobLimits, SharePolicy, read_usage, write_limits_file
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = Path(os.environ.get("VGPU_BUILD", REPO / "build"))
@@ -61,8 +61,8 @@ class Machine:
         data: dict[str, Any] = json.loads(out.stdout)
         return data
 
-    def job(self, memory: int = 16 * GIB, permille: int = 1000,
-            uuid: str | None = None) -> dict[str, str]:
+    def job(self, memory: int = 16 * GIB, permille: int = 1000, uuid: str | None = None,
+            policy: SharePolicy = SharePolicy.GUARANTEED) -> dict[str, str]:
         """Environment of a new job's processes (hook preloaded, limits and state). An empty
         uuid matches device ordinal 0 whatever the driver calls it."""
         self.jobs += 1
@@ -72,7 +72,7 @@ class Machine:
                        slices=max(permille // 100, 1), memory_limit_bytes=memory,
                        compute_guaranteed_permille=permille, compute_limit_permille=permille)
         write_limits_file(d / "limits", JobLimits(job_id=self.jobs, uid=os.getuid(),
-                                                  gpus=(gpu,)))
+                                                  gpus=(gpu,), share_policy=policy))
         (d / "state").touch(mode=0o600)
         return {**self.env, "LD_PRELOAD": str(HOOK), "VGPU_LIMITS": str(d / "limits"),
                 "VGPU_STATE": str(d / "state")}
@@ -229,6 +229,32 @@ def share_accuracy(budget_s: float = 150.0) -> dict[str, object]:
     }
 
 
+def work_conservation() -> dict[str, object]:
+    """A 30 % burst job alone, then against a saturating 70 % guaranteed job: shares per
+    second of a 3 s run (5 ms kernels)."""
+    results: dict[str, object] = {}
+    for name, others in (("burst_alone", []), ("burst_vs_guaranteed_70", [700])):
+        with machine() as m:
+            envs = [m.job(permille=300, policy=SharePolicy.BURST)] + [m.job(permille=p)
+                                                                     for p in others]
+            extra = {"FAKEGPU_KERNEL_NS": "5000000", "PROBE_PIPELINE": "1"}
+            t0 = time.monotonic_ns()
+            procs = [subprocess.Popen([str(TESTS / "vgpu_probe"), "busy", "3400"],
+                                      env={**e, **extra}, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL) for e in envs]
+            time.sleep(3.05)
+            seconds = []
+            for s in range(3):
+                dev = m.dump(t0 + s * 10**9, t0 + (s + 1) * 10**9)["devices"][0]
+                busy = {int(p["pid"]): int(p["busy_window_ns"]) for p in dev["processes"]}
+                seconds.append([round(busy.get(p.pid, 0) / 1e7, 1) for p in procs])
+            for p in procs:
+                p.wait(timeout=60)
+        results[name] = {"shares_per_second": seconds,
+                         "jobs": ["burst 30 %"] + [f"guaranteed {p // 10} %" for p in others]}
+    return results
+
+
 # ---------------------------------------------------------------- 3. memory contention
 
 def memory_contention(procs_n: int = 8, steps: int = 10_000) -> dict[str, object]:
@@ -270,6 +296,7 @@ def run() -> dict[str, object]:
         "call_costs": call_costs(),
         "memory_contention": memory_contention(),
         "compute_shares": share_accuracy(),
+        "work_conservation": work_conservation(),
     }
 
 
