@@ -126,6 +126,27 @@ int vgpu_ctld_job_on_node(uint32_t job_id, const char *node)
 	return rv;
 }
 
+int vgpu_ctld_job_requeued(uint32_t job_id)
+{
+	job_info_msg_t *resp = NULL;
+	int rv = 0;
+
+	if (slurm_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp)
+		return -1;
+	for (uint32_t i = 0; i < resp->record_count; i++) {
+		slurm_job_info_t *j = &resp->job_array[i];
+
+		if (j->job_id != job_id)
+			continue;
+		if ((j->job_state & JOB_STATE_BASE) == JOB_PENDING ||
+		    (j->job_state & (JOB_REQUEUE | JOB_REQUEUE_HOLD | JOB_SPECIAL_EXIT |
+				     JOB_REQUEUE_FED)))
+			rv = 1;
+	}
+	slurm_free_job_info_msg(resp);
+	return rv;
+}
+
 /* The job's current AdminComment into buf ("" when none). 0 or -1. */
 static int load_admin_comment(uint32_t job_id, char *buf, size_t len)
 {

@@ -29,6 +29,10 @@ int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres,
 /* Is the job still running (or completing) on `node`? 1 yes, 0 no, -1 cannot tell. */
 int vgpu_ctld_job_on_node(uint32_t job_id, const char *node);
 
+/* Is the job being requeued (pending again, or completing with a requeue flag)? 1, 0, or -1
+ * when slurmctld cannot tell. */
+int vgpu_ctld_job_requeued(uint32_t job_id);
+
 /* Append `token` to the job's AdminComment (kept if already there; verified against the
  * other nodes' concurrent appends when the job has several nodes). 0 or -1. */
 int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *current,

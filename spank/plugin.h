@@ -23,7 +23,10 @@ int vgpu_node_name(spank_t sp, char *buf, size_t len);
 int vgpu_node_paths(spank_t sp, const struct vgpu_config *cfg, char *node, size_t nodelen,
 		    char *runtime_dir, char *inventory, char *err, size_t errlen);
 
-int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg);
+/* Place the job's slices on this node and write its files. from_step: called by a step of a
+ * job whose prolog did not run here (slurmd runs it once per job id: a requeued job's next
+ * run gets none); places only if nobody has yet. */
+int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg, int from_step);
 int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg);
 void vgpu_mark_reconcile(spank_t sp, const struct vgpu_config *cfg);
 int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg);

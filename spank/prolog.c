@@ -123,7 +123,20 @@ static void reconcile(const struct node_ctx *nc, uint32_t self)
 		int placed = 0;
 		char dir[PATH_MAX];
 
-		if (de->d_name[0] < '0' || de->d_name[0] > '9' || *end || job == self)
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || job == self)
+			continue;
+		if (!strcmp(end, ".requeued")) {
+			char marker[PATH_MAX + 16];
+
+			if (vgpu_ctld_job_on_node((uint32_t)job, nc->node) == 0 &&
+			    vgpu_ctld_job_requeued((uint32_t)job) == 0) {
+				(void)vgpu_fmt(marker, sizeof(marker), "%s/%s", nc->jobs_dir,
+					       de->d_name);
+				(void)unlink(marker);
+			}
+			continue;
+		}
+		if (*end)
 			continue;
 		for (uint32_t i = 0; i < table.n; i++)
 			placed |= table.e[i].job_id == job;
@@ -183,8 +196,8 @@ static void record_slurmd(const struct node_ctx *nc, const char *current)
 
 /* Place the job and write its files; the lock is held by the caller. */
 static int place_job(const struct node_ctx *nc, uint32_t job_id,
-		     const struct vgpu_job_alloc *alloc, uint32_t share, char *summary,
-		     size_t summarylen, char *err, size_t errlen)
+		     const struct vgpu_job_alloc *alloc, uint32_t share, int parent_is_slurmd,
+		     char *summary, size_t summarylen, char *err, size_t errlen)
 {
 	struct vgpu_place_entry chosen[VGPU_MAX_GPUS];
 	char dir[PATH_MAX], limits_path[PATH_MAX + 16], state_path[PATH_MAX + 16];
@@ -197,7 +210,7 @@ static int place_job(const struct node_ctx *nc, uint32_t job_id,
 		goto fail;
 	vgpu_placements_drop(&table, job_id); /* a requeued job starts afresh */
 	identity[0] = '\0';
-	if (slurmd_restarted(nc, identity, sizeof(identity)) ||
+	if ((parent_is_slurmd && slurmd_restarted(nc, identity, sizeof(identity))) ||
 	    stat(nc->reconcile_path, &st) == 0) {
 		vgpu_log_info("reconciling %s's placements with slurmctld", nc->node);
 		reconcile(nc, job_id);
@@ -221,6 +234,12 @@ static int place_job(const struct node_ctx *nc, uint32_t job_id,
 	    vgpu_mkdir_root(dir, 0755, err, errlen))
 		goto fail;
 	(void)unlink(error_path);
+	{
+		char marker[PATH_MAX + 16];
+
+		(void)vgpu_fmt(marker, sizeof(marker), "%s.requeued", dir);
+		(void)unlink(marker);
+	}
 	if (vgpu_state_create(state_path, alloc->uid, alloc->gid, err, errlen) ||
 	    vgpu_limits_write(limits_path, &limits, err, errlen))
 		goto fail;
@@ -245,7 +264,7 @@ fail:
 	return rv;
 }
 
-int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg)
+int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg, int from_step)
 {
 	struct node_ctx nc;
 	struct vgpu_job_alloc alloc;
@@ -271,7 +290,8 @@ int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg)
 		       cfg->gres_name);
 	if (alloc.count == 0)
 		return 0; /* not a vgpu job: untouched, no files */
-	share = vgpu_args_share_in_prolog(sp);
+	/* in a step the option callback has already run; there getopt is not available */
+	share = from_step ? vgpu_args_share() : vgpu_args_share_in_prolog(sp);
 	if (vgpu_inventory_load(nc.inventory, &inventory, err, sizeof(err))) {
 		record_error(&nc, job_id, err);
 		return 0;
@@ -285,7 +305,20 @@ int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg)
 		record_error(&nc, job_id, err);
 		return 0;
 	}
-	if (place_job(&nc, job_id, &alloc, share, summary, sizeof(summary), err, sizeof(err))) {
+	if (from_step) {
+		char dir[PATH_MAX], limits_path[PATH_MAX + 16];
+		struct stat st;
+
+		/* steps of a requeued job may race here: the first one places, the rest use it */
+		job_dir_path(&nc, job_id, dir, sizeof(dir));
+		(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s/limits", dir);
+		if (stat(limits_path, &st) == 0) {
+			vgpu_unlock(lock_fd);
+			return 0;
+		}
+	}
+	if (place_job(&nc, job_id, &alloc, share, !from_step, summary, sizeof(summary), err,
+		      sizeof(err))) {
 		char msg[ERRLEN + 64];
 
 		vgpu_unlock(lock_fd);
@@ -338,6 +371,15 @@ int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg)
 	}
 	if (vgpu_remove_dir(dir, err, sizeof(err)))
 		vgpu_log_error("job %u epilog: %s", job_id, err);
+	if (vgpu_ctld_job_requeued(job_id) == 1) {
+		char marker[PATH_MAX + 16];
+
+		/* slurmd runs no prolog for the next run of this job id on this node: leave a
+		 * root-owned note so that run's first step places the slices itself */
+		(void)vgpu_fmt(marker, sizeof(marker), "%s.requeued", dir);
+		if (vgpu_write_atomic(marker, "", 0, 0644, err, sizeof(err)))
+			vgpu_log_error("job %u epilog: %s", job_id, err);
+	}
 	vgpu_unlock(lock_fd);
 	return 0;
 }

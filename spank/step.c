@@ -92,6 +92,19 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 	if (vgpu_fmt(dir, sizeof(dir), "%s/jobs/%u", runtime_dir, job_id) ||
 	    strlen(dir) + 16 >= PATH_MAX)
 		return fail_step(cfg, job_id, "runtime_dir is too long");
+	if (stat(dir, &st) && errno == ENOENT) {
+		char marker[PATH_MAX + 16];
+
+		/* No directory: not a vgpu job here, as the prolog found. Except on a requeued
+		 * job's next run, for which slurmd runs no prolog again: its epilog left a note
+		 * (root-owned, in the root-owned jobs dir) and the first step places from here. */
+		(void)vgpu_fmt(marker, sizeof(marker), "%s.requeued", dir);
+		if (stat(marker, &st))
+			return 0;
+		vgpu_log_debug("job %u: requeued, no prolog ran here; placing from step %u",
+			       job_id, step_id);
+		(void)vgpu_job_prolog(sp, cfg, 1);
+	}
 	if (stat(dir, &st)) {
 		if (errno == ENOENT)
 			return 0; /* not a vgpu job on this node */

@@ -151,7 +151,7 @@ int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
 	if (load_config(ac, av))
 		return 0; /* logged; a prolog/epilog error would drain the node */
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	rc = vgpu_job_prolog(sp, &config);
+	rc = vgpu_job_prolog(sp, &config, 0);
 	vgpu_log_debug("job prolog took %ld us", elapsed_us(&start));
 	return rc;
 }

@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,6 +288,44 @@ def test_bad_vgpu_share_is_refused_before_the_job_starts(cluster: SlurmCluster,
                          check=False, user=USER, timeout=30)
     assert result.returncode != 0
     assert "vgpu: --vgpu-share=always is not valid: use --vgpu-share=guaranteed" in result.stderr
+
+
+def test_salloc_and_plain_srun_jobs_get_slices_and_share_policy(cluster: SlurmCluster,
+                                                                 site: SpankSite) -> None:
+    out = cluster.run("salloc", "-w", "n2", "--gres=vgpu:2", "--vgpu-share=burst", "srun",
+                      "bash", "-c", "echo $SLURM_JOB_ID $CUDA_VISIBLE_DEVICES; "
+                      "cp $VGPU_LIMITS $SLURM_JOB_ID.salloc", user=USER, timeout=60).stdout
+    jobid, visible = out.split()
+    lim = decode_limits((cluster.jobs_dir / f"{jobid}.salloc").read_bytes())
+    assert (lim.share_policy, [(g.physical_index, g.slices) for g in lim.gpus]) == (
+        SHARE_BURST, [(int(visible), 2)])
+    out = cluster.run("srun", "-w", "n2", "--gres=vgpu:1", "bash", "-c",
+                      "echo $SLURM_JOB_ID; cp $VGPU_LIMITS $SLURM_JOB_ID.srun", user=USER,
+                      timeout=60).stdout
+    lim = decode_limits((cluster.jobs_dir / f"{out.strip()}.srun").read_bytes())
+    assert (lim.share_policy, lim.gpus[0].slices) == (SHARE_GUARANTEED, 1)
+
+
+def test_a_requeued_job_is_placed_afresh(cluster: SlurmCluster, site: SpankSite) -> None:
+    jobid = submit_hold(cluster, "-w", "n1", "--gres=vgpu:4", "--requeue")
+    job_env(cluster, jobid)
+    (cluster.jobs_dir / f"{jobid}.env").unlink()
+    cluster.run("scontrol", "requeue", str(jobid))
+    # The epilog freed the slices and left a note for the next run, which gets no prolog.
+    marker = site.runtime_dir("n1") / "jobs" / f"{jobid}.requeued"
+    wait_for(marker.exists, "the epilog's requeue note")
+    assert not site.job_dir("n1", jobid).exists()
+    # Slurm delays a requeued job by minutes; start it now, but not within the second its
+    # old credential was revoked in (slurmd would refuse the launch: "credential revoked").
+    wait_for(lambda: cluster.job_state(jobid) == "PENDING", "the job to be pending again")
+    time.sleep(2)
+    cluster.run("scontrol", "update", f"jobid={jobid}", "StartTime=now")
+    env = job_env(cluster, jobid)
+    assert env.get("VGPU_LIMITS") == str(site.job_dir("n1", jobid) / "limits"), (
+        env, cluster.job_info(jobid), (cluster.jobs_dir / f"{jobid}.out").read_text())
+    assert sum(s for job, _, s in site.placements("n1") if job == jobid) == 4
+    assert not marker.exists()
+    release(cluster, site, jobid)
 
 
 def test_help_documents_the_option(cluster: SlurmCluster) -> None:
