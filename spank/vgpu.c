@@ -30,15 +30,14 @@ int vgpu_node_name(spank_t sp, char *buf, size_t len)
 {
 	const char *env = getenv("SLURMD_NODENAME");
 
-	/* slurmd exports its own name to the prolog/epilog and to slurmstepd; a task's job
-	 * environment carries it too */
+	/* The process environment: slurmd exports its name to the prolog/epilog it runs and to
+	 * the slurmstepd it starts. Never the job's environment (spank_getenv): the user sets
+	 * that, and a false name would point a step at another node's files. */
+	(void)sp;
 	if (env && env[0] && strlen(env) < len) {
 		memcpy(buf, env, strlen(env) + 1);
 		return 0;
 	}
-	if (spank_remote(sp) &&
-	    spank_getenv(sp, "SLURMD_NODENAME", buf, (int)len) == ESPANK_SUCCESS && buf[0])
-		return 0;
 	buf[0] = '\0';
 	return -1;
 }

@@ -383,6 +383,15 @@ def test_slices_booked_by_a_vanished_job_are_reclaimed_when_needed(
     release(cluster, site, jobid)
 
 
+def test_a_false_node_name_in_the_job_environment_changes_nothing(
+        cluster: SlurmCluster, site: SpankSite) -> None:
+    # %n comes from slurmd's environment, never from the job's (which the user writes)
+    result = cluster.run("srun", "-w", "n1", "--gres=vgpu:2", "--export=ALL,SLURMD_NODENAME=n2",
+                         "bash", "-c", "echo $SLURM_JOB_ID $VGPU_LIMITS", user=USER, timeout=60)
+    jobid, limits = result.stdout.split()
+    assert limits == str(site.job_dir("n1", int(jobid)) / "limits")
+
+
 def test_users_cannot_touch_another_jobs_files(cluster: SlurmCluster, site: SpankSite) -> None:
     jobid = submit_hold(cluster, "-w", "n1", "--gres=vgpu:1")
     job_env(cluster, jobid)
