@@ -1,6 +1,6 @@
 /* Per step, in slurmstepd (remote context): find the job's placement and set up each task's
- * environment. A job with no directory under runtime_dir/jobs/ is not a vgpu job on this node
- * and stays untouched (one stat, no RPC). */
+ * environment. A job with no directory under runtime_dir/jobs/ (and no requeue note) is not a
+ * vgpu job on this node and stays untouched: two stats, no RPC. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
