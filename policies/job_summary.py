@@ -4,7 +4,8 @@
 
 Writer: while the job runs `scontrol update job=ID AdminComment=...`; after it ended
 `sacctmgr -i modify job jobid=ID set AdminComment=...` (scontrol refuses finished jobs).
-Bounded to MAX_CHARS: GPU UUIDs are shortened first, then the per-GPU list is cut (its
+sacctmgr stores the text lowercased, so the format is case-insensitive (the parser restores the
+GPU-/MIG- prefix of UUIDs). Bounded to MAX_CHARS: GPU UUIDs are shortened first, then the per-GPU list is cut (its
 totals stay in sl:), so the scalar figures always survive.
 """
 
@@ -105,6 +106,14 @@ def format_summary(s: JobSummary, max_chars: int = MAX_CHARS) -> str:
     raise SummaryError(f"summary does not fit in {max_chars} characters")
 
 
+def _restore_case(uuid: str) -> str:
+    # sacctmgr lowercases what it stores; NVIDIA UUIDs are GPU-/MIG- + lowercase hex
+    for prefix in ("GPU-", "MIG-"):
+        if uuid.lower().startswith(prefix.lower()):
+            return prefix + uuid[len(prefix):].lower()
+    return uuid
+
+
 def parse_summary(text: str | None) -> JobSummary | None:
     """Decode an AdminComment; None when it holds no vgpu summary (or an unknown version)."""
     if not text:
@@ -124,7 +133,7 @@ def parse_summary(text: str | None) -> JobSummary | None:
         if fields.get("g"):
             for item in fields["g"].split("+"):
                 uuid, _, n = item.rpartition("*")
-                gpus.append(GpuSlices(uuid, int(n)))
+                gpus.append(GpuSlices(_restore_case(uuid), int(n)))
         known = {"sl", "spg", "g", "gx", "obs", "avg", "pk", "mem", "bor", "bf", "bs"}
         return JobSummary(
             slices=int(fields["sl"]), slices_per_gpu=int(fields["spg"]), gpus=tuple(gpus),

@@ -1,0 +1,111 @@
+"""The AdminComment summary format: round trip, size bound, writer fallbacks (fake runner)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from slurm_vgpu.policies.job_summary import (
+    MAX_CHARS,
+    GpuSlices,
+    JobSummary,
+    SummaryError,
+    format_summary,
+    parse_summary,
+    write_summary,
+)
+
+UUID = "GPU-8f2c41d0-1234-5678-9abc-def012345678"
+
+
+def _summary(n_gpus: int = 1) -> JobSummary:
+    gpus = tuple(GpuSlices(f"GPU-8f2c41d0-1234-5678-9abc-def0123456{i:02d}", 2)
+                 for i in range(n_gpus))
+    return JobSummary(slices=2 * n_gpus, slices_per_gpu=10, gpus=gpus, observed_s=3600,
+                      avg_compute_pct=7.5, peak_compute_pct=41.0, peak_memory_mib=2048,
+                      borrowed_s=120, backfilled_s=30, backstop_events=2)
+
+
+def test_round_trip_and_text() -> None:
+    s = _summary()
+    text = format_summary(s)
+    assert text.startswith("vgpu1;sl:2;spg:10;g:GPU-8f2c41d0-")
+    assert parse_summary(text) == s
+    assert parse_summary(text.lower()) == s  # sacctmgr stores it lowercased
+    assert s.spans == 1 and s.efficiency_pct == pytest.approx(37.5)
+
+
+def test_not_ours_or_newer_version_is_no_summary() -> None:
+    assert parse_summary(None) is None
+    assert parse_summary("") is None
+    assert parse_summary("site admin note") is None
+    assert parse_summary("vgpu2;sl:3") is None
+
+
+def test_unknown_keys_are_kept_and_bad_fields_rejected() -> None:
+    parsed = parse_summary("vgpu1;sl:3;spg:10;new:7")
+    assert parsed is not None and parsed.extra == {"new": "7"}
+    with pytest.raises(SummaryError, match="not key:value"):
+        parse_summary("vgpu1;sl:3;spg")
+    with pytest.raises(SummaryError, match="malformed"):
+        parse_summary("vgpu1;sl:x;spg:10")
+
+
+def test_size_bound_shortens_uuids_then_cuts_the_gpu_list() -> None:
+    medium = format_summary(_summary(12))
+    assert len(medium) <= MAX_CHARS and "GPU-8f2c41d0*2" in medium and ";gx:" not in medium
+    big = _summary(64)
+    text = format_summary(big)
+    assert len(text) <= MAX_CHARS
+    parsed = parse_summary(text)
+    assert parsed is not None
+    assert parsed.spans == 64 and parsed.gpus_dropped > 0
+    assert parsed.slices == 128 and parsed.avg_compute_pct == 7.5  # scalars survive
+
+
+def test_uuid_with_separator_is_refused() -> None:
+    bad = JobSummary(1, 10, (GpuSlices("GPU-1;sl:99", 1),))
+    with pytest.raises(SummaryError, match="UUID"):
+        format_summary(bad)
+
+
+class FakeSlurm:
+    """Answers scontrol/sacctmgr like Slurm 22.05 for a running or finished job."""
+
+    def __init__(self, running: bool) -> None:
+        self.running = running
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        if argv[0] == "scontrol":
+            if self.running:
+                return 0, "", ""
+            return 1, "", "slurm_update error: Job/step already completing or completed"
+        return 0, " Modified job\n", ""
+
+
+def test_writer_uses_scontrol_while_running() -> None:
+    fake = FakeSlurm(running=True)
+    text = write_summary(17, _summary(), fake)
+    assert fake.calls == [["scontrol", "update", "job=17", f"AdminComment={text}"]]
+
+
+def test_writer_falls_back_to_sacctmgr_after_the_end() -> None:
+    fake = FakeSlurm(running=False)
+    text = write_summary("17", _summary(), fake)
+    assert [c[0] for c in fake.calls] == ["scontrol", "sacctmgr"]
+    assert fake.calls[1] == ["sacctmgr", "-i", "modify", "job", "jobid=17", "set",
+                             f"AdminComment={text}"]
+
+
+def test_writer_reports_both_failures() -> None:
+    def nothing(argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[0] == "scontrol":
+            return 1, "", "Invalid job id specified"
+        return 0, " Nothing modified\n", ""
+    with pytest.raises(SummaryError, match="scontrol: Invalid job id.*sacctmgr: Nothing"):
+        write_summary(99, _summary(), nothing)
+    with pytest.raises(SummaryError, match="not a Slurm job id"):
+        write_summary("1;rm", _summary(), nothing)
