@@ -39,3 +39,31 @@ def plot_static(data: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_dynamic(data: dict[str, Any], path: Path) -> None:
+    """Bars per mode: queue wait, allocation and effective utilization, slowdown."""
+    plt = _pyplot()
+    rows = data["summary"]
+    modes = [r["mode"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    axes[0].bar(modes, [r["mean_wait_s"] / 60 for r in rows], label="mean")
+    axes[0].bar(modes, [r["p95_wait_s"] / 60 for r in rows], alpha=0.35, label="p95")
+    axes[0].set_ylabel("queue wait (min)")
+    axes[0].legend(fontsize=8)
+    x = range(len(modes))
+    axes[1].bar([i - 0.2 for i in x], [r["allocation_pct"] for r in rows], 0.4,
+                label="allocated")
+    axes[1].bar([i + 0.2 for i in x], [r["effective_util_pct"] for r in rows], 0.4,
+                label="used compute")
+    axes[1].set_xticks(list(x), modes)
+    axes[1].set_ylabel("% of GPU capacity")
+    axes[1].legend(fontsize=8)
+    axes[2].bar(modes, [r["mean_slowdown"] for r in rows], label="mean")
+    axes[2].bar(modes, [r["p95_slowdown"] for r in rows], alpha=0.35, label="p95")
+    axes[2].set_ylabel("run time / alone")
+    axes[2].legend(fontsize=8)
+    fig.suptitle("Philly replay: whole GPUs vs vgpu slices vs slices + sharing")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -130,3 +130,76 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise click.BadParameter(f"{text!r} names no seed", param_hint="--seeds")
     return seeds
+
+
+DATA_DEFAULT = Path("../shared/data")
+
+
+@simulate.command("dynamic")
+@click.option("--philly", type=click.Path(path_type=Path),
+              default=DATA_DEFAULT / "philly" / "philly_jobs.csv", show_default=True)
+@click.option("--shares", "shares_path", type=click.Path(path_type=Path),
+              default=DATA_DEFAULT / "openb" / "openb_pod_list_default.csv", show_default=True,
+              help="openb job list: the distribution of fractional requests.")
+@click.option("--util", "util_path", type=click.Path(path_type=Path),
+              default=DATA_DEFAULT / "genai-util" / "pod_gpu_duty_cycle_anon.csv",
+              show_default=True, help="GenAI duty-cycle trace: per-minute utilization.")
+@click.option("--jobs", "n_jobs", default=2000, show_default=True, type=click.IntRange(1))
+@click.option("--first-job", default=20000, show_default=True, type=click.IntRange(0))
+@click.option("--load", default=0.85, show_default=True, type=click.FloatRange(0.05, 5.0),
+              help="Whole-GPU demand of the window over cluster capacity (sizes the cluster).")
+@click.option("--mode", "modes", multiple=True, default=("whole", "slices", "shared"),
+              show_default=True, type=click.Choice(["whole", "slices", "shared"]))
+@click.option("--seeds", default="1", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--png", type=click.Path(path_type=Path), default=None)
+@click.option("--progress/--no-progress", default=None)
+def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, first_job: int,
+                load: float, modes: tuple[str, ...], seeds: str, json_path: Path | None,
+                png: Path | None, progress: bool | None) -> None:
+    """Philly arrivals on a shrunk cluster: whole GPUs vs slices vs slices + sharing."""
+    from slurm_vgpu.policies.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+    from slurm_vgpu.policies.traces import load_jobs, load_philly, load_util_series
+
+    seed_list = parse_seeds(seeds)
+    try:
+        philly_jobs = load_philly(philly)
+        shares = [j.gpu_milli for j in load_jobs(shares_path) if j.num_gpu == 1]
+        utils = list(load_util_series(util_path).values())
+    except TraceError as e:
+        raise click.ClickException(str(e)) from e
+    cfg = DynamicConfig(jobs=n_jobs, first_job=first_job, load=load)
+    results = []
+    bar = Progress(len(seed_list) * len(modes), "simulate", _progress_enabled(progress))
+    for seed in seed_list:
+        try:
+            jobs, gpus = build_jobs(philly_jobs, shares, utils, cfg, seed)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        for mode in modes:
+            results.append(run_dynamic(jobs, gpus, mode, seed, cfg))
+            bar.tick()
+    keys = ("mean_wait_s", "p95_wait_s", "allocation_pct", "effective_util_pct",
+            "mean_slowdown", "p95_slowdown", "backfilled_jobs")
+    summary = []
+    for mode in modes:
+        rs = [r for r in results if r.mode == mode]
+        row: dict[str, Any] = {"mode": mode, "seeds": len(rs), "gpus": rs[0].gpus}
+        for k in keys:
+            row[k] = round(statistics.mean(float(getattr(r, k)) for r in rs), 3)
+        summary.append(row)
+    err = json_path is None
+    click.echo(f"{'MODE':<7} {'GPUS':>5} {'WAIT-MEAN':>10} {'WAIT-P95':>9} {'ALLOC%':>7} "
+               f"{'UTIL%':>6} {'SLOW':>6} {'SLOW-P95':>8} {'BACKFILL':>8}", err=err)
+    for row in summary:
+        click.echo(f"{row['mode']:<7} {row['gpus']:>5} {row['mean_wait_s']:>9.0f}s "
+                   f"{row['p95_wait_s']:>8.0f}s {row['allocation_pct']:>7.1f} "
+                   f"{row['effective_util_pct']:>6.1f} {row['mean_slowdown']:>6.3f} "
+                   f"{row['p95_slowdown']:>8.3f} {row['backfilled_jobs']:>8.0f}", err=err)
+    data = {"protocol": "philly-dynamic", "philly": str(philly), "shares": str(shares_path),
+            "util": str(util_path), "config": cfg.__dict__, "seeds": seed_list,
+            "summary": summary, "runs": [r.__dict__ for r in results]}
+    if png is not None:
+        from slurm_vgpu.policies.plots import plot_dynamic
+        plot_dynamic(data, png)
+    _write_json(json_path, data)

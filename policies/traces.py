@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from slurm_vgpu.errors import VgpuError
@@ -127,11 +128,20 @@ def load_jobs(path: Path) -> list[TraceJob]:
     return jobs
 
 
+def _time(path: Path, line: int, row: dict[str, str], col: str) -> float:
+    raw = row[col].strip()
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return _float(path, line, row, col)
+
+
 def load_philly(path: Path) -> list[PhillyJob]:
-    """Philly (Pollux tabulation): timestamp, duration, num_gpus, ..."""
+    """Philly (Pollux tabulation): timestamp (ISO date or seconds), duration, num_gpus, ...;
+    sorted by submit time."""
     jobs = []
     for line, row in _rows(path, ("timestamp", "duration", "num_gpus")):
-        jobs.append(PhillyJob(_float(path, line, row, "timestamp"),
+        jobs.append(PhillyJob(_time(path, line, row, "timestamp"),
                               _float(path, line, row, "duration"),
                               _int(path, line, row, "num_gpus", minimum=1)))
     if not jobs:
