@@ -4,9 +4,9 @@
 
 Writer: while the job runs `scontrol update job=ID AdminComment=...`; after it ended
 `sacctmgr -i modify job jobid=ID set AdminComment=...` (scontrol refuses finished jobs).
-sacctmgr stores the text lowercased, so the format is case-insensitive (the parser restores the
-GPU-/MIG- prefix of UUIDs). Bounded to MAX_CHARS: GPU UUIDs are shortened first, then the per-GPU list is cut (its
-totals stay in sl:), so the scalar figures always survive.
+sacctmgr stores the text lowercased, so the format is case-insensitive (the parser restores
+the GPU-/MIG- prefix of UUIDs). Bounded to MAX_CHARS: GPU UUIDs are shortened first, then the
+per-GPU list is cut (its totals stay in sl:), so the scalar figures always survive.
 """
 
 from __future__ import annotations

@@ -270,7 +270,7 @@ def run_dynamic(jobs_in: list[SimJob], gpus: int, mode: str, seed: int,
             tick_cb()
     measured = min(tick, last_submit + 1)
     ended = [j for j in jobs if j.end_tick >= 0]
-    waits = np.array([(j.start_tick - j.submit_tick) * TICK_S for j in ended] or [0.0])
+    waits = np.array([float((j.start_tick - j.submit_tick) * TICK_S) for j in ended] or [0.0])
     slow = np.array([(j.end_tick - j.start_tick) / j.ideal_ticks for j in ended] or [1.0])
     return DynamicResult(
         mode=mode, seed=seed, gpus=gpus, jobs=len(jobs), finished=len(ended),

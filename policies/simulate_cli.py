@@ -38,7 +38,7 @@ def _progress_enabled(flag: bool | None) -> bool:
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=1)
+    text = json.dumps(data, separators=(",", ":"))
     if path is None:
         click.echo(text)
     else:
@@ -108,7 +108,8 @@ def static_cmd(nodes_path: Path, jobs_path: Path, policies: tuple[str, ...], see
     for row in summary:
         click.echo(f"{row['policy']:<9} {row['slice_milli']:>6} {row['seeds']:>5} "
                    f"{row['unallocated_pct_mean']:>9.2f} {row['unallocated_pct_std']:>6.2f} "
-                   f"{row['rounding_pct_mean']:>9.2f} {row['lost_pct_mean']:>6.2f}", err=json_path is None)
+                   f"{row['rounding_pct_mean']:>9.2f} {row['lost_pct_mean']:>6.2f}",
+                   err=json_path is None)
     data = {"protocol": "fgd-static", "nodes": str(nodes_path), "jobs": str(jobs_path),
             "inflation": inflation, "seeds": seed_list, "summary": summary,
             "runs": [r.__dict__ for r in results]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slurm_vgpu.errors import VgpuError
@@ -131,7 +131,7 @@ def load_jobs(path: Path) -> list[TraceJob]:
 def _time(path: Path, line: int, row: dict[str, str], col: str) -> float:
     raw = row[col].strip()
     try:
-        return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc).timestamp()
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return _float(path, line, row, col)
 

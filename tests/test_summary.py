@@ -105,7 +105,7 @@ def test_writer_reports_both_failures() -> None:
         if argv[0] == "scontrol":
             return 1, "", "Invalid job id specified"
         return 0, " Nothing modified\n", ""
-    with pytest.raises(SummaryError, match="scontrol: Invalid job id.*sacctmgr: Nothing"):
+    with pytest.raises(SummaryError, match=r"scontrol: Invalid job id.*sacctmgr: Nothing"):
         write_summary(99, _summary(), nothing)
     with pytest.raises(SummaryError, match="not a Slurm job id"):
         write_summary("1;rm", _summary(), nothing)

@@ -31,7 +31,7 @@ def _admin_comment(cluster: Any, jobid: int, timeout: float = 30) -> str:
     while time.monotonic() < deadline:
         p = cluster.run("sacct", "-n", "-X", "-P", "-j", str(jobid), "-o", "AdminComment",
                         check=False, timeout=15)
-        text = p.stdout.strip()
+        text = str(p.stdout).strip()
         if text:
             return text
         time.sleep(0.3)
@@ -84,6 +84,7 @@ def test_summary_round_trip_running_and_ended(slurm_cluster: Any) -> None:
     out = CliRunner().invoke(make_report_command(sacct), ["--job", str(ended)])
     assert out.exit_code == 0, out.output
     assert "average 4.0% of a GPU" in out.output
-    out = CliRunner().invoke(make_report_command(sacct), ["-S", "now-1hours", "-E", "now+1hours", "--json"])
+    out = CliRunner().invoke(make_report_command(sacct),
+                             ["-S", "now-1hours", "-E", "now+1hours", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["jobs"] >= 2
