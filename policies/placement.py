@@ -5,11 +5,10 @@
   CPU plus half the free GPU, each over the largest node's), the tightest fitting GPU there
   (the FGD paper's BestFit).
 - vgpu: what this product does. Slurm picks the eligible node with the lowest weight, ties in
-  node order; the packing policy sets weight = base + free_gpu_weight x (GPUs with no slice
-  allocated) (slurm_vgpu.policies.packing_policy.node_weight), so the simulator ranks nodes by
-  their count of untouched GPUs. On the node, the SPANK plugin places the slices on the
-  fitting GPU with the least free slices (best fit on one GPU); whole-GPU jobs take untouched
-  GPUs.
+  node order; the weights are what the daemon's packing policy sets, computed by its own
+  code (packing_policy.node_weight, re-evaluated for a node whenever a job lands on it).
+  On the node, the SPANK plugin places the slices on the fitting GPU with the least free
+  slices (best fit on one GPU); whole-GPU jobs take untouched GPUs.
 """
 
 from __future__ import annotations
@@ -18,7 +17,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from slurm_vgpu.policies.config import PackingConfig
+from slurm_vgpu.policies.packing_policy import node_weight
+from slurm_vgpu.policies.policy_common import GpuTenancy, NodeTenancy
+from slurm_vgpu.policies.snapshot import GpuState, JobGpuState, JobState, SharePolicy
 from slurm_vgpu.policies.traces import GPU_MILLI, TraceJob, TraceNode
+
+PACKING = PackingConfig(enabled=True)
 
 
 class ClusterState:
@@ -39,6 +44,27 @@ class ClusterState:
         self.max_cpu = max(1, int(self.cpu_cap.max()))
         self.max_gpu_milli = max(1, int(self.gpu_count.max())) * GPU_MILLI
         self._model_masks: dict[tuple[str, ...], np.ndarray] = {}
+        # Slurm node weights as the daemon's packing policy sets them, kept current per node
+        # (computed on first use: only the vgpu policy needs them)
+        self.weight: np.ndarray | None = None
+
+    def packing_weight(self, node: int) -> int:
+        """packing_policy.node_weight (the daemon's code) on this node's tenancy."""
+        gpus = []
+        for g in range(int(self.gpu_count[node])):
+            gpu = GpuState(node=str(node), index=g, uuid=f"GPU-sim-{node}-{g}", slices=10,
+                           slice_bytes=1, slice_permille=100, memory_bytes=10)
+            jobs: list[tuple[JobState, JobGpuState]] = []
+            used = GPU_MILLI - int(self.gpu_free[node, g])
+            if used > 0:
+                jg = JobGpuState(gpu_uuid=gpu.uuid, slices=max(1, used // 100),
+                                 memory_limit_bytes=1, compute_guaranteed_permille=used,
+                                 compute_limit_permille=used)
+                jobs.append((JobState(job_id=0, node=str(node), uid=0, partition="sim",
+                                      qos="normal", share=SharePolicy.GUARANTEED,
+                                      start_time=0.0, vgpu_slices=jg.slices, gpus=(jg,)), jg))
+            gpus.append(GpuTenancy(gpu, jobs))
+        return node_weight(NodeTenancy(gpus, []), PACKING)
 
     def model_mask(self, spec: tuple[str, ...]) -> np.ndarray:
         mask = self._model_masks.get(spec)
@@ -64,6 +90,8 @@ class ClusterState:
         for g in gpus:
             self.gpu_free[node, g] -= per_gpu
             self.allocated_milli += per_gpu
+        if gpus and self.weight is not None:
+            self.weight[node] = self.packing_weight(node)
 
     def fitting_gpus(self, node: int, per_gpu: int) -> np.ndarray:
         return np.flatnonzero(self.gpu_free[node] >= per_gpu)
@@ -119,8 +147,10 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
     nodes = np.flatnonzero(ok)
     if nodes.size == 0:
         return False
-    untouched = (state.gpu_free[nodes] == GPU_MILLI).sum(axis=1)
-    node = int(nodes[int(np.argmin(untouched))])  # lowest weight, first in node order
+    if state.weight is None:
+        state.weight = np.array([state.packing_weight(i) for i in range(len(state.gpu_count))],
+                                dtype=np.int64)
+    node = int(nodes[int(np.argmin(state.weight[nodes]))])  # lowest weight, first in order
     state.commit(node, job, per_gpu, _gpus_for(state, node, job, per_gpu, None))
     return True
 
