@@ -136,3 +136,13 @@ def test_reproduces_fgd_published_numbers(policy: str, published_name: str) -> N
                            for seed in range(42, 52))
     mean, std = published("openb_pod_list_default", published_name)
     assert abs(ours - mean) <= 2 * std, (ours, mean, std)
+
+
+def test_progress_bar_only_when_asked(tmp_path: Path) -> None:
+    nodes, jobs = small_trace(tmp_path)
+    args = ["static", "--nodes", str(nodes), "--jobs", str(jobs), "--seeds", "1-2",
+            "--policy", "vgpu", "--json", str(tmp_path / "r.json")]
+    quiet = CliRunner().invoke(simulate, args)
+    assert quiet.exit_code == 0 and "simulate [" not in quiet.output
+    loud = CliRunner().invoke(simulate, [*args, "--progress"])
+    assert loud.exit_code == 0 and "100%" in loud.output
