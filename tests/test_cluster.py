@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REQUIRE_NATIVE, skip_or_fail
 from slurm_cluster import (
     ClusterFactory,
     DevClusterCommandError,
@@ -264,14 +266,29 @@ def test_command_line_up_status_env_down() -> None:
 
 @pytest.mark.slow
 def test_demo_script_runs_end_to_end_and_tears_down() -> None:
-    demo = Path(__file__).resolve().parent.parent / "contrib" / "demo" / "run-demo.sh"
+    repo = Path(__file__).resolve().parent.parent
+    demo = repo / "contrib" / "demo" / "run-demo.sh"
+    for built in ("spank/vgpu.so", "native/libvgpu.so", "fakegpu/libcuda.so.1",
+                  "native/tests/vgpu_probe"):
+        if not (repo / "build" / built).exists():
+            skip_or_fail(f"build/{built} is not built (make)", REQUIRE_NATIVE)
     workdir = tempfile.mkdtemp(prefix="vgpu-demo-test-")
     try:
         result = subprocess.run([str(demo)], env={**os.environ, "VGPU_DEMO_DIR": workdir},
                                 capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "gres/vgpu=3" in result.stdout
-        assert "Requested node configuration is not available" in result.stdout
+        out = result.stdout
+        assert "gres/vgpu=3" in out
+        assert "Requested node configuration is not available" in out
+        assert "--vgpu-share=always is not valid" in out
+        # enforcement: the vgpu:3 job's CUDA program sees 3 GiB and cannot allocate beyond it
+        assert "(within the cap): alloc_rc=0 free=536870912 total=3221225472" in out
+        assert "(over the cap):   alloc_rc=2 free=3221225472 total=3221225472" in out
+        # best fit: the vgpu:3 job lands beside the vgpu:7 job
+        placements = re.findall(r"job=(\d+) gpu=(\d+) slices=(\d+)", out)
+        gpu_of = {slices: gpu for _, gpu, slices in placements}
+        assert gpu_of["7"] == gpu_of["3"] != gpu_of["5"], placements
+        assert "vgpu_job_compute_achieved_ratio" in out  # the daemon's metrics were scraped
         assert SlurmCluster.attach(workdir).pids() == {}
     finally:
         subprocess.run([sys.executable, str(demo.parent.parent / "devcluster" / "devcluster.py"),

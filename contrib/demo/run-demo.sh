@@ -1,136 +1,259 @@
 #!/usr/bin/env bash
-# slurm-vgpu demo (make demo): a real loopback Slurm 22.05 cluster, jobs asking for GPU slices
-# with --gres=vgpu:N, what Slurm allocated and what accounting recorded. Runs as root.
+# slurm-vgpu demo (make demo): a real loopback Slurm 22.05 cluster whose two nodes each have two
+# simulated GPUs; the GRES generator, the SPANK plugin, the hook and the policy daemon, all real.
+# Jobs ask for slices with --gres=vgpu:N, run real CUDA programs (nvcc-built, cudart 13) and
+# driver-API programs, and are held to their slices' memory and compute. Runs as root.
 #
 #   contrib/demo/run-demo.sh                 # fresh temp work directory, removed at the end
 #   VGPU_DEMO_DIR=/tmp/demo contrib/demo/run-demo.sh   # keep everything (logs) there
 #
-# Each step is a function below; later parts (enforcement, metrics, report) add steps.
+# Each step is a function below.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-DEVCLUSTER=(python3 "$REPO/contrib/devcluster/devcluster.py")
+BUILD=${VGPU_BUILD:-$REPO/build}
+FAKE=$BUILD/fakegpu
+PROBE=$BUILD/native/tests/vgpu_probe
+PY=${PYTHON:-python3}
+DEVCLUSTER=("$PY" "$REPO/contrib/devcluster/devcluster.py")
+# the installed console script when it is this checkout's; else the module
+if command -v vgpu >/dev/null && [ "$(command -v vgpu)" -ef "$(dirname "$(command -v "$PY")")/vgpu" ]; then
+  VGPU=(vgpu)
+else
+  VGPU=("$PY" -m slurm_vgpu.cli)
+fi
 WORKDIR=${VGPU_DEMO_DIR:-$(mktemp -d /tmp/vgpu-demo-XXXXXX)}
 JOB_TIMEOUT=${VGPU_DEMO_TIMEOUT:-120}   # seconds any wait below may take
+NODES=(n1 n2)
 JOBS=()
+DAEMON_PID=
 
 if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
 step() { printf '\n%s==== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+die() { echo "demo: $*" >&2; exit 1; }
 
 teardown() {
   local rc=$?
+  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+  fi
   step "Tear down the cluster"
   "${DEVCLUSTER[@]}" down --workdir "$WORKDIR" || rc=1
   if [ -z "${VGPU_DEMO_DIR:-}" ]; then
     rm -rf "$WORKDIR"
   else
-    echo "work directory kept: $WORKDIR (logs in $WORKDIR/log)"
+    echo "work directory kept: $WORKDIR (logs in $WORKDIR/log, daemon log in $WORKDIR/daemon.log)"
   fi
   exit "$rc"
 }
 
-# Wait (bounded) until none of the demo's jobs is pending or running.
-wait_jobs_done() {
-  local deadline=$((SECONDS + JOB_TIMEOUT)) ids
-  ids=$(IFS=,; echo "${JOBS[*]}")
-  while [ -n "$(squeue -h -j "$ids" -o %i 2>/dev/null)" ]; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "demo: jobs $ids still queued after ${JOB_TIMEOUT}s" >&2
-      squeue -j "$ids" >&2
-      return 1
-    fi
-    sleep 0.5
-  done
-}
-
-# Wait (bounded) until no demo job is still pending (they then run for a few seconds).
-wait_jobs_started() {
-  local deadline=$((SECONDS + JOB_TIMEOUT)) ids
-  ids=$(IFS=,; echo "${JOBS[*]}")
-  while squeue -h -j "$ids" -o %T 2>/dev/null | grep -q PENDING; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "demo: jobs $ids still pending after ${JOB_TIMEOUT}s" >&2
-      return 1
-    fi
+# Wait (bounded) until `cmd...` succeeds.
+wait_until() {
+  local what=$1; shift
+  local deadline=$((SECONDS + JOB_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what: still not true after ${JOB_TIMEOUT}s"
     sleep 0.2
   done
 }
 
-# Wait (bounded) until slurmdbd has recorded every demo job (accounting is asynchronous).
-wait_accounted() {
-  local deadline=$((SECONDS + JOB_TIMEOUT)) ids
-  ids=$(IFS=,; echo "${JOBS[*]}")
-  until [ "$(sacct -n -X -j "$ids" -o State 2>/dev/null | grep -c COMPLETED)" -ge "${#JOBS[@]}" ]
-  do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "demo: accounting incomplete after ${JOB_TIMEOUT}s" >&2
-      return 1
-    fi
-    sleep 0.5
+jobs_left() { [ -n "$(squeue -h -j "$(IFS=,; echo "${JOBS[*]}")" -o %i 2>/dev/null)" ]; }
+none_left() { ! jobs_left; }
+none_pending() { ! squeue -h -j "$(IFS=,; echo "${JOBS[*]}")" -o %T 2>/dev/null | grep -q PENDING; }
+all_accounted() {
+  [ "$(sacct -n -X -j "$(IFS=,; echo "${JOBS[*]}")" -o State 2>/dev/null | grep -c COMPLETED)" \
+    -ge "${#JOBS[@]}" ]
+}
+probe_holds() { grep -q "alloc rc=" "$WORKDIR/jobs/$1.probe" 2>/dev/null; }
+
+check_built() {
+  local f
+  for f in "$BUILD/spank/vgpu.so" "$BUILD/native/libvgpu.so" "$FAKE/libcuda.so.1" \
+           "$FAKE/libnvidia-ml.so.1" "$FAKE/fakegpu-ctl" "$FAKE/fakegpu-dump" "$PROBE"; do
+    [ -e "$f" ] || die "$f is not built: run 'make' (or 'make demo') first"
   done
+  [ "$(id -u)" -eq 0 ] || die "run as root (the demo starts Slurm daemons)"
+  "$PY" -c 'import slurm_vgpu' 2>/dev/null || die "slurm_vgpu is not installed: pip install -e '.[dev]'"
+}
+
+# The CUDA program the jobs run: nvcc-built (cudart 13) when nvcc was there, else the probe.
+cuda_alloc() {  # cuda_alloc MIB: one cudaMalloc, then what cudaMemGetInfo says
+  if [ -x "$FAKE/test-rt-basic" ]; then
+    echo "\"$FAKE/test-rt-basic\" alloc $1"
+  else
+    echo "\"$PROBE\" alloc ${1}M info"
+  fi
+}
+
+step_simulated_gpus() {
+  step "1. Two simulated GPUs per node (fake libcuda + libnvidia-ml; 10 GiB, 108 SMs each)"
+  mkdir -p "$WORKDIR/fake" "$WORKDIR/inv" "$WORKDIR/rt"
+  chmod 755 "$WORKDIR" "$WORKDIR/fake"
+  local node i uuids
+  for node in "${NODES[@]}"; do
+    uuids=""
+    for i in 0 1; do
+      uuids+="${uuids:+,}GPU-de300000-0000-4000-8000-$(printf '%s%011d' "${node#n}" "$i")"
+    done
+    "$FAKE/fakegpu-ctl" create --force --state "$WORKDIR/fake/$node.state" --count 2 \
+      --mem 10G --name "NVIDIA FakeGPU" --uuid "$uuids" >/dev/null
+    chmod 666 "$WORKDIR/fake/$node.state"  # every job's processes share the simulated node
+  done
+  echo "state files: $WORKDIR/fake/{n1,n2}.state"
+}
+
+step_generate() {
+  step "2. vgpu gres generate: discover the GPUs through NVML, write gres.conf + inventory"
+  cat >"$WORKDIR/vgpu-gres.yaml" <<EOF
+slices_per_gpu: 10     # a slice = 10 % of a card's memory (hard cap) and compute (share)
+reserved_memory: 0     # the simulated GPU has no driver overhead to hold back
+EOF
+  local node
+  for node in "${NODES[@]}"; do
+    FAKEGPU_STATE="$WORKDIR/fake/$node.state" "${VGPU[@]}" gres generate \
+      --config "$WORKDIR/vgpu-gres.yaml" --library "$FAKE/libnvidia-ml.so.1" --node "$node" \
+      --output-dir "$WORKDIR/gen/$node" >/dev/null
+    cp "$WORKDIR/gen/$node/inventory.conf" "$WORKDIR/inv/$node.conf"
+  done
+  printf '$ vgpu gres generate --node n1 --library fakegpu/libnvidia-ml.so.1 --output-dir ...\n'
+  sed 's/^/  gres.conf:     /' <(grep -v '^#' "$WORKDIR/gen/n1/gres.conf")
+  sed 's/^/  slurm.conf:    /' <(grep -v '^#' "$WORKDIR/gen/n1/slurm.conf.fragment")
+  sed 's/^/  inventory.conf: /' <(grep '^gpu ' "$WORKDIR/gen/n1/inventory.conf")
 }
 
 step_start_cluster() {
-  step "1. Start a loopback Slurm cluster (2 nodes, 20 vgpu slices each) in $WORKDIR"
-  local exports
-  exports=$("${DEVCLUSTER[@]}" up --workdir "$WORKDIR")
+  step "3. Start a loopback Slurm cluster (munged, MariaDB, slurmdbd, slurmctld, 2 slurmd) with the SPANK plugin"
+  cat >"$WORKDIR/plugstack.conf" <<EOF
+required $BUILD/spank/vgpu.so runtime_dir=$WORKDIR/rt/%n inventory=$WORKDIR/inv/%n.conf hook=$BUILD/native/libvgpu.so on_error=deny
+EOF
+  echo "plugstack.conf: $(cat "$WORKDIR/plugstack.conf")"
+  local exports count
+  count=$(sed -n 's/.*Count=\([0-9]*\).*/\1/p' "$WORKDIR/gen/n1/gres.conf")
+  exports=$("${DEVCLUSTER[@]}" up --workdir "$WORKDIR" --vgpu "$count" \
+    --plugstack "$WORKDIR/plugstack.conf")
   eval "$exports"
   echo "$exports"
   run sinfo -N -o "%N %T %G"
 }
 
+step_daemon() {
+  step "4. Start the policy daemon for n1 (share adjustment, backstop, Prometheus /metrics)"
+  PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$WORKDIR/vgpu-daemon.yaml" <<EOF
+nodes: [n1]
+control_period_seconds: 1
+runtime_dir: $WORKDIR/rt/n1
+inventory: $WORKDIR/inv/n1.conf
+metrics: {address: 127.0.0.1, port: $PORT}
+EOF
+  FAKEGPU_STATE="$WORKDIR/fake/n1.state" LD_LIBRARY_PATH="$FAKE" \
+    "${VGPU[@]}" daemon --config "$WORKDIR/vgpu-daemon.yaml" >"$WORKDIR/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  wait_until "the daemon's /metrics" "$PY" -c \
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/metrics', timeout=1)"
+  echo "vgpu daemon running (pid $DAEMON_PID), metrics on http://127.0.0.1:$PORT/metrics"
+}
+
+job_script() {  # job_script NAME SLICES: a job that checks its cap, then computes for 8 s
+  local cap_mib=$(($2 * 1024))
+  cat >"$WORKDIR/jobs/$1.sh" <<EOF
+#!/bin/bash
+export LD_LIBRARY_PATH=$FAKE FAKEGPU_STATE=$WORKDIR/fake/%n.state
+echo "job \$SLURM_JOB_ID (\$SLURM_JOB_NAME) on \$SLURMD_NODENAME: CUDA_VISIBLE_DEVICES=\$CUDA_VISIBLE_DEVICES"
+echo "  cudaMalloc \$(( $cap_mib - 512 )) MiB (within the cap): \$($(cuda_alloc $((cap_mib - 512))))"
+echo "  cudaMalloc \$(( $cap_mib + 512 )) MiB (over the cap):   \$($(cuda_alloc $((cap_mib + 512))))"
+# wait (bounded) until the demo has placed every job, so that all of them compute together
+for i in \$(seq 600); do [ -e "$WORKDIR/jobs/go" ] && break; sleep 0.1; done
+# hold memory and keep the GPU busy, as a training loop does (1 ms kernels, 4 per sync)
+FAKEGPU_KERNEL_NS=1000000 PROBE_BATCH=4 $PROBE alloc $((cap_mib / 2))M busy 8000 > "$WORKDIR/jobs/\$SLURM_JOB_ID.probe" 2>&1
+EOF
+  chmod 755 "$WORKDIR/jobs/$1.sh"
+}
+
+placed() { grep -q "^job=$1 " "$WORKDIR/rt/n1/placements" 2>/dev/null; }
+
 step_submit() {
-  step "2. Submit jobs asking for GPU slices"
+  step "5. Submit jobs asking for GPU slices on n1 (two GPUs of 10 slices), one after the other"
   cd "$WORKDIR/jobs"
-  local spec jobid
-  for spec in 3 7 15; do
-    jobid=$(sbatch --parsable --gres="vgpu:$spec" -J "demo-vgpu$spec" -o "%x-%j.out" \
-      --wrap 'echo "job $SLURM_JOB_ID ($SLURM_JOB_NAME) on node $SLURMD_NODENAME"; sleep 3')
-    echo "sbatch --gres=vgpu:$spec  -> job $jobid"
+  local spec jobid share
+  for spec in 7 3 5; do
+    share=guaranteed
+    [ "$spec" -ne 5 ] || share=burst  # may use the compute its GPU's other slices leave idle
+    job_script "demo-vgpu$spec" "$spec"
+    jobid=$(sbatch --parsable -w n1 --gres="vgpu:$spec" --vgpu-share="$share" \
+      -J "demo-vgpu$spec" -o "%x-%j.out" "$WORKDIR/jobs/demo-vgpu$spec.sh")
+    echo "sbatch -w n1 --gres=vgpu:$spec --vgpu-share=$share demo-vgpu$spec.sh  -> job $jobid"
     JOBS+=("$jobid")
+    wait_until "job $jobid to be placed" placed "$jobid"
   done
 }
 
 step_show_running() {
-  step "3. What Slurm allocated (squeue, scontrol show job -d)"
-  wait_jobs_started
-  run squeue -o "%.6i %.12j %.9T %.6D %N %b"
+  step "6. Where the slices went (SPANK placement: best fit on one GPU) and what the jobs use"
+  wait_until "jobs to start" none_pending
+  touch "$WORKDIR/jobs/go"
   local jobid
-  for jobid in "${JOBS[@]}"; do
-    scontrol show job -d "$jobid" | grep -E "JobId=|JobState=|GRES=|TresPerNode=|JOB_GRES=" \
-      | sed 's/^ */  /'
-  done
+  for jobid in "${JOBS[@]}"; do wait_until "job $jobid computing" probe_holds "$jobid"; done
+  run squeue -o "%.6i %.12j %.9T %N %b"
+  echo "\$ cat $WORKDIR/rt/n1/placements"
+  grep '^job=' "$WORKDIR/rt/n1/placements" | sed 's/^/  /'
+  sleep 1  # let the shares settle and the daemon sample them
+  FAKEGPU_STATE="$WORKDIR/fake/n1.state" LD_LIBRARY_PATH="$FAKE" \
+    run "${VGPU[@]}" status --runtime-dir "$WORKDIR/rt/n1" --inventory "$WORKDIR/inv/n1.conf" \
+    --node n1 --sample-seconds 2
+  echo "\$ fakegpu-dump --window-ms 2000   # the simulated GPUs' ground truth, no hook involved"
+  "$FAKE/fakegpu-dump" --state "$WORKDIR/fake/n1.state" --window-ms 2000 \
+    | "$PY" "$REPO/contrib/demo/show_gpus.py" 2
+  echo "(best fit: the vgpu:3 job fills the GPU the vgpu:7 job left 3 slices of, and they share"
+  echo " its time 70/30; the burst vgpu:5 job is alone on the other GPU and borrows its idle half)"
+}
+
+step_metrics() {
+  step "7. Prometheus metrics from the daemon (scraped at collection time)"
+  echo "\$ curl -s http://127.0.0.1:$PORT/metrics | grep -E '^vgpu_(job_memory_limit_bytes|job_compute_(guaranteed|achieved)_ratio|gpu_slices_allocated)'"
+  "$PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PORT/metrics', timeout=5).read().decode())" \
+    | grep -E '^vgpu_(job_memory_limit_bytes|job_compute_(guaranteed|achieved)_ratio|gpu_slices_allocated)' \
+    | sed 's/^/  /'
 }
 
 step_show_output() {
-  step "4. Job output"
-  wait_jobs_done
+  step "8. Job output: each job sees its slices' memory as the card, and cannot exceed it"
+  wait_until "jobs to finish" none_left
   local f
   for f in "$WORKDIR"/jobs/demo-vgpu*.out; do
-    printf '%s: %s\n' "$(basename "$f")" "$(cat "$f")"
+    sed 's/^/  /' "$f"
   done
 }
 
 step_show_accounting() {
-  step "5. Accounting (AllocTRES carries gres/vgpu for the job and its steps)"
-  wait_accounted
+  step "9. Accounting: AllocTRES carries gres/vgpu; AdminComment the placement and utilization"
+  wait_until "slurmdbd to record the jobs" all_accounted
   local ids
   ids=$(IFS=,; echo "${JOBS[*]}")
   run sacct -j "$ids" -o JobID,JobName%12,State,AllocTRES%40
+  run sacct -X -j "$ids" -o JobID,AdminComment%120
+  run "${VGPU[@]}" report --job "${JOBS[0]}" || true
 }
 
 step_rejected() {
-  step "6. A request larger than any node is refused at submit"
+  step "10. A request larger than any node is refused at submit; a bad option before the job starts"
   run sbatch --gres=vgpu:21 --wrap true 2>&1 || true
+  run sbatch --gres=vgpu:1 --vgpu-share=always --wrap true 2>&1 || true
 }
 
 main() {
   trap teardown EXIT
   trap 'exit 130' INT TERM
+  check_built
+  step_simulated_gpus
+  step_generate
   step_start_cluster
+  step_daemon
   step_submit
   step_show_running
+  step_metrics
   step_show_output
   step_show_accounting
   step_rejected
