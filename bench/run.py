@@ -63,7 +63,8 @@ def describe_machine() -> dict[str, object]:
         "os": os_name,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "slurm": _first_line(["sinfo", "--version"]),
+        # slurmd -V needs no slurm.conf (sinfo --version tries to find a controller first)
+        "slurm": _first_line(["slurmd", "-V"]),
         "gcc": _first_line(["gcc", "--version"]),
         "gpu": "none (simulated GPU from build/fakegpu)",
         "git_commit": _first_line(["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"]),
