@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 export PREFIX DESTDIR PYTHON
 
-.PHONY: all native spank install test lint bench demo clean
+.PHONY: all deps native spank install test lint bench demo clean
 
 all: native spank
 
@@ -21,19 +21,27 @@ install: all
 	$(MAKE) -C native install BUILD=$(BUILD)/native
 	$(MAKE) -C spank install BUILD=$(BUILD)/spank
 
+# Debian and PyPI packages the build, tests and demo need (installs only what is missing;
+# VGPU_NO_BOOTSTRAP=1 skips it).
+deps:
+	PYTHON=$(PYTHON) contrib/bootstrap.sh
+
 lint:
 	$(PYTHON) -m ruff check src gres policies tests bench
 	$(PYTHON) -m mypy
 
 # The README's test command: lint, build, then the whole suite (Slurm tests included when run as
 # root with Debian's Slurm packages; VGPU_REQUIRE_SLURM=1 turns their skips into failures).
-test: all lint
+test: deps
+	$(MAKE) all lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-bench: all
+bench: deps
+	$(MAKE) all
 	$(PYTHON) bench/run.py
 
-demo: all
+demo: deps
+	$(MAKE) all
 	contrib/demo/run-demo.sh
 
 clean:

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Install what `make`, `make test` and `make demo` need on a fresh Debian 12 machine, from
+# Debian and PyPI, and nothing that is already there (a second run takes well under a second).
+# `make test` and `make demo` run it first; VGPU_NO_BOOTSTRAP=1 skips it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+[ "${VGPU_NO_BOOTSTRAP:-0}" = 1 ] && exit 0
+
+# Debian: Slurm 22.05 and its accounting stack (the test cluster and the demo), libslurm-dev
+# (the SPANK plugin builds against spank.h), a C toolchain, valgrind (instruction counts).
+APT_PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server mariadb-client
+              libslurm-dev make gcc libc6-dev valgrind)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: missing Debian packages: ${missing[*]}" >&2
+    echo "bootstrap: install them as root: apt-get install --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# PyPI: the project itself (editable) with its dev extra, unless every requirement is there.
+if ! "$PY" - <<'EOF'
+import importlib.metadata as md
+import sys
+import tomllib
+from pathlib import Path
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+missing = []
+for req in wanted:
+    name = req.split(";")[0]
+    for sep in "<>=!~[ ":
+        name = name.split(sep)[0]
+    try:
+        md.version(name)
+    except md.PackageNotFoundError:
+        missing.append(name)
+try:
+    import slurm_vgpu
+    if not Path(slurm_vgpu.__file__).resolve().is_relative_to(Path("src").resolve()):
+        missing.append(f"slurm-vgpu from this checkout (found {slurm_vgpu.__file__})")
+except ImportError:
+    missing.append("slurm-vgpu")
+if missing:
+    print("bootstrap: missing Python packages: " + ", ".join(missing))
+    sys.exit(1)
+EOF
+then
+  echo "bootstrap: pip install -e '.[dev]'"
+  "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
+fi
+
+# CUDA headers: the simulated GPU builds against the machine's CUDA install.
+CUDA=${CUDA:-/usr/local/cuda}
+if [ ! -f "$CUDA/include/cuda.h" ]; then
+  echo "bootstrap: $CUDA/include/cuda.h not found: install the CUDA toolkit there, or point" \
+       "CUDA= at one (make CUDA=/opt/cuda ...)" >&2
+  exit 1
+fi
