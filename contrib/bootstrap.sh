@@ -62,10 +62,9 @@ then
   "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
 fi
 
-# CUDA headers: the simulated GPU builds against the machine's CUDA install.
+# CUDA headers: the machine's CUDA install, else the nvidia-cuda-runtime wheel of the dev extra.
 CUDA=${CUDA:-/usr/local/cuda}
 if [ ! -f "$CUDA/include/cuda.h" ]; then
-  echo "bootstrap: $CUDA/include/cuda.h not found: install the CUDA toolkit there, or point" \
-       "CUDA= at one (make CUDA=/opt/cuda ...)" >&2
-  exit 1
+  echo "bootstrap: no $CUDA/include/cuda.h: building against PyPI's nvidia-cuda-runtime headers" \
+       "(the CUDA runtime test programs need nvcc and are skipped without it)"
 fi

@@ -282,8 +282,12 @@ def test_demo_script_runs_end_to_end_and_tears_down() -> None:
         assert "Requested node configuration is not available" in out
         assert "--vgpu-share=always is not valid" in out
         # enforcement: the vgpu:3 job's CUDA program sees 3 GiB and cannot allocate beyond it
-        assert "(within the cap): alloc_rc=0 free=536870912 total=3221225472" in out
-        assert "(over the cap):   alloc_rc=2 free=3221225472 total=3221225472" in out
+        if (repo / "build" / "fakegpu" / "test-rt-basic").exists():  # nvcc-built (cudart 13)
+            assert "(within the cap): alloc_rc=0 free=536870912 total=3221225472" in out
+            assert "(over the cap):   alloc_rc=2 free=3221225472 total=3221225472" in out
+        else:  # no nvcc: the demo falls back to the driver-API probe
+            assert "(within the cap): alloc rc=0" in out
+            assert "(over the cap):   alloc rc=2" in out
         # best fit: the vgpu:3 job lands beside the vgpu:7 job
         placements = re.findall(r"job=(\d+) gpu=(\d+) slices=(\d+)", out)
         gpu_of = {slices: gpu for _, gpu, slices in placements}

@@ -83,7 +83,7 @@ cuda_alloc() {  # cuda_alloc MIB: one cudaMalloc, then what cudaMemGetInfo says
   if [ -x "$FAKE/test-rt-basic" ]; then
     echo "\"$FAKE/test-rt-basic\" alloc $1"
   else
-    echo "\"$PROBE\" alloc ${1}M info"
+    echo "\"$PROBE\" alloc ${1}M info | grep -v '^setup' | paste -sd' '"
   fi
 }
 
