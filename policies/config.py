@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.policies.lent_file import valid_name
 
 DEFAULT_CONFIG_PATH = Path("/etc/slurm-vgpu/vgpu-daemon.yaml")
 
@@ -245,6 +246,12 @@ def _backfill(s: _Section) -> BackfillConfig:
         max_offer_slices=s.optional_integer("max_offer_slices"),
     )
     s.done()
+    for key in ("preemptible_partitions", "preemptible_qos"):
+        bad = [n for n in getattr(cfg, key) if not valid_name(n)]
+        if bad:
+            raise ConfigError(
+                f"{s.name(key)}: {bad[0]!r} is not a partition/QOS name (printable, no spaces, "
+                "',', '=' or '#'; it is written to the SPANK plugin's lent file)")
     if cfg.enabled and not (cfg.preemptible_partitions or cfg.preemptible_qos):
         raise ConfigError(
             f"{s.name('preemptible_partitions')}: backfill is enabled but no preemptible "

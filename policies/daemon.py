@@ -112,11 +112,16 @@ class Daemon:
         if not self.runtime_dir.is_dir():
             return  # no SPANK plugin has set this node up: nobody to tell
         node = snapshot.nodes[0]
+        backfill = self.cfg.policy.backfill
         try:
+            # the preemptible partitions/QOS go with the offer: only their jobs may be placed
+            # on lent slices by the plugin
             if write_lent(self.runtime_dir / "lent",
-                          format_lent(node.name, node.gpus, plan.offered_gpus)):
+                          format_lent(node.name, node.gpus, plan.offered_gpus,
+                                      backfill.preemptible_partitions,
+                                      backfill.preemptible_qos)):
                 log.info("vgpu: lent slices now %s", plan.offered_gpus or "none")
-        except OSError as e:
+        except (OSError, ValueError) as e:
             log.warning("vgpu: cannot write %s/lent: %s", self.runtime_dir, e)
 
     def cycle(self) -> None:

@@ -51,6 +51,13 @@ int vgpu_ctld_job_alloc(uint32_t job_id, const char *node, const char *gres,
 	out->gid = (gid_t)j->group_id;
 	snprintf(out->admin_comment, sizeof(out->admin_comment), "%s",
 		 j->admin_comment ? j->admin_comment : "");
+	/* a truncated name must never match a preemptible one: unknown instead */
+	if (snprintf(out->partition, sizeof(out->partition), "%s",
+		     j->partition ? j->partition : "") >= (int)sizeof(out->partition))
+		out->partition[0] = '\0';
+	if (snprintf(out->qos, sizeof(out->qos), "%s", j->qos ? j->qos : "") >=
+	    (int)sizeof(out->qos))
+		out->qos[0] = '\0';
 	if (j->gres_detail_cnt == 0) {
 		rv = 0; /* no GRES at all */
 		goto fail;

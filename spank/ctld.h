@@ -13,6 +13,8 @@ struct vgpu_job_alloc {
 	gid_t gid;
 	uint32_t nnodes;         /* nodes of the job */
 	char admin_comment[512]; /* current AdminComment, truncated */
+	char partition[128];     /* the partition it runs in, "" when unknown or too long */
+	char qos[128];           /* its QOS, "" when unknown or too long */
 };
 
 /* The job's `gres` count on `node` from gres_detail_str (slurm_load_job SHOW_DETAIL). */

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -233,6 +234,51 @@ ssize_t vgpu_read_small(const char *path, char *buf, size_t maxlen)
 	buf[total] = '\0';
 	close(fd);
 	return total;
+}
+
+ssize_t vgpu_read_root_file(const char *path, char *buf, size_t maxlen, char *err,
+			    size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK), saved;
+	ssize_t total = 0, rv = -1;
+	struct stat st;
+
+	if (fd < 0) {
+		saved = errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		errno = saved;
+		return -1;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(err, errlen, "%s must be a regular file owned by root and not writable by "
+			 "group or others", path);
+		goto fail;
+	}
+	if (maxlen == 0 || (uint64_t)st.st_size >= maxlen) {
+		snprintf(err, errlen, "%s is larger than %zu bytes", path, maxlen ? maxlen - 1 : 0);
+		goto fail;
+	}
+	while ((size_t)total < maxlen - 1) {
+		ssize_t n = read(fd, buf + total, maxlen - 1 - (size_t)total);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		total += n;
+	}
+	buf[total] = '\0';
+	rv = total;
+fail:
+	close(fd);
+	if (rv < 0)
+		errno = EINVAL;
+	return rv;
 }
 
 int vgpu_fmt(char *out, size_t len, const char *fmt, ...)

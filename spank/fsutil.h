@@ -26,6 +26,12 @@ int vgpu_remove_dir(const char *path, char *err, size_t errlen);
 /* Read at most maxlen-1 bytes of a file into buf (NUL-terminated). Returns bytes or -1. */
 ssize_t vgpu_read_small(const char *path, char *buf, size_t maxlen);
 
+/* Read a whole file that decides limits or placements: it must be a regular file (no link
+ * followed) owned by root and not writable by group or others, and shorter than maxlen.
+ * NUL-terminates buf. Returns its length, or -1 with err set (errno ENOENT: it is absent). */
+ssize_t vgpu_read_root_file(const char *path, char *buf, size_t maxlen, char *err,
+			    size_t errlen);
+
 /* snprintf that reports truncation: 0, or -1 when out was too small (out stays terminated).
  * Used for paths (a truncated path must never be used) and for messages (truncation is fine).*/
 int vgpu_fmt(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -8,20 +8,28 @@
 #include "gres.h"
 #include "placement.h"
 
-uint32_t vgpu_gpu_free(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,
-		       uint32_t i)
+/* Free slices of inventory GPU i counting `extra` lent slices, at most the GPU's slices. */
+static uint32_t gpu_free_with(const struct vgpu_inventory *inv,
+			      const struct vgpu_placements *cur, uint32_t i, uint32_t extra)
 {
-	uint64_t used = 0;
+	uint64_t used = 0, cap = (uint64_t)inv->gpu[i].slices + extra, left;
 
 	for (uint32_t k = 0; k < cur->n; k++)
 		if (cur->e[k].gpu_index == inv->gpu[i].index)
 			used += cur->e[k].slices;
-	return used >= inv->gpu[i].slices ? 0 : inv->gpu[i].slices - (uint32_t)used;
+	left = used >= cap ? 0 : cap - used;
+	return left > inv->gpu[i].slices ? inv->gpu[i].slices : (uint32_t)left;
+}
+
+uint32_t vgpu_gpu_free(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,
+		       uint32_t i)
+{
+	return gpu_free_with(inv, cur, i, 0);
 }
 
 int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,
-	       uint32_t want, struct vgpu_place_entry *out, uint32_t *nout, char *err,
-	       size_t errlen)
+	       const uint32_t *lent, uint32_t want, struct vgpu_place_entry *out,
+	       uint32_t *nout, char *err, size_t errlen)
 {
 	uint32_t free_of[VGPU_MAX_GPUS], taken[VGPU_MAX_GPUS] = { 0 };
 	uint32_t best = VGPU_MAX_GPUS, remaining = want, n = 0;
@@ -34,7 +42,7 @@ int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *c
 		return -1;
 	}
 	for (uint32_t i = 0; i < inv->ngpus; i++) {
-		free_of[i] = vgpu_gpu_free(inv, cur, i);
+		free_of[i] = gpu_free_with(inv, cur, i, lent ? lent[i] : 0);
 		total_free += free_of[i];
 		if (free_of[i] >= want && (best == VGPU_MAX_GPUS || free_of[i] < free_of[best]))
 			best = i;
@@ -47,8 +55,8 @@ int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *c
 		return 0;
 	}
 	if (total_free < want) {
-		snprintf(err, errlen, "%u slices wanted but only %llu free on this node", want,
-			 (unsigned long long)total_free);
+		snprintf(err, errlen, "%u slices wanted but only %llu free on this node%s", want,
+			 (unsigned long long)total_free, lent ? " (counting lent slices)" : "");
 		return -1;
 	}
 	/* span: fewest GPUs by taking the most-free GPU first */

@@ -26,10 +26,14 @@ struct vgpu_placements {
  * otherwise span GPUs, most-free first, each GPU capped at its own share. Writes up to
  * VGPU_MAX_GPUS entries (job_id 0) to out. Returns 0, or -1 when the node lacks `want` free
  * slices (err says how many are free).
+ *
+ * lent: NULL, or per inventory position the slices the policy daemon lends on that GPU (only
+ * for a preemptible job): a GPU's free slices are then slices + lent - booked, never more than
+ * the GPU's slices (one job's share of a GPU stays within the GPU).
  */
 int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,
-	       uint32_t want, struct vgpu_place_entry *out, uint32_t *nout, char *err,
-	       size_t errlen);
+	       const uint32_t *lent, uint32_t want, struct vgpu_place_entry *out,
+	       uint32_t *nout, char *err, size_t errlen);
 
 /* Free slices of inventory GPU i given the current placements. */
 uint32_t vgpu_gpu_free(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,

@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "inventory.h"
 #include "jobfiles.h"
+#include "lent.h"
 #include "log.h"
 #include "placement.h"
 #include "plugin.h"
@@ -25,6 +26,7 @@
 static struct vgpu_placements table;
 static struct vgpu_inventory inventory;
 static struct vgpu_limits limits;
+static struct vgpu_lent lent;
 
 struct node_ctx {
 	char node[256];
@@ -34,6 +36,7 @@ struct node_ctx {
 	char table_path[PATH_MAX];
 	char lock_path[PATH_MAX];
 	char reconcile_path[PATH_MAX];
+	char lent_path[PATH_MAX];
 };
 
 static int node_ctx_init(spank_t sp, const struct vgpu_config *cfg, struct node_ctx *nc,
@@ -48,6 +51,7 @@ static int node_ctx_init(spank_t sp, const struct vgpu_config *cfg, struct node_
 		     nc->runtime_dir) ||
 	    vgpu_fmt(nc->reconcile_path, sizeof(nc->reconcile_path), "%s/reconcile",
 		     nc->runtime_dir) ||
+	    vgpu_fmt(nc->lent_path, sizeof(nc->lent_path), "%s/lent", nc->runtime_dir) ||
 	    /* room for "/<jobid>/limits.tmp.<pid>" below jobs_dir */
 	    strlen(nc->jobs_dir) + 48 >= PATH_MAX) {
 		vgpu_fmt(err, errlen, "runtime_dir %s is too long", nc->runtime_dir);
@@ -194,6 +198,34 @@ static void record_slurmd(const struct node_ctx *nc, const char *current)
 		vgpu_log_error("%s", err);
 }
 
+/* A job that does not fit in the free slices may use the slices the policy daemon lends
+ * (<runtime_dir>/lent) when it is preemptible by the file's own list (vgpu_place_lent). A
+ * bad file means nothing is lent. On failure err (the normal placement's reason) says why
+ * the lent slices did not help. 0 placed, -1 not. The table lock is held. */
+static int place_on_lent(const struct node_ctx *nc, uint32_t job_id,
+			 const struct vgpu_job_alloc *alloc, struct vgpu_place_entry *chosen,
+			 uint32_t *nchosen, char *err, size_t errlen)
+{
+	char why[ERRLEN];
+	int rc;
+
+	rc = vgpu_lent_load(nc->lent_path, nc->node, &inventory, &lent, why, sizeof(why));
+	if (rc < 0) {
+		vgpu_log_error("job %u: ignoring the lent file, nothing counts as lent: %s", job_id,
+			       why);
+		return -1;
+	}
+	if (rc == 0)
+		return -1;
+	if (vgpu_place_lent(&inventory, &table, &lent, alloc->partition, alloc->qos,
+			    alloc->count, chosen, nchosen, err, errlen))
+		return -1;
+	vgpu_log_info("job %u (partition %s, QOS %s: preemptible) uses slices lent by the policy "
+		      "daemon", job_id, alloc->partition[0] ? alloc->partition : "(unknown)",
+		      alloc->qos[0] ? alloc->qos : "(unknown)");
+	return 0;
+}
+
 /* Place the job and write its files; the lock is held by the caller. */
 static int place_job(const struct node_ctx *nc, uint32_t job_id,
 		     const struct vgpu_job_alloc *alloc, uint32_t share, int parent_is_slurmd,
@@ -217,10 +249,12 @@ static int place_job(const struct node_ctx *nc, uint32_t job_id,
 		(void)unlink(nc->reconcile_path);
 		record_slurmd(nc, identity);
 	}
-	if (vgpu_place(&inventory, &table, alloc->count, chosen, &nchosen, err, errlen)) {
+	if (vgpu_place(&inventory, &table, NULL, alloc->count, chosen, &nchosen, err, errlen)) {
 		/* maybe slices of jobs that ended without an epilog are still booked */
 		reconcile(nc, job_id);
-		if (vgpu_place(&inventory, &table, alloc->count, chosen, &nchosen, err, errlen))
+		if (vgpu_place(&inventory, &table, NULL, alloc->count, chosen, &nchosen, err,
+			       errlen) &&
+		    place_on_lent(nc, job_id, alloc, chosen, &nchosen, err, errlen))
 			goto fail;
 	}
 	if (vgpu_limits_build(&limits, job_id, alloc->uid, share, &inventory, chosen, nchosen,

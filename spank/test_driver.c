@@ -5,8 +5,14 @@
  *   config ARG...                      -> the parsed settings | "error: ..."
  *   expand TEMPLATE NODE               -> the path | "error"
  *   inventory PATH                     -> one line per GPU | "error: ..."
- *   place RUNTIME_DIR INVENTORY JOB N  -> "placed gpu<i>:<n>[+...]" | "error: ..." (the
- *                                         prolog's locked read-place-write, minus Slurm)
+ *   place RUNTIME_DIR INVENTORY JOB N [PARTITION QOS]
+ *                                      -> "placed gpu<i>:<n>[+...]" | "error: ..." (the
+ *                                         prolog's locked read-place-write, minus Slurm; with
+ *                                         PARTITION and QOS ("" = unknown) a job that does not
+ *                                         fit falls back on RUNTIME_DIR/lent, for the
+ *                                         inventory's node, as the prolog does)
+ *   lent PATH NODE INVENTORY           -> "absent" | "lent total=N gpu<i>:<n>... partitions=..
+ *                                         qos=.." | "error: ..."
  *   release RUNTIME_DIR JOB            -> "released N"
  *   limits OUT INVENTORY JOB UID SHARE GPU:SLICES... -> writes a limits file
  *   step-limits JOB_LIMITS SLICES OUT  -> "step" (OUT written) | "job" (job's limits apply)
@@ -24,15 +30,18 @@
 #include "gres.h"
 #include "inventory.h"
 #include "jobfiles.h"
+#include "lent.h"
 #include "placement.h"
 
 static struct vgpu_inventory inv;
 static struct vgpu_placements table;
 static struct vgpu_limits lim;
+static struct vgpu_lent lent;
 
-static int cmd_place(const char *rdir, const char *inv_path, uint32_t job, uint32_t want)
+static int cmd_place(const char *rdir, const char *inv_path, uint32_t job, uint32_t want,
+		     const char *partition, const char *qos)
 {
-	char err[512], tpath[4096], lpath[4096], summary[256];
+	char err[512], tpath[4096], lpath[4096], summary[256], lent_path[4096], why[512];
 	struct vgpu_place_entry out[VGPU_MAX_GPUS];
 	uint32_t n = 0;
 	int fd, rv = 1;
@@ -52,8 +61,20 @@ static int cmd_place(const char *rdir, const char *inv_path, uint32_t job, uint3
 	if (vgpu_placements_read(tpath, &table, err, sizeof(err)))
 		goto fail;
 	vgpu_placements_drop(&table, job);
-	if (vgpu_place(&inv, &table, want, out, &n, err, sizeof(err)))
-		goto fail;
+	if (vgpu_place(&inv, &table, NULL, want, out, &n, err, sizeof(err))) {
+		int rc;
+
+		if (!partition)
+			goto fail;
+		snprintf(lent_path, sizeof(lent_path), "%s/lent", rdir);
+		rc = vgpu_lent_load(lent_path, inv.node, &inv, &lent, why, sizeof(why));
+		if (rc < 0)
+			fprintf(stderr, "vgpu: ignoring the lent file, nothing counts as lent: %s\n",
+				why);
+		if (rc <= 0 || vgpu_place_lent(&inv, &table, &lent, partition, qos, want, out, &n,
+					       err, sizeof(err)))
+			goto fail;
+	}
 	if (vgpu_placements_add(&table, job, out, n) ||
 	    vgpu_placements_write(tpath, &table, err, sizeof(err)))
 		goto fail;
@@ -168,9 +189,33 @@ int main(int argc, char **argv)
 			       (unsigned long long)inv.gpu[i].slice_bytes, inv.gpu[i].slice_permille);
 		return 0;
 	}
-	if (!strcmp(cmd, "place") && argc == 6)
+	if (!strcmp(cmd, "place") && (argc == 6 || argc == 8))
 		return cmd_place(argv[2], argv[3], (uint32_t)strtoul(argv[4], NULL, 10),
-				 (uint32_t)strtoul(argv[5], NULL, 10));
+				 (uint32_t)strtoul(argv[5], NULL, 10), argc == 8 ? argv[6] : NULL,
+				 argc == 8 ? argv[7] : NULL);
+	if (!strcmp(cmd, "lent") && argc == 5) {
+		int rc;
+
+		if (vgpu_inventory_load(argv[4], &inv, err, sizeof(err))) {
+			printf("error: %s\n", err);
+			return 1;
+		}
+		rc = vgpu_lent_load(argv[2], argv[3], &inv, &lent, err, sizeof(err));
+		if (rc < 0) {
+			printf("error: %s\n", err);
+			return 1;
+		}
+		if (rc == 0) {
+			printf("absent\n");
+			return 0;
+		}
+		printf("lent total=%u", lent.total);
+		for (uint32_t i = 0; i < inv.ngpus; i++)
+			if (lent.slices[i])
+				printf(" gpu%u:%u", inv.gpu[i].index, lent.slices[i]);
+		printf(" partitions=%s qos=%s\n", lent.partitions, lent.qos);
+		return 0;
+	}
 	if (!strcmp(cmd, "release") && argc == 4)
 		return cmd_release(argv[2], (uint32_t)strtoul(argv[3], NULL, 10));
 	if (!strcmp(cmd, "limits") && argc >= 8)

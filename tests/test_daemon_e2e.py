@@ -4,7 +4,11 @@
   split of the simulated device's busy time, and goes back when the co-tenant computes;
 - the backstop finds a job that stripped LD_PRELOAD (so the hook never saw its allocation)
   holding more device memory than its cap, through NVML (the simulated libnvidia-ml), and
-  cancels its step.
+  cancels its step;
+- idle-slice backfill: the daemon lends an idle owner's slices (node count raised, `lent` file
+  written); a scavenger job is placed by the plugin on the lent slices of GPU 0 and its CUDA
+  program sees those slices' memory; a job of the normal partition on the same capacity is
+  denied.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("VGPU_BUILD", REPO / "build"))
 FAKE = BUILD / "fakegpu"
 HOOK = BUILD / "native" / "libvgpu.so"
+PROBE = BUILD / "native" / "tests" / "vgpu_probe"
 GIB = 1 << 30
 UUIDS = ("GPU-e2e00000-0000-4000-8000-000000000000", "GPU-e2e00001-0000-4000-8000-000000000001")
 
@@ -58,6 +63,24 @@ def site_and_cluster(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
     with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False,
                        slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
         # The site's inventory, with the simulated machine's UUIDs.
+        site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
+            InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
+            for i, uuid in enumerate(UUIDS)))))
+        yield cluster, site
+
+
+PREEMPTION = ("PreemptType=preempt/partition_prio\nPreemptMode=REQUEUE\n"
+              "PartitionName=scavenger Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=0 "
+              "PreemptMode=REQUEUE\n")
+
+
+@pytest.fixture
+def backfill_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
+    """As site_and_cluster, plus a preemptible `scavenger` partition (docs/daemon.md)."""
+    if not PROBE.exists():
+        skip_or_fail(f"{PROBE} is not built (make)", REQUIRE_NATIVE)
+    with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False, extra_conf=PREEMPTION,
+                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
         site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
             InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
             for i, uuid in enumerate(UUIDS)))))
@@ -221,3 +244,75 @@ def test_backstop_catches_a_job_without_ld_preload(site_and_cluster: tuple[Any, 
         assert "cancel_step" in daemon.log_text()
     finally:
         daemon.stop()
+
+
+def node_vgpu_count(cluster: Any) -> int | None:
+    out = cluster.run("sinfo", "-h", "-N", "-n", "n1", "-o", "%G").stdout
+    m = re.search(r"vgpu:(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
+        backfill_site: tuple[Any, SpankSite], fake_state: Path) -> None:
+    from slurm_vgpu.policies.lent_file import parse_lent_file
+
+    cluster, site = backfill_site
+    # The owner books every slice of both GPUs (10 + 10) and never touches them: idle.
+    owner = cluster.sbatch("--gres=vgpu:20", "-o", "/dev/null", "--wrap", "sleep 300")
+    wait_for(lambda: (site.job_dir("n1", owner) / "limits").exists(), "owner placed")
+    lent_path = site.runtime_dir("n1") / "lent"
+    daemon = Daemon(site, fake_state, cluster, (
+        "backfill: {enabled: true, idle_after_seconds: 1, max_offer_slices: 4,"
+        " preemptible_partitions: [scavenger]}\n"))
+    try:
+        try:
+            wait_for(lambda: node_vgpu_count(cluster) == 24, "the node's count raised", 30)
+            wait_for(lambda: lent_path.exists() and
+                     parse_lent_file(lent_path.read_text()).gpus == {0: 4}, "the lent file", 30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- daemon log:\n{daemon.log_text()}") from None
+        lent = parse_lent_file(lent_path.read_text())
+        assert (lent.node, lent.partitions, lent.qos) == ("n1", ("scavenger",), ())
+        st = lent_path.stat()
+        assert st.st_uid == 0 and st.st_mode & 0o777 == 0o644
+
+        # A normal-partition job: slurmctld starts it on the lent count, the plugin refuses.
+        normal = cluster.sbatch("--gres=vgpu:4", "-o", f"{cluster.jobs_dir}/%j.out", "--wrap",
+                                "echo RAN")
+        cluster.wait_job(normal, states=("FAILED",), timeout=60)
+        out = (cluster.jobs_dir / f"{normal}.out").read_text()
+        assert "RAN" not in out and "cannot get its GPU slices" in out, out
+        assert "lent by the policy daemon, but only to jobs in a preemptible partition " \
+            "(scavenger)" in out and "this job runs in partition debug" in out, out
+        assert all(job != normal for job, _, _ in site.placements("n1"))
+
+        # A scavenger job gets GPU 0's lent slices: 4 GiB of the 10 GiB card.
+        sh = job_script(cluster, fake_state, "guest",
+                        f"exec {PROBE} total alloc 3G alloc 2G alloc 1G hold "
+                        f"> {cluster.jobs_dir}/guest.probe 2>&1")
+        guest = cluster.sbatch("-p", "scavenger", "--gres=vgpu:4", "-o",
+                               f"{cluster.jobs_dir}/guest.out", str(sh))
+        probe = cluster.jobs_dir / "guest.probe"
+        try:
+            wait_for(lambda: probe.exists() and "hold ready" in probe.read_text(),
+                     "the scavenger job's probe", 60)
+        except AssertionError as e:
+            out_path = cluster.jobs_dir / "guest.out"
+            raise AssertionError(f"{e}: {cluster.job_state(guest)} "
+                                 f"{out_path.read_text() if out_path.exists() else ''}") from None
+        lines = probe.read_text().splitlines()
+        print(f"normal job denied: {out.strip()}\nscavenger job's probe: {lines}")
+        assert f"total rc=0 total={4 * GIB}" in lines, lines
+        allocs = [line.split()[1] for line in lines if line.startswith("alloc ")]
+        assert allocs == ["rc=0", "rc=2", "rc=0"], lines   # 3 + 2 > 4 GiB; 3 + 1 fits
+        limits = read_limits_file(site.job_dir("n1", guest) / "limits")
+        assert [(g.physical_index, g.slices, g.memory_limit_bytes) for g in limits.gpus] == [
+            (0, 4, 4 * GIB)]
+        assert limits.gpus[0].compute_guaranteed_permille == 400
+        assert (guest, 0, 4) in site.placements("n1")
+        cluster.run("scancel", str(guest))
+        wait_for(lambda: not site.job_dir("n1", guest).exists(), "the guest's epilog")
+        assert "Traceback" not in daemon.log_text()
+    finally:
+        daemon.stop()
+        cluster.run("scancel", str(owner), check=False)

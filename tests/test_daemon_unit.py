@@ -27,12 +27,13 @@ from slurm_vgpu.policies.config import (
 )
 from slurm_vgpu.policies.daemon import Daemon, build_daemon
 from slurm_vgpu.policies.job_files import RuntimeDirJobFiles
-from slurm_vgpu.policies.lent_file import parse_lent
+from slurm_vgpu.policies.lent_file import format_lent, parse_lent, parse_lent_file
 from slurm_vgpu.policies.metrics import DaemonCollector
 from slurm_vgpu.policies.nvml_source import DeviceReading, ProcessReading
 from slurm_vgpu.policies.observer import InventoryGpuInfo
 from slurm_vgpu.policies.proc_attribution import attribute_pid
 from slurm_vgpu.policies.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
+from slurm_vgpu.policies.snapshot import GpuState
 
 GIB = 1 << 30
 UUID0 = "GPU-00000000-1111-2222-3333-444444444444"
@@ -231,7 +232,9 @@ def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
         clock.now += 5
         d.cycle()
     assert slurm.vgpu == 28
-    assert parse_lent((tmp_path / "lent").read_text()) == {0: 8}  # for the SPANK plugin
+    lent = parse_lent_file((tmp_path / "lent").read_text())  # for the SPANK plugin
+    assert (lent.node, lent.gpus, lent.partitions, lent.qos) == ("n1", {0: 8}, ("scavenger",), ())
+    assert "\nversion=2\n" in (tmp_path / "lent").read_text()
     slurm.vgpu = 20  # scontrol reconfigure reset it
     clock.now += 5
     d.cycle()
@@ -361,7 +364,29 @@ def test_limits_file_not_root_owned_is_ignored(tmp_path: Path) -> None:
 # --- config ----------------------------------------------------------------------------------
 
 
+def test_lent_file_format_round_trips() -> None:
+    gpus = [GpuState(node="n7", index=0, uuid="GPU-a", slices=10, slice_bytes=GIB,
+                     slice_permille=100, memory_bytes=10 * GIB),
+            GpuState(node="n7", index=3, uuid="GPU-b", slices=4, slice_bytes=GIB,
+                     slice_permille=250, memory_bytes=4 * GIB)]
+    text = format_lent("n7", gpus, {"GPU-b": 2, "GPU-a": 0}, ("scavenger", "low"), ("scav",))
+    assert text.splitlines()[1:] == [
+        "version=2", "node=n7", "preemptible partitions=scavenger,low qos=scav",
+        "gpu index=3 uuid=GPU-b slices=2"]
+    lent = parse_lent_file(text)
+    assert (lent.node, lent.gpus, lent.partitions, lent.qos) == (
+        "n7", {3: 2}, ("scavenger", "low"), ("scav",))
+    # nothing lent, no preemptible QOS: the record is still written, with empty lists
+    empty = format_lent("n7", gpus, {}, ("scavenger",))
+    assert "preemptible partitions=scavenger qos=\n" in empty
+    assert parse_lent(empty) == {}
+    with pytest.raises(ValueError, match="'a b'"):
+        format_lent("n7", gpus, {}, ("a b",))
+
+
 @pytest.mark.parametrize(("doc", "field"), [
+    ({"backfill": {"preemptible_partitions": ["scav,enger"]}}, "backfill.preemptible_partitions"),
+    ({"backfill": {"preemptible_qos": ["a#b"]}}, "backfill.preemptible_qos"),
     ({"share": {"idle_after_seconds": "soon"}}, "share.idle_after_seconds"),
     ({"share": {"max_burst_permille": 1200}}, "share.max_burst_permille"),
     ({"backfill": {"enabled": True}}, "backfill.preemptible_partitions"),

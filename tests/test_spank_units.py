@@ -300,6 +300,181 @@ def test_malformed_table_is_reported_with_its_line(tmp_path: Path, rt: Path) -> 
     assert "line 2 is malformed" in place(rt, inv, 3, 1)
 
 
+# ----------------------------------------------------------------- lent slices (policy daemon)
+
+
+def lent_text(node: str = "n1", gpus: tuple[tuple[int, int], ...] = ((0, 4),),
+              preemptible: str = "preemptible partitions=scavenger,low qos=scav",
+              version: int = 2) -> str:
+    from slurm_vgpu.policies.lent_file import HEADER
+
+    lines = [HEADER, f"version={version}", f"node={node}", preemptible]
+    lines += [f"gpu index={i} uuid={gpu_uuid('n1', i)} slices={n}" for i, n in gpus]
+    return "\n".join(lines) + "\n"
+
+
+def write_lent(path: Path, text: str, mode: int = 0o644) -> Path:
+    path.parent.mkdir(mode=0o755, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def read_lent(path: Path, inv: Path, node: str = "n1") -> str:
+    return run_driver("lent", str(path), node, str(inv)).stdout.strip()
+
+
+def test_lent_file_as_the_daemon_writes_it(tmp_path: Path, as_root: None) -> None:
+    from slurm_vgpu.policies.lent_file import format_lent
+    from slurm_vgpu.policies.snapshot import GpuState
+
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    gpus = [GpuState("n1", i, gpu_uuid("n1", i), 10, 1 << 30, 100, 10 << 30) for i in (0, 1)]
+    text = format_lent("n1", gpus, {gpu_uuid("n1", 1): 3, gpu_uuid("n1", 0): 2},
+                       ("scavenger",), ("scav", "low"))
+    path = write_lent(tmp_path / "lent", text)
+    assert read_lent(path, inv) == "lent total=5 gpu0:2 gpu1:3 partitions=scavenger qos=scav,low"
+    # nothing lent: still a valid file
+    path.write_text(format_lent("n1", gpus, {}, ("scavenger",)))
+    assert read_lent(path, inv) == "lent total=0 partitions=scavenger qos="
+    assert read_lent(tmp_path / "absent", inv) == "absent"
+
+
+@pytest.mark.parametrize(("mode", "owner"), [(0o666, 0), (0o620, 0), (0o644, 1234)])
+def test_lent_file_must_be_root_owned_and_not_writable_by_users(
+        tmp_path: Path, as_root: None, mode: int, owner: int) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    path = write_lent(tmp_path / "lent", lent_text(), mode)
+    os.chown(path, owner, 0)
+    out = read_lent(path, inv)
+    assert out.startswith("error: ") and "owned by root and not writable by group or " \
+        "others" in out, out
+
+
+def test_lent_file_that_is_a_link_or_a_directory_is_refused(tmp_path: Path,
+                                                            as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    real = write_lent(tmp_path / "real", lent_text())
+    (tmp_path / "link").symlink_to(real)
+    assert read_lent(tmp_path / "link", inv).startswith("error: cannot open")
+    (tmp_path / "dir").mkdir()
+    assert read_lent(tmp_path / "dir", inv).startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (lent_text(node="n2"), "written for node 'n2', this is n1"),
+        (lent_text(version=1), "unsupported lent file version"),
+        (lent_text().replace("version=2\n", ""), "no version= record"),
+        (lent_text().replace("node=n1\n", ""), "no node= record"),
+        (lent_text(preemptible=""), "no preemptible record"),
+        (lent_text() + "preemptible partitions=x\n", "bad preemptible record"),
+        (lent_text(preemptible="preemptible partitions=a,,b qos="), "bad preemptible record"),
+        (lent_text(preemptible="preemptible partitions=a qos=b,"), "bad preemptible record"),
+        (lent_text(preemptible="preemptible partitions"), "bad preemptible record"),
+        (lent_text(gpus=((5, 1),)), "gpu index=5 uuid="),               # not in the inventory
+        (lent_text(gpus=((0, 11),)), "slices=11 lent on GPU 0, which has 10"),
+        (lent_text(gpus=((0, 0),)), "slices=0 lent on GPU 0"),
+        (lent_text(gpus=((0, 1), (0, 2))), "gpu index=0 is listed twice"),
+        (lent_text().replace("slices=4", "slices=-4"), "bad gpu record"),
+        (lent_text().replace("slices=4", "slices=4x"), "bad gpu record"),
+        (lent_text().replace(" slices=4", ""), "needs index=, uuid= and slices="),
+        (lent_text().replace(gpu_uuid("n1", 0), "GPU-other"), "is not a GPU of the node"),
+        (lent_text().replace("gpu index=0", "gpu index=0 junk"), "bad gpu record"),
+    ],
+)
+def test_lent_file_errors_name_the_line(tmp_path: Path, as_root: None, text: str,
+                                        message: str) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    out = read_lent(write_lent(tmp_path / "lent", text), inv)
+    assert out.startswith("error: ") and message in out, out
+
+
+def test_lent_file_ignores_comments_and_unknown_records(tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    text = lent_text(gpus=((1, 2),)).replace("slices=2", "slices=2 numa=1  # note") + \
+        "future x=1\n\n"
+    assert read_lent(write_lent(tmp_path / "lent", text), inv) == \
+        "lent total=2 gpu1:2 partitions=scavenger,low qos=scav"
+
+
+def fill(rt: Path, inv: Path) -> None:
+    """An owner job books every slice of both GPUs."""
+    assert place(rt, inv, 1, 10) == "placed gpu0:10"
+    assert place(rt, inv, 2, 10) == "placed gpu1:10"
+
+
+def place_as(rt: Path, inv: Path, job: int, count: int, partition: str, qos: str) -> str:
+    result = run_driver("place", str(rt), str(inv), str(job), str(count), partition, qos)
+    return result.stdout.strip()
+
+
+def test_a_preemptible_job_is_placed_on_lent_slices(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)], slice_bytes=1000)
+    fill(rt, inv)
+    write_lent(rt / "lent", lent_text(gpus=((0, 4), (1, 6))))
+    # best fit over lent capacity: GPU 0's 4 hold 3 with the fewest left over
+    assert place_as(rt, inv, 3, 3, "scavenger", "normal") == "placed gpu0:3"
+    assert place_as(rt, inv, 4, 2, "debug", "scav") == "placed gpu1:2"  # by its QOS
+    assert place_as(rt, inv, 5, 4, "low", "") == "placed gpu1:4"
+    # the lent slices are booked like any others: 1 left on GPU 0, none on GPU 1
+    assert place_as(rt, inv, 6, 2, "scavenger", "normal") == \
+        "error: 2 slices wanted but only 0 free on this node; with the 10 slices lent by " \
+        "the policy daemon: 2 slices wanted but only 1 free on this node (counting lent " \
+        "slices)"
+    assert (3, 0, 3) in [tuple(int(t.split("=")[1]) for t in line.split())
+                         for line in (rt / "placements").read_text().splitlines()
+                         if line.startswith("job=")]
+    # its limits are those of any 3-slice job on GPU 0
+    out = tmp_path / "limits"
+    run_driver("limits", str(out), str(inv), "3", "0", "0", "0:3", check=True)
+    lim = decode_limits(out.read_bytes())
+    assert (lim.gpus[0].memory_limit_bytes, lim.gpus[0].compute_guaranteed_permille) == (
+        3000, 300)
+
+
+def test_a_job_that_is_not_preemptible_never_gets_lent_slices(tmp_path: Path,
+                                                                rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    fill(rt, inv)
+    write_lent(rt / "lent", lent_text(gpus=((0, 4),)))
+    out = place_as(rt, inv, 3, 2, "debug", "normal")
+    assert out == ("error: 2 slices wanted but only 0 free on this node; 4 more are lent by "
+                   "the policy daemon, but only to jobs in a preemptible partition "
+                   "(scavenger,low) or QOS (scav), and this job runs in partition debug "
+                   "with QOS normal")
+    # unknown partition/QOS (e.g. a name too long to keep), a prefix of a listed name: no
+    assert "but only to jobs" in place_as(rt, inv, 3, 2, "", "")
+    assert "but only to jobs" in place_as(rt, inv, 3, 2, "scav", "scavenger")
+    assert "job=3" not in (rt / "placements").read_text()
+
+
+def test_lent_slices_need_a_good_lent_file(tmp_path: Path, rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    assert place(rt, inv, 1, 10) == "placed gpu0:10"
+    wanted = "error: 2 slices wanted but only 0 free on this node"
+    assert place_as(rt, inv, 3, 2, "scavenger", "") == wanted  # no lent file: nothing lent
+    for text, mode in ((lent_text(), 0o666), (lent_text(node="n2"), 0o644),
+                       (lent_text(gpus=((0, 11),)), 0o644)):
+        write_lent(rt / "lent", text, mode)
+        result = run_driver("place", str(rt), str(inv), "3", "2", "scavenger", "")
+        assert result.stdout.strip() == wanted
+        assert "vgpu: ignoring the lent file, nothing counts as lent" in result.stderr
+    write_lent(rt / "lent", lent_text(gpus=()))  # valid, nothing lent
+    assert place_as(rt, inv, 3, 2, "scavenger", "") == wanted
+    write_lent(rt / "lent", lent_text(gpus=((0, 2),)))
+    assert place_as(rt, inv, 3, 2, "scavenger", "") == "placed gpu0:2"
+
+
+def test_a_preemptible_job_takes_free_slices_before_lent_ones(tmp_path: Path,
+                                                               rt: Path) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
+    assert place(rt, inv, 1, 10) == "placed gpu0:10"
+    write_lent(rt / "lent", lent_text(gpus=((0, 4),)))
+    assert place_as(rt, inv, 2, 3, "scavenger", "") == "placed gpu1:3"
+
+
 def test_lock_waits_are_bounded(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
     holder = subprocess.Popen([str(DRIVER), "lock", str(lock), "1000", "1500"],
