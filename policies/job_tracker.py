@@ -20,6 +20,7 @@ from slurm_vgpu.policies.job_summary import (
     GpuSlices,
     JobSummary,
     SummaryError,
+    format_summary,
     parse_summary,
 )
 from slurm_vgpu.policies.snapshot import JobState, SharePolicy, Snapshot
@@ -200,7 +201,8 @@ class SummaryWriter:
 
     def _store(self, job_id: int, summary: JobSummary, running: bool | None) -> None:
         if self.dry_run:
-            log.info("vgpu: dry run: would write the summary of job %d: %s", job_id, summary)
+            log.info("vgpu: dry run: would write the summary of job %d: %s", job_id,
+                     format_summary(summary))
             return
         text = self.write(job_id, summary, running)
         log.info("vgpu: job %d: summary %s %s", job_id,
