@@ -206,8 +206,8 @@ class Daemon:
                 st.backstop_events[(node, uuid, kind)] += 1
 
     def reload(self, new: DaemonConfig) -> None:
-        """Take a new config's policy settings and period (SIGHUP). Paths, nodes, the Slurm
-        client and the metrics endpoint need a restart (restarts lose nothing)."""
+        """Take a new config's policy and accounting settings and period (SIGHUP). Paths,
+        nodes, the Slurm client and the metrics endpoint need a restart."""
         fixed = ("nodes", "runtime_dir", "inventory_path", "slurm", "metrics", "nvml")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
         if ignored:
