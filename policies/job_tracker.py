@@ -55,6 +55,8 @@ class JobRecord:
     backfilled_s: float = 0.0
     backstop_events: int = 0
     restored: bool = False  # continued from a summary found in the job's AdminComment
+    # AdminComment examined, or this daemon wrote one (from then on it holds our own figures)
+    comment_done: bool = False
     last_written: float = 0.0  # time of the last (periodic) write, or the first sighting
 
     @property
@@ -73,14 +75,16 @@ class JobRecord:
             backstop_events=self.backstop_events)
 
     def restore(self, s: JobSummary) -> None:
-        """Continue from a summary an earlier daemon wrote (restart mid-job)."""
-        self.observed_s = float(s.observed_s)
-        self.compute_pct_s = s.avg_compute_pct * s.observed_s
-        self.peak_compute_pct = s.peak_compute_pct
-        self.peak_memory_bytes = s.peak_memory_mib * MIB
-        self.borrowed_s = float(s.borrowed_s)
-        self.backfilled_s = float(s.backfilled_s)
-        self.backstop_events = s.backstop_events
+        """Continue from a summary an earlier daemon wrote (restart mid-job): its figures are
+        added to what this daemon has seen (usually nothing yet; something when the job was
+        first seen from the runtime directory while Slurm was down)."""
+        self.observed_s += s.observed_s
+        self.compute_pct_s += s.avg_compute_pct * s.observed_s
+        self.peak_compute_pct = max(self.peak_compute_pct, s.peak_compute_pct)
+        self.peak_memory_bytes = max(self.peak_memory_bytes, s.peak_memory_mib * MIB)
+        self.borrowed_s += s.borrowed_s
+        self.backfilled_s += s.backfilled_s
+        self.backstop_events += s.backstop_events
         self.restored = True
 
 
@@ -110,6 +114,7 @@ class JobTracker:
             rec = self.jobs.get(job_id)
             if rec is None:
                 rec = self.jobs[job_id] = JobRecord(job_id, now, now, last_written=now)
+            if not rec.comment_done:
                 self._restore(rec, entries)
             gpus = [jg for job in entries for jg in job.gpus]
             dt = now - rec.last_seen
@@ -147,7 +152,8 @@ class JobTracker:
     def _restore(rec: JobRecord, entries: list[JobState]) -> None:
         text = next((j.admin_comment for j in entries if j.admin_comment), "")
         if not text:
-            return
+            return  # none, or not known yet (jobs listed from the runtime directory)
+        rec.comment_done = True
         try:
             earlier = parse_summary(text)
         except SummaryError as e:
@@ -168,6 +174,7 @@ class JobTracker:
     def mark_written(self, job_id: int, now: float) -> None:
         if job_id in self.jobs:
             self.jobs[job_id].last_written = now
+            self.jobs[job_id].comment_done = True
 
 
 # write(job_id, summary, running) -> text written; raises SummaryError

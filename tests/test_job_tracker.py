@@ -122,6 +122,22 @@ def test_restart_continues_from_admin_comment() -> None:
     assert s.avg_compute_pct == 30.0
     assert (s.peak_compute_pct, s.peak_memory_mib, s.borrowed_s, s.backstop_events) == \
         (50.0, 2048, 10, 1)
+    # first seen from the runtime directory (Slurm down: no comment), then from Slurm
+    tr = JobTracker()
+    tr.update(snap(1000, job(1, jgpu(used=0))))
+    tr.update(snap(1010, job(1, jgpu(used=400))))  # 40 % for 10 s
+    tr.update(snap(1020, job(1, jgpu(used=400), comment=text)))
+    tr.update(snap(1030, job(1, jgpu(used=400), comment=text)))  # not added twice
+    (_, s), = tr.update(snap(1031))
+    assert s.observed_s == 130
+    assert s.avg_compute_pct == pytest.approx((20 * 100 + 40 * 30) / 130, abs=0.05)
+    # once this daemon wrote the comment, what slurmctld reports back is its own
+    tr = JobTracker()
+    tr.update(snap(0, job(1, jgpu())))
+    tr.mark_written(1, 0)
+    tr.update(snap(10, job(1, jgpu(used=100), comment=text)))
+    (_, s), = tr.update(snap(11))
+    assert s.observed_s == 10
     # a comment that is not ours, or a broken one, is ignored
     for comment in ("site note", "vgpu1;garbage"):
         tr = JobTracker()
