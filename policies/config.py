@@ -106,6 +106,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountingConfig:
+    # Write each job's utilization summary into its AdminComment (docs/accounting.md).
+    enabled: bool = True
+    # Also refresh it this often while the job runs (0: only when the job ends), so a daemon
+    # that dies leaves a recent summary behind.
+    update_interval_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     # Slurm node name(s) this daemon manages; () means this host's short name.
     nodes: tuple[str, ...] = ()
@@ -116,6 +125,7 @@ class DaemonConfig:
     nvml: bool = True
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    accounting: AccountingConfig = field(default_factory=AccountingConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
@@ -333,6 +343,15 @@ def config_from_dict(data: object) -> DaemonConfig:
     )
     ms.done()
 
+    acs = top.section("accounting")
+    ad = AccountingConfig()
+    accounting = AccountingConfig(
+        enabled=acs.boolean("enabled", ad.enabled),
+        update_interval_seconds=acs.number("update_interval_seconds",
+                                           ad.update_interval_seconds),
+    )
+    acs.done()
+
     sections = {k: top.data.get(k) for k in ("share", "backfill", "packing", "backstop")}
     policy = policy_config_from_dict({k: v for k, v in sections.items() if v is not None})
     top.used.update(sections)
@@ -340,7 +359,7 @@ def config_from_dict(data: object) -> DaemonConfig:
     return DaemonConfig(
         nodes=nodes, control_period_seconds=period, runtime_dir=runtime_dir,
         inventory_path=inventory_path, log_level=log_level, nvml=nvml, slurm=slurm,
-        metrics=metrics, policy=policy,
+        metrics=metrics, accounting=accounting, policy=policy,
     )
 
 

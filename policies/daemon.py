@@ -5,7 +5,9 @@ Robustness rules it follows:
   files keep what they had, so the hook keeps enforcing the last limits;
 - Slurm unreachable: the observer backs off (exponential, capped) and reuses the last answer;
   no Slurm-side action is taken meanwhile; `vgpu_daemon_slurm_up` says so;
-- restart: nothing is kept in memory that cannot be re-derived from Slurm and the job files.
+- restart: nothing is kept in memory that cannot be re-derived from Slurm and the job files,
+  except the per-job utilization figures (job_tracker.py), which are refreshed into the
+  jobs' AdminComment and continued from there (docs/accounting.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -23,12 +26,14 @@ from slurm_vgpu.policies.actions import Action, CancelStep, RecordViolation
 from slurm_vgpu.policies.applier import Applier
 from slurm_vgpu.policies.config import DaemonConfig
 from slurm_vgpu.policies.job_files import JobFiles, RuntimeDirJobFiles
+from slurm_vgpu.policies.job_summary import JobSummary, Runner, write_summary
+from slurm_vgpu.policies.job_tracker import JobTracker, SummaryWriter, WriteResult
 from slurm_vgpu.policies.lent_file import format_lent, write_lent
 from slurm_vgpu.policies.metrics import DaemonState
 from slurm_vgpu.policies.nvml_source import NvmlError, NvmlSource, PynvmlSource
 from slurm_vgpu.policies.observer import InventoryGpuInfo, Observer
 from slurm_vgpu.policies.planner import CyclePlan, plan_cycle
-from slurm_vgpu.policies.slurm_client import SlurmClient, make_slurm_client
+from slurm_vgpu.policies.slurm_client import SlurmClient, command_runner, make_slurm_client
 from slurm_vgpu.policies.snapshot import Snapshot
 
 log = logging.getLogger("slurm_vgpu.daemon")
@@ -69,7 +74,8 @@ ViolationKey = tuple[str, str, int | None]
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig, observer: Observer, applier: Applier,
-                 state: DaemonState | None = None, runtime_dir: Path | None = None) -> None:
+                 state: DaemonState | None = None, runtime_dir: Path | None = None,
+                 summary_runner: Runner | None = None) -> None:
         self.cfg = cfg
         self.runtime_dir = runtime_dir
         self.observer = observer
@@ -77,6 +83,51 @@ class Daemon:
         self.state = state or DaemonState()
         self._violations: set[ViolationKey] = set()
         self._cancelled: dict[tuple[int, str], float] = {}
+        # per-job utilization summaries in AdminComment (docs/accounting.md)
+        self.summary_runner = summary_runner or command_runner(
+            cfg.slurm.bin_dir, cfg.slurm.command_timeout_seconds)
+        self.tracker = JobTracker()
+        self.summaries = SummaryWriter(self._write_summary, dry_run=applier.dry_run)
+
+    def _write_summary(self, job_id: int, summary: JobSummary, running: bool | None) -> str:
+        return write_summary(job_id, summary, run=self.summary_runner, running=running)
+
+    def _summary_budget(self) -> float:
+        """Seconds of one cycle the summary writes may take (each command is bounded by
+        slurm.command_timeout_seconds; what does not fit waits for the next cycle)."""
+        return max(1.0, self.cfg.control_period_seconds)
+
+    def _account(self, snapshot: Snapshot, plan: CyclePlan,
+                 new_violations: list[ViolationKey]) -> WriteResult:
+        """Fold the cycle into the per-job figures; store ended jobs' (and due) summaries."""
+        acc = self.cfg.accounting
+        if not acc.enabled:
+            self.tracker.jobs.clear()
+            self.summaries.pending.clear()
+            return WriteResult()
+        ended = self.tracker.update(snapshot, plan.backfilled,
+                                    [job for _, _, job in new_violations if job is not None])
+        return self.summaries.cycle(snapshot.time, self.tracker, ended, self.observer.health.ok,
+                                    acc.update_interval_seconds, self._summary_budget())
+
+    @staticmethod
+    def _count_summaries(written: WriteResult, applied: Counter[str],
+                         failed: Counter[str]) -> None:
+        if written.written:
+            applied["job_summary"] += written.written
+        if written.failed:
+            failed["job_summary"] += written.failed
+        if written.dropped:
+            failed["job_summary_dropped"] += written.dropped
+
+    def flush_summaries(self) -> None:
+        """At shutdown: store the running jobs' summaries so a restart continues them."""
+        if not self.cfg.accounting.enabled or not self.observer.health.ok:
+            return
+        written = self.summaries.flush(self.tracker, self.observer.clock(),
+                                       self._summary_budget())
+        with self.state.lock:
+            self._count_summaries(written, self.state.actions, self.state.action_errors)
 
     def _filter_repeats(self, actions: list[Action], now: float) -> list[Action]:
         """Drop cancel requests already sent recently (the step is on its way out)."""
@@ -136,6 +187,8 @@ class Daemon:
         if not new_violations:
             del result.applied["record_violation"]
         self._publish_lent(snapshot, plan)
+        self._count_summaries(self._account(snapshot, plan, new_violations), result.applied,
+                              result.failed)
         if result.slurm_error:
             self.observer.slurm_failed(result.slurm_error)
         elapsed = time.perf_counter() - started
@@ -158,15 +211,16 @@ class Daemon:
                 st.backstop_events[(node, uuid, kind)] += 1
 
     def reload(self, new: DaemonConfig) -> None:
-        """Take a new config's policy settings and period (SIGHUP). Paths, nodes, the Slurm
-        client and the metrics endpoint need a restart (restarts lose nothing)."""
+        """Take a new config's policy and accounting settings and period (SIGHUP). Paths,
+        nodes, the Slurm client and the metrics endpoint need a restart."""
         fixed = ("nodes", "runtime_dir", "inventory_path", "slurm", "metrics", "nvml")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
         if ignored:
             log.warning("vgpu: reload: %s changed; restart the daemon to apply",
                         ", ".join(ignored))
         self.cfg = dataclasses.replace(self.cfg, policy=new.policy, log_level=new.log_level,
-                                       control_period_seconds=new.control_period_seconds)
+                                       control_period_seconds=new.control_period_seconds,
+                                       accounting=new.accounting)
         logging.getLogger("slurm_vgpu.daemon").setLevel(new.log_level.upper())
         log.info("vgpu: reload: policy settings applied")
 
@@ -190,12 +244,17 @@ class Daemon:
             if max_cycles is not None and done >= max_cycles:
                 return
             stop.wait(self.cfg.control_period_seconds)
+        try:
+            self.flush_summaries()
+        except Exception:
+            log.exception("vgpu: storing the running jobs' summaries at shutdown failed")
 
 
 def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
                  files: JobFiles | None = None, nvml: NvmlSource | None = None,
                  inventories: Mapping[str, Sequence[InventoryGpuInfo]] | None = None,
-                 proc_root: Path = Path("/proc"), dry_run: bool = False) -> Daemon:
+                 proc_root: Path = Path("/proc"), dry_run: bool = False,
+                 summary_runner: Runner | None = None) -> Daemon:
     """Wire a daemon from its config; every dependency can be injected (tests)."""
     nodes = list(cfg.nodes) or default_node_names()
     if inventories is None:
@@ -218,5 +277,5 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
                         backoff_max=cfg.slurm.backoff_max_seconds,
                         poll_interval=cfg.slurm.poll_interval_seconds)
     return Daemon(cfg, observer, Applier(slurm, files, dry_run=dry_run),
-                  runtime_dir=runtime_dir)
+                  runtime_dir=runtime_dir, summary_runner=summary_runner)
 

@@ -207,11 +207,12 @@ class Observer:
                     memory_used_bytes=used, compute_used_permille=achieved,
                     idle_seconds=idle,
                     throttled_seconds=(u.throttled_ns / 1e9) if u else 0.0,
+                    memory_peak_bytes=max(u.peak_bytes, u.used_bytes) if u else used,
                 ))
         return JobState(
             job_id=sj.job_id, node=node, uid=sj.user_id, partition=sj.partition, qos=sj.qos,
             share=share, start_time=sj.start_time, vgpu_slices=sj.vgpu_per_node.get(node, 0),
-            gpus=tuple(job_gpus),
+            gpus=tuple(job_gpus), admin_comment=sj.admin_comment,
         )
 
     def _processes(self) -> tuple[list[GpuProcess], dict[str, tuple[int | None, int | None]]]:

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,6 +54,8 @@ class SlurmJob:
     start_time: float
     # node name -> vgpu slices allocated on it (nodes without vgpu are left out)
     vgpu_per_node: Mapping[str, int]
+    # AdminComment (where the daemon keeps the job's utilization summary); "" if none
+    admin_comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ def parse_squeue_json(doc: Mapping[str, Any], nodes: Collection[str] | None = No
             job_id=job_id, state=state, partition=str(raw.get("partition") or ""),
             qos=str(raw.get("qos") or ""), user_id=_int(raw.get("user_id")) or 0,
             start_time=float(_int(raw.get("start_time")) or 0), vgpu_per_node=per_node,
+            admin_comment=str(raw.get("admin_comment") or ""),
         ))
     return jobs
 
@@ -319,6 +322,28 @@ class CliSlurmClient:
             self._run("scancel", f"{int(job_id)}.{step}")
         else:
             raise ValueError(f"refusing to cancel step {step!r} of job {job_id}")
+
+
+def command_runner(bin_dir: str | None = None, timeout: float = 10.0,
+                   env: Mapping[str, str] | None = None
+                   ) -> Callable[[Sequence[str]], tuple[int, str, str]]:
+    """A runner for `job_summary.write_summary`: argv[0] resolved like the client's tools
+    (`bin_dir`, else PATH), the client's timeout; returns (exit code, stdout, stderr)."""
+
+    def run(argv: Sequence[str]) -> tuple[int, str, str]:
+        tool = argv[0]
+        path = os.path.join(bin_dir, tool) if bin_dir else (shutil.which(tool) or tool)
+        try:
+            done = subprocess.run([path, *argv[1:]], capture_output=True, text=True,
+                                  timeout=timeout, env=None if env is None else dict(env),
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            return 124, "", f"{tool} did not finish within {timeout:g}s"
+        except OSError as e:
+            return 127, "", f"{path}: {e.strerror or e}"
+        return done.returncode, done.stdout, done.stderr
+
+    return run
 
 
 def make_slurm_client(kind: str = "auto", bin_dir: str | None = None,

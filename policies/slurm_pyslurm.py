@@ -100,6 +100,7 @@ class PyslurmClient:
                 qos=str(job.qos or ""), user_id=int(job.user_id or 0),
                 start_time=float(job.start_time or 0),
                 vgpu_per_node=dict.fromkeys(on, per_node_count),
+                admin_comment=str(getattr(job, "admin_comment", "") or ""),
             ))
         return result
 

@@ -52,6 +52,8 @@ class JobGpuState:
     idle_seconds: float = 0.0
     # Cumulative time its launches waited at the hook's gate (throttling).
     throttled_seconds: float = 0.0
+    # The hook's high-water mark of the job's device memory on this GPU (0: unknown).
+    memory_peak_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,9 @@ class JobState:
     start_time: float
     vgpu_slices: int
     gpus: tuple[JobGpuState, ...] = ()
+    # The job's AdminComment as slurmctld reports it (a vgpu1 summary written earlier, so a
+    # restarted daemon continues a running job's accounting); "" when unknown.
+    admin_comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)

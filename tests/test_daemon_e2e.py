@@ -9,6 +9,9 @@
   written); a scavenger job is placed by the plugin on the lent slices of GPU 0 and its CUDA
   program sees those slices' memory; a job of the normal partition on the same capacity is
   denied.
+- with accounting (slurmdbd): a job that computed for a few seconds ends, and the daemon's
+  utilization summary is in its AdminComment (`sacct`), refreshed while it ran, and
+  `vgpu report --job` prints it.
 """
 
 from __future__ import annotations
@@ -80,6 +83,17 @@ def backfill_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
     if not PROBE.exists():
         skip_or_fail(f"{PROBE} is not built (make)", REQUIRE_NATIVE)
     with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False, extra_conf=PREEMPTION,
+                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
+        site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
+            InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
+            for i, uuid in enumerate(UUIDS)))))
+        yield cluster, site
+
+
+@pytest.fixture
+def accounting_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
+    """Like site_and_cluster, with MariaDB + slurmdbd (sacct)."""
+    with spank_cluster(hook=HOOK, nodes=["n1"], accounting=True,
                        slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
         site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
             InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
@@ -316,3 +330,59 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
     finally:
         daemon.stop()
         cluster.run("scancel", str(owner), check=False)
+def test_job_summary_lands_in_accounting(accounting_site: tuple[Any, SpankSite],
+                                         fake_state: Path) -> None:
+    from slurm_vgpu.policies.job_summary import parse_summary
+
+    cluster, site = accounting_site
+    daemon = Daemon(site, fake_state, cluster, "accounting: {update_interval_seconds: 2}\n")
+    try:
+        wait_for(lambda: "vgpu_daemon_slurm_up 1.0" in daemon.metrics(), "the daemon", 30)
+        # 3 slices = a 30 % guarantee: hold 256 MiB for a second, then compute for 6 s
+        sh = job_script(cluster, fake_state, "acct", (
+            f"echo pid=$$ > {cluster.jobs_dir}/acct.out\n"
+            f"{FAKE}/test-drv-api hold 256 1 >> {cluster.jobs_dir}/acct.out\n"
+            f"exec {FAKE}/test-drv-api busy 6000 >> {cluster.jobs_dir}/acct.out"))
+        job = cluster.sbatch("--gres=vgpu:3", "-o", "/dev/null", str(sh))
+        wait_for(lambda: (site.job_dir("n1", job) / "limits").exists(), "job placed")
+        # refreshed while it runs (scontrol), every 2 s
+        wait_for(lambda: cluster.job_info(job).get("AdminComment", "").startswith("vgpu1;"),
+                 "a summary while the job runs", 30)
+        cluster.wait_job(job, ("COMPLETED",), timeout=60)
+
+        def stored() -> str:
+            p = cluster.run("sacct", "-j", str(job), "-X", "-o", "AdminComment", "-P", "-n",
+                            check=False, timeout=15)
+            return str(p.stdout).strip()
+
+        def written() -> str:
+            m = re.search(rf"job {job}: summary written (\S+)",
+                          daemon.log.read_text(errors="replace"))
+            return m.group(1) if m else ""
+
+        try:  # at the job's end: scontrol, else sacctmgr once the job is in the database
+            wait_for(lambda: bool(written()), "the end-of-job summary", 60)
+            wait_for(lambda: stored().lower() == written().lower(), "it in sacct", 60)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {stored()!r}\n--- daemon log:\n{daemon.log_text()}"
+                                 ) from None
+        text = stored()
+        s = parse_summary(text)
+        print(f"job {job}: AdminComment {text}")
+        assert s is not None
+        assert s.slices == 3 and s.slices_per_gpu == 10
+        assert [g.slices for g in s.gpus] == [3] and s.gpus[0].uuid in UUIDS
+        assert s.observed_s >= 5, text
+        assert 0 < s.avg_compute_pct <= 45, text   # its 30 % guarantee, not more
+        assert s.avg_compute_pct <= s.peak_compute_pct <= 100, text
+        assert s.peak_memory_mib >= 256, text
+        assert s.borrowed_s == 0 and s.backfilled_s == 0 and s.backstop_events == 0, text
+        assert "Traceback" not in daemon.log.read_text(errors="replace")
+        assert 'vgpu_policy_actions_total{action="job_summary"}' in daemon.metrics()
+        out = subprocess.run([sys.executable, "-m", "slurm_vgpu.cli", "report", "--job",
+                              str(job)], env=cluster.env, capture_output=True, text=True,
+                             timeout=60, check=False, cwd=cluster.jobs_dir)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"average {s.avg_compute_pct:.1f}% of a GPU" in out.stdout, out.stdout
+    finally:
+        daemon.stop()

@@ -31,6 +31,17 @@ def test_squeue_running_vgpu_jobs() -> None:
     assert [(j.job_id, j.partition, dict(j.vgpu_per_node)) for j in jobs] == [
         (1, "normal", {"n1": 3}), (3, "normal", {"n1": 15}), (4, "normal", {"n1": 2})]
     assert all(j.start_time > 1.7e9 for j in jobs)
+    assert all(j.admin_comment == "" for j in jobs)
+
+
+def test_squeue_admin_comment_carries_the_daemons_summary() -> None:
+    doc = load("squeue.json")
+    text = "vgpu1;sl:3;spg:10;obs:60;avg:12.5;pk:30;mem:512;bor:0;bf:0;bs:0"
+    for raw in doc["jobs"]:
+        if raw["job_id"] == 1:
+            raw["admin_comment"] = text
+    jobs = {j.job_id: j for j in parse_squeue_json(doc)}
+    assert jobs[1].admin_comment == text and jobs[3].admin_comment == ""
 
 
 def test_sinfo_nodes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from slurm_vgpu.cli import main as vgpu_main
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.native import GpuLimit, GpuUsage, JobLimits, JobUsage, write_limits_file
 from slurm_vgpu.native import SharePolicy as NativeShare
+from slurm_vgpu.policies import job_tracker
 from slurm_vgpu.policies.actions import SetComputeLimit
 from slurm_vgpu.policies.applier import Applier
 from slurm_vgpu.policies.config import (
+    AccountingConfig,
     BackfillConfig,
     DaemonConfig,
     PolicyConfig,
@@ -27,6 +30,7 @@ from slurm_vgpu.policies.config import (
 )
 from slurm_vgpu.policies.daemon import Daemon, build_daemon
 from slurm_vgpu.policies.job_files import RuntimeDirJobFiles
+from slurm_vgpu.policies.job_summary import GpuSlices, JobSummary, format_summary, parse_summary
 from slurm_vgpu.policies.lent_file import format_lent, parse_lent, parse_lent_file
 from slurm_vgpu.policies.metrics import DaemonCollector
 from slurm_vgpu.policies.nvml_source import DeviceReading, ProcessReading
@@ -123,14 +127,30 @@ def slurm_job(job_id: int, slices: int, partition: str = "normal") -> SlurmJob:
                     {"n1": slices})
 
 
+class FakeRunner:
+    """Stands in for scontrol/sacctmgr (job summaries): records argv; `fail`: refused."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.fail: set[str] = set()
+
+    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        if argv[0] in self.fail:
+            return 1, "", f"{argv[0]}: refused (fake)"
+        return 0, "", ""
+
+
 def make_daemon(tmp_path: Path, slurm: FakeSlurm, cfg: DaemonConfig | None = None,
                 files: RuntimeDirJobFiles | None = None, nvml: object = None,
-                proc_root: Path = Path("/proc")) -> tuple[Daemon, Clock]:
+                proc_root: Path = Path("/proc"), runner: FakeRunner | None = None,
+                dry_run: bool = False) -> tuple[Daemon, Clock]:
     cfg = cfg or DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
         share=ShareConfig(idle_after_seconds=10)))
     cfg = dataclasses.replace(cfg, runtime_dir=str(tmp_path))
     d = build_daemon(cfg, slurm=slurm, files=files or RuntimeDirJobFiles(tmp_path),
-                     inventories=INVENTORY, nvml=nvml, proc_root=proc_root)  # type: ignore[arg-type]
+                     inventories=INVENTORY, nvml=nvml, proc_root=proc_root,  # type: ignore[arg-type]
+                     dry_run=dry_run, summary_runner=runner or FakeRunner())
     clock = Clock()
     d.observer.clock = clock
     return d, clock
@@ -395,6 +415,9 @@ def test_lent_file_format_round_trips() -> None:
     ({"packing": {"weight": 3}}, "packing.weight"),
     ({"controll_period_seconds": 3}, "controll_period_seconds"),
     ({"slurm": {"client": "rest"}}, "slurm.client"),
+    ({"accounting": {"enabled": "yes"}}, "accounting.enabled"),
+    ({"accounting": {"update_interval_seconds": -5}}, "accounting.update_interval_seconds"),
+    ({"accounting": {"interval": 5}}, "accounting.interval"),
     ([1, 2], "top level"),
 ])
 def test_config_errors_name_the_field(doc: object, field: str) -> None:
@@ -480,3 +503,108 @@ def test_poll_interval_spaces_slurm_reads_but_not_share_updates(tmp_path: Path) 
         assert d.state.slurm_up
     assert [c[0] for c in slurm.calls].count("squeue") == 3
     assert d.state.cycles == 6
+
+
+# --- job summaries (AdminComment) ----------------------------------------------------------
+
+
+def summary_of(call: list[str]) -> JobSummary | None:
+    return parse_summary(call[-1].removeprefix("AdminComment="))
+
+
+@needs_root
+def test_ended_job_summary_written_once_and_counted(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.BURST)
+    files = FakeUsageFiles(tmp_path)
+    slurm = FakeSlurm([slurm_job(1, 3)])
+    runner = FakeRunner()
+    d, clock = make_daemon(tmp_path, slurm, files=files, runner=runner)
+    files.busy_ns[1], files.used[1] = 0, GIB
+    d.cycle()
+    for _ in range(4):  # 60 % of the device for 20 s: borrowed above its 30 % guarantee
+        clock.now += 5
+        files.busy_ns[1] += 3 * 10**9
+        d.cycle()
+    assert runner.calls == []  # nothing while it runs (refresh interval 300 s)
+    slurm.jobs = []
+    for _ in range(3):
+        clock.now += 5
+        d.cycle()
+    assert len(runner.calls) == 1
+    assert runner.calls[0][:3] == ["scontrol", "update", "job=1"]
+    s = summary_of(runner.calls[0])
+    assert s is not None
+    assert (s.slices, s.slices_per_gpu, s.gpus) == (3, 10, (GpuSlices(UUID0, 3),))
+    assert (s.observed_s, s.avg_compute_pct, s.peak_compute_pct) == (20, 60.0, 60.0)
+    assert (s.peak_memory_mib, s.borrowed_s, s.backfilled_s, s.backstop_events) == \
+        (1024, 20, 0, 0)
+    assert 'vgpu_policy_actions_total{action="job_summary"} 1.0' in scrape(d)
+
+
+@needs_root
+def test_failed_summary_write_is_retried_counted_and_dropped(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.GUARANTEED)
+    slurm = FakeSlurm([slurm_job(1, 3)])
+    runner = FakeRunner()
+    runner.fail = {"scontrol", "sacctmgr"}
+    d, clock = make_daemon(tmp_path, slurm, runner=runner)
+    d.cycle()
+    slurm.jobs = []
+    for _ in range(200):
+        clock.now += 1
+        d.cycle()
+    assert len(runner.calls) == 2 * job_tracker.WRITE_ATTEMPTS
+    text = scrape(d)
+    assert f'vgpu_policy_action_errors_total{{action="job_summary"}} ' \
+        f'{float(job_tracker.WRITE_ATTEMPTS)}' in text
+    assert 'vgpu_policy_action_errors_total{action="job_summary_dropped"} 1.0' in text
+
+
+@needs_root
+def test_dry_run_and_disabled_accounting_write_no_summary(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.GUARANTEED)
+    for dry_run, enabled in ((True, True), (False, False)):
+        slurm = FakeSlurm([slurm_job(1, 3)])
+        runner = FakeRunner()
+        cfg = DaemonConfig(nodes=("n1",), nvml=False,
+                           accounting=AccountingConfig(enabled=enabled,
+                                                       update_interval_seconds=1))
+        d, clock = make_daemon(tmp_path, slurm, cfg=cfg, runner=runner, dry_run=dry_run)
+        for _ in range(3):
+            d.cycle()
+            clock.now += 5
+        slurm.jobs = []
+        d.cycle()
+        assert runner.calls == []
+
+
+@needs_root
+def test_restart_continues_summary_from_admin_comment_and_refreshes(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 3, NativeShare.GUARANTEED)
+    files = FakeUsageFiles(tmp_path)
+    earlier = JobSummary(slices=3, slices_per_gpu=10, gpus=(GpuSlices(UUID0, 3),),
+                         observed_s=100, avg_compute_pct=10.0, peak_compute_pct=20.0,
+                         peak_memory_mib=512, backstop_events=1)
+    slurm = FakeSlurm([dataclasses.replace(slurm_job(1, 3),
+                                           admin_comment=format_summary(earlier))])
+    runner = FakeRunner()
+    cfg = DaemonConfig(nodes=("n1",), nvml=False,
+                       accounting=AccountingConfig(update_interval_seconds=10))
+    d, clock = make_daemon(tmp_path, slurm, cfg=cfg, files=files, runner=runner)
+    files.busy_ns[1] = 0
+    d.cycle()
+    for _ in range(2):  # 30 % for 10 s
+        clock.now += 5
+        files.busy_ns[1] += 15 * 10**8
+        d.cycle()
+    assert len(runner.calls) == 1  # refreshed while running (scontrol only)
+    assert runner.calls[0][0] == "scontrol"
+    s = summary_of(runner.calls[0])
+    assert s is not None and s.observed_s == 110
+    assert s.avg_compute_pct == pytest.approx((10 * 100 + 30 * 10) / 110, abs=0.05)
+    assert (s.peak_compute_pct, s.peak_memory_mib, s.backstop_events) == (30.0, 512, 1)
+    # a clean stop stores the running job's summary, so the next daemon continues from it
+    stop = threading.Event()
+    stop.set()
+    d.run(stop)
+    assert len(runner.calls) == 2 and runner.calls[1][0] == "scontrol"
