@@ -330,6 +330,8 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
     finally:
         daemon.stop()
         cluster.run("scancel", str(owner), check=False)
+
+
 def test_job_summary_lands_in_accounting(accounting_site: tuple[Any, SpankSite],
                                          fake_state: Path) -> None:
     from slurm_vgpu.policies.job_summary import parse_summary
