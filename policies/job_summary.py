@@ -1,6 +1,12 @@
 """The per-job utilization summary stored in Slurm's AdminComment (format: docs/accounting.md).
 
-    vgpu1;sl:3;spg:10;g:GPU-8f2c41d0-...*3;obs:3600;avg:21.5;pk:30.0;mem:2048;bor:120;bf:0;bs:1
+    vgpu1;n:gpu01;sl:3;spg:10;g:GPU-8f2c41d0-...*3;obs:3600;avg:21.5;pk:30.0;mem:2048;bor:120;bf:0;bs:1
+
+AdminComment is shared: the SPANK plugin records placements there (`vgpu:<node>=gpu0:3`), a
+site may keep its own notes, and every node of a multi-node job has its own summary token
+(`n:` names the node or nodes its daemon covers). Tokens are separated by spaces; a writer
+replaces only its own summary token and keeps every other one. `parse_summary` combines the
+summary tokens of all nodes into one job summary.
 
 Writer: while the job runs `scontrol update job=ID AdminComment=...`; after it ended
 `sacctmgr -i modify job jobid=ID set AdminComment=...` (scontrol refuses finished jobs).
@@ -13,7 +19,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from slurm_vgpu.errors import VgpuError
@@ -49,6 +55,7 @@ class JobSummary:
     backfilled_s: int = 0  # seconds it ran as a backfill (lent slices) job
     backstop_events: int = 0
     gpus_dropped: int = 0  # per-GPU entries cut by the size bound (parser side)
+    node: str = ""  # the node(s) the writing daemon covers, "+"-separated ("" = unknown)
     extra: dict[str, str] = field(default_factory=dict)  # unknown keys of a newer writer
 
     @property
@@ -72,6 +79,7 @@ class JobSummary:
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+_VERSION_TAG = re.compile(r"^vgpu[0-9]+;", re.IGNORECASE)
 
 
 def _num(value: float) -> str:
@@ -88,7 +96,10 @@ def format_summary(s: JobSummary, max_chars: int = MAX_CHARS) -> str:
     for g in s.gpus:
         if not _SAFE.match(g.uuid):
             raise SummaryError(f"GPU UUID {g.uuid!r} has characters outside [A-Za-z0-9._-]")
-    head = f"{VERSION};sl:{s.slices};spg:{s.slices_per_gpu}"
+    if s.node and not all(_SAFE.match(n) for n in s.node.split("+")):
+        raise SummaryError(f"node name {s.node!r} has characters outside [A-Za-z0-9._-]")
+    node = f";n:{s.node}" if s.node else ""
+    head = f"{VERSION}{node};sl:{s.slices};spg:{s.slices_per_gpu}"
     tail = (f";obs:{int(s.observed_s)};avg:{_num(s.avg_compute_pct)};"
             f"pk:{_num(s.peak_compute_pct)};mem:{int(s.peak_memory_mib)};"
             f"bor:{int(s.borrowed_s)};bf:{int(s.backfilled_s)};bs:{int(s.backstop_events)}")
@@ -114,27 +125,34 @@ def _restore_case(uuid: str) -> str:
     return uuid
 
 
-def parse_summary(text: str | None) -> JobSummary | None:
-    """Decode an AdminComment; None when it holds no vgpu summary (or an unknown version)."""
-    if not text:
-        return None
-    text = text.strip()
+def summary_tokens(comment: str | None) -> list[str]:
+    """The vgpu summary tokens of an AdminComment (any version), in order."""
+    return [t for t in (comment or "").split() if _VERSION_TAG.match(t)]
+
+
+def _token_nodes(token: str) -> set[str]:
+    for part in token.split(";")[1:]:
+        key, _, value = part.partition(":")
+        if key.lower() == "n":
+            return {n.lower() for n in value.split("+") if n}
+    return set()
+
+
+def _parse_token(text: str) -> JobSummary:
     parts = text.split(";")
-    if parts[0] != VERSION:
-        return None
     fields: dict[str, str] = {}
     for part in parts[1:]:
         key, sep, value = part.partition(":")
         if not sep:
             raise SummaryError(f"summary field {part!r} is not key:value in {text!r}")
-        fields[key] = value
+        fields[key.lower()] = value
     try:
         gpus: list[GpuSlices] = []
         if fields.get("g"):
             for item in fields["g"].split("+"):
                 uuid, _, n = item.rpartition("*")
                 gpus.append(GpuSlices(_restore_case(uuid), int(n)))
-        known = {"sl", "spg", "g", "gx", "obs", "avg", "pk", "mem", "bor", "bf", "bs"}
+        known = {"n", "sl", "spg", "g", "gx", "obs", "avg", "pk", "mem", "bor", "bf", "bs"}
         return JobSummary(
             slices=int(fields["sl"]), slices_per_gpu=int(fields["spg"]), gpus=tuple(gpus),
             observed_s=int(fields.get("obs", "0")),
@@ -143,9 +161,82 @@ def parse_summary(text: str | None) -> JobSummary | None:
             peak_memory_mib=int(fields.get("mem", "0")),
             borrowed_s=int(fields.get("bor", "0")), backfilled_s=int(fields.get("bf", "0")),
             backstop_events=int(fields.get("bs", "0")), gpus_dropped=int(fields.get("gx", "0")),
+            node=fields.get("n", ""),
             extra={k: v for k, v in fields.items() if k not in known})
     except (KeyError, ValueError) as e:
         raise SummaryError(f"malformed vgpu summary {text!r}: {e}") from e
+
+
+def combine_summaries(parts: Sequence[JobSummary]) -> JobSummary:
+    """One job summary from its nodes' summaries. Slices, GPUs, compute (% of one GPU),
+    memory and backstop events add up; observed, borrowed and backfilled seconds are the
+    longest of any node; the peak is the sum of the nodes' peaks (an upper bound: they need
+    not have coincided)."""
+    if len(parts) == 1:
+        return parts[0]
+    extra: dict[str, str] = {}
+    for p in parts:
+        extra.update(p.extra)
+    return JobSummary(
+        slices=sum(p.slices for p in parts),
+        slices_per_gpu=max(p.slices_per_gpu for p in parts),
+        gpus=tuple(g for p in parts for g in p.gpus),
+        observed_s=max(p.observed_s for p in parts),
+        avg_compute_pct=round(sum(p.avg_compute_pct for p in parts), 1),
+        peak_compute_pct=round(sum(p.peak_compute_pct for p in parts), 1),
+        peak_memory_mib=sum(p.peak_memory_mib for p in parts),
+        borrowed_s=max(p.borrowed_s for p in parts),
+        backfilled_s=max(p.backfilled_s for p in parts),
+        backstop_events=sum(p.backstop_events for p in parts),
+        gpus_dropped=sum(p.gpus_dropped for p in parts),
+        node="+".join(p.node for p in parts if p.node),
+        extra=extra)
+
+
+def parse_summary(text: str | None, nodes: Collection[str] | None = None
+                  ) -> JobSummary | None:
+    """Decode the vgpu summary of an AdminComment: every `vgpu1;...` token in it (one per
+    node of a multi-node job), combined. None when it holds none of this version. `nodes`:
+    only the tokens written for these nodes (a restarted daemon continuing its own figures;
+    a token without `n:` counts as theirs when it is the only one)."""
+    tokens = [t for t in summary_tokens(text) if t.split(";")[0].lower() == VERSION]
+    if nodes is not None:
+        wanted = {n.lower() for n in nodes}
+        tokens = [t for t in tokens
+                  if (_token_nodes(t) & wanted) or (not _token_nodes(t) and len(tokens) == 1)]
+    if not tokens:
+        return None
+    return combine_summaries([_parse_token(t) for t in tokens])
+
+
+def merge_comment(current: str, token: str) -> str:
+    """`current` with `token` in place of the summary token(s) of the same node(s) (or of no
+    node), every other token kept in order; the token goes last."""
+    mine = _token_nodes(token)
+    kept = []
+    for t in (current or "").split():
+        if _VERSION_TAG.match(t):
+            theirs = _token_nodes(t)
+            if (theirs & mine) or not theirs or t.lower() == token.lower():
+                continue
+        kept.append(t)
+    return " ".join([*kept, token])
+
+
+def union_comments(first: str | None, second: str | None) -> str:
+    """Tokens of `first`, then those of `second` it lacks (compared without case: sacctmgr
+    lowercases). Summary tokens of a node come from `first` when both have one."""
+    tokens = (first or "").split()
+    seen = {t.lower() for t in tokens}
+    nodes_seen = set().union(*(_token_nodes(t) for t in tokens if _VERSION_TAG.match(t)))
+    for t in (second or "").split():
+        if t.lower() in seen:
+            continue
+        if _VERSION_TAG.match(t) and _token_nodes(t) & nodes_seen:
+            continue
+        tokens.append(t)
+        seen.add(t.lower())
+    return " ".join(tokens)
 
 
 def subprocess_runner(argv: Sequence[str]) -> tuple[int, str, str]:
@@ -159,16 +250,30 @@ def subprocess_runner(argv: Sequence[str]) -> tuple[int, str, str]:
     return p.returncode, p.stdout, p.stderr
 
 
-def write_summary(job_id: str | int, summary: JobSummary, run: Runner = subprocess_runner,
-                  running: bool | None = None) -> str:
-    """Store the summary in the job's AdminComment and return the text written.
+def read_admin_comment(job_id: str | int, run: Runner = subprocess_runner) -> str | None:
+    """The job's AdminComment as slurmdbd has it (`sacct`), or None when it cannot tell."""
+    rc, out, _ = run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "-o", "AdminComment"])
+    if rc != 0:
+        return None
+    lines = out.splitlines()
+    return lines[0].strip() if lines else None
 
+
+def write_summary(job_id: str | int, summary: JobSummary, run: Runner = subprocess_runner,
+                  running: bool | None = None, known_comment: str = "") -> str:
+    """Put the summary into the job's AdminComment, keeping every other token of it (the
+    plugin's placement records, other nodes' summaries, a site's notes), and return the
+    AdminComment written.
+
+    The current AdminComment is read from accounting (`sacct`) and united with
+    `known_comment` (what slurmctld reported last, which may be newer than the database).
     running=True: scontrol only; False: sacctmgr only; None (job end, state unknown):
     scontrol first, sacctmgr when slurmctld refuses (the job already finished)."""
     jid = str(job_id)
     if not jid.replace("_", "").isdigit():
         raise SummaryError(f"job id {jid!r} is not a Slurm job id")
-    text = format_summary(summary)
+    token = format_summary(summary)
+    text = merge_comment(union_comments(read_admin_comment(jid, run), known_comment), token)
     errors = []
     if running is not False:
         rc, _, err = run(["scontrol", "update", f"job={jid}", f"AdminComment={text}"])

@@ -46,6 +46,7 @@ class JobRecord:
     slices: int = 0
     slices_per_gpu: int = 0
     gpus: dict[str, int] = field(default_factory=dict)  # uuid -> slices, placement order
+    nodes: tuple[str, ...] = ()  # this daemon's nodes the job runs on (its summary token's n:)
     placed: bool = False  # the last sighting had a placement (limits file)
     observed_s: float = 0.0
     compute_pct_s: float = 0.0  # integral of compute (% of one GPU) over observed time
@@ -72,7 +73,7 @@ class JobRecord:
             peak_compute_pct=round(self.peak_compute_pct, 1),
             peak_memory_mib=-(-self.peak_memory_bytes // MIB),
             borrowed_s=int(self.borrowed_s), backfilled_s=int(self.backfilled_s),
-            backstop_events=self.backstop_events)
+            backstop_events=self.backstop_events, node="+".join(self.nodes))
 
     def restore(self, s: JobSummary) -> None:
         """Continue from a summary an earlier daemon wrote (restart mid-job): its figures are
@@ -114,6 +115,7 @@ class JobTracker:
             rec = self.jobs.get(job_id)
             if rec is None:
                 rec = self.jobs[job_id] = JobRecord(job_id, now, now, last_written=now)
+            rec.nodes = tuple(sorted({*rec.nodes, *(job.node for job in entries)}))
             if not rec.comment_done:
                 self._restore(rec, entries)
             gpus = [jg for job in entries for jg in job.gpus]
@@ -155,7 +157,7 @@ class JobTracker:
             return  # none, or not known yet (jobs listed from the runtime directory)
         rec.comment_done = True
         try:
-            earlier = parse_summary(text)
+            earlier = parse_summary(text, nodes=rec.nodes)  # our nodes' token only
         except SummaryError as e:
             log.warning("vgpu: job %d: ignoring its AdminComment: %s", rec.job_id, e)
             return

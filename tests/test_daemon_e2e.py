@@ -348,7 +348,7 @@ def test_job_summary_lands_in_accounting(accounting_site: tuple[Any, SpankSite],
         job = cluster.sbatch("--gres=vgpu:3", "-o", "/dev/null", str(sh))
         wait_for(lambda: (site.job_dir("n1", job) / "limits").exists(), "job placed")
         # refreshed while it runs (scontrol), every 2 s
-        wait_for(lambda: cluster.job_info(job).get("AdminComment", "").startswith("vgpu1;"),
+        wait_for(lambda: "vgpu1;" in cluster.job_info(job).get("AdminComment", ""),
                  "a summary while the job runs", 30)
         cluster.wait_job(job, ("COMPLETED",), timeout=60)
 
@@ -358,8 +358,8 @@ def test_job_summary_lands_in_accounting(accounting_site: tuple[Any, SpankSite],
             return str(p.stdout).strip()
 
         def written() -> str:
-            m = re.search(rf"job {job}: summary written (\S+)",
-                          daemon.log.read_text(errors="replace"))
+            m = re.search(rf"job {job}: summary written (.+)$",
+                          daemon.log.read_text(errors="replace"), re.MULTILINE)
             return m.group(1) if m else ""
 
         try:  # at the job's end: scontrol, else sacctmgr once the job is in the database
@@ -379,6 +379,9 @@ def test_job_summary_lands_in_accounting(accounting_site: tuple[Any, SpankSite],
         assert s.avg_compute_pct <= s.peak_compute_pct <= 100, text
         assert s.peak_memory_mib >= 256, text
         assert s.borrowed_s == 0 and s.backfilled_s == 0 and s.backstop_events == 0, text
+        assert s.node == "n1", text
+        # the plugin's placement record is still there beside the summary: nothing is lost
+        assert re.match(r"vgpu:n1=gpu[01]:3 vgpu1;", text, re.IGNORECASE), text
         assert "Traceback" not in daemon.log.read_text(errors="replace")
         assert 'vgpu_policy_actions_total{action="job_summary"}' in daemon.metrics()
         out = subprocess.run([sys.executable, "-m", "slurm_vgpu.cli", "report", "--job",

@@ -131,10 +131,14 @@ class FakeRunner:
     """Stands in for scontrol/sacctmgr (job summaries): records argv; `fail`: refused."""
 
     def __init__(self) -> None:
-        self.calls: list[list[str]] = []
+        self.calls: list[list[str]] = []  # writes (scontrol, sacctmgr)
+        self.reads: list[list[str]] = []  # sacct reads of the current AdminComment
         self.fail: set[str] = set()
 
     def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[0] == "sacct":  # the writer reads the current AdminComment first: none
+            self.reads.append(list(argv))
+            return 0, "\n", ""
         self.calls.append(list(argv))
         if argv[0] in self.fail:
             return 1, "", f"{argv[0]}: refused (fake)"

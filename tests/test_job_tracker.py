@@ -151,10 +151,14 @@ class FakeRunner:
     """scontrol/sacctmgr stand-in: records argv; `fail` commands answer an error."""
 
     def __init__(self) -> None:
-        self.calls: list[list[str]] = []
+        self.calls: list[list[str]] = []  # writes (scontrol, sacctmgr)
+        self.reads: list[list[str]] = []  # sacct reads of the current AdminComment
         self.fail: set[str] = set()
 
     def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[0] == "sacct":  # the writer reads the current AdminComment first: none
+            self.reads.append(list(argv))
+            return 0, "\n", ""
         self.calls.append(list(argv))
         if argv[0] in self.fail:
             return 1, "", f"{argv[0]}: refused (fake)"
@@ -260,7 +264,9 @@ def test_budget_defers_writes_to_the_next_cycle() -> None:
     clock = [0.0]
 
     def slow(argv: Sequence[str]) -> tuple[int, str, str]:
-        clock[0] += 3.0  # every command takes 3 s
+        if argv[0] == "sacct":  # reading the current AdminComment: instant, none
+            return 0, "\n", ""
+        clock[0] += 3.0  # every write takes 3 s
         calls.append(list(argv))
         return 0, "", ""
 

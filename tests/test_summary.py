@@ -13,6 +13,7 @@ from slurm_vgpu.policies.job_summary import (
     SummaryError,
     format_summary,
     parse_summary,
+    summary_tokens,
     write_summary,
 )
 
@@ -71,33 +72,87 @@ def test_uuid_with_separator_is_refused() -> None:
 
 
 class FakeSlurm:
-    """Answers scontrol/sacctmgr like Slurm 22.05 for a running or finished job."""
+    """Answers sacct/scontrol/sacctmgr like Slurm 22.05 for a running or finished job whose
+    AdminComment is `comment` (sacctmgr stores it lowercased, as 22.05 does)."""
 
-    def __init__(self, running: bool) -> None:
+    def __init__(self, running: bool, comment: str = "") -> None:
         self.running = running
+        self.comment = comment
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
         self.calls.append(list(argv))
+        if argv[0] == "sacct":
+            return 0, self.comment + "\n", ""
         if argv[0] == "scontrol":
             if self.running:
+                self.comment = argv[-1].removeprefix("AdminComment=")
                 return 0, "", ""
             return 1, "", "slurm_update error: Job/step already completing or completed"
+        self.comment = argv[-1].removeprefix("AdminComment=").lower()
         return 0, " Modified job\n", ""
 
 
 def test_writer_uses_scontrol_while_running() -> None:
     fake = FakeSlurm(running=True)
     text = write_summary(17, _summary(), fake)
-    assert fake.calls == [["scontrol", "update", "job=17", f"AdminComment={text}"]]
+    assert fake.calls == [["sacct", "-X", "-n", "-P", "-j", "17", "-o", "AdminComment"],
+                          ["scontrol", "update", "job=17", f"AdminComment={text}"]]
 
 
 def test_writer_falls_back_to_sacctmgr_after_the_end() -> None:
     fake = FakeSlurm(running=False)
     text = write_summary("17", _summary(), fake)
-    assert [c[0] for c in fake.calls] == ["scontrol", "sacctmgr"]
-    assert fake.calls[1] == ["sacctmgr", "-i", "modify", "job", "jobid=17", "set",
+    assert [c[0] for c in fake.calls] == ["sacct", "scontrol", "sacctmgr"]
+    assert fake.calls[2] == ["sacctmgr", "-i", "modify", "job", "jobid=17", "set",
                              f"AdminComment={text}"]
+
+
+def _node_summary(node: str, slices: int, avg: float) -> JobSummary:
+    return JobSummary(slices, 10, (GpuSlices(f"GPU-{node}0000-0000", slices),), observed_s=60,
+                      avg_compute_pct=avg, peak_compute_pct=avg * 2, peak_memory_mib=100,
+                      node=node)
+
+
+def test_writer_keeps_placements_notes_and_other_nodes_summaries() -> None:
+    fake = FakeSlurm(running=True, comment="vgpu:n1=gpu0:3 vgpu:n2=gpu1:2 site-note")
+    write_summary(5, _node_summary("n2", 2, 10.0), fake)
+    write_summary(5, _node_summary("n1", 3, 20.0), fake)
+    write_summary(5, _node_summary("n2", 2, 15.0), fake)  # a refresh replaces n2's token
+    tokens = fake.comment.split()
+    assert tokens[:3] == ["vgpu:n1=gpu0:3", "vgpu:n2=gpu1:2", "site-note"]
+    assert [t.split(";")[1] for t in tokens[3:]] == ["n:n1", "n:n2"]
+    both = parse_summary(fake.comment)
+    assert both is not None
+    assert both.slices == 5 and both.avg_compute_pct == 35.0 and both.spans == 2
+    assert both.peak_memory_mib == 200 and both.observed_s == 60
+    mine = parse_summary(fake.comment, nodes=["n1"])
+    assert mine is not None and mine.slices == 3 and mine.node == "n1"
+    assert parse_summary(fake.comment, nodes=["n9"]) is None
+
+
+def test_writer_unites_what_slurmctld_reported_with_the_database() -> None:
+    # slurmdbd has not got the plugin's placement record yet; slurmctld reported it
+    fake = FakeSlurm(running=False, comment="")
+    text = write_summary(6, _node_summary("n1", 3, 20.0), fake, known_comment="vgpu:n1=gpu0:3")
+    assert text.split()[0] == "vgpu:n1=gpu0:3"
+    # and when sacct fails, what slurmctld reported is all there is to keep
+    def no_sacct(argv: Sequence[str]) -> tuple[int, str, str]:
+        return (1, "", "sacct: error") if argv[0] == "sacct" else (0, "", "")
+    text = write_summary(6, _node_summary("n1", 3, 20.0), no_sacct, running=True,
+                         known_comment="vgpu:n1=gpu0:3 note")
+    assert text.split()[:2] == ["vgpu:n1=gpu0:3", "note"]
+
+
+def test_lowercased_copies_are_not_doubled() -> None:
+    stored = "vgpu:n1=gpu0:3 " + format_summary(_node_summary("n1", 3, 20.0)).lower()
+    fake = FakeSlurm(running=True, comment=stored)
+    text = write_summary(7, _node_summary("n1", 3, 25.0), fake,
+                         known_comment="vgpu:n1=gpu0:3 " + format_summary(
+                             _node_summary("n1", 3, 20.0)))
+    assert len(summary_tokens(text)) == 1 and text.count("vgpu:n1=gpu0:3") == 1
+    parsed = parse_summary(text)
+    assert parsed is not None and parsed.avg_compute_pct == 25.0
 
 
 def test_writer_reports_both_failures() -> None:
