@@ -293,6 +293,9 @@ def test_demo_script_runs_end_to_end_and_tears_down() -> None:
         gpu_of = {slices: gpu for _, gpu, slices in placements}
         assert gpu_of["7"] == gpu_of["3"] != gpu_of["5"], placements
         assert "vgpu_job_compute_achieved_ratio" in out  # the daemon's metrics were scraped
+        # accounting keeps the plugin's placement and the daemon's utilization summary
+        assert re.search(r"vgpu:n1=gpu\d:3 vgpu1;n:n1;sl:3;spg:10;", out, re.IGNORECASE), out
+        assert "compute: average" in out  # vgpu report --job
         assert SlurmCluster.attach(workdir).pids() == {}
     finally:
         subprocess.run([sys.executable, str(demo.parent.parent / "devcluster" / "devcluster.py"),

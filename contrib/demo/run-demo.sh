@@ -62,6 +62,10 @@ wait_until() {
 jobs_left() { [ -n "$(squeue -h -j "$(IFS=,; echo "${JOBS[*]}")" -o %i 2>/dev/null)" ]; }
 none_left() { ! jobs_left; }
 none_pending() { ! squeue -h -j "$(IFS=,; echo "${JOBS[*]}")" -o %T 2>/dev/null | grep -q PENDING; }
+all_summarized() {  # the daemon's utilization summary of every demo job is in accounting
+  [ "$(sacct -n -X -j "$(IFS=,; echo "${JOBS[*]}")" -o AdminComment%300 2>/dev/null \
+      | grep -ci 'vgpu1;')" -ge "${#JOBS[@]}" ]
+}
 all_accounted() {
   [ "$(sacct -n -X -j "$(IFS=,; echo "${JOBS[*]}")" -o State 2>/dev/null | grep -c COMPLETED)" \
     -ge "${#JOBS[@]}" ]
@@ -230,10 +234,11 @@ step_show_output() {
 step_show_accounting() {
   step "9. Accounting: AllocTRES carries gres/vgpu; AdminComment the placement and utilization"
   wait_until "slurmdbd to record the jobs" all_accounted
+  wait_until "the daemon's job summaries" all_summarized
   local ids
   ids=$(IFS=,; echo "${JOBS[*]}")
   run sacct -j "$ids" -o JobID,JobName%12,State,AllocTRES%40
-  run sacct -X -j "$ids" -o JobID,AdminComment%120
+  run sacct -X -j "$ids" -o JobID,AdminComment%150
   run "${VGPU[@]}" report --job "${JOBS[0]}" || true
 }
 
