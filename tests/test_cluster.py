@@ -296,6 +296,11 @@ def test_demo_script_runs_end_to_end_and_tears_down() -> None:
         # accounting keeps the plugin's placement and the daemon's utilization summary
         assert re.search(r"vgpu:n1=gpu\d:3 vgpu1;n:n1;sl:3;spg:10;", out, re.IGNORECASE), out
         assert "compute: average" in out  # vgpu report --job
+        # backfill: an idle owner's slices are lent, a scavenger job runs on them capped at
+        # its 4 slices, and is requeued when the owner wakes
+        assert "n1 vgpu:24" in out
+        assert "guest's probe: total rc=0 total=4294967296 alloc rc=0" in out
+        assert re.search(r"requeue_job: RequeueJob\(job_id=\d+", out), out
         assert SlurmCluster.attach(workdir).pids() == {}
     finally:
         subprocess.run([sys.executable, str(demo.parent.parent / "devcluster" / "devcluster.py"),

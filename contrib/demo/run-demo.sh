@@ -135,8 +135,14 @@ EOF
   echo "plugstack.conf: $(cat "$WORKDIR/plugstack.conf")"
   local exports count
   count=$(sed -n 's/.*Count=\([0-9]*\).*/\1/p' "$WORKDIR/gen/n1/gres.conf")
+  # a preemptible partition for backfill on idle slices (step 11; docs/daemon.md)
+  cat >"$WORKDIR/preemption.conf" <<EOF
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=scavenger Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=0 PreemptMode=REQUEUE
+EOF
   exports=$("${DEVCLUSTER[@]}" up --workdir "$WORKDIR" --vgpu "$count" \
-    --plugstack "$WORKDIR/plugstack.conf")
+    --plugstack "$WORKDIR/plugstack.conf" --extra-conf "$WORKDIR/preemption.conf")
   eval "$exports"
   echo "$exports"
   run sinfo -N -o "%N %T %G"
@@ -151,6 +157,8 @@ control_period_seconds: 1
 runtime_dir: $WORKDIR/rt/n1
 inventory: $WORKDIR/inv/n1.conf
 metrics: {address: 127.0.0.1, port: $PORT}
+# lend slices idle for 2 s (300 s by default) to jobs of the scavenger partition, 4 at most
+backfill: {enabled: true, idle_after_seconds: 2, max_offer_slices: 4, preemptible_partitions: [scavenger]}
 EOF
   FAKEGPU_STATE="$WORKDIR/fake/n1.state" LD_LIBRARY_PATH="$FAKE" \
     "${VGPU[@]}" daemon --config "$WORKDIR/vgpu-daemon.yaml" >"$WORKDIR/daemon.log" 2>&1 &
@@ -242,6 +250,54 @@ step_show_accounting() {
   run "${VGPU[@]}" report --job "${JOBS[0]}" || true
 }
 
+node_count() { sinfo -h -N -n n1 -o %G | sed -n 's/.*vgpu:\([0-9]*\).*/\1/p' | head -1; }
+count_is() { [ "$(node_count)" = "$1" ]; }  # (one line per partition: the first)
+job_state_is() { [ "$(squeue -h -j "$1" -o %T 2>/dev/null)" = "$2" ]; }
+guest_holds() { grep -q "alloc rc=" "$WORKDIR/jobs/guest.probe" 2>/dev/null; }
+
+step_backfill() {
+  step "11. Backfill: an idle owner's slices are lent to a preemptible job, and taken back"
+  cd "$WORKDIR/jobs"
+  cat >"$WORKDIR/jobs/owner.sh" <<EOF
+#!/bin/bash
+export LD_LIBRARY_PATH=$FAKE FAKEGPU_STATE=$WORKDIR/fake/%n.state
+# idle (computes nothing) until the demo wakes it, then trains on GPU 0 with 6 GiB
+for i in \$(seq 1200); do [ -e "$WORKDIR/jobs/wake" ] && break; sleep 0.1; done
+FAKEGPU_KERNEL_NS=1000000 PROBE_BATCH=4 $PROBE alloc 6G busy 15000
+EOF
+  cat >"$WORKDIR/jobs/guest.sh" <<EOF
+#!/bin/bash
+export LD_LIBRARY_PATH=$FAKE FAKEGPU_STATE=$WORKDIR/fake/%n.state
+$PROBE total alloc 3G busy 60000 > "$WORKDIR/jobs/guest.probe" 2>&1
+EOF
+  chmod 755 "$WORKDIR/jobs/owner.sh" "$WORKDIR/jobs/guest.sh"
+  OWNER=$(sbatch --parsable -w n1 --gres=vgpu:20 -J owner -o owner.out "$WORKDIR/jobs/owner.sh")
+  JOBS+=("$OWNER")
+  echo "sbatch -w n1 --gres=vgpu:20 owner.sh   -> job $OWNER (books both GPUs, then sits idle)"
+  wait_until "the daemon to lend idle slices" count_is 24
+  run sinfo -N -n n1 -p debug -o "%N %G"
+  echo "\$ cat $WORKDIR/rt/n1/lent"
+  grep -v '^#' "$WORKDIR/rt/n1/lent" | sed 's/^/  /'
+  GUEST=$(sbatch --parsable -w n1 -p scavenger --gres=vgpu:4 -J guest -o guest.out \
+    "$WORKDIR/jobs/guest.sh")
+  JOBS+=("$GUEST")
+  echo "sbatch -w n1 -p scavenger --gres=vgpu:4 guest.sh   -> job $GUEST"
+  wait_until "the guest to run on the lent slices" guest_holds
+  echo "  guest's probe: $(grep -E '^(total|alloc) ' "$WORKDIR/jobs/guest.probe" | paste -sd' ')"
+  echo "\$ cat $WORKDIR/rt/n1/placements   # GPU 0 now carries 10 + 4 slices"
+  grep '^job=' "$WORKDIR/rt/n1/placements" | sed 's/^/  /'
+  touch "$WORKDIR/jobs/wake"
+  echo "(the owner wakes up and trains on GPU 0 with 6 GiB: the guest is throttled at once,"
+  echo " and requeued because the owner may need all 10 GiB of its GPU back)"
+  wait_until "the guest to be requeued" job_state_is "$GUEST" PENDING
+  run squeue -j "$OWNER,$GUEST" -o "%.6i %.8j %.10P %.9T %r"
+  grep -E "job_id=$GUEST|lent slices now" "$WORKDIR/daemon.log" | tail -3 \
+    | sed -e 's/^[0-9-]* [0-9:,]* INFO vgpu: /  daemon: /' || true
+  echo "(the owner is still idle on GPU 1, so the offer moves there)"
+  scancel "$GUEST" "$OWNER"
+  wait_until "the owner and guest to end" none_left
+}
+
 step_rejected() {
   step "10. A request larger than any node is refused at submit; a bad option before the job starts"
   run sbatch --gres=vgpu:21 --wrap true 2>&1 || true
@@ -262,6 +318,7 @@ main() {
   step_show_output
   step_show_accounting
   step_rejected
+  step_backfill
 }
 
 main "$@"
