@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from summary_runner import FakeRunner
 
 from slurm_vgpu.cli import main as vgpu_main
 from slurm_vgpu.errors import ConfigError
@@ -125,24 +126,6 @@ def write_job(runtime: Path, job_id: int, slices: int, share: NativeShare,
 def slurm_job(job_id: int, slices: int, partition: str = "normal") -> SlurmJob:
     return SlurmJob(job_id, "RUNNING", partition, "normal", 1000, float(job_id),
                     {"n1": slices})
-
-
-class FakeRunner:
-    """Stands in for scontrol/sacctmgr (job summaries): records argv; `fail`: refused."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []  # writes (scontrol, sacctmgr)
-        self.reads: list[list[str]] = []  # sacct reads of the current AdminComment
-        self.fail: set[str] = set()
-
-    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
-        if argv[0] == "sacct":  # the writer reads the current AdminComment first: none
-            self.reads.append(list(argv))
-            return 0, "\n", ""
-        self.calls.append(list(argv))
-        if argv[0] in self.fail:
-            return 1, "", f"{argv[0]}: refused (fake)"
-        return 0, "", ""
 
 
 def make_daemon(tmp_path: Path, slurm: FakeSlurm, cfg: DaemonConfig | None = None,

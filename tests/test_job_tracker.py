@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 import pytest
+from summary_runner import FakeRunner
 
 from slurm_vgpu.policies import job_tracker
 from slurm_vgpu.policies.job_summary import (
@@ -145,24 +146,6 @@ def test_restart_continues_from_admin_comment() -> None:
         tr.update(snap(10, job(2, jgpu(used=100), comment=comment)))
         (_, s), = tr.update(snap(11))
         assert s.observed_s == 10
-
-
-class FakeRunner:
-    """scontrol/sacctmgr stand-in: records argv; `fail` commands answer an error."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []  # writes (scontrol, sacctmgr)
-        self.reads: list[list[str]] = []  # sacct reads of the current AdminComment
-        self.fail: set[str] = set()
-
-    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
-        if argv[0] == "sacct":  # the writer reads the current AdminComment first: none
-            self.reads.append(list(argv))
-            return 0, "\n", ""
-        self.calls.append(list(argv))
-        if argv[0] in self.fail:
-            return 1, "", f"{argv[0]}: refused (fake)"
-        return 0, "", ""
 
 
 def writer(runner: FakeRunner, dry_run: bool = False) -> SummaryWriter:
