@@ -15,6 +15,9 @@ Per GPU, with P = its slices, owners = jobs within P, backfilled = jobs beyond P
   it holds; when that plus what the backfilled jobs hold exceeds the GPU's memory, backfilled
   jobs are requeued, newest first, until it fits. (Their compute is throttled by the share
   policy as soon as an owner is active: throttle first, requeue when memory is needed.)
+- a job that is not preemptible which slurmctld starts on lent slices is requeued by the
+  SPANK plugin, which leaves <runtime_dir>/lent.refused: for `holdoff_seconds` after its time
+  the node lends nothing (the offer is withdrawn), so that demand gets the capacity.
 - counts reset by `scontrol reconfigure` or a slurmctld restart are re-applied because the
   desired count is recomputed every cycle and compared with what sinfo reports.
 """
@@ -49,6 +52,9 @@ class BackfillPlan:
     # Per GPU uuid: slices held beyond the GPU's slices by jobs that are NOT preemptible (a
     # normal job started on lent capacity): nothing to requeue, so it is reported.
     overcommitted: dict[str, int] = field(default_factory=dict)
+    # Per node: seconds left of the hold-off (no lending: the plugin requeued a job that is
+    # not preemptible from lent slices, backfill.holdoff_seconds), when it withheld an offer.
+    held_off: dict[str, float] = field(default_factory=dict)
 
 
 def _mark_backfilled(t: GpuTenancy, cfg: BackfillConfig, plan: BackfillPlan) -> list[JobState]:
@@ -108,8 +114,19 @@ def _requeue_for_memory(t: GpuTenancy, cfg: BackfillConfig, marked: list[JobStat
         demand -= backfill_used.get(job.job_id, 0)
 
 
+def _held_off(node: NodeState, cfg: BackfillConfig, now: float) -> float:
+    """Seconds of hold-off left: the SPANK plugin requeued a job that is not preemptible
+    because slurmctld started it on this node's lent slices (lent.refused) less than
+    `holdoff_seconds` ago. Such demand wants the capacity: lend nothing until it is over."""
+    if node.lent_refused_at is None:
+        return 0.0
+    left = node.lent_refused_at + cfg.holdoff_seconds - now
+    # a marker from the future (clock stepped back) holds off at most holdoff_seconds
+    return min(left, cfg.holdoff_seconds) if left > 0 else 0.0
+
+
 def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm_ok: bool,
-               plan: BackfillPlan) -> None:
+               plan: BackfillPlan, now: float) -> None:
     lendable = 0
     backfilled_slices = 0
     per_gpu: list[tuple[str, int]] = []
@@ -139,6 +156,10 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
 
     if not cfg.enabled:
         lendable = 0
+    held_off = _held_off(node, cfg, now)
+    if held_off and lendable > 0:
+        plan.held_off[node.name] = held_off
+        lendable = 0
     if cfg.max_offer_slices is not None:
         lendable = min(lendable, cfg.max_offer_slices)
     plan.offered[node.name] = lendable
@@ -152,6 +173,9 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
     if slurm_ok and node.vgpu_current is not None and node.vgpu_current != desired:
         if lendable > 0:
             why = f"lend {lendable} idle slice(s) to preemptible jobs"
+        elif node.name in plan.held_off:
+            why = (f"a job that is not preemptible was started on lent slices: "
+                   f"withdrawing the offer, nothing lent for {plan.held_off[node.name]:.0f}s")
         else:
             why = "no idle slices to lend: back to the configured count"
         plan.actions.append(SetNodeVgpuCount(node.name, desired, why))
@@ -166,5 +190,5 @@ def plan_backfill(snapshot: Snapshot, cfg: BackfillConfig,
     plan = BackfillPlan()
     for node in snapshot.nodes:
         if node.gpus:
-            _plan_node(node, tenancy[node.name], cfg, snapshot.slurm_ok, plan)
+            _plan_node(node, tenancy[node.name], cfg, snapshot.slurm_ok, plan, snapshot.time)
     return plan

@@ -49,6 +49,9 @@ class BackfillConfig:
     throttle_permille: int = 0
     # Upper bound on the slices a node lends at once (None: no bound beyond the idle ones).
     max_offer_slices: int | None = None
+    # After the SPANK plugin reports that a job that is not preemptible was started on lent
+    # slices (<runtime_dir>/lent.refused), the node lends nothing for this long.
+    holdoff_seconds: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,7 @@ def _backfill(s: _Section) -> BackfillConfig:
         preemptible_qos=s.string_list("preemptible_qos"),
         throttle_permille=s.integer("throttle_permille", d.throttle_permille, 0, 1000),
         max_offer_slices=s.optional_integer("max_offer_slices"),
+        holdoff_seconds=s.number("holdoff_seconds", d.holdoff_seconds, 1.0, 7 * 86400.0),
     )
     s.done()
     for key in ("preemptible_partitions", "preemptible_qos"):

@@ -28,7 +28,7 @@ from slurm_vgpu.policies.config import DaemonConfig
 from slurm_vgpu.policies.job_files import JobFiles, RuntimeDirJobFiles
 from slurm_vgpu.policies.job_summary import JobSummary, Runner, write_summary
 from slurm_vgpu.policies.job_tracker import JobTracker, SummaryWriter, WriteResult
-from slurm_vgpu.policies.lent_file import format_lent, write_lent
+from slurm_vgpu.policies.lent_file import REFUSED_NAME, format_lent, write_lent
 from slurm_vgpu.policies.metrics import DaemonState
 from slurm_vgpu.policies.nvml_source import NvmlError, NvmlSource, PynvmlSource
 from slurm_vgpu.policies.observer import InventoryGpuInfo, Observer
@@ -284,7 +284,8 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
     observer = Observer(nodes, inventories, slurm, files, cfg.policy.share, nvml=nvml,
                         proc_root=proc_root, backoff_initial=cfg.slurm.backoff_initial_seconds,
                         backoff_max=cfg.slurm.backoff_max_seconds,
-                        poll_interval=cfg.slurm.poll_interval_seconds)
+                        poll_interval=cfg.slurm.poll_interval_seconds,
+                        lent_refused=runtime_dir / REFUSED_NAME)
     return Daemon(cfg, observer, Applier(slurm, files, dry_run=dry_run),
                   runtime_dir=runtime_dir, summary_runner=summary_runner)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,3 +113,34 @@ def write_lent(path: Path, content: str) -> bool:
         os.close(fd)
     os.replace(tmp, path)
     return True
+
+
+REFUSED_NAME = "lent.refused"
+
+
+def read_lent_refused(path: Path) -> float | None:
+    """`<runtime_dir>/lent.refused`, written by the SPANK plugin when it requeued a job that is
+    not preemptible because slurmctld started it on lent slices (docs/contracts.md): one line
+    `time=<unix seconds> job=<id> slices=<n>`. Returns that time, or None when the file is
+    absent or not root's own regular file (anyone else's would let a user stop backfill). A
+    root-owned file whose time cannot be read counts from its modification time."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            return None
+        text = os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    for tok in text.split():
+        if tok.startswith("time="):
+            try:
+                return float(int(tok[5:]))
+            except ValueError:
+                break
+    return float(st.st_mtime)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from slurm_vgpu.policies.config import ShareConfig
 from slurm_vgpu.policies.job_files import JobFileError, JobFiles, JobLimits, JobUsage
+from slurm_vgpu.policies.lent_file import read_lent_refused
 from slurm_vgpu.policies.nvml_source import NvmlError, NvmlSource
 from slurm_vgpu.policies.proc_attribution import attribute_pid
 from slurm_vgpu.policies.slurm_client import SlurmClient, SlurmJob, SlurmNode, SlurmUnavailable
@@ -109,7 +110,8 @@ class Observer:
                  nvml: NvmlSource | None = None, proc_root: Path = Path("/proc"),
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
                  poll_interval: float = 0.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 lent_refused: Path | None = None) -> None:
         self.node_names = list(nodes)
         self.inventory = {n: list(inventory.get(n, ())) for n in self.node_names}
         self.slurm = slurm
@@ -120,6 +122,8 @@ class Observer:
         self.backoff_max = backoff_max
         self.poll_interval = poll_interval
         self.clock = clock
+        # the plugin's lent.refused marker of the (one) node, read every cycle (no Slurm read)
+        self.lent_refused = lent_refused if len(self.node_names) == 1 else None
         self.usage = UsageTracker(share.active_threshold_permille)
         self.health = SlurmHealth()
         self._jobs: list[SlurmJob] = []
@@ -293,6 +297,8 @@ class Observer:
                 name=name, gpus=gpus, vgpu_configured=sum(g.slices for g in inv),
                 vgpu_current=sn.vgpu_count if sn else None,
                 weight=sn.weight if sn else None, state=sn.state if sn else "",
+                lent_refused_at=(read_lent_refused(self.lent_refused)
+                                 if self.lent_refused is not None else None),
             ))
             by_uuid = {g.uuid: g for g in inv}
             for sj in self._jobs:

@@ -108,6 +108,10 @@ class NodeState:
     weight: int | None = None
     # Slurm node state ("idle", "mixed", "down", ...); "" when unknown.
     state: str = ""
+    # When the SPANK plugin last requeued a job that is not preemptible because slurmctld had
+    # started it on lent slices (<runtime_dir>/lent.refused; seconds since the epoch); None
+    # when it never did or the daemon cannot read that node's runtime directory.
+    lent_refused_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

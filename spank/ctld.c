@@ -154,6 +154,16 @@ int vgpu_ctld_job_requeued(uint32_t job_id)
 	return rv;
 }
 
+int vgpu_ctld_requeue(uint32_t job_id, char *err, size_t errlen)
+{
+	if (slurm_requeue(job_id, 0) != SLURM_SUCCESS) {
+		snprintf(err, errlen, "cannot requeue job %u: %s", job_id,
+			 slurm_strerror(slurm_get_errno()));
+		return -1;
+	}
+	return 0;
+}
+
 /* The job's current AdminComment into buf ("" when none). 0 or -1. */
 static int load_admin_comment(uint32_t job_id, char *buf, size_t len)
 {

@@ -35,6 +35,11 @@ int vgpu_ctld_job_on_node(uint32_t job_id, const char *node);
  * when slurmctld cannot tell. */
 int vgpu_ctld_job_requeued(uint32_t job_id);
 
+/* Requeue the job (slurm_requeue, as root from the prolog or a step): slurmctld ends this
+ * run and the job waits, PENDING, for its next one. 0, or -1 with err set (e.g. the job
+ * does not allow requeueing). */
+int vgpu_ctld_requeue(uint32_t job_id, char *err, size_t errlen);
+
 /* Append `token` to the job's AdminComment (kept if already there; verified against the
  * other nodes' concurrent appends when the job has several nodes). 0 or -1. */
 int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *current,

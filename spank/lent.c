@@ -262,6 +262,12 @@ int vgpu_place_lent(const struct vgpu_inventory *inv, const struct vgpu_placemen
 			       lent->qos[0] ? lent->qos : "none",
 			       partition && partition[0] ? partition : "(unknown)",
 			       qos && qos[0] ? qos : "(unknown)");
+		/* would the lent slices have held it? then slurmctld put it on them */
+		if (vgpu_place(inv, cur, lent->slices, want, out, nout, why, sizeof(why)) == 0) {
+			*nout = 0;
+			return VGPU_LENT_REFUSED;
+		}
+		*nout = 0;
 		return -1;
 	}
 	if (vgpu_place(inv, cur, lent->slices, want, out, nout, why, sizeof(why))) {

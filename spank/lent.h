@@ -39,12 +39,17 @@ int vgpu_lent_parse(const char *text, const char *path, const char *node,
 int vgpu_lent_preemptible(const struct vgpu_lent *lent, const char *partition,
 			  const char *qos);
 
+/* vgpu_place_lent: the job is not preemptible, but it would fit with the lent slices, i.e.
+ * slurmctld started it on the capacity the policy daemon lends (the prolog requeues it). */
+#define VGPU_LENT_REFUSED 1
+
 /*
  * Placement for a job that did not fit in the node's free slices: when `partition` or `qos`
  * is listed as preemptible in `lent`, vgpu_place with the lent slices added (best fit as
  * usual). A job that is not preemptible never gets lent slices. On entry err holds why the
  * normal placement failed; on failure it is extended with why the lent slices did not help
- * (nothing lent, not preemptible, still too few). 0 placed, -1 not.
+ * (nothing lent, not preemptible, still too few). 0 placed; VGPU_LENT_REFUSED when the job
+ * is not preemptible and would have fitted on the lent slices (out is not filled); -1 not.
  */
 int vgpu_place_lent(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,
 		    const struct vgpu_lent *lent, const char *partition, const char *qos,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <slurm/spank.h>
@@ -37,6 +38,7 @@ struct node_ctx {
 	char lock_path[PATH_MAX];
 	char reconcile_path[PATH_MAX];
 	char lent_path[PATH_MAX];
+	char refused_path[PATH_MAX];
 };
 
 static int node_ctx_init(spank_t sp, const struct vgpu_config *cfg, struct node_ctx *nc,
@@ -52,6 +54,8 @@ static int node_ctx_init(spank_t sp, const struct vgpu_config *cfg, struct node_
 	    vgpu_fmt(nc->reconcile_path, sizeof(nc->reconcile_path), "%s/reconcile",
 		     nc->runtime_dir) ||
 	    vgpu_fmt(nc->lent_path, sizeof(nc->lent_path), "%s/lent", nc->runtime_dir) ||
+	    vgpu_fmt(nc->refused_path, sizeof(nc->refused_path), "%s/lent.refused",
+		     nc->runtime_dir) ||
 	    /* room for "/<jobid>/limits.tmp.<pid>" below jobs_dir */
 	    strlen(nc->jobs_dir) + 48 >= PATH_MAX) {
 		vgpu_fmt(err, errlen, "runtime_dir %s is too long", nc->runtime_dir);
@@ -201,7 +205,9 @@ static void record_slurmd(const struct node_ctx *nc, const char *current)
 /* A job that does not fit in the free slices may use the slices the policy daemon lends
  * (<runtime_dir>/lent) when it is preemptible by the file's own list (vgpu_place_lent). A
  * bad file means nothing is lent. On failure err (the normal placement's reason) says why
- * the lent slices did not help. 0 placed, -1 not. The table lock is held. */
+ * the lent slices did not help. 0 placed, VGPU_LENT_REFUSED when the job is not preemptible
+ * but fits only on the lent slices (slurmctld started it on them), -1 not. The table lock is
+ * held. */
 static int place_on_lent(const struct node_ctx *nc, uint32_t job_id,
 			 const struct vgpu_job_alloc *alloc, struct vgpu_place_entry *chosen,
 			 uint32_t *nchosen, char *err, size_t errlen)
@@ -217,16 +223,18 @@ static int place_on_lent(const struct node_ctx *nc, uint32_t job_id,
 	}
 	if (rc == 0)
 		return -1;
-	if (vgpu_place_lent(&inventory, &table, &lent, alloc->partition, alloc->qos,
-			    alloc->count, chosen, nchosen, err, errlen))
-		return -1;
+	rc = vgpu_place_lent(&inventory, &table, &lent, alloc->partition, alloc->qos,
+			     alloc->count, chosen, nchosen, err, errlen);
+	if (rc)
+		return rc == VGPU_LENT_REFUSED ? VGPU_LENT_REFUSED : -1;
 	vgpu_log_info("job %u (partition %s, QOS %s: preemptible) uses slices lent by the policy "
 		      "daemon", job_id, alloc->partition[0] ? alloc->partition : "(unknown)",
 		      alloc->qos[0] ? alloc->qos : "(unknown)");
 	return 0;
 }
 
-/* Place the job and write its files; the lock is held by the caller. */
+/* Place the job and write its files; the lock is held by the caller. 0, VGPU_LENT_REFUSED
+ * (see place_on_lent; nothing written) or -1. */
 static int place_job(const struct node_ctx *nc, uint32_t job_id,
 		     const struct vgpu_job_alloc *alloc, uint32_t share, int parent_is_slurmd,
 		     char *summary, size_t summarylen, char *err, size_t errlen)
@@ -253,9 +261,14 @@ static int place_job(const struct node_ctx *nc, uint32_t job_id,
 		/* maybe slices of jobs that ended without an epilog are still booked */
 		reconcile(nc, job_id);
 		if (vgpu_place(&inventory, &table, NULL, alloc->count, chosen, &nchosen, err,
-			       errlen) &&
-		    place_on_lent(nc, job_id, alloc, chosen, &nchosen, err, errlen))
-			goto fail;
+			       errlen)) {
+			int lr = place_on_lent(nc, job_id, alloc, chosen, &nchosen, err, errlen);
+
+			if (lr == VGPU_LENT_REFUSED)
+				rv = VGPU_LENT_REFUSED;
+			if (lr)
+				goto fail;
+		}
 	}
 	if (vgpu_limits_build(&limits, job_id, alloc->uid, share, &inventory, chosen, nchosen,
 			      err, errlen))
@@ -298,13 +311,55 @@ fail:
 	return rv;
 }
 
+/* <runtime_dir>/lent.refused (docs/contracts.md): tells the policy daemon that a job that is
+ * not preemptible was started on the capacity it lends, so it withdraws the offer. */
+static void mark_lent_refused(const struct node_ctx *nc, uint32_t job_id, uint32_t count)
+{
+	char text[128], err[ERRLEN];
+
+	(void)vgpu_fmt(text, sizeof(text), "time=%lld job=%u slices=%u\n",
+		       (long long)time(NULL), job_id, count);
+	if (vgpu_write_atomic(nc->refused_path, text, strlen(text), 0644, err, sizeof(err)))
+		vgpu_log_error("job %u: %s", job_id, err);
+}
+
+/* A job that is not preemptible landed on lent slices: requeue it (it runs again, PENDING
+ * first, once slurmctld finds real capacity). The note jobs/<id>/requeue, written first,
+ * keeps a step that Slurm still launches before the requeue takes effect from running (see
+ * step.c), and keeps the job dir, so the epilog leaves <id>.requeued for the next run.
+ * 0 requeued, -1 not (err says why; the note is gone again). */
+static int requeue_from_lent(const struct node_ctx *nc, uint32_t job_id, uint32_t count,
+			     const char *why, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], note[PATH_MAX + 16], text[ERRLEN + 128];
+
+	mark_lent_refused(nc, job_id, count);
+	job_dir_path(nc, job_id, dir, sizeof(dir));
+	(void)vgpu_fmt(note, sizeof(note), "%s/requeue", dir);
+	(void)vgpu_fmt(text, sizeof(text), "job %u landed on slices lent to preemptible jobs "
+		       "and was requeued (%s)\n", job_id, why);
+	if (vgpu_mkdir_root(nc->jobs_dir, 0755, err, errlen) ||
+	    vgpu_mkdir_root(dir, 0755, err, errlen) ||
+	    vgpu_write_atomic(note, text, strlen(text), 0644, err, errlen))
+		return -1;
+	if (vgpu_ctld_requeue(job_id, err, errlen)) {
+		char rmerr[ERRLEN];
+
+		if (vgpu_remove_dir(dir, rmerr, sizeof(rmerr)))
+			vgpu_log_error("job %u: %s", job_id, rmerr);
+		return -1;
+	}
+	vgpu_log_info("job %u landed on slices lent to preemptible jobs; requeued it", job_id);
+	return 0;
+}
+
 int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg, int from_step)
 {
 	struct node_ctx nc;
 	struct vgpu_job_alloc alloc;
 	char err[ERRLEN], summary[256], token[512];
 	uint32_t job_id = 0, share;
-	int lock_fd = -1;
+	int lock_fd = -1, rc;
 
 	if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS || !job_id) {
 		vgpu_log_error("job_prolog: no job id");
@@ -351,12 +406,20 @@ int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg, int from_step)
 			return 0;
 		}
 	}
-	if (place_job(&nc, job_id, &alloc, share, !from_step, summary, sizeof(summary), err,
-		      sizeof(err))) {
-		char msg[ERRLEN + 64];
+	rc = place_job(&nc, job_id, &alloc, share, !from_step, summary, sizeof(summary), err,
+		       sizeof(err));
+	if (rc) {
+		char msg[2 * ERRLEN + 64], rqerr[ERRLEN];
 
 		vgpu_unlock(lock_fd);
 		(void)vgpu_fmt(msg, sizeof(msg), "cannot place %u slices: %s", alloc.count, err);
+		if (rc == VGPU_LENT_REFUSED) {
+			if (requeue_from_lent(&nc, job_id, alloc.count, err, rqerr,
+					      sizeof(rqerr)) == 0)
+				return 0;
+			(void)vgpu_fmt(msg, sizeof(msg), "cannot place %u slices: %s (and it could "
+				       "not be requeued: %s)", alloc.count, err, rqerr);
+		}
 		record_error(&nc, job_id, msg);
 		return 0;
 	}

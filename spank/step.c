@@ -111,6 +111,19 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 		(void)vgpu_fmt(msg, sizeof(msg), "cannot stat %s: %s", dir, strerror(errno));
 		return fail_step(cfg, job_id, msg);
 	}
+	(void)vgpu_fmt(error_path, sizeof(error_path), "%s/requeue", dir);
+	if (vgpu_read_small(error_path, msg, sizeof(msg)) >= 0) {
+		/* the prolog requeued the job (it landed on slices lent to preemptible jobs) and
+		 * Slurm launched this step before the requeue ended the run: it must not run
+		 * without its slices, whatever on_error says */
+		mode = STEP_DENIED;
+		(void)vgpu_fmt(denial, sizeof(denial), "job %u was requeued: it landed on GPU "
+			       "slices lent to preemptible jobs; this run stops here and the job "
+			       "runs again once slices are free", job_id);
+		vgpu_log_info("job %u step %u: not started, the job was requeued", job_id,
+			      step_id);
+		return 0;
+	}
 	(void)vgpu_fmt(error_path, sizeof(error_path), "%s/error", dir);
 	if (vgpu_read_small(error_path, msg, sizeof(msg)) >= 0) {
 		struct vgpu_job_alloc alloc;

@@ -10,7 +10,9 @@
  *                                         prolog's locked read-place-write, minus Slurm; with
  *                                         PARTITION and QOS ("" = unknown) a job that does not
  *                                         fit falls back on RUNTIME_DIR/lent, for the
- *                                         inventory's node, as the prolog does)
+ *                                         inventory's node, as the prolog does;
+ *                                         "refused: ..." when it is not preemptible but
+ *                                         would fit there: the prolog requeues it)
  *   lent PATH NODE INVENTORY           -> "absent" | "lent total=N gpu<i>:<n>... partitions=..
  *                                         qos=.." | "error: ..."
  *   release RUNTIME_DIR JOB            -> "released N"
@@ -71,8 +73,16 @@ static int cmd_place(const char *rdir, const char *inv_path, uint32_t job, uint3
 		if (rc < 0)
 			fprintf(stderr, "vgpu: ignoring the lent file, nothing counts as lent: %s\n",
 				why);
-		if (rc <= 0 || vgpu_place_lent(&inv, &table, &lent, partition, qos, want, out, &n,
-					       err, sizeof(err)))
+		if (rc <= 0)
+			goto fail;
+		rc = vgpu_place_lent(&inv, &table, &lent, partition, qos, want, out, &n, err,
+				     sizeof(err));
+		if (rc == VGPU_LENT_REFUSED) {
+			printf("refused: %s\n", err); /* the prolog requeues such a job */
+			vgpu_unlock(fd);
+			return 1;
+		}
+		if (rc)
 			goto fail;
 	}
 	if (vgpu_placements_add(&table, job, out, n) ||

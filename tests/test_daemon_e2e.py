@@ -8,7 +8,8 @@
 - idle-slice backfill: the daemon lends an idle owner's slices (node count raised, `lent` file
   written); a scavenger job is placed by the plugin on the lent slices of GPU 0 and its CUDA
   program sees those slices' memory; a job of the normal partition on the same capacity is
-  denied.
+  requeued by the plugin (not failed), the daemon withdraws the offer, and the job runs with
+  slices of its own once the owner ends.
 - with accounting (slurmdbd): a job that computed for a few seconds ends, and the daemon's
   utilization summary is in its AdminComment (`sacct`), refreshed while it ran, and
   `vgpu report --job` prints it.
@@ -290,16 +291,6 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
         st = lent_path.stat()
         assert st.st_uid == 0 and st.st_mode & 0o777 == 0o644
 
-        # A normal-partition job: slurmctld starts it on the lent count, the plugin refuses.
-        normal = cluster.sbatch("--gres=vgpu:4", "-o", f"{cluster.jobs_dir}/%j.out", "--wrap",
-                                "echo RAN")
-        cluster.wait_job(normal, states=("FAILED",), timeout=60)
-        out = (cluster.jobs_dir / f"{normal}.out").read_text()
-        assert "RAN" not in out and "cannot get its GPU slices" in out, out
-        assert "lent by the policy daemon, but only to jobs in a preemptible partition " \
-            "(scavenger)" in out and "this job runs in partition debug" in out, out
-        assert all(job != normal for job, _, _ in site.placements("n1"))
-
         # A scavenger job gets GPU 0's lent slices: 4 GiB of the 10 GiB card.
         sh = job_script(cluster, fake_state, "guest",
                         f"exec {PROBE} total alloc 3G alloc 2G alloc 1G hold "
@@ -315,7 +306,7 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
             raise AssertionError(f"{e}: {cluster.job_state(guest)} "
                                  f"{out_path.read_text() if out_path.exists() else ''}") from None
         lines = probe.read_text().splitlines()
-        print(f"normal job denied: {out.strip()}\nscavenger job's probe: {lines}")
+        print(f"scavenger job's probe: {lines}")
         assert f"total rc=0 total={4 * GIB}" in lines, lines
         allocs = [line.split()[1] for line in lines if line.startswith("alloc ")]
         assert allocs == ["rc=0", "rc=2", "rc=0"], lines   # 3 + 2 > 4 GiB; 3 + 1 fits
@@ -326,6 +317,46 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
         assert (guest, 0, 4) in site.placements("n1")
         cluster.run("scancel", str(guest))
         wait_for(lambda: not site.job_dir("n1", guest).exists(), "the guest's epilog")
+
+        # A normal-partition job: slurmctld starts it on the lent count; the plugin does not
+        # fail it but requeues it, and the daemon withdraws the offer (lent.refused).
+        normal = cluster.sbatch("--gres=vgpu:4", "-o", f"{cluster.jobs_dir}/%j.out", "--wrap",
+                                "echo RAN")
+        slurmd_log = cluster.log_path("slurmd-n1")
+        requeued = f"vgpu: job {normal} landed on slices lent to preemptible jobs; requeued it"
+        wait_for(lambda: requeued in slurmd_log.read_text(errors="replace"),
+                 "the plugin's requeue", 60)
+        refused = site.runtime_dir("n1") / "lent.refused"
+        st = refused.stat()
+        assert st.st_uid == 0 and st.st_mode & 0o777 == 0o644
+        assert f"job={normal} slices=4" in refused.read_text()
+        try:
+            wait_for(lambda: node_vgpu_count(cluster) == 20, "the offer withdrawn", 30)
+            wait_for(lambda: parse_lent_file(lent_path.read_text()).gpus == {},
+                     "no gpu line in the lent file", 30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- daemon log:\n{daemon.log_text()}") from None
+        assert "\ngpu " not in lent_path.read_text()
+        info = cluster.job_info(normal)
+        assert info.get("JobState") == "PENDING" and int(info.get("Restarts", "0")) >= 1, info
+        time.sleep(3)  # held off: nothing lent again, and the job keeps waiting
+        assert node_vgpu_count(cluster) == 20
+        assert cluster.job_state(normal) == "PENDING"
+        assert not (site.job_dir("n1", normal) / "error").exists()
+        out_path = cluster.jobs_dir / f"{normal}.out"
+        out = out_path.read_text() if out_path.exists() else ""
+        assert "RAN" not in out and "cannot get its GPU slices" not in out, out
+        assert all(job != normal for job, _, _ in site.placements("n1"))
+
+        # The owner ends: real capacity; the normal job runs with slices of its own.
+        cluster.run("scancel", str(owner))
+        cluster.wait_job(normal, states=("COMPLETED",), timeout=240)
+        out = out_path.read_text()
+        assert "RAN" in out and "cannot get its GPU slices" not in out, out
+        placed = re.findall(rf"vgpu: job {normal}: 4 slices on n1 placed (gpu[01]:4) ",
+                            slurmd_log.read_text(errors="replace"))
+        assert placed, "no placement of the normal job"
+        print(f"normal job requeued, then ran on {placed[-1]}: {out.strip()}")
         assert "Traceback" not in daemon.log_text()
     finally:
         daemon.stop()

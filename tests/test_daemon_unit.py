@@ -255,6 +255,48 @@ def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
                                                           ("gres", 20)]
 
 
+@needs_root
+def test_backfill_withdrawn_and_held_off_when_the_plugin_refused_a_job(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 8, NativeShare.GUARANTEED)
+    files = FakeUsageFiles(tmp_path)
+    files.busy_ns = {1: 0}
+    slurm = FakeSlurm([slurm_job(1, 8)])
+    cfg = DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
+        backfill=BackfillConfig(enabled=True, idle_after_seconds=30, holdoff_seconds=60,
+                                preemptible_partitions=("scavenger",))))
+    d, clock = make_daemon(tmp_path, slurm, cfg, files=files)
+    for _ in range(8):
+        clock.now += 5
+        d.cycle()
+    assert slurm.vgpu == 28
+    marker = tmp_path / "lent.refused"
+    # a marker that is not root's own file is ignored (a user must not stop backfill)
+    refused_at = int(clock.now)
+    marker.write_text(f"time={refused_at} job=7 slices=4\n")
+    os.chown(marker, 65534, 65534)
+    clock.now += 5
+    d.cycle()
+    assert slurm.vgpu == 28
+    # the plugin requeued a normal job started on the lent slices: the offer is withdrawn
+    os.chown(marker, 0, 0)
+    reads = len(slurm.calls)
+    clock.now += 5
+    d.cycle()
+    assert slurm.vgpu == 20
+    assert parse_lent((tmp_path / "lent").read_text()) == {}
+    # (no extra Slurm reads for it: the marker is a file)
+    assert [c[0] for c in slurm.calls[reads:]] == ["squeue", "sinfo", "gres"]
+    # held off: nothing offered for holdoff_seconds after the marker's time
+    while clock.now + 5 < refused_at + 60:
+        clock.now += 5
+        d.cycle()
+        assert slurm.vgpu == 20
+    clock.now += 5
+    d.cycle()
+    assert slurm.vgpu == 28
+    assert parse_lent((tmp_path / "lent").read_text()) == {0: 8}
+
+
 class FakeNvml:
     def __init__(self, procs: list[ProcessReading]) -> None:
         self.procs = procs
@@ -397,6 +439,8 @@ def test_lent_file_format_round_trips() -> None:
     ({"share": {"idle_after_seconds": "soon"}}, "share.idle_after_seconds"),
     ({"share": {"max_burst_permille": 1200}}, "share.max_burst_permille"),
     ({"backfill": {"enabled": True}}, "backfill.preemptible_partitions"),
+    ({"backfill": {"holdoff_seconds": 0}}, "backfill.holdoff_seconds"),
+    ({"backfill": {"holdoff_seconds": "soon"}}, "backfill.holdoff_seconds"),
     ({"backstop": {"action": "kill"}}, "backstop.action"),
     ({"metrics": {"port": 70000}}, "metrics.port"),
     ({"packing": {"weight": 3}}, "packing.weight"),

@@ -298,6 +298,33 @@ def test_backfill_max_offer() -> None:
     assert counts(plan_backfill(s, cfg).actions) == [22]
 
 
+def test_backfill_withdrawn_and_held_off_after_a_refused_job() -> None:
+    # The plugin requeued a normal job that slurmctld had started on the lent slices at
+    # t=990 (lent.refused); the snapshot is at t=1000: the offer is withdrawn ...
+    lent_now = dataclasses.replace(make_node(vgpu_current=26), lent_refused_at=990.0)
+    owner = make_job(1, lent_now.gpus[0], 6, idle_seconds=900)
+    plan = plan_backfill(snap(lent_now, owner), BACKFILL)
+    assert counts(plan.actions) == [20]
+    assert plan.offered == {"n1": 0} and plan.offered_gpus == {}
+    assert plan.held_off == {"n1": 290.0}
+    assert "not preemptible was started on lent slices" in plan.actions[0].reason
+    # ... nothing is offered again during the hold-off (count already back: no action) ...
+    back = dataclasses.replace(lent_now, vgpu_current=20)
+    assert plan_backfill(snap(back, owner), BACKFILL).actions == []
+    late = Snapshot(time=990.0 + 299.0, nodes=(back,), jobs=(owner,))
+    assert plan_backfill(late, BACKFILL).offered == {"n1": 0}
+    # ... and again once it is over (configurable)
+    after = Snapshot(time=990.0 + 300.0, nodes=(back,), jobs=(owner,))
+    assert counts(plan_backfill(after, BACKFILL).actions) == [26]
+    short = dataclasses.replace(BACKFILL, holdoff_seconds=5.0)
+    assert counts(plan_backfill(snap(back, owner), short).actions) == [26]
+    # a marker from the future (clock stepped back) holds off no longer than the hold-off
+    future = dataclasses.replace(back, lent_refused_at=10_000.0)
+    assert plan_backfill(snap(future, owner), short).held_off == {"n1": 5.0}
+    # no marker: lent as before
+    assert counts(plan_backfill(snap(make_node(), owner), BACKFILL).actions) == [26]
+
+
 # --- packing ---------------------------------------------------------------------------------
 
 

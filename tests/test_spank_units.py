@@ -439,14 +439,20 @@ def test_a_job_that_is_not_preemptible_never_gets_lent_slices(tmp_path: Path,
     inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
     fill(rt, inv)
     write_lent(rt / "lent", lent_text(gpus=((0, 4),)))
+    # it would fit on the 4 lent slices: slurmctld started it there, "refused" (the prolog
+    # requeues it instead of failing it)
     out = place_as(rt, inv, 3, 2, "debug", "normal")
-    assert out == ("error: 2 slices wanted but only 0 free on this node; 4 more are lent by "
+    assert out == ("refused: 2 slices wanted but only 0 free on this node; 4 more are lent by "
                    "the policy daemon, but only to jobs in a preemptible partition "
                    "(scavenger,low) or QOS (scav), and this job runs in partition debug "
                    "with QOS normal")
     # unknown partition/QOS (e.g. a name too long to keep), a prefix of a listed name: no
-    assert "but only to jobs" in place_as(rt, inv, 3, 2, "", "")
+    assert place_as(rt, inv, 3, 2, "", "").startswith("refused: ")
     assert "but only to jobs" in place_as(rt, inv, 3, 2, "scav", "scavenger")
+    # more than is lent: not on lent capacity either, a plain error as before
+    out = place_as(rt, inv, 3, 5, "debug", "normal")
+    assert out.startswith("error: 5 slices wanted but only 0 free") and \
+        "but only to jobs" in out, out
     assert "job=3" not in (rt / "placements").read_text()
 
 
