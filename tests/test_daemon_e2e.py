@@ -75,7 +75,10 @@ def site_and_cluster(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
 
 PREEMPTION = ("PreemptType=preempt/partition_prio\nPreemptMode=REQUEUE\n"
               "PartitionName=scavenger Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=0 "
-              "PreemptMode=REQUEUE\n")
+              "PreemptMode=REQUEUE\n"
+              # a requeued job may start again cred_expire (below) + 1 s after its requeue; the
+              # scheduler then looks every 2 s instead of 60 (main) / 30 (backfill)
+              "SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2\n")
 
 
 @pytest.fixture
@@ -84,6 +87,7 @@ def backfill_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
     if not PROBE.exists():
         skip_or_fail(f"{PROBE} is not built (make)", REQUIRE_NATIVE)
     with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False, extra_conf=PREEMPTION,
+                       cred_expire=5,
                        slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
         site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
             InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")

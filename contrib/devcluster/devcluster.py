@@ -97,7 +97,7 @@ _PORT_RANGE = (20000, 32768)
 # Options that update_config may change and cluster.json keeps as they are (JSON values).
 _PLAIN_OPTIONS = (
     "vgpu_per_node", "gres_types", "cpus_per_node", "real_memory_mb", "extra_conf",
-    "plugstack_conf", "slurmd_env", "prolog", "epilog", "debug",
+    "plugstack_conf", "slurmd_env", "prolog", "epilog", "debug", "cred_expire",
 )
 _TERMINAL_JOB_STATES = frozenset((
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
@@ -365,6 +365,9 @@ class SlurmCluster:
       plugins) inherit it, e.g. ``{"FAKEGPU_STATE": "/tmp/x/%n.state"}``.
     - ``prolog`` / ``epilog``: paths for ``Prolog=`` / ``Epilog=`` (run as root by slurmd).
     - ``debug``: SlurmctldDebug/SlurmdDebug/slurmdbd DebugLevel (default ``"info"``).
+    - ``cred_expire``: ``AuthInfo=cred_expire=`` seconds (Slurm's default, 120, when None). A
+      requeued job may start again only that long after its requeue, so tests of requeues set
+      it low.
     - ``accounting``: run MariaDB + slurmdbd (default True; sacct needs it).
     - ``keep_db``: keep the MariaDB datadir (~80 MB) at stop (default False).
     - ``keep_workdir``: with ``workdir=None``, keep the temporary directory at stop.
@@ -393,6 +396,7 @@ class SlurmCluster:
         prolog: str | None = None,
         epilog: str | None = None,
         debug: str = "info",
+        cred_expire: int | None = None,
         accounting: bool = True,
         keep_db: bool = False,
         keep_workdir: bool = False,
@@ -424,6 +428,9 @@ class SlurmCluster:
         self.prolog = prolog
         self.epilog = epilog
         self.debug = debug
+        if cred_expire is not None and not 5 <= cred_expire <= 86400:
+            raise DevClusterError(f"cred_expire: {cred_expire} is out of range 5..86400")
+        self.cred_expire = cred_expire
         self.accounting = accounting
         self.keep_db = keep_db
         self.keep_workdir = keep_workdir
@@ -569,7 +576,8 @@ class SlurmCluster:
             "SlurmdUser=root",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            f"AuthInfo=socket={self.munge_socket}",
+            f"AuthInfo=socket={self.munge_socket}"
+            + (f",cred_expire={self.cred_expire}" if self.cred_expire else ""),
             f"SlurmctldPort={self.ports['slurmctld']}",
             f"StateSaveLocation={w}/state",
             f"SlurmdSpoolDir={w}/spool/%n",
