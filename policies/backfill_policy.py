@@ -18,6 +18,10 @@ Per GPU, with P = its slices, owners = jobs within P, backfilled = jobs beyond P
 - a job that is not preemptible which slurmctld starts on lent slices is requeued by the
   SPANK plugin, which leaves <runtime_dir>/lent.refused: for `holdoff_seconds` after its time
   the node lends nothing (the offer is withdrawn), so that demand gets the capacity.
+- a job that is not preemptible waiting for vgpu in one of the node's partitions would be the
+  first slurmctld starts on lent slices (normal partitions outrank preemptible ones), only to
+  be requeued: while one waits (squeue, the same read as the running jobs) the node lends
+  nothing.
 - counts reset by `scontrol reconfigure` or a slurmctld restart are re-applied because the
   desired count is recomputed every cycle and compared with what sinfo reports.
 """
@@ -35,7 +39,7 @@ from slurm_vgpu.policies.policy_common import (
     is_preemptible,
     newest_first,
 )
-from slurm_vgpu.policies.snapshot import JobState, NodeState, Snapshot
+from slurm_vgpu.policies.snapshot import JobState, NodeState, PendingJob, Snapshot
 
 
 @dataclass(slots=True)
@@ -55,6 +59,9 @@ class BackfillPlan:
     # Per node: seconds left of the hold-off (no lending: the plugin requeued a job that is
     # not preemptible from lent slices, backfill.holdoff_seconds), when it withheld an offer.
     held_off: dict[str, float] = field(default_factory=dict)
+    # Per node: a waiting job that is not preemptible and may run there, when it withheld an
+    # offer (it would be started on the lent slices and requeued).
+    waiting: dict[str, PendingJob] = field(default_factory=dict)
 
 
 def _mark_backfilled(t: GpuTenancy, cfg: BackfillConfig, plan: BackfillPlan) -> list[JobState]:
@@ -125,8 +132,26 @@ def _held_off(node: NodeState, cfg: BackfillConfig, now: float) -> float:
     return min(left, cfg.holdoff_seconds) if left > 0 else 0.0
 
 
+def _waiting_for(node: NodeState, pending: tuple[PendingJob, ...], cfg: BackfillConfig
+                 ) -> PendingJob | None:
+    """A pending vgpu job that is not preemptible and may start on this node (in one of its
+    partitions that is not preemptible, or with a QOS that is not). Unknown partitions (sinfo
+    did not say) block nothing."""
+    if not node.partitions:
+        return None
+    for p in pending:
+        if p.vgpu_per_node > node.vgpu_configured + (cfg.max_offer_slices or node.vgpu_configured):
+            continue  # larger than this node can ever offer: it will not start here
+        if p.qos and p.qos in cfg.preemptible_qos:
+            continue
+        if any(part in node.partitions and part not in cfg.preemptible_partitions
+               for part in p.partitions):
+            return p
+    return None
+
+
 def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm_ok: bool,
-               plan: BackfillPlan, now: float) -> None:
+               plan: BackfillPlan, now: float, pending: tuple[PendingJob, ...] = ()) -> None:
     lendable = 0
     backfilled_slices = 0
     per_gpu: list[tuple[str, int]] = []
@@ -160,6 +185,10 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
     if held_off and lendable > 0:
         plan.held_off[node.name] = held_off
         lendable = 0
+    waiting = _waiting_for(node, pending, cfg) if lendable > 0 else None
+    if waiting is not None:
+        plan.waiting[node.name] = waiting
+        lendable = 0
     if cfg.max_offer_slices is not None:
         lendable = min(lendable, cfg.max_offer_slices)
     plan.offered[node.name] = lendable
@@ -173,6 +202,10 @@ def _plan_node(node: NodeState, tenancy: NodeTenancy, cfg: BackfillConfig, slurm
     if slurm_ok and node.vgpu_current is not None and node.vgpu_current != desired:
         if lendable > 0:
             why = f"lend {lendable} idle slice(s) to preemptible jobs"
+        elif node.name in plan.waiting:
+            w = plan.waiting[node.name]
+            why = (f"job {w.job_id} (partition {','.join(w.partitions) or '?'}, not "
+                   f"preemptible) waits for vgpu here: nothing lent while it waits")
         elif node.name in plan.held_off:
             why = (f"a job that is not preemptible was started on lent slices: "
                    f"withdrawing the offer, nothing lent for {plan.held_off[node.name]:.0f}s")
@@ -190,5 +223,6 @@ def plan_backfill(snapshot: Snapshot, cfg: BackfillConfig,
     plan = BackfillPlan()
     for node in snapshot.nodes:
         if node.gpus:
-            _plan_node(node, tenancy[node.name], cfg, snapshot.slurm_ok, plan, snapshot.time)
+            _plan_node(node, tenancy[node.name], cfg, snapshot.slurm_ok, plan, snapshot.time,
+                       snapshot.pending)
     return plan

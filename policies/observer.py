@@ -29,6 +29,7 @@ from slurm_vgpu.policies.snapshot import (
     JobGpuState,
     JobState,
     NodeState,
+    PendingJob,
     SharePolicy,
     Snapshot,
 )
@@ -127,6 +128,7 @@ class Observer:
         self.usage = UsageTracker(share.active_threshold_permille)
         self.health = SlurmHealth()
         self._jobs: list[SlurmJob] = []
+        self._pending: list[PendingJob] = []
         self._nodes: dict[str, SlurmNode] = {}
         self.nvml_error = ""
 
@@ -146,6 +148,7 @@ class Observer:
             self.slurm_failed(str(e), now)
             return False
         self._jobs = jobs
+        self._pending = self.slurm.pending_jobs()  # from the same squeue read
         self._nodes = {n.name: n for n in nodes}
         if h.consecutive_failures:
             log.info("vgpu: Slurm reachable again after %d failed poll(s)",
@@ -299,6 +302,7 @@ class Observer:
                 weight=sn.weight if sn else None, state=sn.state if sn else "",
                 lent_refused_at=(read_lent_refused(self.lent_refused)
                                  if self.lent_refused is not None else None),
+                partitions=sn.partitions if sn else (),
             ))
             by_uuid = {g.uuid: g for g in inv}
             for sj in self._jobs:
@@ -308,4 +312,5 @@ class Observer:
         self.usage.forget_except(live)
         notes = () if self.health.ok else (f"slurm unavailable: {self.health.last_error}",)
         return Snapshot(time=now, nodes=tuple(nodes), jobs=tuple(jobs),
-                        processes=tuple(processes), slurm_ok=slurm_ok, notes=notes)
+                        processes=tuple(processes), slurm_ok=slurm_ok, notes=notes,
+                        pending=tuple(self._pending))

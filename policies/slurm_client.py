@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from slurm_vgpu.errors import VgpuError
+from slurm_vgpu.policies.snapshot import PendingJob
 
 GRES_NAME = "vgpu"
 
@@ -65,6 +66,7 @@ class SlurmNode:
     vgpu_count: int | None
     vgpu_used: int | None
     weight: int | None
+    partitions: tuple[str, ...] = ()
 
 
 class SlurmClient(Protocol):
@@ -72,6 +74,10 @@ class SlurmClient(Protocol):
 
     def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
         """Running vgpu jobs (on `nodes` only, if given)."""
+        ...
+
+    def pending_jobs(self) -> list[PendingJob]:
+        """vgpu jobs waiting to start, from the last running_jobs() read (no RPC of its own)."""
         ...
 
     def nodes(self, names: Sequence[str]) -> list[SlurmNode]: ...
@@ -223,6 +229,29 @@ def parse_squeue_json(doc: Mapping[str, Any], nodes: Collection[str] | None = No
     return jobs
 
 
+# Pending jobs that will not start whatever the capacity (held, waiting on a dependency) do not
+# count as demand for lent slices.
+_NOT_WAITING_FOR_CAPACITY = re.compile(r"^(JobHeld|Dependency|DependencyNeverSatisfied|"
+                                       r"BadConstraints|InvalidQOS|InvalidAccount)")
+
+
+def parse_pending_json(doc: Mapping[str, Any]) -> list[PendingJob]:
+    """vgpu jobs waiting for resources, from `squeue --json` (the whole cluster's)."""
+    pending: list[PendingJob] = []
+    for raw in doc.get("jobs") or []:
+        if "PENDING" not in _state(raw.get("job_state")).upper():
+            continue
+        if _NOT_WAITING_FOR_CAPACITY.match(str(raw.get("state_reason") or "")):
+            continue
+        job_id = _int(raw.get("job_id"))
+        count = gres_count(str(raw.get("tres_per_node") or ""))
+        if job_id is None or not count:
+            continue
+        partitions = tuple(p for p in str(raw.get("partition") or "").split(",") if p)
+        pending.append(PendingJob(job_id, partitions, str(raw.get("qos") or ""), count))
+    return pending
+
+
 def parse_sinfo_json(doc: Mapping[str, Any], names: Iterable[str] | None = None
                      ) -> list[SlurmNode]:
     """Nodes (all, or those named) from `sinfo --json`."""
@@ -241,6 +270,7 @@ def parse_sinfo_json(doc: Mapping[str, Any], names: Iterable[str] | None = None
             vgpu_count=gres_count(str(raw.get("gres") or "")),
             vgpu_used=gres_count(str(raw.get("gres_used") or "")),
             weight=_int(raw.get("weight")),
+            partitions=tuple(str(p) for p in raw.get("partitions") or () if p),
         ))
     return nodes
 
@@ -258,6 +288,7 @@ class CliSlurmClient:
         self.timeout = timeout
         self.env = dict(os.environ if env is None else env)
         self.calls = 0  # RPC-issuing commands run (for tests and the benchmark)
+        self._pending: list[PendingJob] = []
 
     def _path(self, tool: str) -> str:
         if self.bin_dir:
@@ -299,7 +330,12 @@ class CliSlurmClient:
         return doc
 
     def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
-        return parse_squeue_json(self._json("squeue", "--json"), nodes)
+        doc = self._json("squeue", "--json")
+        self._pending = parse_pending_json(doc)
+        return parse_squeue_json(doc, nodes)
+
+    def pending_jobs(self) -> list[PendingJob]:
+        return list(self._pending)
 
     def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
         return parse_sinfo_json(self._json("sinfo", "--json"), names)

@@ -25,6 +25,7 @@ from slurm_vgpu.policies.slurm_client import (
     expand_hostlist,
     gres_count,
 )
+from slurm_vgpu.policies.snapshot import PendingJob
 
 
 class PyslurmUnusable(Exception):
@@ -74,6 +75,7 @@ def _gres_text(value: Any) -> str:
 class PyslurmClient:
     def __init__(self, module: Any) -> None:
         self.pyslurm = module
+        self._pending: list[PendingJob] = []
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         try:
@@ -84,7 +86,16 @@ class PyslurmClient:
     def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
         jobs = self._call("Jobs.load", self.pyslurm.Jobs.load)
         result: list[SlurmJob] = []
+        self._pending = []
         for job in jobs.values():
+            if str(job.state).upper() == "PENDING":
+                count = gres_count(_gres_text(getattr(job, "gres_per_node", "")))
+                reason = str(getattr(job, "state_reason", "") or "")
+                if count and not reason.startswith(("JobHeld", "Dependency")):
+                    self._pending.append(PendingJob(
+                        int(job.id), tuple(p for p in str(job.partition or "").split(",") if p),
+                        str(job.qos or ""), count))
+                continue
             if str(job.state).upper() != "RUNNING":
                 continue
             per_node_count = gres_count(_gres_text(getattr(job, "gres_per_node", "")))
@@ -104,6 +115,9 @@ class PyslurmClient:
             ))
         return result
 
+    def pending_jobs(self) -> list[PendingJob]:
+        return list(self._pending)
+
     def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
         loaded = self._call("Nodes.load", self.pyslurm.Nodes.load)
         wanted = set(names)
@@ -113,6 +127,7 @@ class PyslurmClient:
                 vgpu_count=gres_count(_gres_text(node.configured_gres)),
                 vgpu_used=gres_count(_gres_text(node.allocated_gres)),
                 weight=node.weight,
+                partitions=tuple(str(p) for p in getattr(node, "partitions", ()) or ()),
             )
             for node in loaded.values() if node.name in wanted
         ]

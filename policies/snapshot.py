@@ -112,6 +112,20 @@ class NodeState:
     # started it on lent slices (<runtime_dir>/lent.refused; seconds since the epoch); None
     # when it never did or the daemon cannot read that node's runtime directory.
     lent_refused_at: float | None = None
+    # Partitions the node is in (sinfo); () when unknown.
+    partitions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """A job waiting for vgpu slices (from the same `squeue` read as the running jobs): when
+    it is not preemptible and may run on a node, lending that node's idle slices would only
+    get it started on lent capacity and requeued."""
+
+    job_id: int
+    partitions: tuple[str, ...]  # it may start in any of them
+    qos: str
+    vgpu_per_node: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +140,5 @@ class Snapshot:
     # policies must not act on Slurm (no count or weight changes).
     slurm_ok: bool = True
     notes: tuple[str, ...] = field(default=())
+    # vgpu jobs waiting to start anywhere in the cluster (not only on this daemon's nodes)
+    pending: tuple[PendingJob, ...] = ()

@@ -323,13 +323,20 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
         wait_for(lambda: not site.job_dir("n1", guest).exists(), "the guest's epilog")
 
         # A normal-partition job: slurmctld starts it on the lent count; the plugin does not
-        # fail it but requeues it, and the daemon withdraws the offer (lent.refused).
-        normal = cluster.sbatch("--gres=vgpu:4", "-o", f"{cluster.jobs_dir}/%j.out", "--wrap",
-                                "echo RAN")
-        slurmd_log = cluster.log_path("slurmd-n1")
-        requeued = f"vgpu: job {normal} landed on slices lent to preemptible jobs; requeued it"
-        wait_for(lambda: requeued in slurmd_log.read_text(errors="replace"),
-                 "the plugin's requeue", 60)
+        # fail it but requeues it, and the daemon withdraws the offer (lent.refused). The
+        # daemon is paused meanwhile: running, it would see the job waiting in squeue and
+        # withdraw the offer before slurmctld starts it (tests/test_daemon_unit.py covers that).
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        try:
+            normal = cluster.sbatch("--gres=vgpu:4", "-o", f"{cluster.jobs_dir}/%j.out",
+                                    "--wrap", "echo RAN")
+            slurmd_log = cluster.log_path("slurmd-n1")
+            requeued = (f"vgpu: job {normal} landed on slices lent to preemptible jobs; "
+                        "requeued it")
+            wait_for(lambda: requeued in slurmd_log.read_text(errors="replace"),
+                     "the plugin's requeue", 60)
+        finally:
+            os.kill(daemon.proc.pid, signal.SIGCONT)
         refused = site.runtime_dir("n1") / "lent.refused"
         st = refused.stat()
         assert st.st_uid == 0 and st.st_mode & 0o777 == 0o644

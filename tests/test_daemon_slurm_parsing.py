@@ -124,3 +124,29 @@ def test_client_selection_pyslurm_only_when_it_matches(monkeypatch: pytest.Monke
         make_slurm_client("pyslurm")
     monkeypatch.setattr(slurm_pyslurm, "installed_slurm_version", lambda bin_dir=None: "25.11")
     assert isinstance(make_slurm_client("auto"), slurm_pyslurm.PyslurmClient)
+
+
+def test_pending_vgpu_jobs_and_node_partitions_from_real_22_05_json() -> None:
+    from slurm_vgpu.policies.slurm_client import parse_pending_json
+
+    doc = json.loads((DATA / "squeue.json").read_text())
+    assert [(p.job_id, p.partitions, p.vgpu_per_node) for p in parse_pending_json(doc)] == [
+        (2, ("scavenger",), 5)]  # requeued (BeginTime): it waits for capacity
+    nodes = parse_sinfo_json(json.loads((DATA / "sinfo.json").read_text()))
+    assert nodes[0].partitions == ("normal", "scavenger")
+
+
+def test_held_and_dependent_jobs_are_no_demand() -> None:
+    from slurm_vgpu.policies.slurm_client import parse_pending_json
+
+    def job(job_id: int, reason: str, tres: str = "gres:vgpu:2",
+            partition: str = "normal,debug") -> dict[str, object]:
+        return {"job_id": job_id, "job_state": "PENDING", "state_reason": reason,
+                "partition": partition, "qos": "normal", "tres_per_node": tres}
+
+    doc = {"jobs": [job(1, "Resources"), job(2, "Priority"), job(3, "JobHeldUser"),
+                    job(4, "Dependency"), job(5, "Resources", tres="gres:gpu:1"),
+                    job(6, "None", tres="")]}
+    got = parse_pending_json(doc)
+    assert [(p.job_id, p.partitions) for p in got] == [(1, ("normal", "debug")),
+                                                        (2, ("normal", "debug"))]

@@ -38,7 +38,7 @@ from slurm_vgpu.policies.nvml_source import DeviceReading, ProcessReading
 from slurm_vgpu.policies.observer import InventoryGpuInfo
 from slurm_vgpu.policies.proc_attribution import attribute_pid
 from slurm_vgpu.policies.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
-from slurm_vgpu.policies.snapshot import GpuState
+from slurm_vgpu.policies.snapshot import GpuState, PendingJob
 
 GIB = 1 << 30
 UUID0 = "GPU-00000000-1111-2222-3333-444444444444"
@@ -56,6 +56,8 @@ class FakeSlurm:
         self.weight = weight
         self.down = False
         self.calls: list[tuple[str, object]] = []
+        self.pending: list[PendingJob] = []  # waiting vgpu jobs (from the squeue read)
+        self.partitions: tuple[str, ...] = ("normal", "scavenger")
 
     def _maybe_fail(self) -> None:
         if self.down:
@@ -66,10 +68,13 @@ class FakeSlurm:
         self.calls.append(("squeue", None))
         return list(self.jobs)
 
+    def pending_jobs(self) -> list[PendingJob]:
+        return list(self.pending)
+
     def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
         self._maybe_fail()
         self.calls.append(("sinfo", None))
-        return [SlurmNode("n1", "mixed", self.vgpu, 0, self.weight)]
+        return [SlurmNode("n1", "mixed", self.vgpu, 0, self.weight, self.partitions)]
 
     def set_node_vgpu_count(self, node: str, count: int) -> None:
         self._maybe_fail()
@@ -295,6 +300,36 @@ def test_backfill_withdrawn_and_held_off_when_the_plugin_refused_a_job(tmp_path:
     d.cycle()
     assert slurm.vgpu == 28
     assert parse_lent((tmp_path / "lent").read_text()) == {0: 8}
+
+
+def test_no_lending_while_a_normal_job_waits_for_the_node(tmp_path: Path) -> None:
+    write_job(tmp_path, 1, 8, NativeShare.GUARANTEED)
+    files = FakeUsageFiles(tmp_path)
+    files.busy_ns = {1: 0}
+    slurm = FakeSlurm([slurm_job(1, 8)])
+    cfg = DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
+        backfill=BackfillConfig(enabled=True, idle_after_seconds=30,
+                                preemptible_partitions=("scavenger",))))
+    d, clock = make_daemon(tmp_path, slurm, cfg, files=files)
+    # waiting: a normal job that could start here (it would land on lent slices and be
+    # requeued), a scavenger job (may use them), a job of a partition n1 is not in
+    slurm.pending = [PendingJob(7, ("normal",), "normal", 4),
+                     PendingJob(8, ("scavenger",), "normal", 4),
+                     PendingJob(9, ("other",), "normal", 4)]
+    for _ in range(8):
+        clock.now += 5
+        d.cycle()
+    assert slurm.vgpu == 20 and parse_lent((tmp_path / "lent").read_text()) == {}
+    reads = len(slurm.calls)
+    slurm.pending = slurm.pending[1:]  # the normal job started elsewhere or was cancelled
+    clock.now += 5
+    d.cycle()
+    assert slurm.vgpu == 28
+    assert [c[0] for c in slurm.calls[reads:]] == ["squeue", "sinfo", "gres"]  # no extra read
+    slurm.pending.append(PendingJob(10, ("scavenger", "normal"), "normal", 2))  # may run in
+    clock.now += 5                                                         # normal too
+    d.cycle()
+    assert slurm.vgpu == 20
 
 
 class FakeNvml:
