@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,23 @@ def fake_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return state
 
 
-@pytest.fixture
-def site_and_cluster(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
-    with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False,
-                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
-        # The site's inventory, with the simulated machine's UUIDs.
+@contextmanager
+def one_node_site(fake_state: Path, **options: Any) -> Iterator[tuple[Any, SpankSite]]:
+    """A one-node cluster (n1) with the plugin and the real hook, whose inventory names the
+    simulated machine's GPUs (two 10 GiB cards, ten 1 GiB slices each)."""
+    with spank_cluster(hook=HOOK, nodes=["n1"],
+                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}, **options) as (cluster,
+                                                                                     site):
         site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
             InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
             for i, uuid in enumerate(UUIDS)))))
         yield cluster, site
+
+
+@pytest.fixture
+def site_and_cluster(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
+    with one_node_site(fake_state, accounting=False) as cs:
+        yield cs
 
 
 PREEMPTION = ("PreemptType=preempt/partition_prio\nPreemptMode=REQUEUE\n"
@@ -86,24 +95,16 @@ def backfill_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
     """As site_and_cluster, plus a preemptible `scavenger` partition (docs/daemon.md)."""
     if not PROBE.exists():
         skip_or_fail(f"{PROBE} is not built (make)", REQUIRE_NATIVE)
-    with spank_cluster(hook=HOOK, nodes=["n1"], accounting=False, extra_conf=PREEMPTION,
-                       cred_expire=5,
-                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
-        site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
-            InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
-            for i, uuid in enumerate(UUIDS)))))
-        yield cluster, site
+    with one_node_site(fake_state, accounting=False, extra_conf=PREEMPTION,
+                       cred_expire=5) as cs:
+        yield cs
 
 
 @pytest.fixture
 def accounting_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
     """Like site_and_cluster, with MariaDB + slurmdbd (sacct)."""
-    with spank_cluster(hook=HOOK, nodes=["n1"], accounting=True,
-                       slurmd_env={"FAKEGPU_STATE": str(fake_state)}) as (cluster, site):
-        site.inventory("n1").write_text(format_inventory(NodeInventory("n1", tuple(
-            InventoryGpu(i, uuid, 10, GIB, 100, 10 * GIB, "NVIDIA FakeGPU")
-            for i, uuid in enumerate(UUIDS)))))
-        yield cluster, site
+    with one_node_site(fake_state, accounting=True) as cs:
+        yield cs
 
 
 class Daemon:
