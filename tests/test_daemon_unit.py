@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -230,16 +231,24 @@ def test_restart_while_slurm_down_uses_runtime_dir(tmp_path: Path) -> None:
     assert not [c for c in slurm.calls if c[0] in ("gres", "weight")]
 
 
-@needs_root
-def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
+def idle_owner_daemon(tmp_path: Path, **backfill: Any
+                      ) -> tuple[Daemon, Clock, FakeSlurm, FakeUsageFiles]:
+    """A daemon with backfill on (idle after 30 s, `scavenger` preemptible) and one idle
+    guaranteed job holding 8 slices of n1's GPU 0."""
     write_job(tmp_path, 1, 8, NativeShare.GUARANTEED)
     files = FakeUsageFiles(tmp_path)
     files.busy_ns = {1: 0}
     slurm = FakeSlurm([slurm_job(1, 8)])
     cfg = DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
         backfill=BackfillConfig(enabled=True, idle_after_seconds=30,
-                                preemptible_partitions=("scavenger",))))
+                                preemptible_partitions=("scavenger",), **backfill)))
     d, clock = make_daemon(tmp_path, slurm, cfg, files=files)
+    return d, clock, slurm, files
+
+
+@needs_root
+def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
+    d, clock, slurm, files = idle_owner_daemon(tmp_path)
     for _ in range(8):
         clock.now += 5
         d.cycle()
@@ -262,14 +271,7 @@ def test_backfill_count_raised_then_reset_and_reapplied(tmp_path: Path) -> None:
 
 @needs_root
 def test_backfill_withdrawn_and_held_off_when_the_plugin_refused_a_job(tmp_path: Path) -> None:
-    write_job(tmp_path, 1, 8, NativeShare.GUARANTEED)
-    files = FakeUsageFiles(tmp_path)
-    files.busy_ns = {1: 0}
-    slurm = FakeSlurm([slurm_job(1, 8)])
-    cfg = DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
-        backfill=BackfillConfig(enabled=True, idle_after_seconds=30, holdoff_seconds=60,
-                                preemptible_partitions=("scavenger",))))
-    d, clock = make_daemon(tmp_path, slurm, cfg, files=files)
+    d, clock, slurm, _ = idle_owner_daemon(tmp_path, holdoff_seconds=60)
     for _ in range(8):
         clock.now += 5
         d.cycle()
@@ -303,14 +305,7 @@ def test_backfill_withdrawn_and_held_off_when_the_plugin_refused_a_job(tmp_path:
 
 
 def test_no_lending_while_a_normal_job_waits_for_the_node(tmp_path: Path) -> None:
-    write_job(tmp_path, 1, 8, NativeShare.GUARANTEED)
-    files = FakeUsageFiles(tmp_path)
-    files.busy_ns = {1: 0}
-    slurm = FakeSlurm([slurm_job(1, 8)])
-    cfg = DaemonConfig(nodes=("n1",), nvml=False, policy=PolicyConfig(
-        backfill=BackfillConfig(enabled=True, idle_after_seconds=30,
-                                preemptible_partitions=("scavenger",))))
-    d, clock = make_daemon(tmp_path, slurm, cfg, files=files)
+    d, clock, slurm, _ = idle_owner_daemon(tmp_path)
     # waiting: a normal job that could start here (it would land on lent slices and be
     # requeued), a scavenger job (may use them), a job of a partition n1 is not in
     slurm.pending = [PendingJob(7, ("normal",), "normal", 4),
