@@ -170,6 +170,11 @@ class DaemonCollector(Collector):
                                             labels=["node"]),
             "weight": GaugeMetricFamily("vgpu_node_weight", "The node's Slurm weight",
                                         labels=["node"]),
+            "withheld": GaugeMetricFamily(
+                "vgpu_node_backfill_withheld",
+                "1 while the node lends none of its idle slices because a job that is not "
+                "preemptible wants them (reason: holdoff, waiting_job)",
+                labels=["node", "reason"]),
         }
         for node in snapshot.nodes:
             node_fams["configured"].add_metric([node.name], node.vgpu_configured)
@@ -179,6 +184,8 @@ class DaemonCollector(Collector):
                 node_fams["weight"].add_metric([node.name], node.weight)
             if plan is not None:
                 node_fams["lent"].add_metric([node.name], plan.offered.get(node.name, 0))
+                if node.name in plan.withheld:
+                    node_fams["withheld"].add_metric([node.name, plan.withheld[node.name]], 1)
                 node_fams["backfilled"].add_metric([node.name],
                                                    plan.backfilled_slices.get(node.name, 0))
             for gpu in node.gpus:

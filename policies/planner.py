@@ -26,6 +26,9 @@ class CyclePlan:
     backfilled_slices: dict[str, int] = field(default_factory=dict)
     # gpu uuid -> slices of non-preemptible jobs beyond the GPU's slices
     overcommitted: dict[str, int] = field(default_factory=dict)
+    # node -> why it lends nothing although it has idle slices: "holdoff" (the plugin requeued
+    # a job that is not preemptible from lent slices) or "waiting_job" (one waits for the node)
+    withheld: dict[str, str] = field(default_factory=dict)
 
 
 def plan_cycle(snapshot: Snapshot, cfg: PolicyConfig) -> CyclePlan:
@@ -38,7 +41,9 @@ def plan_cycle(snapshot: Snapshot, cfg: PolicyConfig) -> CyclePlan:
     plan = CyclePlan(backfilled=backfill.backfilled, offered=backfill.offered,
                      offered_gpus=backfill.offered_gpus,
                      backfilled_slices=backfill.backfilled_slices,
-                     overcommitted=backfill.overcommitted)
+                     overcommitted=backfill.overcommitted,
+                     withheld={**dict.fromkeys(backfill.held_off, "holdoff"),
+                               **dict.fromkeys(backfill.waiting, "waiting_job")})
     plan.actions.extend(plan_backstop(snapshot, cfg.backstop))
     requeued: set[int] = set()
     for action in backfill.actions:

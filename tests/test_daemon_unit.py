@@ -291,6 +291,7 @@ def test_backfill_withdrawn_and_held_off_when_the_plugin_refused_a_job(tmp_path:
     d.cycle()
     assert slurm.vgpu == 20
     assert parse_lent((tmp_path / "lent").read_text()) == {}
+    assert 'vgpu_node_backfill_withheld{node="n1",reason="holdoff"} 1.0' in scrape(d)
     # (no extra Slurm reads for it: the marker is a file)
     assert [c[0] for c in slurm.calls[reads:]] == ["squeue", "sinfo", "gres"]
     # held off: nothing offered for holdoff_seconds after the marker's time
@@ -315,12 +316,14 @@ def test_no_lending_while_a_normal_job_waits_for_the_node(tmp_path: Path) -> Non
         clock.now += 5
         d.cycle()
     assert slurm.vgpu == 20 and parse_lent((tmp_path / "lent").read_text()) == {}
+    assert 'vgpu_node_backfill_withheld{node="n1",reason="waiting_job"} 1.0' in scrape(d)
     reads = len(slurm.calls)
     slurm.pending = slurm.pending[1:]  # the normal job started elsewhere or was cancelled
     clock.now += 5
     d.cycle()
     assert slurm.vgpu == 28
     assert [c[0] for c in slurm.calls[reads:]] == ["squeue", "sinfo", "gres"]  # no extra read
+    assert "vgpu_node_backfill_withheld{" not in scrape(d)
     slurm.pending.append(PendingJob(10, ("scavenger", "normal"), "normal", 2))  # may run in
     clock.now += 5                                                         # normal too
     d.cycle()
