@@ -29,8 +29,16 @@ def _pct(permille: int | None) -> str:
     return "-" if permille is None else f"{permille / 10:.0f}%"
 
 
+_WITHHELD = {
+    "holdoff": "a job that is not preemptible was requeued from lent slices "
+               "(backfill.holdoff_seconds)",
+    "waiting_job": "a job that is not preemptible waits for vgpu on this node",
+}
+
+
 def snapshot_to_dict(snapshot: Snapshot, slurm_error: str = "",
-                     lent: dict[int, int] | None = None) -> dict[str, Any]:
+                     lent: dict[int, int] | None = None,
+                     withheld: dict[str, str] | None = None) -> dict[str, Any]:
     gpu_index = {(g.node, g.uuid): g.index for n in snapshot.nodes for g in n.gpus}
     nodes = []
     for node in snapshot.nodes:
@@ -61,6 +69,8 @@ def snapshot_to_dict(snapshot: Snapshot, slurm_error: str = "",
             "vgpu_configured": node.vgpu_configured, "vgpu_slurm": node.vgpu_current,
             "weight": node.weight,
             "lent_slices": {str(k): v for k, v in (lent or {}).items()},
+            # why idle slices are not lent now (None: nothing withheld)
+            "backfill_withheld": (withheld or {}).get(node.name),
             "gpus": [{
                 "index": g.index, "uuid": g.uuid, "slices": g.slices,
                 "slices_allocated": allocated.get(g.uuid, 0), "slice_bytes": g.slice_bytes,
@@ -83,6 +93,9 @@ def render_table(doc: dict[str, Any]) -> str:
             f"node {node['name']}  state={node['slurm_state'] or '?'}  "
             f"vgpu={node['vgpu_configured']} (slurm: {_opt(node['vgpu_slurm'])}, "
             f"lent: {sum(node['lent_slices'].values())})  weight={_opt(node['weight'])}")
+        if node.get("backfill_withheld"):
+            reason = node["backfill_withheld"]
+            lines.append(f"  backfill withheld: {_WITHHELD.get(reason, reason)}")
         lines.append(f"  {'GPU':<4}{'UUID':<42}{'SLICES':>8}{'ALLOC':>7}{'MEMORY':>16}{'UTIL':>6}")
         for g in node["gpus"]:
             mem = f"{_gib(g['memory_used_bytes'])}/{_gib(g['memory_bytes'])}"
@@ -136,7 +149,10 @@ def status(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
     if d.runtime_dir is not None:
         with contextlib.suppress(OSError, ValueError, KeyError):
             lent = parse_lent((d.runtime_dir / "lent").read_text())
-    doc = snapshot_to_dict(snapshot, d.observer.health.last_error, lent)
+    from slurm_vgpu.policies.planner import plan_cycle
+
+    withheld = plan_cycle(snapshot, cfg.policy).withheld  # pure: nothing is applied
+    doc = snapshot_to_dict(snapshot, d.observer.health.last_error, lent, withheld)
     doc["slurm_ok"] = d.observer.health.ok  # fresh or within slurm.poll_interval_seconds
     click.echo(json.dumps(doc, indent=2) if as_json else render_table(doc))
 

@@ -131,3 +131,15 @@ def test_daemon_sighup_reloads_policy_and_refuses_bad_config(config: Path, tmp_p
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_status_says_why_backfill_is_withheld() -> None:
+    from slurm_vgpu.policies.snapshot import NodeState, Snapshot
+    from slurm_vgpu.policies.status_cli import render_table, snapshot_to_dict
+
+    snap = Snapshot(time=0.0, nodes=(NodeState("n1", (), 20, 20, 1, "mixed"),), jobs=())
+    doc = snapshot_to_dict(snap, withheld={"n1": "waiting_job"})
+    assert doc["nodes"][0]["backfill_withheld"] == "waiting_job"
+    assert ("backfill withheld: a job that is not preemptible waits for vgpu on this node"
+            in render_table(doc))
+    assert "backfill withheld" not in render_table(snapshot_to_dict(snap))
