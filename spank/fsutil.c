@@ -208,39 +208,43 @@ int vgpu_remove_dir(const char *path, char *err, size_t errlen)
 	return rv;
 }
 
-ssize_t vgpu_read_small(const char *path, char *buf, size_t maxlen)
+/* Read fd to its end or maxlen-1 bytes into buf (NUL-terminated; maxlen > 0). Bytes or -1. */
+static ssize_t read_fd_small(int fd, char *buf, size_t maxlen)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	ssize_t total = 0;
 
-	if (fd < 0 || maxlen == 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
 	while ((size_t)total < maxlen - 1) {
 		ssize_t n = read(fd, buf + total, maxlen - 1 - (size_t)total);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			close(fd);
+		if (n < 0)
 			return -1;
-		}
 		if (n == 0)
 			break;
 		total += n;
 	}
 	buf[total] = '\0';
-	close(fd);
 	return total;
+}
+
+ssize_t vgpu_read_small(const char *path, char *buf, size_t maxlen)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t rv;
+
+	if (fd < 0)
+		return -1;
+	rv = maxlen ? read_fd_small(fd, buf, maxlen) : -1;
+	close(fd);
+	return rv;
 }
 
 ssize_t vgpu_read_root_file(const char *path, char *buf, size_t maxlen, char *err,
 			    size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK), saved;
-	ssize_t total = 0, rv = -1;
+	ssize_t rv = -1;
 	struct stat st;
 
 	if (fd < 0) {
@@ -259,21 +263,9 @@ ssize_t vgpu_read_root_file(const char *path, char *buf, size_t maxlen, char *er
 		snprintf(err, errlen, "%s is larger than %zu bytes", path, maxlen ? maxlen - 1 : 0);
 		goto fail;
 	}
-	while ((size_t)total < maxlen - 1) {
-		ssize_t n = read(fd, buf + total, maxlen - 1 - (size_t)total);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		total += n;
-	}
-	buf[total] = '\0';
-	rv = total;
+	rv = read_fd_small(fd, buf, maxlen);
+	if (rv < 0)
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 fail:
 	close(fd);
 	if (rv < 0)
