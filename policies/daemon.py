@@ -87,14 +87,14 @@ class Daemon:
         self.summary_runner = summary_runner or command_runner(
             cfg.slurm.bin_dir, cfg.slurm.command_timeout_seconds)
         self.tracker = JobTracker()
-        self._known_comments: dict[int, str] = {}  # job id -> AdminComment slurmctld reported
         self.summaries = SummaryWriter(self._write_summary, dry_run=applier.dry_run)
 
-    def _write_summary(self, job_id: int, summary: JobSummary, running: bool | None) -> str:
+    def _write_summary(self, job_id: int, summary: JobSummary, running: bool | None,
+                       admin_comment: str) -> str:
         # the rest of the AdminComment (placements, other nodes' summaries, site notes) is
-        # kept: what accounting has, united with what slurmctld reported last
+        # kept: what slurmctld reported last (and, at job end, what accounting has)
         return write_summary(job_id, summary, run=self.summary_runner, running=running,
-                             known_comment=self._known_comments.get(job_id, ""))
+                             known_comment=admin_comment)
 
     def _summary_budget(self) -> float:
         """Seconds of one cycle the summary writes may take (each command is bounded by
@@ -111,11 +111,6 @@ class Daemon:
             return WriteResult()
         ended = self.tracker.update(snapshot, plan.backfilled,
                                     [job for _, _, job in new_violations if job is not None])
-        # kept for running jobs and for ended ones whose summary is still to be stored
-        known = {j.job_id: j.admin_comment for j in snapshot.jobs if j.admin_comment}
-        waiting = {job_id for job_id, _ in ended} | set(self.summaries.pending)
-        self._known_comments = {**{j: c for j, c in self._known_comments.items()
-                                   if j in waiting}, **known}
         return self.summaries.cycle(snapshot.time, self.tracker, ended, self.observer.health.ok,
                                     acc.update_interval_seconds, self._summary_budget())
 

@@ -41,7 +41,6 @@ class JobRecord:
     """What the daemon has accumulated about one job."""
 
     job_id: int
-    first_seen: float
     last_seen: float
     slices: int = 0
     slices_per_gpu: int = 0
@@ -55,7 +54,9 @@ class JobRecord:
     borrowed_s: float = 0.0
     backfilled_s: float = 0.0
     backstop_events: int = 0
-    restored: bool = False  # continued from a summary found in the job's AdminComment
+    # the job's AdminComment as slurmctld last reported it (placements, other nodes'
+    # summaries, site notes: a write keeps them)
+    admin_comment: str = ""
     # AdminComment examined, or this daemon wrote one (from then on it holds our own figures)
     comment_done: bool = False
     last_written: float = 0.0  # time of the last (periodic) write, or the first sighting
@@ -86,7 +87,6 @@ class JobRecord:
         self.borrowed_s += s.borrowed_s
         self.backfilled_s += s.backfilled_s
         self.backstop_events += s.backstop_events
-        self.restored = True
 
 
 def _borrowing(entries: Iterable[JobState]) -> bool:
@@ -100,6 +100,8 @@ class JobTracker:
     """Accumulates per-job figures over snapshots. Pure: no I/O, time from the snapshots."""
 
     jobs: dict[int, JobRecord] = field(default_factory=dict)
+    # job id -> last known AdminComment of the jobs the last update() found ended
+    ended_comments: dict[int, str] = field(default_factory=dict)
 
     def update(self, snapshot: Snapshot, backfilled: Collection[int] = (),
                backstop_jobs: Iterable[int] = ()) -> list[tuple[int, JobSummary]]:
@@ -114,10 +116,12 @@ class JobTracker:
         for job_id, entries in by_job.items():
             rec = self.jobs.get(job_id)
             if rec is None:
-                rec = self.jobs[job_id] = JobRecord(job_id, now, now, last_written=now)
+                rec = self.jobs[job_id] = JobRecord(job_id, now, last_written=now)
             rec.nodes = tuple(sorted({*rec.nodes, *(job.node for job in entries)}))
+            rec.admin_comment = next((j.admin_comment for j in entries if j.admin_comment),
+                                     rec.admin_comment)
             if not rec.comment_done:
-                self._restore(rec, entries)
+                self._restore(rec)
             gpus = [jg for job in entries for jg in job.gpus]
             dt = now - rec.last_seen
             # An interval counts when the job was placed at both ends: its compute reading is
@@ -144,15 +148,17 @@ class JobTracker:
                 self.jobs[job_id].backstop_events += 1
         ended = [j for j in self.jobs if j not in by_job]
         result = []
+        self.ended_comments = {}
         for job_id in ended:
             rec = self.jobs.pop(job_id)
             if rec.ever_placed:
                 result.append((job_id, rec.summary()))
+                self.ended_comments[job_id] = rec.admin_comment
         return result
 
     @staticmethod
-    def _restore(rec: JobRecord, entries: list[JobState]) -> None:
-        text = next((j.admin_comment for j in entries if j.admin_comment), "")
+    def _restore(rec: JobRecord) -> None:
+        text = rec.admin_comment
         if not text:
             return  # none, or not known yet (jobs listed from the runtime directory)
         rec.comment_done = True
@@ -179,14 +185,15 @@ class JobTracker:
             self.jobs[job_id].comment_done = True
 
 
-# write(job_id, summary, running) -> text written; raises SummaryError
-WriteFn = Callable[[int, JobSummary, bool | None], str]
+# write(job_id, summary, running, known AdminComment) -> text written; raises SummaryError
+WriteFn = Callable[[int, JobSummary, bool | None, str], str]
 
 
 @dataclass(slots=True)
 class _Pending:
     job_id: int
     summary: JobSummary
+    admin_comment: str = ""  # as slurmctld last reported it
     attempts: int = 0
     next_try: float = 0.0
 
@@ -208,12 +215,13 @@ class SummaryWriter:
         self.monotonic = monotonic
         self.pending: dict[int, _Pending] = {}
 
-    def _store(self, job_id: int, summary: JobSummary, running: bool | None) -> None:
+    def _store(self, job_id: int, summary: JobSummary, running: bool | None,
+               admin_comment: str) -> None:
         if self.dry_run:
             log.info("vgpu: dry run: would write the summary of job %d: %s", job_id,
                      format_summary(summary))
             return
-        text = self.write(job_id, summary, running)
+        text = self.write(job_id, summary, running, admin_comment)
         log.info("vgpu: job %d: summary %s %s", job_id,
                  "refreshed" if running else "written", text)
 
@@ -222,7 +230,8 @@ class SummaryWriter:
         """One cycle's writes; `now` is the snapshot's time. Nothing is tried while Slurm is
         down (the queue waits), nor once `budget_s` of this cycle has been spent writing."""
         for job_id, summary in ended:
-            self.pending[job_id] = _Pending(job_id, summary)
+            self.pending[job_id] = _Pending(job_id, summary,
+                                            tracker.ended_comments.get(job_id, ""))
         result = WriteResult()
         if not slurm_up:
             return result
@@ -237,7 +246,7 @@ class SummaryWriter:
             if over_budget():
                 return result
             try:
-                self._store(p.job_id, p.summary, None)
+                self._store(p.job_id, p.summary, None, p.admin_comment)
             except SummaryError as e:
                 p.attempts += 1
                 result.failed += 1
@@ -260,7 +269,7 @@ class SummaryWriter:
             # tried once per interval whatever the outcome: a refresh is only a safety copy
             tracker.mark_written(job_id, now)
             try:
-                self._store(job_id, summary, True)
+                self._store(job_id, summary, True, tracker.jobs[job_id].admin_comment)
             except SummaryError as e:
                 log.warning("vgpu: job %d: summary refresh failed (next in %.0fs): %s",
                             job_id, refresh_interval, e)
@@ -278,7 +287,7 @@ class SummaryWriter:
             if not rec.ever_placed or self.monotonic() - started >= budget_s:
                 continue
             try:
-                self._store(rec.job_id, rec.summary(), True)
+                self._store(rec.job_id, rec.summary(), True, rec.admin_comment)
                 result.written += 1
             except SummaryError as e:
                 log.warning("vgpu: job %d: summary not stored at shutdown: %s", rec.job_id, e)

@@ -149,7 +149,8 @@ def test_restart_continues_from_admin_comment() -> None:
 
 
 def writer(runner: FakeRunner, dry_run: bool = False) -> SummaryWriter:
-    return SummaryWriter(lambda j, s, r: write_summary(j, s, run=runner, running=r),
+    return SummaryWriter(lambda j, s, r, c: write_summary(j, s, run=runner, running=r,
+                                                              known_comment=c),
                          dry_run=dry_run)
 
 
@@ -255,7 +256,8 @@ def test_budget_defers_writes_to_the_next_cycle() -> None:
 
     calls: list[list[str]] = []
     tr = JobTracker()
-    w = SummaryWriter(lambda j, s, r: write_summary(j, s, run=slow, running=r),
+    w = SummaryWriter(lambda j, s, r, c: write_summary(j, s, run=slow, running=r,
+                                                           known_comment=c),
                       monotonic=lambda: clock[0])
     jobs = [job(i, jgpu()) for i in range(1, 6)]
     tr.update(snap(0, *jobs))
