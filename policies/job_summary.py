@@ -217,7 +217,7 @@ def merge_comment(current: str, token: str) -> str:
     for t in (current or "").split():
         if _VERSION_TAG.match(t):
             theirs = _token_nodes(t)
-            if (theirs & mine) or not theirs or t.lower() == token.lower():
+            if (theirs & mine) or not theirs:
                 continue
         kept.append(t)
     return " ".join([*kept, token])
@@ -265,15 +265,18 @@ def write_summary(job_id: str | int, summary: JobSummary, run: Runner = subproce
     plugin's placement records, other nodes' summaries, a site's notes), and return the
     AdminComment written.
 
-    The current AdminComment is read from accounting (`sacct`) and united with
-    `known_comment` (what slurmctld reported last, which may be newer than the database).
-    running=True: scontrol only; False: sacctmgr only; None (job end, state unknown):
-    scontrol first, sacctmgr when slurmctld refuses (the job already finished)."""
+    While the job runs (running=True, scontrol only) `known_comment`, what slurmctld reported
+    in this control period, is the current AdminComment. At or after its end (None: scontrol
+    first, sacctmgr when slurmctld refuses; False: sacctmgr only) other nodes' daemons may
+    have written since, so the accounting copy (`sacct`, one command) is united with it.
+    Reading the database only then keeps periodic refreshes off slurmdbd."""
     jid = str(job_id)
     if not jid.replace("_", "").isdigit():
         raise SummaryError(f"job id {jid!r} is not a Slurm job id")
     token = format_summary(summary)
-    text = merge_comment(union_comments(read_admin_comment(jid, run), known_comment), token)
+    current = known_comment if running else union_comments(read_admin_comment(jid, run),
+                                                           known_comment)
+    text = merge_comment(current, token)
     errors = []
     if running is not False:
         rc, _, err = run(["scontrol", "update", f"job={jid}", f"AdminComment={text}"])

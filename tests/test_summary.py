@@ -164,3 +164,12 @@ def test_writer_reports_both_failures() -> None:
         write_summary(99, _summary(), nothing)
     with pytest.raises(SummaryError, match="not a Slurm job id"):
         write_summary("1;rm", _summary(), nothing)
+
+
+def test_a_running_jobs_refresh_does_not_read_accounting() -> None:
+    # slurmctld's copy (this period's squeue) is current while the job runs: no sacct
+    fake = FakeSlurm(running=True)
+    text = write_summary(8, _node_summary("n1", 3, 20.0), fake, running=True,
+                         known_comment="vgpu:n1=gpu0:3 note")
+    assert [c[0] for c in fake.calls] == ["scontrol"]
+    assert text.split()[:2] == ["vgpu:n1=gpu0:3", "note"]
