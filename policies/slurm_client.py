@@ -235,13 +235,18 @@ _NOT_WAITING_FOR_CAPACITY = re.compile(r"^(JobHeld|Dependency|DependencyNeverSat
                                        r"BadConstraints|InvalidQOS|InvalidAccount)")
 
 
+def waits_for_capacity(state_reason: str) -> bool:
+    """Would this pending job start if capacity were there (not held, no dependency)?"""
+    return not _NOT_WAITING_FOR_CAPACITY.match(state_reason)
+
+
 def parse_pending_json(doc: Mapping[str, Any]) -> list[PendingJob]:
     """vgpu jobs waiting for resources, from `squeue --json` (the whole cluster's)."""
     pending: list[PendingJob] = []
     for raw in doc.get("jobs") or []:
         if "PENDING" not in _state(raw.get("job_state")).upper():
             continue
-        if _NOT_WAITING_FOR_CAPACITY.match(str(raw.get("state_reason") or "")):
+        if not waits_for_capacity(str(raw.get("state_reason") or "")):
             continue
         job_id = _int(raw.get("job_id"))
         count = gres_count(str(raw.get("tres_per_node") or ""))

@@ -24,6 +24,7 @@ from slurm_vgpu.policies.slurm_client import (
     SlurmUnavailable,
     expand_hostlist,
     gres_count,
+    waits_for_capacity,
 )
 from slurm_vgpu.policies.snapshot import PendingJob
 
@@ -91,7 +92,7 @@ class PyslurmClient:
             if str(job.state).upper() == "PENDING":
                 count = gres_count(_gres_text(getattr(job, "gres_per_node", "")))
                 reason = str(getattr(job, "state_reason", "") or "")
-                if count and not reason.startswith(("JobHeld", "Dependency")):
+                if count and waits_for_capacity(reason):
                     self._pending.append(PendingJob(
                         int(job.id), tuple(p for p in str(job.partition or "").split(",") if p),
                         str(job.qos or ""), count))
