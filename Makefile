@@ -34,7 +34,9 @@ lint:
 # root with Debian's Slurm packages; VGPU_REQUIRE_SLURM=1 turns their skips into failures).
 test: deps
 	$(MAKE) all lint
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	@# pytest exits 5 when it collected no test; make would turn that into its own 2
+	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || \
+		echo "make test: pytest collected no tests"; exit $$rc; }
 
 bench: deps
 	$(MAKE) all
