@@ -20,10 +20,16 @@ from slurm_vgpu.policies.job_summary import GpuSlices, JobSummary, format_summar
 from slurm_vgpu.policies.report import build_report, format_table, parse_sacct_json
 from slurm_vgpu.policies.sim_dynamic import MODES, DynamicConfig, build_jobs, run_dynamic
 from slurm_vgpu.policies.sim_static import run_static
-from slurm_vgpu.policies.traces import load_jobs, load_nodes, load_philly, load_util_series
+from slurm_vgpu.policies.traces import (
+    load_jobs,
+    load_nodes,
+    load_philly,
+    load_util_series,
+    trace_data_dir,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+DATA = trace_data_dir(ROOT)
 SEEDS = range(42, 52)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from slurm_vgpu.policies.traces import TraceError
+from slurm_vgpu.policies.traces import TraceError, trace_data_dir
 
 
 class Progress:
@@ -133,7 +133,7 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-DATA_DEFAULT = Path("../shared/data")
+DATA_DEFAULT = trace_data_dir()
 
 
 @simulate.command("dynamic")

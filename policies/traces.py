@@ -7,6 +7,7 @@ trace file says exactly what to fix.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,15 @@ from pathlib import Path
 from slurm_vgpu.errors import VgpuError
 
 GPU_MILLI = 1000
+
+
+def trace_data_dir(beside: Path | None = None) -> Path:
+    """Where the public traces lie: $VGPU_TRACE_DATA, else `shared/data` next to `beside` (a
+    checkout), else `../shared/data` from the current directory."""
+    env = os.environ.get("VGPU_TRACE_DATA")
+    if env:
+        return Path(env)
+    return (beside.parent if beside else Path("..")) / "shared" / "data"
 
 
 class TraceError(VgpuError):

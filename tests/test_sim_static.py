@@ -13,9 +13,15 @@ from click.testing import CliRunner
 
 from slurm_vgpu.policies.sim_static import round_to_slices, run_static
 from slurm_vgpu.policies.simulate_cli import simulate
-from slurm_vgpu.policies.traces import TraceError, load_jobs, load_nodes, load_philly
+from slurm_vgpu.policies.traces import (
+    TraceError,
+    load_jobs,
+    load_nodes,
+    load_philly,
+    trace_data_dir,
+)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = trace_data_dir(Path(__file__).resolve().parents[1])
 OPENB = DATA / "openb"
 NODE_HEADER = "sn,cpu_milli,memory_mib,gpu,model\n"
 JOB_HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
@@ -129,7 +135,8 @@ def published(workload: str, policy: str) -> tuple[float, float]:
                          [("random", "01-Random"), ("bestfit", "05-BestFit")])
 def test_reproduces_fgd_published_numbers(policy: str, published_name: str) -> None:
     if not OPENB.is_dir():
-        pytest.skip(f"trace data not found at {OPENB}")
+        pytest.skip(f"trace data not found at {OPENB} (set VGPU_TRACE_DATA to the folder "
+                    "holding openb/)")
     nodes = load_nodes(OPENB / "openb_node_list_gpu_node.csv")
     jobs = load_jobs(OPENB / "openb_pod_list_default.csv")
     ours = statistics.mean(run_static(nodes, jobs, policy, seed).unallocated_pct_at_100
