@@ -2,12 +2,20 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= $(CURDIR)/build
-PYTHON  ?= python3
+# The Python side lives in a virtual environment of this checkout (Debian's Python is externally
+# managed); `make deps` creates it from Debian's python3. Its bin/ comes first on PATH for every
+# command make runs, so `vgpu`, `python3` and `pytest` are this checkout's.
+VENV    ?= $(CURDIR)/.venv
+PYTHON  ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The Slurm release to build and test against: empty = this machine's; 24.11 or 26.05 (or 22.05
+# on a machine that is not Debian 12) runs the same target in a Debian chroot of that release.
+SLURM   ?=
 
-export PREFIX DESTDIR PYTHON
+export PREFIX DESTDIR PYTHON VENV
+export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: all deps native spank install test lint bench demo clean
+.PHONY: all deps native spank install test lint bench demo deb matrix clean
 
 all: native spank
 
@@ -24,7 +32,7 @@ install: all
 # Debian and PyPI packages the build, tests and demo need (installs only what is missing;
 # VGPU_NO_BOOTSTRAP=1 skips it).
 deps:
-	PYTHON=$(PYTHON) contrib/bootstrap.sh
+	VENV=$(VENV) contrib/bootstrap.sh
 
 lint:
 	$(PYTHON) -m ruff check src gres policies tests bench

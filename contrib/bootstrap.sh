@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Install what `make`, `make test` and `make demo` need on a fresh Debian 12 machine, from
-# Debian and PyPI, and nothing that is already there (a second run takes well under a second).
-# `make test` and `make demo` run it first; VGPU_NO_BOOTSTRAP=1 skips it.
+# Install what `make`, `make test` and `make demo` need on a fresh Debian machine (12 "bookworm",
+# 13 "trixie" or sid), from Debian and PyPI, and nothing that is already there (a second run takes
+# well under a second). `make test` and `make demo` run it first; VGPU_NO_BOOTSTRAP=1 skips it.
+#
+# Debian's Python is "externally managed" (PEP 668) and ships without pip, so the Python side goes
+# into a virtual environment of this checkout ($VENV, default .venv), made from Debian's python3
+# (python3-venv); the Makefile puts $VENV/bin first on PATH for everything it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+BASE_PY=${BASE_PYTHON:-python3}
+VENV=${VENV:-$PWD/.venv}
 
 [ "${VGPU_NO_BOOTSTRAP:-0}" = 1 ] && exit 0
 
-# Debian: Slurm 22.05 and its accounting stack (the test cluster and the demo), libslurm-dev
-# (the SPANK plugin builds against spank.h), a C toolchain, valgrind (instruction counts).
+# Debian: Slurm and its accounting stack (the test cluster and the demo), libslurm-dev (the SPANK
+# plugin builds against spank.h/slurm.h), a C toolchain, valgrind (instruction counts), Python
+# with venv, and what the generated .deb is built with (dpkg-dev: dpkg-deb, dpkg-architecture).
 APT_PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server mariadb-client
-              libslurm-dev make gcc libc6-dev valgrind)
+              libslurm-dev make gcc libc6-dev valgrind python3 python3-venv python3-dev
+              dpkg-dev procps)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
@@ -29,8 +36,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The virtual environment: made once; remade when its Python is gone (a moved or upgraded base).
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+  echo "bootstrap: creating the virtual environment $VENV ($("$BASE_PY" --version 2>&1))"
+  rm -rf --one-file-system "$VENV"
+  "$BASE_PY" -m venv "$VENV"
+fi
+PY=$VENV/bin/python
+
 # PyPI: the project itself (editable) with its dev extra, unless every requirement is there.
-if ! "$PY" - <<'EOF'
+if ! "$PY" - <<'PYEOF'
 import importlib.metadata as md
 import sys
 import tomllib
@@ -56,9 +71,9 @@ except ImportError:
 if missing:
     print("bootstrap: missing Python packages: " + ", ".join(missing))
     sys.exit(1)
-EOF
+PYEOF
 then
-  echo "bootstrap: pip install -e '.[dev]'"
+  echo "bootstrap: pip install -e '.[dev]' into $VENV"
   "$PY" -m pip install -q --disable-pip-version-check -e '.[dev]'
 fi
 
