@@ -4,16 +4,14 @@
 #include <string.h>
 #include <time.h>
 
-#include <slurm/slurm.h>
-#include <slurm/slurm_errno.h>
-
 #include "ctld.h"
 #include "gres.h"
+#include "slurm_compat.h"
 
 /* Position of node in the job's node list, or -1. */
 static int node_position(const char *nodes, const char *node)
 {
-	hostlist_t hl;
+	vgpu_hostlist_t hl;
 	int pos;
 
 	if (!nodes || !node || !node[0])
@@ -36,7 +34,7 @@ int vgpu_ctld_job_alloc(uint32_t job_id, const char *node, const char *gres,
 	memset(out, 0, sizeof(*out));
 	if (slurm_load_job(&resp, job_id, SHOW_DETAIL) != SLURM_SUCCESS || !resp) {
 		snprintf(err, errlen, "cannot ask slurmctld about job %u: %s", job_id,
-			 slurm_strerror(slurm_get_errno()));
+			 slurm_strerror(vgpu_slurm_errno()));
 		goto fail;
 	}
 	for (uint32_t i = 0; i < resp->record_count; i++)
@@ -115,7 +113,7 @@ int vgpu_ctld_job_on_node(uint32_t job_id, const char *node)
 	int rv = 0;
 
 	if (slurm_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp) {
-		int e = slurm_get_errno();
+		int e = vgpu_slurm_errno();
 
 		return e == ESLURM_INVALID_JOB_ID ? 0 : -1;
 	}
@@ -158,7 +156,7 @@ int vgpu_ctld_requeue(uint32_t job_id, char *err, size_t errlen)
 {
 	if (slurm_requeue(job_id, 0) != SLURM_SUCCESS) {
 		snprintf(err, errlen, "cannot requeue job %u: %s", job_id,
-			 slurm_strerror(slurm_get_errno()));
+			 slurm_strerror(vgpu_slurm_errno()));
 		return -1;
 	}
 	return 0;
@@ -211,7 +209,7 @@ int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *cu
 		desc.admin_comment = buf;
 		if (slurm_update_job(&desc) != SLURM_SUCCESS) {
 			snprintf(err, errlen, "cannot record the placement in job %u's "
-				 "AdminComment: %s", job_id, slurm_strerror(slurm_get_errno()));
+				 "AdminComment: %s", job_id, slurm_strerror(vgpu_slurm_errno()));
 			return -1;
 		}
 		if (nnodes <= 1)
