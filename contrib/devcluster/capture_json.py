@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Capture real `squeue --json` / `sinfo --json` output of the installed Slurm for the parser
+"""Capture real `squeue --json` / `sinfo --json` / `scontrol show nodes --json` output of the installed Slurm for the parser
 tests (tests/data/slurm-<release>/), from a loopback cluster in a known state.
 
     python3 contrib/devcluster/capture_json.py [--out tests/data]   # as root
@@ -67,9 +67,12 @@ def main() -> int:
         name = release(cluster)
         target = Path(args.out) / f"slurm-{name}"
         target.mkdir(parents=True, exist_ok=True)
-        for tool in ("squeue", "sinfo"):
-            doc = json.loads(cluster.run(tool, "--json").stdout)
-            (target / f"{tool}.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        reads = {"squeue": ["squeue", "--json"], "sinfo": ["sinfo", "--json"]}
+        if name != "22.05":  # scontrol --json exists from 23.02 on
+            reads["scontrol-nodes"] = ["scontrol", "show", "nodes", "--json"]
+        for stem, argv in reads.items():
+            doc = json.loads(cluster.run(*argv).stdout)
+            (target / f"{stem}.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         ids = {"small": small, "big": big, "wide": wide, "waiting": waiting, "held": held,
                "plain": plain}
         (target / "jobs.json").write_text(json.dumps(ids, indent=2) + "\n")
