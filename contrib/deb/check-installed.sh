@@ -22,6 +22,9 @@ say "installing $(basename "$deb")"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "$deb" >/dev/null
+# the loopback test cluster's own needs (a site has its Slurm daemons already)
+apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client slurmdbd munge \
+  mariadb-server mariadb-client python3 procps >/dev/null
 dpkg -s slurm-vgpu | grep -E '^(Version|Depends):'
 
 # The node's "driver": the simulated GPU where a real node has NVIDIA's, found by the loader.
