@@ -3,6 +3,7 @@
  * vgpu job on this node and stays untouched: two stats, no RPC. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,6 +155,8 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 	mode = STEP_LIMITED;
 	if (!is_whole_job_step(step_id))
 		limit_srun_step(sp, cfg, dir, job_id, step_id);
+	if (vgpu_step_anchor_write(job_id, step_id))
+		return fail_step(cfg, job_id, "cannot write its step anchor in " VGPU_STEP_DIR);
 	return 0;
 }
 
@@ -199,11 +202,64 @@ static void limit_srun_step(spank_t sp, const struct vgpu_config *cfg, const cha
 	(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s", own_limits_path);
 }
 
+/* /proc/self/stat field 22 (start time in clock ticks), or 0. */
+static unsigned long long self_start_time(void)
+{
+	char buf[1024], *p;
+	ssize_t n = vgpu_read_small("/proc/self/stat", buf, sizeof(buf));
+	int field;
+
+	if (n <= 0 || !(p = strrchr(buf, ')')))
+		return 0;
+	for (field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static char anchor_path[PATH_MAX];
+
+/* The step anchor (vgpu_abi.h): tells the hook in every process below this slurmstepd which
+ * limits and state are this step's, from a root-owned file no job variable can redirect. */
+int vgpu_step_anchor_write(uint32_t job_id, uint32_t step_id)
+{
+	char buf[3 * PATH_MAX], err[ERRLEN];
+	int rv = -1;
+
+	if (mode != STEP_LIMITED && mode != STEP_NO_GPUS)
+		return 0;
+	if (geteuid() != 0) {
+		vgpu_log_debug("step %u.%u: not root here; no step anchor", job_id, step_id);
+		return 0;
+	}
+	if (vgpu_fmt(anchor_path, sizeof(anchor_path), "%s/%d", VGPU_STEP_DIR, (int)getpid()) ||
+	    vgpu_fmt(buf, sizeof(buf), "job=%u\nstep=%u\nstart=%llu\nlimits=%s\nstate=%s\n",
+		     job_id, step_id, self_start_time(),
+		     mode == STEP_LIMITED ? limits_path : "-",
+		     mode == STEP_LIMITED ? state_path : "-")) {
+		vgpu_log_error("step %u.%u: step anchor path or content too long", job_id, step_id);
+		goto fail;
+	}
+	if (vgpu_mkdir_root(VGPU_STEP_DIR, 0755, err, sizeof(err)) ||
+	    vgpu_write_atomic(anchor_path, buf, strlen(buf), 0644, err, sizeof(err))) {
+		vgpu_log_error("step %u.%u: %s", job_id, step_id, err);
+		goto fail;
+	}
+	rv = 0;
+fail:
+	if (rv)
+		anchor_path[0] = '\0';
+	return rv;
+}
+
 void vgpu_step_exit(void)
 {
 	if (own_limits_path[0] && geteuid() == 0) {
 		(void)unlink(own_limits_path);
 		own_limits_path[0] = '\0';
+	}
+	if (anchor_path[0] && geteuid() == 0) {
+		(void)unlink(anchor_path);
+		anchor_path[0] = '\0';
 	}
 }
 
