@@ -73,8 +73,8 @@ def fake_state() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def site(fake_state: Path) -> Iterator[tuple[Any, SpankSite, Daemon]]:
-    with one_node_site(fake_state, accounting=False, job_submit_lua=LUA.read_text(),
-                       extra_conf="KillWait=1\n") as (cluster, s):
+    with one_node_site(fake_state, accounting=True, job_submit_lua=LUA.read_text(),
+                       extra_conf="") as (cluster, s):
         os.chmod(cluster.jobs_dir, 0o1777)
         # the shipped defaults but for the period (a test must not wait 5 s per attempt)
         daemon = Daemon(s, fake_state, cluster, "")
@@ -243,6 +243,13 @@ def test_a_step_without_the_hook_over_its_cap_is_stopped(
         wait_for(lambda: device_used(fake_state) == 0, "its memory to be freed", 30)
         assert cluster.job_state(job) == "CANCELLED"
         assert "cancel_step" in daemon.log_text()
+
+        def comment() -> str:
+            return str(cluster.run("sacct", "-n", "-X", "-j", str(job), "-o",
+                                   "AdminComment%600", check=False).stdout)
+        # the decision is in the job's accounting summary (backstop events, bs:)
+        wait_for(lambda: ";bs:" in comment() and ";bs:0" not in comment(),
+                 "the backstop event in AdminComment", 30)
     finally:
         finish(cluster, job)
 
@@ -297,5 +304,24 @@ def test_control_an_honest_job_at_its_share_is_left_alone(
         assert cluster.job_state(job) == "COMPLETED", (cluster.job_state(job),
                                                       daemon.log_text())
         assert f"job {job} kept GPU" not in daemon.log_text()
+    finally:
+        finish(cluster, job)
+
+
+def test_a_smaller_srun_step_cannot_take_its_jobs_limits(
+        site: tuple[Any, SpankSite, Daemon], fake_state: Path) -> None:
+    """Inside a vgpu:3 job a `srun --gres=vgpu:1` step has its own limits; pointing
+    VGPU_LIMITS at the job's (3 slices) is refused by the step's anchor."""
+    cluster, _, _ = site
+    job = submit(cluster, fake_state, "step", (
+        "srun --gres=vgpu:1 bash -c 'VGPU_LIMITS=$(dirname $VGPU_LIMITS)/limits "
+        f"{PROBE} alloc 2G' > $J.probe 2>&1\n"
+        f"srun --gres=vgpu:1 {PROBE} alloc 2G alloc 512M >> $J.probe 2>&1\n"
+        "echo done >> $J.probe"), "--gres=vgpu:3")
+    try:
+        text = wait_text(cluster, "step", "probe", "done")
+        assert "VGPU_LIMITS=" in text and "will fail" in text, text
+        # the honest step: 2 GiB over its 1-slice cap refused, 512 MiB granted
+        assert text.count("alloc rc=0") == 1, text
     finally:
         finish(cluster, job)
