@@ -11,6 +11,7 @@ One node (n1) with two simulated 10 GiB GPUs of ten 1 GiB slices; the daemon pol
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -268,9 +269,17 @@ def test_a_process_escaped_with_setsid_is_killed(
         started = time.monotonic()
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the escaped process to be killed",
                  STOP_WITHIN)
-        print(f"escaped process: killed {time.monotonic() - started:.1f} s after it held")
+        cycle = [ln for ln in daemon.metrics().splitlines()
+                 if ln.startswith("vgpu_daemon_last_cycle_duration_seconds")]
+        print(f"escaped process: killed {time.monotonic() - started:.1f} s after it held "
+              f"(period {PERIOD} s, {cycle})")
         wait_for(lambda: device_used(fake_state) == 0, "its memory to be freed", 30)
         assert f"killed pid {pid}" in daemon.log_text(), daemon.log_text()
+        # precisely: the probe's last write ("hold ready") to the daemon's log line
+        held = (cluster.jobs_dir / "escape.probe").stat().st_mtime
+        line = next(ln for ln in daemon.log_text().splitlines() if f"killed pid {pid}" in ln)
+        at = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        print(f"escaped process: the daemon killed it {at - held:.2f} s after it held")
     finally:
         finish(cluster, job)
 
