@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -44,6 +45,11 @@ PERIOD = 0.5
 # one control period, plus what a 2-core VM shared with the cluster needs to run one cycle
 # (the daemon's cycle, scancel and slurmstepd's kill); the measured latency is printed
 STOP_WITHIN = 15.0
+
+# VGPU_PROCTRACK=cgroup: proctrack/cgroup + task/cgroup, as production clusters run (needs a
+# writable cgroup v1 hierarchy; the loopback cluster's default is proctrack/linuxproc)
+PROCTRACK = ("ProctrackType=proctrack/cgroup\nTaskPlugin=task/cgroup\n"
+             if os.environ.get("VGPU_PROCTRACK") == "cgroup" else "")
 
 GPU0 = ffi.offsetof("struct vgpu_state", "gpu")
 USED0 = GPU0 + ffi.offsetof("struct vgpu_state_gpu", "used_bytes")
@@ -75,7 +81,7 @@ def fake_state() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def site(fake_state: Path) -> Iterator[tuple[Any, SpankSite, Daemon]]:
     with one_node_site(fake_state, accounting=True, job_submit_lua=LUA.read_text(),
-                       extra_conf="") as (cluster, s):
+                       extra_conf=PROCTRACK) as (cluster, s):
         os.chmod(cluster.jobs_dir, 0o1777)
         # the shipped defaults but for the period (a test must not wait 5 s per attempt)
         daemon = Daemon(s, fake_state, cluster, "")
@@ -274,6 +280,8 @@ def test_a_process_escaped_with_setsid_is_killed(
         print(f"escaped process: killed {time.monotonic() - started:.1f} s after it held "
               f"(period {PERIOD} s, {cycle})")
         wait_for(lambda: device_used(fake_state) == 0, "its memory to be freed", 30)
+        if PROCTRACK:
+            return  # proctrack/cgroup: the process never left its step; Slurm killed it
         assert f"killed pid {pid}" in daemon.log_text(), daemon.log_text()
         # precisely: the probe's last write ("hold ready") to the daemon's log line
         held = (cluster.jobs_dir / "escape.probe").stat().st_mtime
@@ -282,6 +290,41 @@ def test_a_process_escaped_with_setsid_is_killed(
         print(f"escaped process: the daemon killed it {at - held:.2f} s after it held")
     finally:
         finish(cluster, job)
+
+
+def test_the_epilog_kills_what_escaped_with_the_hook_loaded(
+        site: tuple[Any, SpankSite, Daemon], fake_state: Path) -> None:
+    """The daemon's kill of unattributed processes is switched off (SIGHUP reload) so that
+    only the job's epilog can end the escaped process."""
+    cluster, s, daemon = site
+    cfg = s.base / "vgpu-daemon.yaml"
+    shipped = cfg.read_text()
+
+    def reload(text: str) -> None:
+        before = daemon.log_text().count("reload: policy settings applied")
+        cfg.write_text(text)
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: daemon.log_text().count("reload: policy settings applied") > before,
+                 "the daemon to reload", 30)
+
+    reload(shipped + "backstop: {kill_unattributed: false}\n")
+    job = None
+    try:
+        job = submit(cluster, fake_state, "epilog", (
+            f"setsid bash -c '{PROBE} alloc 512M hold > $J.probe 2>&1 & echo pid=$! > $J.pid'"
+            " < /dev/null\nwhile ! grep -q 'hold ready' $J.probe; do sleep 0.05; done\nexit 0"),
+            "--gres=vgpu:1")
+        pid = int(wait_text(cluster, "epilog", "pid", "pid=").split("=")[1])
+        wait_for(lambda: ended(cluster, job), "the job to end", 60)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the epilog to kill it", STOP_WITHIN)
+        wait_for(lambda: device_used(fake_state) == 0, "its memory to be freed", 30)
+        assert f"killed pid {pid}" not in daemon.log_text()
+        log = (cluster.workdir / "log" / "slurmd-n1.log").read_text(errors="replace")
+        assert f"job {job} epilog: killed 1 process" in log, log[-2000:]
+    finally:
+        reload(shipped)
+        if job is not None:
+            finish(cluster, job)
 
 
 # --- (e) clear refusals at submit --------------------------------------------------------------
