@@ -261,6 +261,24 @@ def test_a_step_without_the_hook_over_its_cap_is_stopped(
         finish(cluster, job)
 
 
+def test_a_step_without_the_hook_over_its_share_is_stopped(
+        site: tuple[Any, SpankSite, Daemon], fake_state: Path) -> None:
+    cluster, _, daemon = site
+    job = submit(cluster, fake_state, "stripbusy", (
+        f"env -u LD_PRELOAD PROBE_PIPELINE=1 PROBE_BATCH=4 {PROBE} busy 60000 > $J.probe 2>&1"),
+        "--gres=vgpu:1")
+    try:
+        started = time.monotonic()
+        wait_for(lambda: ended(cluster, job), "the compute backstop to stop the step",
+                 STOP_WITHIN + 5)
+        print(f"stripped LD_PRELOAD, computing: stopped {time.monotonic() - started:.1f} s "
+              "after submit")
+        assert cluster.job_state(job) == "CANCELLED"
+        assert f"job {job} kept GPU" in daemon.log_text(), daemon.log_text()
+    finally:
+        finish(cluster, job)
+
+
 # --- (d) no escape from the job ----------------------------------------------------------------
 
 def test_a_process_escaped_with_setsid_is_killed(

@@ -123,3 +123,15 @@ def test_a_stale_anchor_of_a_reused_pid_is_ignored(hook_env: HookEnv,
 def test_no_slurmstepd_parent_keeps_the_variables(hook_env: HookEnv) -> None:
     run = hook_env.run(None, ["info", "alloc", "2G"])  # not a vgpu job: pass through
     assert run.rc("alloc") == 0 and run.vgpu_lines() == []
+
+
+def test_vgpu_hook_conf_is_ignored_inside_a_step(hook_env: HookEnv, anchor_dir: Path) -> None:
+    conf = hook_env.root / "hook.conf"
+    conf.write_text("on_error = unlimited\n")  # root-owned: honoured outside a step
+    conf.chmod(0o644)
+    job = hook_env.job(memory=GIB)
+    job.state.write_bytes(b"garbage")  # the user can break their own state file
+    lines, vgpu = run_in_step(hook_env, job, ["alloc", "2G"], anchor_of(job),
+                              {"VGPU_HOOK_CONF": str(conf)})
+    assert rc(lines, "alloc") != 0
+    assert len(vgpu) == 1 and "on_error=deny" in vgpu[0], vgpu

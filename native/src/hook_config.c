@@ -118,10 +118,11 @@ uint64_t vgpu_alloc_granularity = 2ull << 20;
 
 /* Reads hook.conf. Returns on_error as VGPU_MODE_DENY or VGPU_MODE_UNLIMITED (what to do
  * when a job's files are bad) and sets vgpu_alloc_granularity. */
-static int read_conf(char *conf_used, size_t conf_len)
+static int read_conf(char *conf_used, size_t conf_len, int in_step)
 {
 	const char *path = VGPU_DEFAULT_CONF;
-	const char *override = getenv("VGPU_HOOK_CONF");
+	/* inside a vgpu step only the admin's file counts: no variable picks another */
+	const char *override = in_step ? NULL : getenv("VGPU_HOOK_CONF");
 	struct stat st;
 	int mode = VGPU_MODE_DENY;
 
@@ -559,7 +560,7 @@ int vgpu_load(struct vgpu_runtime *rt)
 		rt->mode = VGPU_MODE_OFF;
 		return 0;
 	}
-	int on_error = read_conf(conf, sizeof conf);
+	int on_error = read_conf(conf, sizeof conf, in_step > 0);
 	if (!state || !*state) {
 		char dir[PATH_MAX];
 		if (dir_of(limits, dir, sizeof dir) == 0)
