@@ -1,6 +1,7 @@
 /* Per step, in slurmstepd (remote context): find the job's placement and set up each task's
  * environment. A job with no directory under runtime_dir/jobs/ (and no requeue note) is not a
  * vgpu job on this node and stays untouched: two stats, no RPC. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,13 +203,15 @@ static void limit_srun_step(spank_t sp, const struct vgpu_config *cfg, const cha
 	(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s", own_limits_path);
 }
 
-/* /proc/self/stat field 22 (start time in clock ticks), or 0. */
-static unsigned long long self_start_time(void)
+/* /proc/<pid>/stat field 22 (start time in clock ticks), or 0 (gone). */
+static unsigned long long proc_start_time(pid_t pid)
 {
-	char buf[1024], *p;
-	ssize_t n = vgpu_read_small("/proc/self/stat", buf, sizeof(buf));
+	char path[64], buf[1024], *p;
+	ssize_t n;
 	int field;
 
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = vgpu_read_small(path, buf, sizeof(buf));
 	if (n <= 0 || !(p = strrchr(buf, ')')))
 		return 0;
 	for (field = 2; field < 22 && p; field++)
@@ -217,6 +220,32 @@ static unsigned long long self_start_time(void)
 }
 
 static char anchor_path[PATH_MAX];
+
+/* Remove anchors left by slurmstepds that are gone (crashed, killed): their pid is dead or
+ * now another process. They are inert (the hook compares the start time) but would pile up. */
+static void sweep_anchors(void)
+{
+	DIR *d = opendir(VGPU_STEP_DIR);
+	struct dirent *e;
+	int seen = 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) && seen++ < 4096) {
+		char path[PATH_MAX], buf[256], *p;
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+
+		if (pid <= 0 || *end)
+			continue;
+		if (vgpu_fmt(path, sizeof(path), "%s/%s", VGPU_STEP_DIR, e->d_name) ||
+		    vgpu_read_small(path, buf, sizeof(buf)) <= 0 || !(p = strstr(buf, "start=")))
+			continue;
+		if (proc_start_time((pid_t)pid) != strtoull(p + 6, NULL, 10))
+			(void)unlink(path);
+	}
+	closedir(d);
+}
 
 /* The step anchor (vgpu_abi.h): tells the hook in every process below this slurmstepd which
  * limits and state are this step's, from a root-owned file no job variable can redirect. */
@@ -233,12 +262,13 @@ int vgpu_step_anchor_write(uint32_t job_id, uint32_t step_id)
 	}
 	if (vgpu_fmt(anchor_path, sizeof(anchor_path), "%s/%d", VGPU_STEP_DIR, (int)getpid()) ||
 	    vgpu_fmt(buf, sizeof(buf), "job=%u\nstep=%u\nstart=%llu\nlimits=%s\nstate=%s\n",
-		     job_id, step_id, self_start_time(),
+		     job_id, step_id, proc_start_time(getpid()),
 		     mode == STEP_LIMITED ? limits_path : "-",
 		     mode == STEP_LIMITED ? state_path : "-")) {
 		vgpu_log_error("step %u.%u: step anchor path or content too long", job_id, step_id);
 		goto fail;
 	}
+	sweep_anchors();
 	if (vgpu_mkdir_root(VGPU_STEP_DIR, 0755, err, sizeof(err)) ||
 	    vgpu_write_atomic(anchor_path, buf, strlen(buf), 0644, err, sizeof(err))) {
 		vgpu_log_error("step %u.%u: %s", job_id, step_id, err);
