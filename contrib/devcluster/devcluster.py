@@ -98,6 +98,7 @@ _PORT_RANGE = (20000, 32768)
 _PLAIN_OPTIONS = (
     "vgpu_per_node", "gres_types", "cpus_per_node", "real_memory_mb", "extra_conf",
     "plugstack_conf", "slurmd_env", "prolog", "epilog", "debug", "cred_expire",
+    "job_submit_lua",
 )
 _TERMINAL_JOB_STATES = frozenset((
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
@@ -359,6 +360,7 @@ class SlurmCluster:
     - ``cpus_per_node`` (default 8; slurmd advertises it thanks to config_overrides),
       ``real_memory_mb`` (default 4000).
     - ``extra_conf``: text appended to slurm.conf (later lines override earlier keys).
+    - ``job_submit_lua``: text of a job_submit.lua beside slurm.conf (JobSubmitPlugins=lua).
     - ``plugstack_conf``: content of the cluster's own plugstack.conf (``PlugStackConfig=``
       points to it; default: empty, so /etc/slurm's SPANK plugins are never loaded).
     - ``slurmd_env``: extra environment for the slurmd processes; slurmstepd (and so SPANK
@@ -397,6 +399,7 @@ class SlurmCluster:
         epilog: str | None = None,
         debug: str = "info",
         cred_expire: int | None = None,
+        job_submit_lua: str = "",
         accounting: bool = True,
         keep_db: bool = False,
         keep_workdir: bool = False,
@@ -423,6 +426,7 @@ class SlurmCluster:
         self.cpus_per_node = cpus_per_node
         self.real_memory_mb = real_memory_mb
         self.extra_conf = extra_conf
+        self.job_submit_lua = job_submit_lua
         self.plugstack_conf = plugstack_conf
         self.slurmd_env: dict[str, str] = dict(slurmd_env or {})
         self.prolog = prolog
@@ -623,6 +627,8 @@ class SlurmCluster:
                 + ",".join(f"gres/{t.strip()}" for t in self.gres_types.split(",") if t.strip()),
                 "AccountingStoreFlags=job_comment",
             ]
+        if self.job_submit_lua:
+            lines.append("JobSubmitPlugins=lua")
         if self.prolog:
             lines.append(f"Prolog={self.prolog}")
         if self.epilog:
@@ -671,6 +677,8 @@ class SlurmCluster:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         _write(self.conf_dir / "slurm.conf", self.render_slurm_conf(), 0o644)
         _write(self.conf_dir / "gres.conf", self.render_gres_conf(), 0o644)
+        if self.job_submit_lua:
+            _write(self.conf_dir / "job_submit.lua", self.job_submit_lua, 0o644)
         plug = self.plugstack_conf
         _write(self.conf_dir / "plugstack.conf", plug + ("\n" if plug and plug[-1] != "\n" else ""),
                0o644)
