@@ -34,6 +34,9 @@ spank:
 install: all
 	$(MAKE) -C native install BUILD=$(BUILD)/native
 	$(MAKE) -C spank install BUILD=$(BUILD)/spank
+	@# submit-time refusals: link or copy beside slurm.conf, JobSubmitPlugins=lua (docs/security.md)
+	install -D -m 0644 contrib/job_submit/job_submit.lua \
+		$(DESTDIR)$(PREFIX)/share/slurm-vgpu/job_submit.lua
 
 # Debian and PyPI packages the build, tests and demo need (installs only what is missing;
 # VGPU_NO_BOOTSTRAP=1 skips it).

@@ -13,8 +13,9 @@
 #                                          (PyPI; Debian main has no NVML binding)
 #   /usr/bin/vgpu                          the tool, on Debian's python3
 #   /usr/share/slurm-vgpu/                 plugstack.conf.d/vgpu.conf to link into
-#                                          /etc/slurm/plugstack.conf.d, hook.conf.example,
-#                                          systemd units, example configuration
+#                                          /etc/slurm/plugstack.conf.d, job_submit.lua (submit
+#                                          refusals), hook.conf.example, systemd units,
+#                                          example configuration
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$REPO/build}
@@ -80,6 +81,7 @@ chmod 0755 "$root/usr/bin/vgpu"
 
 install -d "$root$share/systemd" "$root$share/examples" "$root/usr/share/doc/slurm-vgpu"
 cp "$REPO"/contrib/systemd/*.service "$root$share/systemd/"
+install -m 0644 "$REPO/contrib/job_submit/job_submit.lua" "$root$share/job_submit.lua"
 cp -r "$REPO"/contrib/config/. "$root$share/examples/"
 cp "$REPO/LICENSE" "$root/usr/share/doc/slurm-vgpu/copyright"
 cp "$REPO/README.md" "$root/usr/share/doc/slurm-vgpu/README.md"
