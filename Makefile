@@ -44,7 +44,7 @@ deps:
 	VENV=$(VENV) contrib/bootstrap.sh
 
 lint:
-	$(PYTHON) -m ruff check src gres policies tests bench
+	$(PYTHON) -m ruff check src gres policies tests bench contrib
 	$(PYTHON) -m mypy
 
 # The README's test command: lint, build, then the whole suite (Slurm tests included when run as

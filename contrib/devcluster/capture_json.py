@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Capture real `squeue --json` / `sinfo --json` / `scontrol show nodes --json` output of the installed Slurm for the parser
-tests (tests/data/slurm-<release>/), from a loopback cluster in a known state.
+"""Capture real `squeue --json`, `sinfo --json` and `scontrol show nodes --json` output of the
+installed Slurm for the parser tests (tests/data/slurm-<release>/), from a loopback cluster in a
+known state.
 
     python3 contrib/devcluster/capture_json.py [--out tests/data]   # as root
 
@@ -8,7 +9,8 @@ Run it on each release of the matrix (`contrib/chroot/vgpu-chroot run 24.11 --ou
 .venv/bin/python contrib/devcluster/capture_json.py --out /out`). The state, whatever the
 release (tests/test_daemon_slurm_parsing.py asserts it):
 
-- nodes n1, n2 with vgpu:20 each; n1 has weight 5; partitions normal and scavenger (jobs name theirs);
+- nodes n1, n2 with vgpu:20 each; n1 has weight 5; partitions normal and scavenger (every job
+  names its partition);
 - running on n1: vgpu:3 (AdminComment set), vgpu:10; on n1+n2: a 2-node vgpu:4 job;
 - pending: a scavenger vgpu:5 job pinned to n1 (no room: reason Resources), a held vgpu:2 job,
   a job without GRES.
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from devcluster import SlurmCluster  # noqa: E402
+from devcluster import SlurmCluster
 
 ADMIN_COMMENT = "vgpu1;sl:3;spg:10;obs:60;avg:12.5;pk:30;mem:512;bor:0;bf:0;bs:0"
 PARTITIONS = ("PartitionName=normal Nodes=ALL MaxTime=INFINITE State=UP\n"
@@ -46,7 +48,8 @@ def wait_state(cluster: SlurmCluster, job: int, state: str, timeout: float = 60)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "tests" / "data"),
+    default_out = Path(__file__).resolve().parents[2] / "tests" / "data"
+    parser.add_argument("--out", default=str(default_out),
                         help="directory that gets slurm-<release>/ (default: tests/data)")
     args = parser.parse_args()
     with SlurmCluster(extra_conf=PARTITIONS) as cluster:

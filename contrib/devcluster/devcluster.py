@@ -179,6 +179,22 @@ def _pids_with_env(var: str, value: str) -> list[int]:
     return found
 
 
+def _pids_using(directory: Path) -> list[int]:
+    """PIDs whose working directory or an open file is under ``directory``."""
+    prefix = str(directory.resolve()) + "/"
+    found = []
+    for pid in _all_pids():
+        base = Path(f"/proc/{pid}")
+        try:
+            links = [os.readlink(base / "cwd")]
+            links += [os.readlink(fd) for fd in (base / "fd").iterdir()]
+        except OSError:
+            continue
+        if any((link + "/").startswith(prefix) for link in links):
+            found.append(pid)
+    return found
+
+
 def _descendants(roots: Iterable[int]) -> set[int]:
     children: dict[int, list[int]] = {}
     for pid in _all_pids():
@@ -1044,10 +1060,13 @@ class SlurmCluster:
         """SIGKILL this cluster's leftover processes (slurmstepd and their children).
 
         They are found by the cluster's random token in their environment (set on every
-        daemon, inherited by slurmstepd); never the caller or its ancestors.
+        daemon, inherited by slurmstepd up to 22.05) or, as slurmstepd of later releases
+        starts with an environment of its own, by a working directory or open file (its
+        log, spool) in the cluster's work directory; never the caller or its ancestors.
         """
         spare = _ancestors(os.getpid())
-        marked = [p for p in _pids_with_env(MARKER_VAR, self.token) if p not in spare]
+        marked = [p for p in set(_pids_with_env(MARKER_VAR, self.token))
+                  | set(_pids_using(self.workdir)) if p not in spare]
         victims = {p: _start_time(p) for p in set(marked) | _descendants(marked)}
         victims = {p: st for p, st in victims.items() if p not in spare and st is not None}
         for pid, st in victims.items():
