@@ -379,8 +379,11 @@ class SlurmCluster:
     - ``job_submit_lua``: text of a job_submit.lua beside slurm.conf (JobSubmitPlugins=lua).
     - ``plugstack_conf``: content of the cluster's own plugstack.conf (``PlugStackConfig=``
       points to it; default: empty, so /etc/slurm's SPANK plugins are never loaded).
-    - ``slurmd_env``: extra environment for the slurmd processes; slurmstepd (and so SPANK
-      plugins) inherit it, e.g. ``{"FAKEGPU_STATE": "/tmp/x/%n.state"}``.
+    - ``slurmd_env``: extra environment for the slurmd processes, e.g.
+      ``{"FAKEGPU_STATE": "/tmp/x/%n.state"}``. Whether slurmstepd (and so a SPANK plugin in
+      it) sees it depends on the release: do not rely on it there. Each slurmd runs in a UTS
+      namespace whose host name is its node name (``NodeHostname=<node>``), as on a real
+      cluster.
     - ``prolog`` / ``epilog``: paths for ``Prolog=`` / ``Epilog=`` (run as root by slurmd).
     - ``debug``: SlurmctldDebug/SlurmdDebug/slurmdbd DebugLevel (default ``"info"``).
     - ``cred_expire``: ``AuthInfo=cred_expire=`` seconds (Slurm's default, 120, when None). A
@@ -652,7 +655,7 @@ class SlurmCluster:
         for node in self.node_names:
             gres = self._node_gres_value(node)
             lines.append(
-                f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 "
+                f"NodeName={node} NodeHostname={node} NodeAddr=127.0.0.1 "
                 f"Port={self.ports['slurmd-' + node]} CPUs={self.cpus_per_node} Boards=1 "
                 f"SocketsPerBoard=1 CoresPerSocket={self.cpus_per_node} ThreadsPerCore=1 "
                 f"RealMemory={self.real_memory_mb}"
@@ -954,7 +957,13 @@ class SlurmCluster:
 
     def _start_slurmd(self, node: str) -> None:
         daemon = f"slurmd-{node}"
-        self._spawn(daemon, ["/usr/sbin/slurmd", "-D", "-N", node, "-f", str(self.conf_path)])
+        # Each slurmd in a UTS namespace of its own whose host name is the node's, as on a real
+        # cluster: from 23.02 on slurmstepd starts with an empty environment (no
+        # SLURMD_NODENAME), and the host name is how a plugin in it knows its node.
+        self._spawn(daemon, [
+            "/usr/bin/unshare", "--uts", "--", "/bin/sh", "-c",
+            'echo "$0" > /proc/sys/kernel/hostname && exec "$@"', node,
+            "/usr/sbin/slurmd", "-D", "-N", node, "-f", str(self.conf_path)])
 
     def node_states(self) -> dict[str, str]:
         """Node name -> state as sinfo prints it (``idle``, ``mixed``, ``down*``, ...)."""
