@@ -207,6 +207,7 @@ int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *cu
 		slurm_init_job_desc_msg(&desc);
 		vgpu_job_desc_set_id(&desc, job_id);
 		desc.admin_comment = buf;
+		vgpu_slurm_api_init();
 		if (slurm_update_job(&desc) != SLURM_SUCCESS) {
 			snprintf(err, errlen, "cannot record the placement in job %u's "
 				 "AdminComment: %s", job_id, slurm_strerror(vgpu_slurm_errno()));

@@ -28,6 +28,25 @@ static inline int vgpu_slurm_errno(void)
 }
 #endif
 
+#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
+/* From 23.11 an RPC needs libslurm's hash plugins, which the "spank prolog/epilog" process of
+ * slurmstepd does not load ("fatal: No hash plugins loaded"): slurm_init() loads what is
+ * missing and keeps the configuration already read. Once per process, before the first RPC. */
+static inline void vgpu_slurm_api_init(void)
+{
+	static int done;
+
+	if (!done) {
+		slurm_init(NULL);
+		done = 1;
+	}
+}
+#else
+static inline void vgpu_slurm_api_init(void)
+{
+}
+#endif
+
 #ifdef SLURM_STEP_ID_INITIALIZER
 /* 26.05 names jobs by slurm_step_id_t (job id + cluster-unique sluid) in the job RPCs and the
  * job descriptor, and the step's allocated TRES string is tres_fmt_alloc_str. */
@@ -42,6 +61,7 @@ static inline slurm_step_id_t vgpu_job_step_id(uint32_t job_id, uint32_t step_id
 
 static inline int vgpu_load_job(job_info_msg_t **resp, uint32_t job_id, uint16_t flags)
 {
+	vgpu_slurm_api_init();
 	return slurm_load_job(resp, vgpu_job_step_id(job_id, NO_VAL), flags);
 }
 
@@ -50,11 +70,13 @@ static inline int vgpu_get_job_step(uint32_t job_id, uint32_t step_id,
 {
 	slurm_step_id_t id = vgpu_job_step_id(job_id, step_id);
 
+	vgpu_slurm_api_init();
 	return slurm_get_job_steps(&id, resp, SHOW_ALL);
 }
 
 static inline int vgpu_requeue(uint32_t job_id)
 {
+	vgpu_slurm_api_init();
 	return slurm_requeue(vgpu_job_step_id(job_id, NO_VAL), 0);
 }
 
@@ -67,17 +89,20 @@ static inline void vgpu_job_desc_set_id(job_desc_msg_t *desc, uint32_t job_id)
 #else
 static inline int vgpu_load_job(job_info_msg_t **resp, uint32_t job_id, uint16_t flags)
 {
+	vgpu_slurm_api_init();
 	return slurm_load_job(resp, job_id, flags);
 }
 
 static inline int vgpu_get_job_step(uint32_t job_id, uint32_t step_id,
 				    job_step_info_response_msg_t **resp)
 {
+	vgpu_slurm_api_init();
 	return slurm_get_job_steps(0, job_id, step_id, resp, SHOW_ALL);
 }
 
 static inline int vgpu_requeue(uint32_t job_id)
 {
+	vgpu_slurm_api_init();
 	return slurm_requeue(job_id, 0);
 }
 

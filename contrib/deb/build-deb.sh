@@ -6,7 +6,7 @@
 #
 # SPANK plugins are built against one Slurm release and load only into that release's srun and
 # slurmstepd, so the package depends on that release of slurm-wlm-basic-plugins and on the
-# libslurm it links. Contents (nothing is activated on install; docs/install.md says how):
+# libslurm it links. Contents (nothing is activated on install; README "Installing on a cluster" says how):
 #   /usr/lib/slurm-vgpu/vgpu.so            the SPANK plugin
 #   /usr/lib/slurm-vgpu/libvgpu.so         the hook (LD_PRELOAD)
 #   /usr/lib/slurm-vgpu/python/            the vgpu tool's Python package, and nvidia-ml-py
