@@ -68,8 +68,9 @@ eval "$(python3 "$REPO/contrib/devcluster/devcluster.py" env --workdir "$work/cl
 
 # 3 slices of a 10 GiB card: the program sees 3 GiB as the card; 2 GiB fits, 4 GiB does not
 # (rc=2 is CUDA_ERROR_OUT_OF_MEMORY).
-cat > "$work/job.sh" <<'EOF'
+cat > "$work/job.sh" <<EOF
 #!/bin/sh
+export FAKEGPU_STATE=$work/fake/%n.state   # which simulated node (the driver expands %n)
 vgpu_probe info
 vgpu_probe alloc 2G
 vgpu_probe alloc 4G
