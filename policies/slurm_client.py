@@ -80,7 +80,9 @@ class SlurmClient(Protocol):
         """vgpu jobs waiting to start, from the last running_jobs() read (no RPC of its own)."""
         ...
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]: ...
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
+        """Nodes named (all of the cluster with None: the cluster controller)."""
+        ...
 
     def set_node_vgpu_count(self, node: str, count: int) -> None: ...
 
@@ -342,7 +344,7 @@ class CliSlurmClient:
     def pending_jobs(self) -> list[PendingJob]:
         return list(self._pending)
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
         return parse_sinfo_json(self._json("sinfo", "--json"), names)
 
     def set_node_vgpu_count(self, node: str, count: int) -> None:
