@@ -463,6 +463,22 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run() -> dict[str, Any]:
+    """`python3 bench/run.py scale`: the three measurements with their defaults (the
+    controller on the committed capture in bench/results/capture; the RPC count only as root
+    with Slurm's daemons installed)."""
+    ns = argparse.Namespace
+    result: dict[str, Any] = {
+        "agent": agent(ns(seconds=60.0, period=5.0)),
+        "controller": controller(ns(capture=str(REPO / "bench" / "results" / "capture"),
+                                    nodes=10000, running_per_node=4, jobs=100000, repeats=4)),
+    }
+    if os.geteuid() == 0 and shutil.which("slurmctld"):
+        result["rpc"] = rpc(ns(agents="1,8,32", daemons="1,4,8", periods=10, period=1.0,
+                               warmup=6.0))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
