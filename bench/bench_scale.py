@@ -183,7 +183,7 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
                 "processes_failed": alive,
             })
             print(json.dumps(runs[-1]), file=sys.stderr)
-        return {"bench": "rpc", "machine": machine(), "slurm": _slurm_version(),
+        return {"bench": "rpc", "machine": machine(), "slurm": _slurm_version(env),
                 "control_period_seconds": period, "runs": runs,
                 "goal": "job-info RPCs per period grow by at most 1 for the whole cluster"}
     finally:
@@ -191,10 +191,10 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _slurm_version() -> str:
+def _slurm_version(env: dict[str, str] | None = None) -> str:
     try:
         return subprocess.run(["squeue", "--version"], capture_output=True, text=True,
-                              check=False).stdout.strip()
+                              env=env, check=False).stdout.strip()
     except OSError:
         return ""
 
@@ -327,11 +327,11 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     sample = dict(doc)
     running = [j for j in doc["jobs"] if "RUNNING" in str(j.get("job_state"))]
     pending = [j for j in doc["jobs"] if "PENDING" in str(j.get("job_state"))]
-    sample["jobs"] = running[:50] + pending[:200]  # the records the model replicates
+    sample["jobs"] = running[:20] + pending[:100]  # the records the model replicates
     (out / "squeue-sample.json").write_text(json.dumps(sample))
     (out / "sinfo.json").write_bytes(si)
     n = len(doc["jobs"])
-    return {"bench": "capture", "machine": machine(), "slurm": _slurm_version(),
+    return {"bench": "capture", "machine": machine(), "slurm": _slurm_version(env),
             "jobs": n, "running": len(running), "pending": len(pending),
             "squeue_json_seconds": round(t_json, 3), "squeue_json_bytes": len(sq),
             "squeue_json_ms_per_1000_jobs": round(1000 * t_json / max(1, n) * 1000, 1),
