@@ -329,6 +329,9 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     pending = [j for j in doc["jobs"] if "PENDING" in str(j.get("job_state"))]
     sample["jobs"] = running[:20] + pending[:100]  # the records the model replicates
     (out / "squeue-sample.json").write_text(json.dumps(sample))
+    lines = txt.decode().splitlines()
+    (out / "squeue-formatted-sample.txt").write_text("\n".join(
+        [x for x in lines if "|R|" in x][:20] + [x for x in lines if "|PD|" in x][:100]) + "\n")
     (out / "sinfo.json").write_bytes(si)
     n = len(doc["jobs"])
     return {"bench": "capture", "machine": machine(), "slurm": _slurm_version(env),
@@ -377,6 +380,29 @@ def _model_documents(capture_dir: Path, nodes: int, running_per_node: int, pendi
     return json.dumps(sq).encode(), json.dumps(si).encode()
 
 
+def _model_formatted(capture_dir: Path, nodes: int, running_per_node: int, pending: int
+                     ) -> bytes:
+    """squeue's formatted output for the modelled cluster, from captured lines."""
+    lines = (capture_dir / "squeue-formatted-sample.txt").read_text().splitlines()
+    run_t = [x.split("|") for x in lines if "|R|" in x]
+    pend_t = [x.split("|") for x in lines if "|PD|" in x]
+    out = []
+    job_id = 1
+    for i in range(nodes):
+        for k in range(running_per_node):
+            f = list(run_t[(i + k) % len(run_t)])
+            f[0], f[6], f[7] = str(job_id), f"g{i:05d}", f"gres:vgpu:{2 * (k + 1)}"
+            f[2] = "scavenger" if k == running_per_node - 1 else "gpu"
+            out.append("|".join(f))
+            job_id += 1
+    for i in range(pending):
+        f = list(pend_t[i % len(pend_t)])
+        f[0] = str(job_id)
+        out.append("|".join(f))
+        job_id += 1
+    return ("\n".join(out) + "\n").encode()
+
+
 def controller(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
 
@@ -395,13 +421,19 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         write_atomic,
     )
     from slurm_vgpu.policies.slurm_client import CliSlurmClient
+    from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
 
     t0 = time.perf_counter()
     sq_bytes, si_bytes = _model_documents(Path(args.capture), args.nodes, args.running_per_node,
-                                          args.jobs)
+                                          args.jobs if args.read == "json" else 1)
+    if args.read == "formatted":
+        sq_bytes = _model_formatted(Path(args.capture), args.nodes, args.running_per_node,
+                                    args.jobs)
     build_s = time.perf_counter() - t0
+    base: type[CliSlurmClient] = FormattedSlurmClient if args.read == "formatted" \
+        else CliSlurmClient
 
-    class ModelledCli(CliSlurmClient):
+    class ModelledCli(base):  # type: ignore[valid-type,misc]
         """The CLI client with squeue/sinfo's output given (the documents above): json
         parsing and the client's parsers run for real, the CLI's run time is measured on the
         loopback cluster (capture) and added in the result."""
@@ -445,12 +477,12 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "bench": "controller", "machine": machine(), "nodes": args.nodes, "gpus_per_node": 8,
             "running_jobs": args.nodes * args.running_per_node, "pending_jobs": args.jobs,
-            "squeue_json_mb": round(len(sq_bytes) / 1e6, 1),
+            "squeue_read": args.read, "squeue_output_mb": round(len(sq_bytes) / 1e6, 1),
             "sinfo_json_mb": round(len(si_bytes) / 1e6, 1),
             "model_build_seconds": round(build_s, 2),
             "first_cycle_seconds": round(first, 3),
             "cycle_seconds_median": round(statistics.median(steady), 3) if steady else None,
-            "of_which_json_parse_seconds_median":
+            "of_which_slurm_output_parse_seconds_median":
                 round(statistics.median(phases["slurm_read_parse"][1:] or
                                         phases["slurm_read_parse"]), 3),
             "controller_peak_rss_mb": round(peak, 1),
@@ -471,7 +503,8 @@ def run() -> dict[str, Any]:
     result: dict[str, Any] = {
         "agent": agent(ns(seconds=60.0, period=5.0)),
         "controller": controller(ns(capture=str(REPO / "bench" / "results" / "capture"),
-                                    nodes=10000, running_per_node=4, jobs=100000, repeats=4)),
+                                    nodes=10000, running_per_node=4, jobs=100000, repeats=4,
+                                    read="formatted")),
     }
     if os.geteuid() == 0 and shutil.which("slurmctld"):
         result["rpc"] = rpc(ns(agents="1,8,32", daemons="1,4,8", periods=10, period=1.0,
@@ -500,6 +533,8 @@ def main() -> None:
     k.add_argument("--running-per-node", type=int, default=4)
     k.add_argument("--jobs", type=int, default=100000)
     k.add_argument("--repeats", type=int, default=4)
+    k.add_argument("--read", choices=["formatted", "json"], default="formatted",
+                   help="the controller's squeue read (formatted: what it uses)")
     args = ap.parse_args()
     result = {"rpc": rpc, "agent": agent, "capture": capture,
               "controller": controller}[args.what](args)

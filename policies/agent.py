@@ -21,6 +21,7 @@ value.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -141,6 +142,7 @@ class NodeAgent(Daemon):
         self.lend_only_when_slurm_ok = True
         self.outbox = {}
         self._vgpu_configured = 0
+        self._last_report = b""
         # a restarted agent still owes the summaries its last report listed
         path = relay.exchange.report(relay.node)
         try:
@@ -173,9 +175,18 @@ class NodeAgent(Daemon):
         if self.applier.dry_run:
             return
         path = self.relay.exchange.report(self.relay.node)
+        report = self.report()
+        # unchanged but for the time: touch the file (the controller reads its time from the
+        # file and re-reads only replaced reports: 10,000 agents cost it 10,000 stats)
+        content = report_to_bytes(dataclasses.replace(report, time=0.0))
         try:
-            write_atomic(path, report_to_bytes(self.report()))
+            if content == self._last_report:
+                os.utime(path, (report.time, report.time))
+                return
+            write_atomic(path, report_to_bytes(report))
+            self._last_report = content
         except OSError as e:
+            self._last_report = b""
             log.warning("vgpu: cannot write the report to the controller (%s): %s", path, e)
 
     def cycle(self) -> None:

@@ -385,3 +385,69 @@ def test_exchange_config_is_validated(tmp_path: Path) -> None:
         build_agent(DaemonConfig(nodes=("n1",)))
     with pytest.raises(ConfigError, match=r"exchange\.dir: the cluster controller needs"):
         build_controller(DaemonConfig())
+
+
+SQUEUE_FORMATTED = """\
+41721|R|gpu|(null)|0|2026-12-04T17:35:42|n1|gres:vgpu:2|None
+41726|R|scavenger|low|1000|2026-12-04T17:35:42|n[1-2]|gres:vgpu:4|None
+41727|R|gpu|(null)|0|2026-12-04T17:35:42|n1||None
+1204|PD|gpu,debug|(null)|0|2026-12-06T17:30:25||gres:vgpu:2|Resources
+1205|PD|gpu|(null)|0|N/A||gres:vgpu:3|JobHeldUser
+1206_[1-9]|PD|gpu|(null)|0|N/A||gres:vgpu:3|Priority
+"""
+
+
+def test_formatted_squeue_read() -> None:
+    """squeue -O output as 22.05 prints it (captured; bench/results/scale-capture.json)."""
+    from slurm_vgpu.policies.squeue_formatted import parse_squeue_formatted
+
+    running, pending = parse_squeue_formatted(SQUEUE_FORMATTED)
+    assert [(j.job_id, j.partition, j.qos, j.user_id, dict(j.vgpu_per_node)) for j in running] \
+        == [(41721, "gpu", "", 0, {"n1": 2}), (41726, "scavenger", "low", 1000,
+                                               {"n1": 4, "n2": 4})]
+    assert running[0].start_time > 1.7e9 and running[0].admin_comment == ""
+    assert pending == [PendingJob(1204, ("gpu", "debug"), "", 2)]  # held: not waiting
+
+
+def test_controller_on_the_formatted_read_keeps_the_plugins_admin_comment(
+        tmp_path: Path) -> None:
+    """Without AdminComment in squeue's output, the first summary of a running job starts
+    from accounting's copy (sacct), later ones from what the controller wrote."""
+    from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
+
+    class Formatted(FormattedSlurmClient):
+        def _run(self, tool: str, *args: str) -> str:
+            if tool == "squeue":
+                return "1|R|gpu|(null)|1000|2026-12-04T17:35:42|n1|gres:vgpu:3|None\n"
+            return json_sinfo()
+
+    class Sacct(FakeRunner):
+        def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
+            if argv[0] == "sacct":
+                self.reads.append(list(argv))
+                return 0, "vgpu:n1=gpu0:3\n", ""
+            return super().__call__(argv)
+
+    c = make_cluster(tmp_path, ("n1",), PolicyConfig(share=ShareConfig(idle_after_seconds=10)))
+    c.cfg = dataclasses.replace(c.cfg, accounting=dataclasses.replace(
+        c.cfg.accounting, update_interval_seconds=10))
+    c.runner = Sacct()
+    c.controller = Controller(c.cfg, Formatted(), c.controller.exchange,
+                              summary_runner=c.runner, clock=c.clock)
+    c.agents["n1"].cfg = c.cfg
+    write_job(c.runtime("n1"), 1, 1, 3, NativeShare.BURST)
+    c.files["n1"].busy_ns[1] = 0
+    c.period(6)
+    writes = [call for call in c.runner.calls if call[0] == "scontrol"]
+    assert len(writes) >= 2 and len(c.runner.reads) == 1  # accounting read once
+    assert all(w[3].startswith("AdminComment=vgpu:n1=gpu0:3 vgpu1;n:n1;") for w in writes)
+    snap = c.agents["n1"].state.snapshot
+    assert snap is not None and snap.jobs[0].admin_comment.startswith("vgpu:n1=gpu0:3 vgpu1;")
+
+
+def json_sinfo() -> str:
+    import json
+
+    return json.dumps({"nodes": [{"name": "n1", "state": "MIXED", "gres": "vgpu:20",
+                                  "gres_used": "vgpu:3", "weight": 1,
+                                  "partitions": ["gpu"]}]})
