@@ -487,7 +487,8 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
                                         phases["slurm_read_parse"]), 3),
             "controller_peak_rss_mb": round(peak, 1),
             "directives_written_total": ctl.state.directives_written,
-            "modelled": ("squeue/sinfo JSON replicated from records captured on the loopback "
+            "modelled": ("squeue output (formatted lines or JSON records) and sinfo records "
+                         "replicated from what was captured on the loopback "
                          "cluster (new job ids, node names g00000..); the squeue/sinfo CLI run "
                          "time is not in cycle_seconds: see the capture's per-1000-jobs cost"),
         }

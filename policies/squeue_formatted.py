@@ -45,12 +45,17 @@ def parse_squeue_formatted(text: str) -> tuple[list[SlurmJob], list[PendingJob]]
     (lines that do not have the fields are skipped)."""
     running: list[SlurmJob] = []
     pending: list[PendingJob] = []
+    # 100,000 jobs hold a few dozen distinct requests and reasons: parse each once
+    counts: dict[str, int | None] = {}
+    waiting: dict[str, bool] = {}
     for line in text.splitlines():
         f = line.split("|")
         if len(f) != _FIELDS or not f[0].isdigit():
             continue  # array meta records (123_[1-9]) and anything unexpected
         job_id, state, partition, qos, uid, start, nodes, tres, reason = f
-        count = gres_count(tres)
+        count = counts.get(tres, -1)
+        if count == -1:
+            count = counts[tres] = gres_count(tres)
         if not count:
             continue
         if state == "R":
@@ -58,7 +63,7 @@ def parse_squeue_formatted(text: str) -> tuple[list[SlurmJob], list[PendingJob]]
                 job_id=int(job_id), state="RUNNING", partition=partition, qos=_null(qos),
                 user_id=int(uid) if uid.isdigit() else 0, start_time=_start_time(start),
                 vgpu_per_node=dict.fromkeys(expand_hostlist(nodes), count)))
-        elif state == "PD" and waits_for_capacity(reason):
+        elif state == "PD" and waiting.setdefault(reason, waits_for_capacity(reason)):
             pending.append(PendingJob(int(job_id), tuple(p for p in partition.split(",") if p),
                                       _null(qos), count))
     return running, pending
