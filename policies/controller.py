@@ -378,9 +378,28 @@ class Controller:
             self.state.slurm_up = False
             self.state.slurm_failures = self._failures
 
-    def run(self, stop: threading.Event, max_cycles: int | None = None) -> None:
+    def reload(self, new: DaemonConfig) -> None:
+        """SIGHUP: take the new policy (backfill's preemptible partitions/QOS), accounting,
+        exchange timing and period; the Slurm client, paths and metrics need a restart."""
+        if (new.exchange.dir, new.slurm, new.metrics) != (self.cfg.exchange.dir, self.cfg.slurm,
+                                                          self.cfg.metrics):
+            log.warning("vgpu: reload: exchange.dir, slurm or metrics changed; restart the "
+                        "controller to apply")
+        self.cfg = dataclasses.replace(
+            self.cfg, policy=new.policy, accounting=new.accounting, log_level=new.log_level,
+            control_period_seconds=new.control_period_seconds,
+            exchange=dataclasses.replace(new.exchange, dir=self.cfg.exchange.dir))
+        log.setLevel(new.log_level.upper())
+        log.info("vgpu: reload: controller settings applied")
+
+    def run(self, stop: threading.Event, max_cycles: int | None = None,
+            reload: Callable[[], DaemonConfig | None] | None = None) -> None:
         done = 0
         while not stop.is_set():
+            if reload is not None:
+                new = reload()
+                if new is not None:
+                    self.reload(new)
             try:
                 self.cycle()
             except Exception:

@@ -179,6 +179,24 @@ def controller(config_path: Path | None, metrics_port: int | None, once: bool, d
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    hangup = threading.Event()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        hangup.set()  # applied before the next cycle
+
+    def reload() -> DaemonConfig | None:
+        """SIGHUP: re-read --config; a bad file is reported and the running config kept."""
+        if not hangup.is_set():
+            return None
+        hangup.clear()
+        try:
+            return apply_overrides(resolve_config(config_path), (), None, None, metrics_port)
+        except ConfigError as e:
+            logging.getLogger("slurm_vgpu.controller").error(
+                "vgpu: reload refused, keeping the running config: %s", e)
+            return None
+
+    signal.signal(signal.SIGHUP, on_hangup)
     if cfg.metrics.enabled and not once:
         from prometheus_client import CollectorRegistry, start_http_server
 
@@ -194,4 +212,4 @@ def controller(config_path: Path | None, metrics_port: int | None, once: bool, d
     logging.getLogger("slurm_vgpu.controller").info(
         "vgpu: cluster controller every %.1fs through %s", cfg.control_period_seconds,
         cfg.exchange.dir)
-    c.run(stop, max_cycles=1 if once else None)
+    c.run(stop, max_cycles=1 if once else None, reload=reload)

@@ -5,9 +5,11 @@ with a fake Slurm for the controller and real per-job files for the agents."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -446,8 +448,92 @@ def test_controller_on_the_formatted_read_keeps_the_plugins_admin_comment(
 
 
 def json_sinfo() -> str:
-    import json
-
     return json.dumps({"nodes": [{"name": "n1", "state": "MIXED", "gres": "vgpu:20",
                                   "gres_used": "vgpu:3", "weight": 1,
                                   "partitions": ["gpu"]}]})
+
+
+def test_agent_and_controller_processes(tmp_path: Path) -> None:
+    """`vgpu controller` and `vgpu agent` as processes (stopped by PID), the controller's
+    squeue/sinfo/scontrol being scripts in slurm.bin_dir: the agent learns its job from the
+    directive, `vgpu status` shows it without Slurm, the controller applies the agent's count
+    and survives SIGHUP and a bad config, the agent restarts and takes up its job again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from slurm_vgpu.native import read_limits_file
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    scripts = {
+        "squeue": "echo '7|R|scavenger|normal|1000|2026-12-04T17:35:42|n1|gres:vgpu:3|None'",
+        "sinfo": f"echo '{json_sinfo()}'",
+        "scontrol": f'echo "$*" >> {calls}',
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    rt = tmp_path / "rt" / "n1"
+    rt.mkdir(parents=True)
+    limits = write_job(rt, 1, 7, 3, NativeShare.BURST)
+    (tmp_path / "n1.conf").write_text(
+        "version=1\nnode=n1\n" + "".join(
+            f"gpu index={g} uuid={uuid(1, g)} slices=10 slice_bytes={8 * GIB} "
+            f"slice_permille=100 memory_bytes={80 * GIB} model=x\n" for g in (0, 1)))
+    config = tmp_path / "vgpu.yaml"
+    base = (f"control_period_seconds: 0.2\nnvml: false\nruntime_dir: {tmp_path}/rt/%n\n"
+            f"inventory: {tmp_path}/%n.conf\nmetrics: {{enabled: false}}\n"
+            f"slurm: {{bin_dir: {bin_dir}}}\nexchange: {{dir: {tmp_path}/exchange}}\n"
+            "packing: {enabled: true}\n")
+    config.write_text(base)
+    logs = {name: tmp_path / f"{name}.log" for name in ("controller", "agent", "agent2")}
+
+    def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+        with logs[name].open("wb") as out:
+            return subprocess.Popen([sys.executable, "-m", "slurm_vgpu.cli", *args,
+                                     "--config", str(config)],
+                                    stdout=out, stderr=subprocess.STDOUT)
+
+    def wait(pred: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not pred():
+            text = "\n".join(p.read_text() for p in logs.values() if p.exists())
+            assert time.monotonic() < deadline, f"{what}:\n{text}"
+            time.sleep(0.1)
+
+    def status() -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "slurm_vgpu.cli", "status", "--config",
+                              str(config), "--node", "n1", "--json", "--sample-seconds", "0"],
+                             capture_output=True, text=True, check=True).stdout
+        return dict(json.loads(out))
+
+    procs = [start("controller", "controller"), start("agent", "agent", "--node", "n1")]
+    try:
+        wait(lambda: calls.exists() and "weight=" in calls.read_text(),
+             "the agent's weight applied by the controller")
+        doc = status()
+        assert doc["slurm_ok"] is True
+        job = doc["nodes"][0]["jobs"][0]
+        assert (job["job_id"], job["partition"]) == (7, "scavenger")  # from the directive
+        wait(lambda: read_limits_file(limits).gpus[0].compute_limit_permille == 1000,
+             "the burst job's raised limit (the agent's share adjustment)")
+        procs[0].send_signal(signal.SIGHUP)
+        config.write_text(base + "share: {idle_after_seconds: -1}\n")
+        procs[0].send_signal(signal.SIGHUP)
+        wait(lambda: "reload refused" in logs["controller"].read_text(), "bad config refused")
+        assert procs[0].poll() is None
+        config.write_text(base)
+        procs[1].send_signal(signal.SIGKILL)  # the agent dies; a new one takes over
+        procs[1].wait(10)
+        procs.append(start("agent2", "agent", "--node", "n1"))
+        wait(lambda: "node agent managing n1" in logs["agent2"].read_text(), "agent restart")
+        assert status()["nodes"][0]["jobs"][0]["partition"] == "scavenger"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(10)
+    assert all(p.returncode in (0, -signal.SIGTERM, -signal.SIGKILL) for p in procs)
