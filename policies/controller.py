@@ -134,6 +134,11 @@ class Controller:
         self._summaries: dict[tuple[str, int], _SummaryState] = {}
         self._report_errors: dict[str, str] = {}
         self._report_cache: dict[str, tuple[tuple[int, int, int, int], NodeReport]] = {}
+        # node -> when its agent was last heard (the report file's time)
+        self.heard: dict[str, float] = {}
+        self._stored_index: dict[str, dict[int, str]] = {}  # node -> job -> token stored
+        # node -> what its last directive was made of (unchanged: not even serialized again)
+        self._inputs: dict[str, tuple[object, ...]] = {}
         # AdminComments this controller wrote (squeue's formatted read has none: the next
         # write of a running job starts from the last one written, not from nothing)
         self._comments: dict[int, str] = {}
@@ -173,8 +178,8 @@ class Controller:
             key = (st.st_ino, st.st_size, st.st_uid, st.st_mode)
             cached = self._report_cache.get(entry.name)
             if cached is not None and cached[0] == key:
-                reports[cached[1].node] = dataclasses.replace(
-                    cached[1], time=max(cached[1].time, st.st_mtime))
+                reports[cached[1].node] = cached[1]
+                self.heard[cached[1].node] = max(cached[1].time, st.st_mtime)
                 continue
             try:
                 r = report_from_dict(read_trusted_json(path, frozenset({0})), str(path))
@@ -187,9 +192,9 @@ class Controller:
             if f"{r.node}.json" != entry.name:
                 log.warning("vgpu: controller: %s reports for node %s; ignored", path, r.node)
                 continue
-            r = dataclasses.replace(r, time=max(r.time, st.st_mtime))
             self._report_cache[entry.name] = (key, r)
             reports[r.node] = r
+            self.heard[r.node] = max(r.time, st.st_mtime)
         return reports
 
     # --- one cycle ------------------------------------------------------------------------------
@@ -211,14 +216,15 @@ class Controller:
     def _node_actions(self, node: SlurmNode, report: NodeReport | None, now: float) -> None:
         if report is None or node.vgpu_count is None:
             return  # no agent here (yet): leave the node as slurm.conf has it
-        silent = now - report.time > self.cfg.exchange.stale_after_seconds
+        heard = self.heard.get(node.name, report.time)
+        silent = now - heard > self.cfg.exchange.stale_after_seconds
         if silent:
             self.state.agents_silent += 1
             if node.vgpu_count != report.vgpu_configured and report.vgpu_configured > 0:
                 self._slurm_action(
                     "set_node_vgpu_count",
                     f"{node.name}: gres=vgpu:{report.vgpu_configured} (its agent is silent "
-                    f"for {now - report.time:.0f}s: lent slices withdrawn)",
+                    f"for {now - heard:.0f}s: lent slices withdrawn)",
                     lambda: self.slurm.set_node_vgpu_count(node.name, report.vgpu_configured))
             return
         self.state.agents_reporting += 1
@@ -282,20 +288,26 @@ class Controller:
                         log.info("vgpu: %s; will retry", e)
         for key in [k for k in self._summaries if k not in wanted]:
             del self._summaries[key]
+        self._stored_index = {}
+        for (n, job_id), st in self._summaries.items():
+            if st.stored:
+                self._stored_index.setdefault(n, {})[job_id] = st.token
         owed = {job_id for _, job_id in wanted}
         for job_id in [j for j in comments if j not in running and j not in owed]:
             del comments[job_id]
 
     def _directive(self, node: SlurmNode, jobs: list[SlurmJob], waiting: PendingJob | None
                    ) -> Directive:
-        stored = {job_id: st.token for (n, job_id), st in self._summaries.items()
-                  if n == node.name and st.stored}
+        stored = self._stored_for(node.name)
         # the AdminComment this controller wrote, where squeue's read has none (an agent that
         # restarts continues its jobs' figures from it)
         jobs = [dataclasses.replace(j, admin_comment=self._comments[j.job_id])
                 if not j.admin_comment and j.job_id in self._comments else j for j in jobs]
         return Directive(node=node, jobs=tuple(jobs), waiting=(waiting,) if waiting else (),
                          summaries_stored=stored)
+
+    def _stored_for(self, node: str) -> dict[int, str]:
+        return self._stored_index.get(node, {})
 
     def _write(self, path: Path, content: bytes) -> None:
         if not self.dry_run:
@@ -338,8 +350,13 @@ class Controller:
             configured = report.vgpu_configured if report else (node.vgpu_count or 0)
             waiting = (index.first_for(node.partitions, configured)
                        if self.cfg.policy.backfill.enabled else None)
-            content = directive_to_bytes(self._directive(node, on_node.get(node.name, []),
-                                                         waiting))
+            node_jobs = on_node.get(node.name, [])
+            inputs = (node, node_jobs, waiting, self._stored_for(node.name),
+                      [self._comments.get(j.job_id) for j in node_jobs])
+            if self._inputs.get(node.name) == inputs and node.name in self._written:
+                continue
+            self._inputs[node.name] = inputs
+            content = directive_to_bytes(self._directive(node, node_jobs, waiting))
             if self._written.get(node.name) == content:
                 continue
             try:
