@@ -17,6 +17,8 @@
       on a real exchange directory. The squeue/sinfo documents are built from records
       captured on the loopback cluster (DIR, see `capture`), replicated with new ids and
       node names; the CLI's own run time is measured on the loopback at the captured size.
+  bench_scale.py sinfo [--nodes 10000]
+      sinfo's own time on a loopback cluster with that many node entries.
   bench_scale.py capture --slurm-conf FILE --out DIR
       save `squeue --json`/`sinfo --json` of a running loopback cluster and time squeue
       (JSON and a formatted read) at its current job count.
@@ -97,16 +99,15 @@ def start_cluster(workdir: Path, extra_nodes: int, extra_conf: str = "") -> Any:
     sys.path.insert(0, str(REPO / "contrib" / "devcluster"))
     from devcluster import SlurmCluster  # type: ignore[import-not-found]
 
-    extra = "".join(
-        f"NodeName=v{i} NodeHostname=localhost NodeAddr=127.0.0.1 Port=1 CPUs=8 "
-        f"Gres=vgpu:80 State=DOWN\n" for i in range(1, extra_nodes + 1))
+    extra = (f"NodeName=v[1-{extra_nodes}] NodeHostname=localhost NodeAddr=127.0.0.1 Port=1 "
+             "CPUs=8 Gres=vgpu:80 State=DOWN\n" if extra_nodes else "")
     gres = "NodeName=n[1-2] Name=vgpu Count=80\n"
     if extra_nodes:
         gres += f"NodeName=v[1-{extra_nodes}] Name=vgpu Count=80\n"
     nodes = "n[1-2]" + (f",v[1-{extra_nodes}]" if extra_nodes else "")
     cluster = SlurmCluster(workdir=workdir, nodes=["n1", "n2"], vgpu_per_node=80,
-                           gres_conf=gres, accounting=False,
-                           extra_conf=extra_conf + extra
+                           gres_conf=gres, accounting=False, start_timeout=300,
+                           extra_conf="MaxJobCount=200000\n" + extra_conf + extra
                            + f"PartitionName=gpu Nodes={nodes} State=UP\n")
     cluster.start()
     return cluster
@@ -496,6 +497,32 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def sinfo_at(args: argparse.Namespace) -> dict[str, Any]:
+    """`sinfo` at `--nodes` nodes: a loopback cluster with that many node entries (DOWN, no
+    slurmd), sinfo --json and a formatted sinfo timed (best of 3)."""
+    work = Path(tempfile.mkdtemp(prefix="vgpu-bench-sinfo-"))
+    cluster = start_cluster(work / "cluster", args.nodes)
+    try:
+        env = {**os.environ, **cluster.env}
+        res: dict[str, Any] = {"bench": "sinfo", "machine": machine(),
+                               "slurm": _slurm_version(env), "nodes": args.nodes + 2}
+        for name, argv in [("sinfo_json", ["sinfo", "--json"]),
+                           ("sinfo_formatted", ["sinfo", "-h", "-N", "-O",
+                                                "NodeList:|,StateLong:|,Gres:|,GresUsed:|,"
+                                                "Weight:|,Partition:"])]:
+            times, size = [], 0
+            for _ in range(3):
+                t0 = time.perf_counter()
+                size = len(subprocess.run(argv, env=env, capture_output=True,
+                                          check=True).stdout)
+                times.append(time.perf_counter() - t0)
+            res[name] = {"seconds_best_of_3": round(min(times), 3), "bytes": size}
+        return res
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run() -> dict[str, Any]:
     """`python3 bench/run.py scale`: the three measurements with their defaults (the
     controller on the committed capture in bench/results/capture; the RPC count only as root
@@ -536,9 +563,11 @@ def main() -> None:
     k.add_argument("--repeats", type=int, default=4)
     k.add_argument("--read", choices=["formatted", "json"], default="formatted",
                    help="the controller's squeue read (formatted: what it uses)")
+    n = sub.add_parser("sinfo")
+    n.add_argument("--nodes", type=int, default=10000)
     args = ap.parse_args()
-    result = {"rpc": rpc, "agent": agent, "capture": capture,
-              "controller": controller}[args.what](args)
+    result = {"rpc": rpc, "agent": agent, "capture": capture, "controller": controller,
+              "sinfo": sinfo_at}[args.what](args)
     print(json.dumps(result, indent=2))
 
 

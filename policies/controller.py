@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,10 +150,16 @@ class Controller:
     # --- reads -------------------------------------------------------------------------------
 
     def read_slurm(self) -> tuple[list[SlurmJob], list[PendingJob], list[SlurmNode]]:
-        """One job read (running and pending) and one node read for the whole cluster."""
-        jobs = self.slurm.running_jobs(None)
-        pending = self.slurm.pending_jobs()
-        nodes = [n for n in self.slurm.nodes(None) if n.vgpu_count is not None]
+        """One job read (running and pending) and one node read for the whole cluster, side
+        by side (two CLI processes: at 10,000 nodes sinfo takes half a second of its own)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            node_read = pool.submit(self.slurm.nodes, None)
+            try:
+                jobs = self.slurm.running_jobs(None)
+                pending = self.slurm.pending_jobs()
+            finally:
+                all_nodes = node_read.result()
+        nodes = [n for n in all_nodes if n.vgpu_count is not None]
         return jobs, pending, nodes
 
     def read_reports(self) -> dict[str, NodeReport]:
