@@ -67,8 +67,9 @@ class PackingConfig:
 @dataclass(frozen=True, slots=True)
 class BackstopConfig:
     enabled: bool = True
-    # "record": log + metric + alert; "cancel_step": also scancel the offending step.
-    action: str = "record"
+    # "cancel_step" (default): log + metric + alert + AdminComment, and scancel the offending
+    # step; "record": the same without the scancel, for sites that only want to watch.
+    action: str = "cancel_step"
     # Device memory a job may hold above its cap before the backstop acts: a fixed amount plus
     # an amount per process (each CUDA context costs device memory the hook does not count;
     # a few hundred MiB on real GPUs, nothing on the simulated one).
@@ -76,6 +77,13 @@ class BackstopConfig:
     tolerance_bytes_per_process: int = 0
     # Also report device memory held on sliced GPUs by processes of no known job.
     report_unattributed: bool = True
+    # Kill (SIGKILL) non-root processes on sliced GPUs that belong to no job step.
+    kill_unattributed: bool = True
+    # Compare each job's device time (NVML, per process) with its share every period.
+    compute: bool = True
+    # Device time above the share tolerated over one period (the hook's own bucket may run
+    # 25 % of a period ahead; NVML samples are coarse on real GPUs).
+    compute_tolerance_permille: int = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +318,10 @@ def _backstop(s: _Section) -> BackstopConfig:
         tolerance_bytes_per_process=s.integer("tolerance_bytes_per_process",
                                               d.tolerance_bytes_per_process, 0),
         report_unattributed=s.boolean("report_unattributed", d.report_unattributed),
+        kill_unattributed=s.boolean("kill_unattributed", d.kill_unattributed),
+        compute=s.boolean("compute", d.compute),
+        compute_tolerance_permille=s.integer("compute_tolerance_permille",
+                                             d.compute_tolerance_permille, 0, 1000),
     )
     s.done()
     return cfg
@@ -399,6 +411,9 @@ def load_config(path: Path) -> DaemonConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); save it as UTF-8") from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -4,6 +4,7 @@ so `vgpu --help` stays fast and a broken optional part cannot break the others."
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -65,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except (OSError, UnicodeError, ValueError) as e:
+        # never a traceback for bad input; VGPU_DEBUG=1 shows one for a bug report
+        if os.environ.get("VGPU_DEBUG"):
+            raise
+        what: object = e
+        if isinstance(e, OSError) and e.strerror:
+            what = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+        click.echo(f"vgpu: error: {what} (VGPU_DEBUG=1 for details)", err=True)
+        return 1
     return 0
 
 
