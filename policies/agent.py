@@ -143,6 +143,7 @@ class NodeAgent(Daemon):
         self.outbox = {}
         self._vgpu_configured = 0
         self._last_report = b""
+        self._heard_controller = False
         # a restarted agent still owes the summaries its last report listed
         path = relay.exchange.report(relay.node)
         try:
@@ -165,9 +166,14 @@ class NodeAgent(Daemon):
             for job_id, token in d.summaries_stored.items():
                 if job_id in self.outbox and self.outbox[job_id].token == token:
                     del self.outbox[job_id]
+        wanted = self.relay.vgpu_wanted
+        if not self._heard_controller and self._vgpu_configured > 0:
+            # cut off (no fresh or trusted directive) while the controller may still read
+            # this: it lends nothing, so slurmctld should not count lent slices either
+            wanted = self._vgpu_configured
         return NodeReport(node=self.relay.node, time=self.observer.clock(),
                           vgpu_configured=self._vgpu_configured,
-                          vgpu_wanted=self.relay.vgpu_wanted,
+                          vgpu_wanted=wanted,
                           weight_wanted=self.relay.weight_wanted,
                           summaries=tuple(self.outbox[k] for k in sorted(self.outbox)))
 
@@ -196,6 +202,7 @@ class NodeAgent(Daemon):
             snap = self.state.snapshot
             if snap is not None and snap.nodes:
                 self._vgpu_configured = snap.nodes[0].vgpu_configured
+            self._heard_controller = self.observer.health.ok
             self.write_report()
 
     def flush_summaries(self) -> None:

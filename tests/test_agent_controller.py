@@ -305,6 +305,17 @@ def test_cut_off_agent_keeps_limits_and_lends_nothing(tmp_path: Path) -> None:
     assert all(e.calls == [] for e in c.events.values())
 
 
+def test_agent_without_a_trusted_directive_asks_for_its_lent_slices_back(
+        tmp_path: Path) -> None:
+    c = backfill_cluster(tmp_path)
+    c.period(9)
+    assert c.slurm.vgpu["n1"] == 27
+    os.chown(tmp_path / "exchange" / "to-node" / "n1.json", 65534, 65534)
+    c.period(2)  # the controller still hears the agent, which lends nothing: count back
+    assert c.slurm.vgpu["n1"] == 20
+    assert parse_lent((c.runtime("n1") / "lent").read_text()) == {}
+
+
 def test_slurm_down_at_the_controller_reaches_the_agents(tmp_path: Path) -> None:
     c = backfill_cluster(tmp_path)
     c.period(9)
