@@ -343,14 +343,12 @@ class Controller:
             for name in j.vgpu_per_node:
                 on_node.setdefault(name, []).append(j)
         index = WaitingIndex(pending, self.cfg.policy.backfill)
-        deadline = time.monotonic() + max(1.0, self.cfg.control_period_seconds)
         try:
             for node in nodes:
                 self._node_actions(node, reports.get(node.name), now)
         except SlurmUnavailable as e:
             self._slurm_failed(str(e), now)
             return
-        self._store_summaries(reports, running, deadline)
         written = 0
         for node in nodes:
             report = reports.get(node.name)
@@ -373,7 +371,12 @@ class Controller:
                 continue
             self._written[node.name] = content
             written += 1
-        self._heartbeat(Heartbeat(now, True))
+        self._heartbeat(Heartbeat(self.clock(), True))
+        # after the heartbeat: slow accounting (sacct, scontrol, sacctmgr with their timeouts)
+        # must not make the agents think the controller is gone; the acknowledgements go out
+        # with the next cycle's directives
+        self._store_summaries(reports, running,
+                              time.monotonic() + max(1.0, self.cfg.control_period_seconds))
         elapsed = time.perf_counter() - started
         with st.lock:
             st.cycles += 1
