@@ -126,6 +126,20 @@ class AccountingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangeConfig:
+    """The directory the cluster controller and the node agents talk through (exchange.py)."""
+
+    # None: not split (`vgpu daemon`); `vgpu agent` and `vgpu controller` need it.
+    dir: str | None = None
+    # An agent that has not heard the controller (or a controller that has not heard an agent)
+    # for this long treats it as gone: the agent lends nothing, the controller withdraws the
+    # node's lent slices.
+    stale_after_seconds: float = 30.0
+    # Users besides root whose files an agent believes (the controller may run as SlurmUser).
+    writers: tuple[str, ...] = ("slurm",)
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     # Slurm node name(s) this daemon manages; () means this host's short name.
     nodes: tuple[str, ...] = ()
@@ -138,6 +152,7 @@ class DaemonConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +383,17 @@ def config_from_dict(data: object) -> DaemonConfig:
     )
     acs.done()
 
+    xs = top.section("exchange")
+    xd = ExchangeConfig()
+    exchange = ExchangeConfig(
+        dir=xs.optional_string("dir"),
+        stale_after_seconds=xs.number("stale_after_seconds", xd.stale_after_seconds, 1.0),
+        writers=xs.string_list("writers") if "writers" in xs.data else xd.writers,
+    )
+    xs.done()
+    if exchange.dir is not None and not exchange.dir.startswith("/"):
+        raise ConfigError(f"exchange.dir: expected an absolute path, got {exchange.dir!r}")
+
     sections = {k: top.data.get(k) for k in ("share", "backfill", "packing", "backstop")}
     policy = policy_config_from_dict({k: v for k, v in sections.items() if v is not None})
     top.used.update(sections)
@@ -375,7 +401,7 @@ def config_from_dict(data: object) -> DaemonConfig:
     return DaemonConfig(
         nodes=nodes, control_period_seconds=period, runtime_dir=runtime_dir,
         inventory_path=inventory_path, log_level=log_level, nvml=nvml, slurm=slurm,
-        metrics=metrics, accounting=accounting, policy=policy,
+        metrics=metrics, accounting=accounting, policy=policy, exchange=exchange,
     )
 
 

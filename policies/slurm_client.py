@@ -82,7 +82,9 @@ class SlurmClient(Protocol):
         """vgpu jobs waiting to start, from the last running_jobs() read (no RPC of its own)."""
         ...
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]: ...
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
+        """Nodes named (all of the cluster with None: the cluster controller)."""
+        ...
 
     def set_node_vgpu_count(self, node: str, count: int) -> None: ...
 
@@ -402,7 +404,7 @@ class CliSlurmClient:
                                else ("sinfo", "--json"))
         return self._node_argv
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
         return parse_sinfo_json(self._json(*self._node_listing()), names)
 
     def set_node_vgpu_count(self, node: str, count: int) -> None:
