@@ -12,10 +12,10 @@
 #   /usr/lib/slurm-vgpu/python/            the vgpu tool's Python package, and nvidia-ml-py
 #                                          (PyPI; Debian main has no NVML binding)
 #   /usr/bin/vgpu                          the tool, on Debian's python3
+#   /usr/lib/systemd/system/vgpu-*.service the agent, controller and daemon units (not enabled)
 #   /usr/share/slurm-vgpu/                 plugstack.conf.d/vgpu.conf to link into
 #                                          /etc/slurm/plugstack.conf.d, job_submit.lua (submit
-#                                          refusals), hook.conf.example, systemd units,
-#                                          example configuration
+#                                          refusals), hook.conf.example, example configuration
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$REPO/build}
@@ -79,8 +79,10 @@ sys.exit(main())
 EOF
 chmod 0755 "$root/usr/bin/vgpu"
 
-install -d "$root$share/systemd" "$root$share/examples" "$root/usr/share/doc/slurm-vgpu"
-cp "$REPO"/contrib/systemd/*.service "$root$share/systemd/"
+install -d "$root/usr/lib/systemd/system" "$root$share/examples" "$root/usr/share/doc/slurm-vgpu"
+for unit in "$REPO"/contrib/systemd/*.service; do  # installed, not enabled
+  sed 's|/usr/local/bin/vgpu|/usr/bin/vgpu|g' "$unit" > "$root/usr/lib/systemd/system/$(basename "$unit")"
+done
 install -m 0644 "$REPO/contrib/job_submit/job_submit.lua" "$root$share/job_submit.lua"
 cp -r "$REPO"/contrib/config/. "$root$share/examples/"
 cp "$REPO/LICENSE" "$root/usr/share/doc/slurm-vgpu/copyright"
