@@ -6,13 +6,18 @@ import dataclasses
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.policies.config import DEFAULT_CONFIG_PATH, DaemonConfig, load_config
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 log = logging.getLogger("slurm_vgpu.daemon")
 
@@ -73,9 +78,7 @@ def serve(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | N
     if check_config:
         click.echo("vgpu: config OK")
         return
-    level = getattr(logging, cfg.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("slurm_vgpu.daemon").setLevel(level)
+    _setup_logging(cfg, "slurm_vgpu.daemon")
     from slurm_vgpu.policies.daemon import Daemon, build_daemon
 
     d: Daemon
@@ -85,44 +88,12 @@ def serve(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | N
         d = build_agent(cfg, dry_run=dry_run)
     else:
         d = build_daemon(cfg, dry_run=dry_run)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("vgpu: signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    hangup = threading.Event()
-
-    def on_hangup(signum: int, frame: FrameType | None) -> None:
-        hangup.set()  # applied before the next cycle
-
-    def reload() -> DaemonConfig | None:
-        """SIGHUP: re-read --config; a bad file is reported and the running config kept."""
-        if not hangup.is_set():
-            return None
-        hangup.clear()
-        try:
-            return apply_overrides(resolve_config(config_path), nodes, runtime_dir, inventory,
-                                   metrics_port)
-        except ConfigError as e:
-            log.error("vgpu: reload refused, keeping the running config: %s", e)
-            return None
-
-    signal.signal(signal.SIGHUP, on_hangup)
+    stop, reload = _signal_controls(log, lambda: apply_overrides(
+        resolve_config(config_path), nodes, runtime_dir, inventory, metrics_port))
     if cfg.metrics.enabled and not once:
-        from prometheus_client import CollectorRegistry, start_http_server
-
         from slurm_vgpu.policies.metrics import DaemonCollector
 
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(DaemonCollector(d.state))
-        try:
-            start_http_server(cfg.metrics.port, addr=cfg.metrics.address, registry=registry)
-        except OSError as e:
-            raise ConfigError(f"metrics.port: cannot listen on {cfg.metrics.address}:"
-                              f"{cfg.metrics.port}: {e.strerror or e}") from e
+        _serve_metrics(cfg, DaemonCollector(d.state))
         log.info("vgpu: metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
     log.info("vgpu: %s managing %s every %.1fs", "node agent" if agent else "daemon",
              ",".join(d.observer.node_names), cfg.control_period_seconds)
@@ -165,51 +136,66 @@ def controller(config_path: Path | None, metrics_port: int | None, once: bool, d
     if check_config:
         click.echo("vgpu: config OK")
         return
-    level = getattr(logging, cfg.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("slurm_vgpu.controller").setLevel(level)
+    clog = logging.getLogger("slurm_vgpu.controller")
+    _setup_logging(cfg, clog.name)
     from slurm_vgpu.policies.controller import build_controller
 
     c = build_controller(cfg, dry_run=dry_run)
+    stop, reload = _signal_controls(clog, lambda: apply_overrides(
+        resolve_config(config_path), (), None, None, metrics_port))
+    if cfg.metrics.enabled and not once:
+        from slurm_vgpu.policies.metrics import ControllerCollector
+
+        _serve_metrics(cfg, ControllerCollector(c.state))
+    clog.info(
+        "vgpu: cluster controller every %.1fs through %s", cfg.control_period_seconds,
+        cfg.exchange.dir)
+    c.run(stop, max_cycles=1 if once else None, reload=reload)
+
+
+def _setup_logging(cfg: DaemonConfig, logger: str) -> None:
+    level = getattr(logging, cfg.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger(logger).setLevel(level)
+
+
+def _signal_controls(logger: logging.Logger, reread: Callable[[], DaemonConfig]
+                     ) -> tuple[threading.Event, Callable[[], DaemonConfig | None]]:
+    """SIGTERM/SIGINT set the returned stop event; SIGHUP makes the returned reload() re-read
+    the config before the next cycle (a bad file is reported and the running config kept)."""
     stop = threading.Event()
+    hangup = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        logging.getLogger("slurm_vgpu.controller").info("vgpu: signal %d: stopping", signum)
+        logger.info("vgpu: signal %d: stopping", signum)
         stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    hangup = threading.Event()
 
     def on_hangup(signum: int, frame: FrameType | None) -> None:
         hangup.set()  # applied before the next cycle
 
     def reload() -> DaemonConfig | None:
-        """SIGHUP: re-read --config; a bad file is reported and the running config kept."""
         if not hangup.is_set():
             return None
         hangup.clear()
         try:
-            return apply_overrides(resolve_config(config_path), (), None, None, metrics_port)
+            return reread()
         except ConfigError as e:
-            logging.getLogger("slurm_vgpu.controller").error(
-                "vgpu: reload refused, keeping the running config: %s", e)
+            logger.error("vgpu: reload refused, keeping the running config: %s", e)
             return None
 
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
-    if cfg.metrics.enabled and not once:
-        from prometheus_client import CollectorRegistry, start_http_server
+    return stop, reload
 
-        from slurm_vgpu.policies.metrics import ControllerCollector
 
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(ControllerCollector(c.state))
-        try:
-            start_http_server(cfg.metrics.port, addr=cfg.metrics.address, registry=registry)
-        except OSError as e:
-            raise ConfigError(f"metrics.port: cannot listen on {cfg.metrics.address}:"
-                              f"{cfg.metrics.port}: {e.strerror or e}") from e
-    logging.getLogger("slurm_vgpu.controller").info(
-        "vgpu: cluster controller every %.1fs through %s", cfg.control_period_seconds,
-        cfg.exchange.dir)
-    c.run(stop, max_cycles=1 if once else None, reload=reload)
+def _serve_metrics(cfg: DaemonConfig, collector: Collector) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    try:
+        start_http_server(cfg.metrics.port, addr=cfg.metrics.address, registry=registry)
+    except OSError as e:
+        raise ConfigError(f"metrics.port: cannot listen on {cfg.metrics.address}:"
+                          f"{cfg.metrics.port}: {e.strerror or e}") from e
