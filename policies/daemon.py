@@ -69,7 +69,8 @@ def load_inventories(path_template: str, nodes: Sequence[str]
 # A step the backstop asked Slurm to cancel is not asked again for this long.
 CANCEL_RETRY_SECONDS = 30.0
 
-ViolationKey = tuple[str, str, int | None]
+# (node, gpu uuid, job id or None, kind: memory | compute)
+ViolationKey = tuple[str, str, int | None, str]
 
 
 class Daemon:
@@ -113,7 +114,7 @@ class Daemon:
             self.summaries.pending.clear()
             return WriteResult()
         ended = self.tracker.update(snapshot, plan.backfilled,
-                                    [job for _, _, job in new_violations if job is not None])
+                                    [job for _, _, job, _ in new_violations if job is not None])
         return self.summaries.cycle(snapshot.time, self.tracker, ended, self.observer.health.ok,
                                     acc.update_interval_seconds, self._summary_budget())
 
@@ -152,14 +153,15 @@ class Daemon:
 
     def _record_violations(self, violations: list[RecordViolation]) -> list[ViolationKey]:
         """Log a violation when it starts (debug while it lasts); return the new ones."""
-        current = {(v.node, v.gpu_uuid, v.job_id): v for v in violations}
+        current = {(v.node, v.gpu_uuid, v.job_id, v.kind): v for v in violations}
         new = [k for k in current if k not in self._violations]
         for key, v in current.items():
             level = logging.WARNING if key in new else logging.DEBUG
             log.log(level, "vgpu: backstop: %s (node %s, pids %s)", v.reason, v.node,
                     ",".join(map(str, v.pids)))
-        for key in self._violations - set(current):
-            log.info("vgpu: backstop: over-cap memory on %s/%s (job %s) is gone", *key)
+        for node, uuid, job, kind in self._violations - set(current):
+            log.info("vgpu: backstop: over-cap %s on %s/%s (job %s) is gone", kind, node, uuid,
+                     job)
         self._violations = set(current)
         return new
 
@@ -216,9 +218,10 @@ class Daemon:
             st.actions.update(result.applied)
             st.action_errors.update(result.failed)
             st.violations = result.violations
-            for node, uuid, job_id in new_violations:
-                kind = "unattributed" if job_id is None else "over_cap"
-                st.backstop_events[(node, uuid, kind)] += 1
+            for node, uuid, job_id, kind in new_violations:
+                label = ("unattributed" if job_id is None
+                         else "compute" if kind == "compute" else "over_cap")
+                st.backstop_events[(node, uuid, label)] += 1
 
     def reload(self, new: DaemonConfig) -> None:
         """Take a new config's policy and accounting settings and period (SIGHUP). Paths,

@@ -43,7 +43,7 @@ class DaemonState:
     nvml_up: bool = False
     actions: Counter[str] = field(default_factory=Counter)
     action_errors: Counter[str] = field(default_factory=Counter)
-    # (node, gpu uuid, kind) -> count; kind: over_cap, unattributed
+    # (node, gpu uuid, kind) -> count; kind: over_cap (memory), compute, unattributed
     backstop_events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     # current violations (the last cycle's), for the per-job gauge
     violations: list[RecordViolation] = field(default_factory=list)

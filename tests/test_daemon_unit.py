@@ -382,6 +382,25 @@ def test_backstop_cancels_step_over_cap(tmp_path: Path) -> None:
 
 
 @needs_root
+def test_backstop_counts_compute_over_share_as_its_own_kind(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    write_job(runtime, 42, 2, NativeShare.GUARANTEED)  # 20 % of the GPU, within its memory
+    proc = tmp_path / "proc"
+    fake_proc(proc, 10, 1, 0, b"slurmstepd: [42.0]\0")
+    fake_proc(proc, 11, 10, 1000)
+    slurm = FakeSlurm([slurm_job(42, 2)])
+    d, _ = make_daemon(runtime, slurm, DaemonConfig(nodes=("n1",), nvml=True),
+                       files=RuntimeDirJobFiles(runtime),
+                       nvml=FakeNvml([ProcessReading(UUID0, 11, GIB, utilization_permille=900)]),
+                       proc_root=proc)
+    d.cycle()
+    assert ("cancel", "42.0") in slurm.calls  # the shipped default stops the step
+    text = scrape(d)
+    assert f'vgpu_backstop_events_total{{kind="compute",node="n1",uuid="{UUID0}"}} 1.0' in text
+    assert 'kind="over_cap"' not in text
+
+
+@needs_root
 def test_metrics_scrape_lists_gpus_jobs_and_health(tmp_path: Path) -> None:
     write_job(tmp_path, 1, 3, NativeShare.BURST)
     d, _ = make_daemon(tmp_path, FakeSlurm([slurm_job(1, 3)]))
