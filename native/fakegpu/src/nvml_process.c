@@ -26,6 +26,14 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
 	if (fg_lock(s))
 		return NVML_ERROR_TIMEOUT;
 	now = fg_now_ns();
+	fg_sched_advance(s, d->index, now);
+	if (!s->ideal) {
+		/* the driver's latest sample: the share of its period with any work queued */
+		utilization->gpu = s->dev[d->index].sample_util;
+		utilization->memory = utilization->gpu / 2;
+		fg_unlock(s);
+		return NVML_SUCCESS;
+	}
 	busy = fg_busy_ns(s, d->index, now > win ? now - win : 0, now, 0, NULL);
 	fg_unlock(s);
 	utilization->gpu = (unsigned)((busy * 100 + win / 2) / win);
@@ -129,7 +137,56 @@ nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device,
 	return no_procs(device, infoCount);
 }
 
-/* Per-process SM utilization over (lastSeenTimeStamp, now], or the default window. */
+/* Realistic: the driver's latest per-process sample (one per sample_ms), reported when it is
+ * newer than lastSeenTimeStamp and saw the process active; smUtil is the share of the period
+ * in which the process had work queued or running. NOT_FOUND when there is no new sample. */
+static nvmlReturn_t sampled_process_util(struct fg_state *s, uint32_t dev,
+					 nvmlProcessUtilizationSample_t *utilization,
+					 unsigned int *count, unsigned long long lastSeen)
+{
+	struct timespec rt;
+	uint64_t now, rt_us, now_us;
+	unsigned n = 0;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	rt_us = (uint64_t)rt.tv_sec * 1000000ULL + (uint64_t)rt.tv_nsec / 1000;
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	now = fg_now_ns();
+	now_us = now / 1000;
+	fg_sched_advance(s, dev, now);
+	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
+		const struct fg_proc *p = &s->procs[i];
+		uint64_t ts;
+
+		if (!p->pid || p->device != dev || !p->sample_ns || !p->sample_seen)
+			continue;
+		ts = rt_us - (now_us - p->sample_ns / 1000); /* the boundary, in wall-clock us */
+		if (ts <= lastSeen)
+			continue;
+		if (utilization && n < *count) {
+			memset(&utilization[n], 0, sizeof(utilization[n]));
+			utilization[n].pid = (unsigned)p->pid;
+			utilization[n].timeStamp = ts;
+			utilization[n].smUtil = p->sample_util;
+		}
+		n++;
+	}
+	fg_unlock(s);
+	if (!n) {
+		*count = 0;
+		return NVML_ERROR_NOT_FOUND;
+	}
+	if (!utilization || n > *count) {
+		*count = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	*count = n;
+	return NVML_SUCCESS;
+}
+
+/* Per-process SM utilization: realistic (sampled), or with idealized sensors the exact busy
+ * time over (lastSeenTimeStamp, now] or the default window. */
 nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 					     nvmlProcessUtilizationSample_t *utilization,
 					     unsigned int *processSamplesCount,
@@ -143,11 +200,15 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 	NVML_DEV(device, d);
 	if (!processSamplesCount)
 		return NVML_ERROR_INVALID_ARGUMENT;
+	if (!s->ideal)
+		return sampled_process_util(s, d->index, utilization, processSamplesCount,
+					    lastSeenTimeStamp);
 	clock_gettime(CLOCK_REALTIME, &rt);
 	now_us = (uint64_t)rt.tv_sec * 1000000ULL + (uint64_t)rt.tv_nsec / 1000;
 	if (fg_lock(s))
 		return NVML_ERROR_TIMEOUT;
 	now = fg_now_ns();
+	fg_sched_advance(s, d->index, now);
 	win = window_ns(s);
 	if (lastSeenTimeStamp && lastSeenTimeStamp < now_us &&
 	    (now_us - lastSeenTimeStamp) * 1000ULL < 60ULL * 1000000000ULL)
