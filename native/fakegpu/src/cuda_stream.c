@@ -123,9 +123,18 @@ static int ticket_state(uint64_t ticket, uint64_t *est_ns, uint64_t *done_at)
 		uint64_t est = work - p->done_ns;
 
 		done = 0;
-		if (d->cur != (int32_t)(p - s->procs)) /* someone else's run first */
-			est += (d->run_start_ns + s->timeslice_ns > d->sim_ns ?
-				d->run_start_ns + s->timeslice_ns - d->sim_ns : 0) + s->switch_ns;
+		if (d->cur >= 0 && (uint32_t)d->cur < FG_MAX_PROCS &&
+		    d->cur != (int32_t)(p - s->procs)) {
+			/* the running process goes first: the rest of its slice or of its work,
+			 * whichever ends first, plus a switch if it is preempted (a lower bound:
+			 * never sleep past the moment the work could be done) */
+			const struct fg_proc *q = &s->procs[d->cur];
+			uint64_t left = d->run_start_ns + s->timeslice_ns > d->sim_ns ?
+						d->run_start_ns + s->timeslice_ns - d->sim_ns : 0;
+			uint64_t pend = q->enq_ns > q->done_ns ? q->enq_ns - q->done_ns : 0;
+
+			est += pend < left ? pend : left + s->switch_ns;
+		}
 		if (est_ns)
 			*est_ns = est;
 	} else if (done_at) {

@@ -71,6 +71,7 @@ struct fg_device_state {
 	uint64_t sample_prev_active;
 	uint32_t sample_util;    /* percent, device-level, latest sample */
 	uint32_t pad0;
+	int64_t sample_rt_offset_us; /* wall clock - CLOCK_MONOTONIC when samples were taken */
 	uint32_t ring_head;      /* next slot to write */
 	uint32_t ring_count;     /* valid slots, <= FG_RING_SIZE */
 	struct fg_interval ring[FG_RING_SIZE];
@@ -91,6 +92,9 @@ struct fg_proc {
 	uint64_t sample_prev_active;
 	uint32_t sample_util;    /* percent of the sample period with work queued or running */
 	uint32_t sample_seen;    /* the latest sample saw activity */
+	uint64_t sample_prev_done;
+	uint32_t sample_run_util; /* percent of the sample period its kernels ran */
+	uint32_t pad0;
 };
 
 struct fg_state {

@@ -144,16 +144,12 @@ static nvmlReturn_t sampled_process_util(struct fg_state *s, uint32_t dev,
 					 nvmlProcessUtilizationSample_t *utilization,
 					 unsigned int *count, unsigned long long lastSeen)
 {
-	struct timespec rt;
-	uint64_t now, rt_us, now_us;
+	uint64_t now;
 	unsigned n = 0;
 
-	clock_gettime(CLOCK_REALTIME, &rt);
-	rt_us = (uint64_t)rt.tv_sec * 1000000ULL + (uint64_t)rt.tv_nsec / 1000;
 	if (fg_lock(s))
 		return NVML_ERROR_TIMEOUT;
 	now = fg_now_ns();
-	now_us = now / 1000;
 	fg_sched_advance(s, dev, now);
 	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
 		const struct fg_proc *p = &s->procs[i];
@@ -161,7 +157,7 @@ static nvmlReturn_t sampled_process_util(struct fg_state *s, uint32_t dev,
 
 		if (!p->pid || p->device != dev || !p->sample_ns || !p->sample_seen)
 			continue;
-		ts = rt_us - (now_us - p->sample_ns / 1000); /* the boundary, in wall-clock us */
+		ts = (uint64_t)((int64_t)(p->sample_ns / 1000) + s->dev[dev].sample_rt_offset_us);
 		if (ts <= lastSeen)
 			continue;
 		if (utilization && n < *count) {
@@ -182,6 +178,58 @@ static nvmlReturn_t sampled_process_util(struct fg_state *s, uint32_t dev,
 		return NVML_ERROR_INSUFFICIENT_SIZE;
 	}
 	*count = n;
+	return NVML_SUCCESS;
+}
+
+/* The newer call: the driver's latest per-process sample, smUtil = the share of the sample
+ * period in which the process's kernels ran (its device time), reported when newer than
+ * lastSeenTimeStamp and non-zero. With idealized sensors the same from exact busy time. */
+nvmlReturn_t nvmlDeviceGetProcessesUtilizationInfo(nvmlDevice_t device,
+						   nvmlProcessesUtilizationInfo_t *info)
+{
+	struct fg_state *s = fg_nvml_state();
+	uint64_t now;
+	unsigned n = 0, cap;
+
+	NVML_DEV(device, d);
+	if (!info)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	if (info->version != nvmlProcessesUtilizationInfo_v1)
+		return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+	cap = info->procUtilArray ? info->processSamplesCount : 0;
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	now = fg_now_ns();
+	fg_sched_advance(s, d->index, now);
+	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
+		const struct fg_proc *p = &s->procs[i];
+		uint64_t ts;
+
+		if (!p->pid || p->device != d->index || !p->sample_ns || !p->sample_run_util)
+			continue;
+		ts = (uint64_t)((int64_t)(p->sample_ns / 1000) + s->dev[d->index].sample_rt_offset_us);
+		if (ts <= info->lastSeenTimeStamp)
+			continue;
+		if (n < cap) {
+			nvmlProcessUtilizationInfo_v1_t *u = &info->procUtilArray[n];
+
+			memset(u, 0, sizeof(*u));
+			u->pid = (unsigned)p->pid;
+			u->timeStamp = ts;
+			u->smUtil = p->sample_run_util;
+		}
+		n++;
+	}
+	fg_unlock(s);
+	if (!n) {
+		info->processSamplesCount = 0;
+		return NVML_ERROR_NOT_FOUND;
+	}
+	if (n > cap) {
+		info->processSamplesCount = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	info->processSamplesCount = n;
 	return NVML_SUCCESS;
 }
 
