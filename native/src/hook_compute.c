@@ -68,7 +68,7 @@ static struct {
 	uint64_t sample_mono_ns; /* when the newest sample was taken in (about) */
 	uint64_t open_ns;        /* gate-open time since then */
 	double rate;             /* the job's device time per ns of open gate, smoothed */
-	double others_permille;  /* smoothed */
+	double usable_permille;  /* burst: what the job could use (own + idle), smoothed */
 } lead[VGPU_MAX_GPUS];
 
 #define DEFAULT_PERIOD_US 200000ull
@@ -331,19 +331,24 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		sg->sampler_seen_us = lead[g].seen_us;
 		atomic_fetch_add(&sg->busy_ns, job_ns);
 		atomic_fetch_add(&sg->others_busy_ns, others_ns);
+		/* idle: the part of the period in which no process had work (device-level
+		 * utilization counts time with any work queued) */
+		double idle = (double)span;
+		nvmlUtilization_t u;
+		if (nvml.dev_util && nvml.dev_util(nvml.handle[g], &u) == NVML_SUCCESS)
+			idle = u.gpu >= 100 ? 0 : (double)span * (100 - u.gpu) / 100.0;
+		else if (job_ns + others_ns < span)
+			idle = (double)(span - job_ns - others_ns);
+		/* burst: what the job uses plus what nobody uses, less a margin for others */
+		double usable = 1000.0 * ((double)job_ns + idle) / (double)span;
+		lead[g].usable_permille = 0.5 * lead[g].usable_permille + 0.5 * usable;
 		if (policy == VGPU_SHARE_BURST) {
-			double others = 1000.0 * (double)others_ns / (double)span;
-			lead[g].others_permille = 0.5 * lead[g].others_permille + 0.5 * others;
-			double idle = 1000.0 - lead[g].others_permille - BURST_MARGIN_PERMILLE;
-			if (idle > share)
-				share = idle;
+			double b = lead[g].usable_permille - BURST_MARGIN_PERMILLE;
+			if (b > share)
+				share = b;
 		}
 		double capacity = (double)span;
-		if (others_ns && nvml.dev_util) {
-			nvmlUtilization_t u;
-			double idle = 0;
-			if (nvml.dev_util(nvml.handle[g], &u) == NVML_SUCCESS && u.gpu < 100)
-				idle = (double)span * (100 - u.gpu) / 100.0;
+		if (others_ns) {
 			capacity = (double)(job_ns + others_ns) + idle;
 			if (capacity > (double)span)
 				capacity = (double)span;
@@ -359,6 +364,9 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		lead[g].open_ns = 0;
 		lead[g].sample_mono_ns = now;
 	}
+	if (!got && policy == VGPU_SHARE_BURST &&
+	    lead[g].usable_permille - BURST_MARGIN_PERMILLE > share)
+		share = lead[g].usable_permille - BURST_MARGIN_PERMILLE;
 	if (share >= 1000) {
 		atomic_store(&sg->effective_permille, 1000);
 		atomic_store(&sg->tokens_ns, 0);
