@@ -71,7 +71,7 @@ def _jax_fill(chunk: int, hold: float) -> dict[str, Any]:
     try:
         while True:
             held.append(jnp.empty((chunk,), dtype=jnp.uint8).block_until_ready())
-    except Exception as e:  # noqa: BLE001 - XlaRuntimeError RESOURCE_EXHAUSTED
+    except Exception as e:  # XlaRuntimeError RESOURCE_EXHAUSTED
         error = type(e).__name__ if "RESOURCE_EXHAUSTED" in str(e) else f"other: {e}"
     print(json.dumps({"free": None, "total": stats.get("bytes_limit"),
                       "got": len(held) * chunk, "error": error}), flush=True)

@@ -7,6 +7,7 @@ the simulated work it waits for).
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import time
@@ -120,7 +121,7 @@ result = {"found": found, "missing": missing, "stamps": sorted(set(stamps)), "ut
         for p in procs:
             _finish(p)
     assert nvml["missing"] > 4 * nvml["found"] > 0
-    gaps = [b - a for a, b in zip(nvml["stamps"], nvml["stamps"][1:])]
+    gaps = [b - a for a, b in itertools.pairwise(nvml["stamps"])]
     assert gaps and all(abs(g - 200_000) <= 2_000 for g in gaps)
     assert nvml["utils"] and min(nvml["utils"]) >= 97
     assert nvml["gpu"] >= 97

@@ -174,12 +174,13 @@ static int job_slot_of(const struct vgpu_state *s, uint32_t pid)
  * period in which a process's kernels ran: device time. The older one reports the share in
  * which it had work queued or running (99 for each of two time-sliced busy processes on an
  * H200), which is used only when the newer one is missing. */
-static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
+static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns,
+		   uint64_t *others_queued_ns)
 {
 	struct vgpu_state *s = vgpu_rt.state;
 	unsigned int n = MAX_SAMPLES;
 	nvmlReturn_t r;
-	*job_ns = *others_ns = 0;
+	*job_ns = *others_ns = *others_queued_ns = 0;
 	if (!nvml.handle[g])
 		return -1;
 	if (nvml.procs_util) {
@@ -209,6 +210,18 @@ static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
 		return -1;
 	if (n > MAX_SAMPLES)
 		n = MAX_SAMPLES;
+	if (nvml.procs_util && nvml.proc_util) {
+		/* the older call's share with work queued or running: others that wait */
+		unsigned int m = MAX_SAMPLES - n;
+		nvmlProcessUtilizationSample_t *q = &samples[n];
+		if (nvml.proc_util(nvml.handle[g], q, &m, lead[g].seen_us) == NVML_SUCCESS) {
+			for (unsigned int i = 0; i < m && i < MAX_SAMPLES - n; i++)
+				if (q[i].timeStamp > lead[g].seen_us && job_slot_of(s, q[i].pid) < 0)
+					*others_queued_ns += lead[g].period_us * 1000ull *
+							     (q[i].smUtil > 100 ? 100 : q[i].smUtil) /
+							     100;
+		}
+	}
 	uint64_t newest = lead[g].seen_us;
 	for (unsigned int i = 0; i < n; i++) {
 		const nvmlProcessUtilizationSample_t *x = &samples[i];
@@ -273,8 +286,9 @@ static void set_gate(struct vgpu_state *s, uint32_t g, int closed)
  *     tokens += share * capacity - job      capacity = job + others + idle in that period
  *
  * (idle from the device-level utilization; when the job is alone capacity is the period, so a
- * guaranteed job gets its share of solo throughput; when contended, its share of the work the
- * device did, which is what time-slicing lets the jobs split). Between samples the gate is
+ * guaranteed job gets its share of solo throughput; when others have work waiting, idle does
+ * not count: the jobs split the work the device did, which is what time-slicing lets them
+ * split). Between samples the gate is
  * decided on a prediction: the job is assumed to use `rate` device ns per ns of open gate
  * (learned from the previous samples), so it does not run unchecked for a whole period.
  */
@@ -310,8 +324,8 @@ static void sample_gpu(uint32_t g, uint64_t now)
 	if (share < 1)
 		share = 1;
 
-	uint64_t job_ns = 0, others_ns = 0;
-	int got = measure(g, &job_ns, &others_ns);
+	uint64_t job_ns = 0, others_ns = 0, others_queued_ns = 0;
+	int got = measure(g, &job_ns, &others_ns, &others_queued_ns);
 	if (got < 0) {
 		set_gate(s, g, 0); /* cannot measure: never hold launches on a guess */
 		atomic_store(&sg->sampler_beat_ns, now);
@@ -349,7 +363,11 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		}
 		double capacity = (double)span;
 		if (others_ns) {
-			capacity = (double)(job_ns + others_ns) + idle;
+			/* Others with work waiting (queued longer than they ran, by over 5 % of
+			 * the period) contend for the device: the jobs split the work it does.
+			 * Otherwise idle time is ours to use up to our share. */
+			int contended = others_queued_ns > others_ns + period_ns / 20;
+			capacity = (double)(job_ns + others_ns) + (contended ? 0 : idle);
 			if (capacity > (double)span)
 				capacity = (double)span;
 		}

@@ -306,9 +306,14 @@ static CUresult need_graph(void)
 	kp.gridDimY = kp.gridDimZ = 1;
 	kp.blockDimX = 128;
 	kp.blockDimY = kp.blockDimZ = 1;
+	/* PROBE_GRAPH_NODES kernels in a chain (default 1), as frameworks capture several */
+	const char *gn = getenv("PROBE_GRAPH_NODES");
+	long nodes = gn && atol(gn) > 0 && atol(gn) <= 64 ? atol(gn) : 1;
 	CUresult r = CALL(api.graph_create, &g, 0);
-	if (!r)
-		r = CALL(api.graph_add_kernel, &node, g, NULL, 0, &kp);
+	for (long k = 0; !r && k < nodes; k++) {
+		CUgraphNode prev = node;
+		r = CALL(api.graph_add_kernel, &node, g, k ? &prev : NULL, k ? 1 : 0, &kp);
+	}
 	if (!r)
 		r = CALL(api.graph_instantiate, &graph_exec, g, 0);
 	return r;
