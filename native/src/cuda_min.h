@@ -19,6 +19,8 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUgraphExec_st *CUgraphExec;
 typedef struct CUmemPoolHandle_st *CUmemoryPool;
+#define CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE 17
+#define CU_MEMPOOL_ATTR_RELEASE_THRESHOLD 4
 typedef struct CUarray_st *CUarray;
 typedef struct CUmipmappedArray_st *CUmipmappedArray;
 typedef struct CUlaunchConfig_st CUlaunchConfig; /* passed through, never read */
@@ -97,6 +99,14 @@ typedef struct {
 	unsigned int gpu;
 	unsigned int memory;
 } nvmlUtilization_t;
+
+/* nvmlDeviceGetComputeRunningProcesses_v3's entries (nvmlProcessInfo_v2_t) */
+typedef struct {
+	unsigned int pid;
+	unsigned long long usedGpuMemory;
+	unsigned int gpuInstanceId;
+	unsigned int computeInstanceId;
+} nvmlProcessInfo_v2_t;
 
 /* nvmlDeviceGetProcessesUtilizationInfo (NVML 12.x+), version 1 */
 typedef struct {

@@ -49,6 +49,7 @@ typedef nvmlReturn_t (*nvml_proc_util_fn)(nvmlDevice_t, nvmlProcessUtilizationSa
 					  unsigned int *, unsigned long long);
 typedef nvmlReturn_t (*nvml_procs_util_fn)(nvmlDevice_t, nvmlProcessesUtilizationInfo_v1_t *);
 typedef nvmlReturn_t (*nvml_util_fn)(nvmlDevice_t, nvmlUtilization_t *);
+typedef nvmlReturn_t (*nvml_running_fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_v2_t *);
 
 static _Atomic int monitor_started;
 static struct {
@@ -56,8 +57,11 @@ static struct {
 	nvml_proc_util_fn proc_util;   /* older call: smUtil = share with work queued or running */
 	nvml_procs_util_fn procs_util; /* newer call: smUtil = share its kernels ran */
 	nvml_util_fn dev_util;
+	nvml_running_fn running;       /* processes and the memory each holds */
 	nvmlDevice_t handle[VGPU_MAX_GPUS];
 } nvml;
+static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
+static int nvml_ok;
 
 /* What this process knows as the sampler of a gpu (reset when it loses the role). */
 static struct {
@@ -132,6 +136,8 @@ static int nvml_open(void)
 		VGPU_LIB_NVML, "nvmlDeviceGetProcessesUtilizationInfo");
 	nvml.dev_util = (nvml_util_fn)vgpu_driver_sym(VGPU_LIB_NVML,
 						      "nvmlDeviceGetUtilizationRates");
+	nvml.running = (nvml_running_fn)vgpu_driver_sym(VGPU_LIB_NVML,
+							"nvmlDeviceGetComputeRunningProcesses_v3");
 	if (!init || (!nvml.proc_util && !nvml.procs_util) || init() != NVML_SUCCESS)
 		return -1;
 	if (!nvml.procs_util)
@@ -155,6 +161,27 @@ static int nvml_open(void)
 				 l->gpu[g].physical_index);
 		}
 	}
+	return 0;
+}
+
+static void nvml_open_once(void)
+{
+	nvml_ok = nvml_open() == 0;
+}
+
+int vgpu_nvml_process_used(uint32_t g, uint64_t *bytes)
+{
+	nvmlProcessInfo_v2_t procs[64];
+	unsigned int n = 64;
+	pthread_once(&nvml_once, nvml_open_once);
+	if (!nvml_ok || !nvml.running || g >= vgpu_rt.ngpus || !nvml.handle[g])
+		return -1;
+	if (nvml.running(nvml.handle[g], &n, procs) != NVML_SUCCESS)
+		return -1;
+	*bytes = 0;
+	for (unsigned int i = 0; i < n && i < 64; i++)
+		if (procs[i].pid == (unsigned int)vgpu_rt.pid)
+			*bytes = procs[i].usedGpuMemory;
 	return 0;
 }
 
@@ -410,7 +437,8 @@ static void sample_gpu(uint32_t g, uint64_t now)
 static void *monitor_main(void *arg)
 {
 	(void)arg;
-	int have_nvml = nvml_open() == 0;
+	pthread_once(&nvml_once, nvml_open_once);
+	int have_nvml = nvml_ok;
 	if (!have_nvml)
 		vgpu_log("NVML unavailable in pid %d: it will not measure compute for the job",
 			 (int)vgpu_rt.pid);
@@ -430,6 +458,8 @@ static void *monitor_main(void *arg)
 		vgpu_reclaim_dead(0);
 		if (tick % 10 == 0)
 			vgpu_limits_refresh(); /* every 100 ms */
+		if (have_nvml && tick % 20 == 0)
+			vgpu_mem_reconcile(); /* every 200 ms */
 	}
 	return NULL;
 }
