@@ -3,6 +3,9 @@
     python framework_probe.py torch|cupy|jax fill CHUNK_MIB HOLD_S
         allocate CHUNK_MIB pieces until the framework's own out-of-memory error, report what
         mem_get_info said before, how much was had, the error's type; then hold it HOLD_S s
+    python framework_probe.py torch allocfree MIB HOLD_S
+        allocate MIB in one tensor, free it (the caching allocator or pool keeps it), report
+        mem_get_info, hold HOLD_S s
     python framework_probe.py torch|cupy spin SECONDS ELEMENTS
         keep the GPU busy with elementwise kernels on ELEMENTS floats for SECONDS, a batch
         queued at a time (as training loops do), and report the iterations done
@@ -106,8 +109,23 @@ def _spin(fw: str, seconds: float, elements: int) -> None:
                       "t0_ns": int(t0 * 1e9)}), flush=True)
 
 
+def _torch_allocfree(mib: int, hold: float) -> None:
+    import torch
+
+    x = torch.empty(mib * MIB, dtype=torch.uint8, device="cuda")
+    del x
+    torch.cuda.synchronize()
+    free, total = torch.cuda.mem_get_info()
+    print(json.dumps({"free": free, "total": total,
+                      "reserved": torch.cuda.memory_reserved()}), flush=True)
+    time.sleep(hold)
+
+
 def main(argv: list[str]) -> int:
     fw, mode = argv[1], argv[2]
+    if mode == "allocfree":
+        _torch_allocfree(int(argv[3]), float(argv[4]))
+        return 0
     if mode == "fill":
         chunk, hold = int(argv[3]) * MIB, float(argv[4])
         {"torch": _torch_fill, "cupy": _cupy_fill, "jax": _jax_fill}[fw](chunk, hold)

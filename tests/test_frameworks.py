@@ -74,11 +74,13 @@ def _first_json(proc: subprocess.Popen[str], timeout: float = 240) -> dict[str, 
 CASES = [
     ("torch", {}),
     ("torch", {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}),
+    ("torch", {"PYTORCH_CUDA_ALLOC_CONF": "backend:cudaMallocAsync"}),
     ("cupy", {}),
 ]
 
 
-@pytest.mark.parametrize(("fw", "extra"), CASES, ids=["torch", "torch-expandable", "cupy"])
+@pytest.mark.parametrize(("fw", "extra"), CASES,
+                         ids=["torch", "torch-expandable", "torch-mallocasync", "cupy"])
 def test_a_framework_is_held_to_the_cap_with_a_clean_oom(
     hook_env: HookEnv, fw_python: str, fw: str, extra: dict[str, str]
 ) -> None:
@@ -101,6 +103,39 @@ def test_a_framework_is_held_to_the_cap_with_a_clean_oom(
     # the simulated GPU's ground truth: the process never held more than the cap
     assert truth["memory_used"] <= cap
     assert usage.used_bytes <= cap
+
+
+@pytest.mark.parametrize("alloc_conf", ["", "backend:cudaMallocAsync"])
+def test_torch_processes_of_a_job_hold_no_more_than_the_cap(
+    hook_env_real_contexts: HookEnv, fw_python: str, alloc_conf: str
+) -> None:
+    """Two PyTorch processes of one 3 GiB job on a GPU whose contexts cost 512 MiB: the first
+    allocates 1.5 GiB and frees it (PyTorch keeps it cached; with cudaMallocAsync its pool
+    keeps it), the second fills the rest. By the simulated GPU's ground truth they never
+    hold more than the cap together, and mem_get_info shows the cap minus all of it."""
+    _framework(fw_python, "torch")
+    env = hook_env_real_contexts
+    cap = 3 * GIB
+    job = env.job(memory=cap)
+    extra = {"PYTORCH_CUDA_ALLOC_CONF": alloc_conf} if alloc_conf else {}
+    keeper = _probe(env, env.env(job, extra), fw_python, "torch", "allocfree", "1536", "30")
+    filler = None
+    try:
+        kept = _first_json(keeper)
+        filler = _probe(env, env.env(job, extra), fw_python, "torch", "fill", "64", "30")
+        filled = _first_json(filler)
+        pids = {keeper.pid, filler.pid}
+        held = sum(int(p["memory_used"]) for p in env.device()["processes"] if p["pid"] in pids)
+    finally:
+        for p in (keeper, filler):
+            if p is not None:
+                p.kill()
+                p.communicate(timeout=30)
+    assert kept["total"] == cap
+    # the context and the 1.5 GiB the process keeps are off what it may still use
+    assert isinstance(kept["free"], int) and kept["free"] <= cap - 1536 * MIB - 512 * MIB
+    assert filled["error"] == "OutOfMemoryError"
+    assert held <= cap
 
 
 def test_two_torch_jobs_share_the_device(hook_env: HookEnv, fw_python: str) -> None:
