@@ -7,8 +7,9 @@
    cases (20 us to 10 ms kernels, graphs, cooperative launches, 2 to 5 jobs, one job alone,
    launch-bound jobs); shares over 2 s after 1 s of warm-up, from the simulated GPU's own
    timeline (share of the work done when contended, of wall time alone).
-3. Memory under contention: 8 processes x 10,000 random alloc/free under a 1 GiB cap; the
-   simulated GPU's memory in use is polled throughout, the maximum must stay <= the cap.
+3. Memory under contention: 8 processes x 10,000 random alloc/free under a 5 GiB cap (their
+   8 contexts of 512 MiB, charged to the job, + 1 GiB); the simulated GPU's memory in use is
+   polled throughout, the maximum must stay <= the cap.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slurm_vgpu.native import GpuLimit, JobLimits, SharePolicy, read_usage, write_limits_file
+from slurm_vgpu.native import (
+    GpuLimit,
+    JobLimits,
+    SharePolicy,
+    read_usage,
+    reclaim_dead,
+    write_limits_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = Path(os.environ.get("VGPU_BUILD", REPO / "build"))
@@ -318,7 +326,9 @@ def work_conservation() -> dict[str, object]:
 # ---------------------------------------------------------------- 3. memory contention
 
 def memory_contention(procs_n: int = 8, steps: int = 10_000) -> dict[str, object]:
-    cap = GIB
+    # the simulated GPU's contexts cost 512 MiB each, as an H200's do, and are charged to the
+    # job: 8 of them plus 1 GiB to churn in
+    cap = procs_n * 512 * (1 << 20) + GIB
     with machine() as m:
         env = m.job(memory=cap)
         procs = [subprocess.Popen([str(TESTS / "vgpu_probe"), "churn", str(steps), "128M"],
@@ -331,6 +341,7 @@ def memory_contention(procs_n: int = 8, steps: int = 10_000) -> dict[str, object
             seen.append(int(m.dump()["devices"][0]["memory_used"]))
         elapsed = time.monotonic() - started
         outs = [p.communicate()[0] for p in procs]
+        reclaim_dead(Path(env["VGPU_STATE"]))  # what the daemon does once they are gone
         usage = read_usage(Path(env["VGPU_STATE"]), 1).gpus[0]
     totals = {k: sum(int(x) for x in re.findall(rf"{k}=(\d+)", "".join(outs)))
               for k in ("allocs", "ooms", "frees")}

@@ -209,6 +209,22 @@ static void release(int g, uint64_t bytes)
  * allocation is served from that charge first. */
 
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Allocations and frees of this process under way, and completed: the reconciliation lowers
+ * a charge only from a measurement no operation overlapped (an allocation reserved but not yet
+ * made, or freed but not yet returned, would make NVML and the hook disagree for a moment). */
+static _Atomic int ops_inflight;
+static _Atomic unsigned long ops_epoch;
+
+static void op_begin(void)
+{
+	atomic_fetch_add(&ops_inflight, 1);
+}
+
+static void op_end(void)
+{
+	atomic_fetch_add(&ops_epoch, 1);
+	atomic_fetch_sub(&ops_inflight, 1);
+}
 static uint64_t held_other[VGPU_MAX_GPUS]; /* context and driver */
 static uint64_t held_pool[VGPU_MAX_GPUS];  /* freed into pools, kept by them */
 static int held_measured[VGPU_MAX_GPUS];
@@ -241,8 +257,11 @@ static void reconcile_gpu(int g)
 {
 	struct vgpu_state *s = vgpu_rt.state;
 	uint64_t nv;
+	unsigned long epoch = atomic_load(&ops_epoch);
+	int quiet = atomic_load(&ops_inflight) == 0;
 	if (vgpu_nvml_process_used((uint32_t)g, &nv) != 0)
 		return;
+	quiet = quiet && atomic_load(&ops_inflight) == 0 && atomic_load(&ops_epoch) == epoch;
 	pthread_mutex_lock(&held_mu);
 	held_measured[g] = 1;
 	uint64_t mine = 0;
@@ -252,6 +271,8 @@ static void reconcile_gpu(int g)
 	uint64_t held = held_other[g] + held_pool[g];
 	uint64_t allocs = mine > held ? mine - held : 0;
 	uint64_t target = nv > allocs ? nv - allocs : 0;
+	if (!quiet && target < held)
+		target = held; /* an operation overlapped: only raise, never lower, on it */
 	uint64_t pool = held_pool[g] < target ? held_pool[g] : target;
 	charge_held(g, (int64_t)target - (int64_t)held);
 	held_pool[g] = pool;
@@ -453,8 +474,11 @@ static CUresult before_alloc(int gpu, uint64_t bytes, int *reserved_gpu)
 			reconcile_gpu(gpu);
 		__atomic_store_n(&held_measured[gpu], 1, __ATOMIC_RELEASE);
 	}
-	if (reserve(gpu, round_up(bytes, ALLOC_GRANULARITY)) != 0)
+	op_begin(); /* ended by after_alloc (or below, when refused) */
+	if (reserve(gpu, round_up(bytes, ALLOC_GRANULARITY)) != 0) {
+		op_end();
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
 	*reserved_gpu = gpu;
 	return CUDA_SUCCESS;
 }
@@ -471,6 +495,7 @@ static CUresult before_alloc_pooled(int gpu, uint64_t bytes, int *reserved_gpu)
 	held_pool[gpu] -= take;
 	pthread_mutex_unlock(&held_mu);
 	if (take == charge) {
+		op_begin(); /* ended by after_alloc */
 		*reserved_gpu = gpu;
 		return CUDA_SUCCESS;
 	}
@@ -512,11 +537,13 @@ static CUresult after_alloc(CUresult r, int gpu, uint8_t kind, uint64_t key, uin
 	uint64_t charged = round_up(bytes, ALLOC_GRANULARITY);
 	if (r != CUDA_SUCCESS) {
 		release(gpu, charged);
+		op_end();
 		return r;
 	}
 	if (table_put(kind, key, charged, gpu) != 0)
 		vgpu_log("out of host memory for the allocation table; %llu bytes stay reserved "
 			 "until this process exits", (unsigned long long)charged);
+	op_end();
 	return r;
 }
 
@@ -608,18 +635,22 @@ static void after_free_pooled(CUresult r, uint64_t key, int keeps)
 	do {                                                                       \
 		vgpu_ensure_init();                                                \
 		int keeps_ = pool_keeps(key);                                      \
+		op_begin();                                                        \
 		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
 		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
 		after_free_pooled(r_, (key), keeps_);                              \
+		op_end();                                                          \
 		return r_;                                                         \
 	} while (0)
 
 #define FREE_FORWARD(name, kind, key, ...)                                         \
 	do {                                                                       \
 		vgpu_ensure_init();                                                \
+		op_begin();                                                        \
 		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
 		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
 		after_free(r_, (kind), (key));                                     \
+		op_end();                                                          \
 		return r_;                                                         \
 	} while (0)
 
@@ -679,6 +710,7 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size
 			if (real_free)
 				real_free(*dptr);
 			release(reserved, charged);
+			op_end();
 			return CUDA_ERROR_OUT_OF_MEMORY;
 		}
 	} else if (needed < charged) {
