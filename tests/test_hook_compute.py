@@ -159,3 +159,28 @@ def test_a_two_gpu_job_is_held_to_each_gpus_own_limits(hook_env_2gpu: HookEnv) -
     _finish(procs)
     busy = sum(int(p["busy_window_ns"]) for p in dev1["processes"])
     assert 100 * busy / 1.5e9 == pytest.approx(20, abs=TOLERANCE)
+
+
+@pytest.mark.parametrize(("kernel_ns", "graph_nodes"), [(20_000, 0), (200_000, 4)],
+                         ids=["20us-plain", "200us-graph-next-to-plain"])
+def test_shares_of_the_work_hold_for_short_kernels_and_graphs(
+    hook_env: HookEnv, kernel_ns: int, graph_nodes: int
+) -> None:
+    """Issue 14's cases that the H200 got wrong: 20 us kernels 700+300, and a 300 job launching
+    CUDA graphs of 4 kernels next to a 700 job launching plain kernels (7-12 points over its
+    share on the H200 with the old controller). Both jobs keep ~1 ms of work queued."""
+    jobs = [hook_env.job("big", compute_permille=700), hook_env.job("small", compute_permille=300)]
+    t0 = time.monotonic_ns()
+    procs = []
+    for i, job in enumerate(jobs):
+        graph = graph_nodes and i == 1
+        per_launch = kernel_ns * (graph_nodes if graph else 1)
+        extra = {"FAKEGPU_KERNEL_NS": str(kernel_ns), "PROBE_PIPELINE": "1",
+                 "PROBE_BATCH": str(max(1, 1_000_000 // per_launch)),
+                 "PROBE_GRAPH_NODES": str(graph_nodes or 1)}
+        procs.append(hook_env.start(job, ["busyk", "graph" if graph else "launch", "3100"],
+                                    extra=extra))
+    shares = _work_shares(hook_env, procs, t0 + 1_000_000_000, t0 + 3_000_000_000)
+    _finish(procs)
+    assert shares[0] == pytest.approx(70, abs=SHARE_TOLERANCE)
+    assert shares[1] == pytest.approx(30, abs=SHARE_TOLERANCE)
