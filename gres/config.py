@@ -372,6 +372,9 @@ def load_config(path: Path) -> GresConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); save it as UTF-8") from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -52,6 +52,18 @@ class CancelStep:
 
 
 @dataclass(frozen=True, slots=True)
+class KillProcess:
+    """SIGKILL a process on a sliced GPU that belongs to no live job step (escaped by setsid or
+    a double fork, or left after its job ended). Applied only if, re-checked just before the
+    kill, the pid is still not root's and still belongs to no job step."""
+
+    node: str
+    gpu_uuid: str
+    pid: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordViolation:
     """The backstop found device memory over a cap (or unattributed): log, count, alert.
 
@@ -64,10 +76,13 @@ class RecordViolation:
     limit_bytes: int
     pids: tuple[int, ...]
     reason: str
+    # "memory" (over the cap or unattributed) or "compute" (device time over the share)
+    kind: str = "memory"
 
 
 Action = (
-    SetComputeLimit | SetNodeVgpuCount | SetNodeWeight | RequeueJob | CancelStep | RecordViolation
+    SetComputeLimit | SetNodeVgpuCount | SetNodeWeight | RequeueJob | CancelStep | KillProcess
+    | RecordViolation
 )
 
 
@@ -82,5 +97,6 @@ _KINDS: dict[type, str] = {
     SetNodeWeight: "set_node_weight",
     RequeueJob: "requeue_job",
     CancelStep: "cancel_step",
+    KillProcess: "kill_process",
     RecordViolation: "record_violation",
 }

@@ -10,13 +10,18 @@ action only; the daemon logs it, counts it, and carries on with the others.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from slurm_vgpu.errors import VgpuError
 from slurm_vgpu.policies.actions import (
     Action,
     CancelStep,
+    KillProcess,
     RecordViolation,
     RequeueJob,
     SetComputeLimit,
@@ -25,6 +30,7 @@ from slurm_vgpu.policies.actions import (
     action_kind,
 )
 from slurm_vgpu.policies.job_files import JobFileError, JobFiles
+from slurm_vgpu.policies.proc_attribution import attribute_pid, process_uid
 from slurm_vgpu.policies.slurm_client import (
     SlurmClient,
     SlurmRequestRejected,
@@ -52,11 +58,32 @@ def _memory_caps(snapshot: Snapshot) -> dict[tuple[int, str], int]:
             for job in snapshot.jobs for jg in job.gpus}
 
 
+def kill_escaped(pid: int, proc_root: Path = Path("/proc")) -> str:
+    """SIGKILL pid if it still belongs to no job step and is not root's (re-checked here: the
+    snapshot is up to one period old and the pid may have been reused). Returns "" when
+    killed, else why not."""
+    uid = process_uid(pid, proc_root)
+    if uid is None:
+        return "gone already"
+    if uid == 0:
+        return "runs as root"
+    owner = attribute_pid(pid, proc_root)
+    if owner is not None:
+        return f"belongs to job {owner[0]} step {owner[1]} now"
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError as e:
+        return str(e)
+    return ""
+
+
 class Applier:
-    def __init__(self, slurm: SlurmClient, files: JobFiles, dry_run: bool = False) -> None:
+    def __init__(self, slurm: SlurmClient, files: JobFiles, dry_run: bool = False,
+                 kill: Callable[[int], str] = kill_escaped) -> None:
         self.slurm = slurm
         self.files = files
         self.dry_run = dry_run
+        self.kill = kill
 
     def _check(self, action: Action, caps: dict[tuple[int, str], int]) -> None:
         if isinstance(action, SetComputeLimit):
@@ -92,6 +119,18 @@ class Applier:
         elif isinstance(action, CancelStep):
             self.slurm.cancel_step(action.job_id, action.step)
 
+    def _kill(self, action: KillProcess, result: ApplyResult) -> None:
+        if self.dry_run:
+            log.info("vgpu: dry run: would kill_process: %s", action)
+            return
+        why = self.kill(action.pid)
+        if why:
+            log.debug("vgpu: backstop: pid %d not killed: %s", action.pid, why)
+            return
+        log.warning("vgpu: backstop: killed pid %d on %s GPU %s: %s", action.pid,
+                    action.node, action.gpu_uuid, action.reason)
+        result.applied["kill_process"] += 1
+
     def apply(self, snapshot: Snapshot, actions: list[Action]) -> ApplyResult:
         result = ApplyResult()
         caps = _memory_caps(snapshot)
@@ -103,6 +142,9 @@ class Applier:
                 # Logged and counted by the daemon, once per episode.
                 result.violations.append(action)
                 result.applied[kind] += 1
+                continue
+            if isinstance(action, KillProcess):
+                self._kill(action, result)
                 continue
             try:
                 self._check(action, caps)

@@ -67,8 +67,9 @@ class PackingConfig:
 @dataclass(frozen=True, slots=True)
 class BackstopConfig:
     enabled: bool = True
-    # "record": log + metric + alert; "cancel_step": also scancel the offending step.
-    action: str = "record"
+    # "cancel_step" (default): log + metric + alert + AdminComment, and scancel the offending
+    # step; "record": the same without the scancel, for sites that only want to watch.
+    action: str = "cancel_step"
     # Device memory a job may hold above its cap before the backstop acts: a fixed amount plus
     # an amount per process (each CUDA context costs device memory the hook does not count;
     # a few hundred MiB on real GPUs, nothing on the simulated one).
@@ -76,6 +77,13 @@ class BackstopConfig:
     tolerance_bytes_per_process: int = 0
     # Also report device memory held on sliced GPUs by processes of no known job.
     report_unattributed: bool = True
+    # Kill (SIGKILL) non-root processes on sliced GPUs that belong to no job step.
+    kill_unattributed: bool = True
+    # Compare each job's device time (NVML, per process) with its share every period.
+    compute: bool = True
+    # Device time above the share tolerated over one period (the hook's own bucket may run
+    # 25 % of a period ahead; NVML samples are coarse on real GPUs).
+    compute_tolerance_permille: int = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,20 @@ class AccountingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangeConfig:
+    """The directory the cluster controller and the node agents talk through (exchange.py)."""
+
+    # None: not split (`vgpu daemon`); `vgpu agent` and `vgpu controller` need it.
+    dir: str | None = None
+    # An agent that has not heard the controller (or a controller that has not heard an agent)
+    # for this long treats it as gone: the agent lends nothing, the controller withdraws the
+    # node's lent slices.
+    stale_after_seconds: float = 30.0
+    # Users besides root whose files an agent believes (the controller may run as SlurmUser).
+    writers: tuple[str, ...] = ("slurm",)
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     # Slurm node name(s) this daemon manages; () means this host's short name.
     nodes: tuple[str, ...] = ()
@@ -130,6 +152,7 @@ class DaemonConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +318,10 @@ def _backstop(s: _Section) -> BackstopConfig:
         tolerance_bytes_per_process=s.integer("tolerance_bytes_per_process",
                                               d.tolerance_bytes_per_process, 0),
         report_unattributed=s.boolean("report_unattributed", d.report_unattributed),
+        kill_unattributed=s.boolean("kill_unattributed", d.kill_unattributed),
+        compute=s.boolean("compute", d.compute),
+        compute_tolerance_permille=s.integer("compute_tolerance_permille",
+                                             d.compute_tolerance_permille, 0, 1000),
     )
     s.done()
     return cfg
@@ -356,6 +383,17 @@ def config_from_dict(data: object) -> DaemonConfig:
     )
     acs.done()
 
+    xs = top.section("exchange")
+    xd = ExchangeConfig()
+    exchange = ExchangeConfig(
+        dir=xs.optional_string("dir"),
+        stale_after_seconds=xs.number("stale_after_seconds", xd.stale_after_seconds, 1.0),
+        writers=xs.string_list("writers") if "writers" in xs.data else xd.writers,
+    )
+    xs.done()
+    if exchange.dir is not None and not exchange.dir.startswith("/"):
+        raise ConfigError(f"exchange.dir: expected an absolute path, got {exchange.dir!r}")
+
     sections = {k: top.data.get(k) for k in ("share", "backfill", "packing", "backstop")}
     policy = policy_config_from_dict({k: v for k, v in sections.items() if v is not None})
     top.used.update(sections)
@@ -363,7 +401,7 @@ def config_from_dict(data: object) -> DaemonConfig:
     return DaemonConfig(
         nodes=nodes, control_period_seconds=period, runtime_dir=runtime_dir,
         inventory_path=inventory_path, log_level=log_level, nvml=nvml, slurm=slurm,
-        metrics=metrics, accounting=accounting, policy=policy,
+        metrics=metrics, accounting=accounting, policy=policy, exchange=exchange,
     )
 
 
@@ -373,6 +411,9 @@ def load_config(path: Path) -> DaemonConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); save it as UTF-8") from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

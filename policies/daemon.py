@@ -88,6 +88,9 @@ class Daemon:
             cfg.slurm.bin_dir, cfg.slurm.command_timeout_seconds)
         self.tracker = JobTracker()
         self.summaries = SummaryWriter(self._write_summary, dry_run=applier.dry_run)
+        # The node agent lends only on a fresh word from the controller (fail safe): while
+        # its "Slurm" is unavailable the lent file offers nothing.
+        self.lend_only_when_slurm_ok = False
 
     def _write_summary(self, job_id: int, summary: JobSummary, running: bool | None,
                        admin_comment: str) -> str:
@@ -168,14 +171,17 @@ class Daemon:
             return  # no SPANK plugin has set this node up: nobody to tell
         node = snapshot.nodes[0]
         backfill = self.cfg.policy.backfill
+        offered = plan.offered_gpus
+        if self.lend_only_when_slurm_ok and not snapshot.slurm_ok:
+            offered = {}
         try:
             # the preemptible partitions/QOS go with the offer: only their jobs may be placed
             # on lent slices by the plugin
             if write_lent(self.runtime_dir / "lent",
-                          format_lent(node.name, node.gpus, plan.offered_gpus,
+                          format_lent(node.name, node.gpus, offered,
                                       backfill.preemptible_partitions,
                                       backfill.preemptible_qos)):
-                log.info("vgpu: lent slices now %s", plan.offered_gpus or "none")
+                log.info("vgpu: lent slices now %s", offered or "none")
         except (OSError, ValueError) as e:
             log.warning("vgpu: cannot write %s/lent: %s", self.runtime_dir, e)
 
@@ -217,7 +223,8 @@ class Daemon:
     def reload(self, new: DaemonConfig) -> None:
         """Take a new config's policy and accounting settings and period (SIGHUP). Paths,
         nodes, the Slurm client and the metrics endpoint need a restart."""
-        fixed = ("nodes", "runtime_dir", "inventory_path", "slurm", "metrics", "nvml")
+        fixed = ("nodes", "runtime_dir", "inventory_path", "slurm", "metrics", "nvml",
+                 "exchange")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
         if ignored:
             log.warning("vgpu: reload: %s changed; restart the daemon to apply",
@@ -258,8 +265,12 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
                  files: JobFiles | None = None, nvml: NvmlSource | None = None,
                  inventories: Mapping[str, Sequence[InventoryGpuInfo]] | None = None,
                  proc_root: Path = Path("/proc"), dry_run: bool = False,
-                 summary_runner: Runner | None = None) -> Daemon:
-    """Wire a daemon from its config; every dependency can be injected (tests)."""
+                 summary_runner: Runner | None = None,
+                 backoff: tuple[float, float] | None = None,
+                 daemon_class: type[Daemon] | None = None) -> Daemon:
+    """Wire a daemon from its config; every dependency can be injected (tests). `backoff`
+    (initial, max seconds) replaces the slurm section's retry delays (the node agent's
+    "Slurm" is a local file that costs nothing to retry)."""
     nodes = list(cfg.nodes) or default_node_names()
     if inventories is None:
         inventories = load_inventories(cfg.inventory_path, nodes)
@@ -276,11 +287,13 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
             nvml = PynvmlSource()
         except (NvmlError, ImportError, OSError) as e:
             log.warning("vgpu: %s; the memory backstop and device metrics are off", e)
+    initial, most = backoff or (cfg.slurm.backoff_initial_seconds,
+                                cfg.slurm.backoff_max_seconds)
     observer = Observer(nodes, inventories, slurm, files, cfg.policy.share, nvml=nvml,
-                        proc_root=proc_root, backoff_initial=cfg.slurm.backoff_initial_seconds,
-                        backoff_max=cfg.slurm.backoff_max_seconds,
+                        proc_root=proc_root, backoff_initial=initial, backoff_max=most,
                         poll_interval=cfg.slurm.poll_interval_seconds,
                         lent_refused=runtime_dir / REFUSED_NAME)
-    return Daemon(cfg, observer, Applier(slurm, files, dry_run=dry_run),
-                  runtime_dir=runtime_dir, summary_runner=summary_runner)
+    cls = daemon_class or Daemon
+    return cls(cfg, observer, Applier(slurm, files, dry_run=dry_run),
+               runtime_dir=runtime_dir, summary_runner=summary_runner)
 

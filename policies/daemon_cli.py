@@ -55,18 +55,36 @@ def apply_overrides(cfg: DaemonConfig, nodes: tuple[str, ...], runtime_dir: str 
 def daemon(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | None,
            inventory: str | None, metrics_port: int | None, once: bool, dry_run: bool,
            check_config: bool) -> None:
-    """Run the per-node policy daemon: share adjustment, backfill, packing, backstop, metrics."""
+    """Run the per-node policy daemon: share adjustment, backfill, packing, backstop, metrics.
+    Every instance reads Slurm itself; large clusters run `vgpu agent` + `vgpu controller`."""
+    serve(config_path, nodes, runtime_dir, inventory, metrics_port, once, dry_run,
+          check_config, agent=False)
+
+
+def serve(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | None,
+          inventory: str | None, metrics_port: int | None, once: bool, dry_run: bool,
+          check_config: bool, agent: bool) -> None:
+    """Run the daemon, or the node agent (its Slurm facts from the cluster controller)."""
     cfg = apply_overrides(resolve_config(config_path), nodes, runtime_dir, inventory,
                           metrics_port)
+    if agent and cfg.exchange.dir is None:
+        raise ConfigError("exchange.dir: the node agent needs the exchange directory shared "
+                          "with the cluster controller (docs/daemon.md)")
     if check_config:
         click.echo("vgpu: config OK")
         return
     level = getattr(logging, cfg.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("slurm_vgpu.daemon").setLevel(level)
-    from slurm_vgpu.policies.daemon import build_daemon
+    from slurm_vgpu.policies.daemon import Daemon, build_daemon
 
-    d = build_daemon(cfg, dry_run=dry_run)
+    d: Daemon
+    if agent:
+        from slurm_vgpu.policies.agent import build_agent
+
+        d = build_agent(cfg, dry_run=dry_run)
+    else:
+        d = build_daemon(cfg, dry_run=dry_run)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -106,6 +124,92 @@ def daemon(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
             raise ConfigError(f"metrics.port: cannot listen on {cfg.metrics.address}:"
                               f"{cfg.metrics.port}: {e.strerror or e}") from e
         log.info("vgpu: metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
-    log.info("vgpu: daemon managing %s every %.1fs", ",".join(d.observer.node_names),
-             cfg.control_period_seconds)
+    log.info("vgpu: %s managing %s every %.1fs", "node agent" if agent else "daemon",
+             ",".join(d.observer.node_names), cfg.control_period_seconds)
     d.run(stop, max_cycles=1 if once else None, reload=reload)
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help=f"YAML config (default {DEFAULT_CONFIG_PATH} if present).")
+@click.option("--node", "nodes", multiple=True, help="This node's Slurm name.")
+@click.option("--runtime-dir", default=None, help="Override runtime_dir.")
+@click.option("--inventory", default=None, help="Override the inventory path.")
+@click.option("--metrics-port", type=int, default=None, help="Override metrics.port.")
+@click.option("--once", is_flag=True, help="Run one control cycle and exit.")
+@click.option("--dry-run", is_flag=True, help="Plan and log actions without applying them.")
+@click.option("--check-config", is_flag=True, help="Validate the config and exit.")
+def agent(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | None,
+          inventory: str | None, metrics_port: int | None, once: bool, dry_run: bool,
+          check_config: bool) -> None:
+    """Run the node agent: the daemon's node-local work, no Slurm reads (the cluster
+    controller tells it its jobs through exchange.dir)."""
+    serve(config_path, nodes, runtime_dir, inventory, metrics_port, once, dry_run,
+          check_config, agent=True)
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help=f"YAML config (default {DEFAULT_CONFIG_PATH} if present).")
+@click.option("--metrics-port", type=int, default=None, help="Override metrics.port.")
+@click.option("--once", is_flag=True, help="Run one cycle and exit.")
+@click.option("--dry-run", is_flag=True, help="Read and log what it would do; write nothing.")
+@click.option("--check-config", is_flag=True, help="Validate the config and exit.")
+def controller(config_path: Path | None, metrics_port: int | None, once: bool, dry_run: bool,
+               check_config: bool) -> None:
+    """Run the cluster controller: reads Slurm once per period for all node agents."""
+    cfg = apply_overrides(resolve_config(config_path), (), None, None, metrics_port)
+    if cfg.exchange.dir is None:
+        raise ConfigError("exchange.dir: the cluster controller needs the exchange directory "
+                          "shared with the node agents (docs/daemon.md)")
+    if check_config:
+        click.echo("vgpu: config OK")
+        return
+    level = getattr(logging, cfg.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("slurm_vgpu.controller").setLevel(level)
+    from slurm_vgpu.policies.controller import build_controller
+
+    c = build_controller(cfg, dry_run=dry_run)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("slurm_vgpu.controller").info("vgpu: signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    hangup = threading.Event()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        hangup.set()  # applied before the next cycle
+
+    def reload() -> DaemonConfig | None:
+        """SIGHUP: re-read --config; a bad file is reported and the running config kept."""
+        if not hangup.is_set():
+            return None
+        hangup.clear()
+        try:
+            return apply_overrides(resolve_config(config_path), (), None, None, metrics_port)
+        except ConfigError as e:
+            logging.getLogger("slurm_vgpu.controller").error(
+                "vgpu: reload refused, keeping the running config: %s", e)
+            return None
+
+    signal.signal(signal.SIGHUP, on_hangup)
+    if cfg.metrics.enabled and not once:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from slurm_vgpu.policies.metrics import ControllerCollector
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ControllerCollector(c.state))
+        try:
+            start_http_server(cfg.metrics.port, addr=cfg.metrics.address, registry=registry)
+        except OSError as e:
+            raise ConfigError(f"metrics.port: cannot listen on {cfg.metrics.address}:"
+                              f"{cfg.metrics.port}: {e.strerror or e}") from e
+    logging.getLogger("slurm_vgpu.controller").info(
+        "vgpu: cluster controller every %.1fs through %s", cfg.control_period_seconds,
+        cfg.exchange.dir)
+    c.run(stop, max_cycles=1 if once else None, reload=reload)

@@ -270,10 +270,18 @@ def write_summary(job_id: str | int, summary: JobSummary, run: Runner = subproce
     first, sacctmgr when slurmctld refuses; False: sacctmgr only) other nodes' daemons may
     have written since, so the accounting copy (`sacct`, one command) is united with it.
     Reading the database only then keeps periodic refreshes off slurmdbd."""
+    return write_summary_token(job_id, format_summary(summary), run, running, known_comment)
+
+
+def write_summary_token(job_id: str | int, token: str, run: Runner = subprocess_runner,
+                        running: bool | None = None, known_comment: str = "") -> str:
+    """`write_summary` of an already formatted summary token (the cluster controller stores
+    the tokens its node agents send)."""
     jid = str(job_id)
     if not jid.replace("_", "").isdigit():
         raise SummaryError(f"job id {jid!r} is not a Slurm job id")
-    token = format_summary(summary)
+    if not _VERSION_TAG.match(token) or any(c.isspace() for c in token):
+        raise SummaryError(f"job {jid}: {token[:40]!r} is not a summary token")
     current = known_comment if running else union_comments(read_admin_comment(jid, run),
                                                            known_comment)
     text = merge_comment(current, token)

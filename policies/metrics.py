@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,6 +21,9 @@ from prometheus_client.registry import Collector
 from slurm_vgpu.policies.actions import RecordViolation
 from slurm_vgpu.policies.planner import CyclePlan
 from slurm_vgpu.policies.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from slurm_vgpu.policies.controller import ControllerState
 
 
 @dataclass(slots=True)
@@ -250,3 +254,59 @@ class DaemonCollector(Collector):
                 fams["throttled"].add_metric(lv, jg.throttled_seconds)
                 fams["backfilled"].add_metric(lv, 1.0 if job.job_id in backfilled else 0.0)
         yield from fams.values()
+
+
+class ControllerCollector(Collector):
+    """The cluster controller's health (`vgpu controller`), read at scrape time."""
+
+    def __init__(self, state: ControllerState) -> None:
+        self.state = state
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.state
+        with st.lock:
+            values = (st.slurm_up, st.last_slurm_success, st.slurm_failures, st.cycles,
+                      st.last_cycle_time, st.last_cycle_seconds, st.nodes,
+                      st.agents_reporting, st.agents_silent, st.directives_written)
+            actions, errors = Counter(st.actions), Counter(st.action_errors)
+        (up, last_ok, failures, cycles, last_cycle, seconds, nodes, reporting, silent,
+         written) = values
+        yield GaugeMetricFamily("vgpu_controller_slurm_up",
+                                "1 if the controller's last Slurm read succeeded", value=up)
+        yield GaugeMetricFamily("vgpu_controller_last_slurm_success_timestamp_seconds",
+                                "Unix time of the last successful Slurm read (0: none yet)",
+                                value=last_ok or 0.0)
+        yield GaugeMetricFamily("vgpu_controller_slurm_consecutive_failures",
+                                "Failed Slurm reads since the last success", value=failures)
+        yield CounterMetricFamily("vgpu_controller_cycles", "Controller cycles run",
+                                  value=cycles)
+        yield GaugeMetricFamily("vgpu_controller_last_cycle_timestamp_seconds",
+                                "Unix time the last cycle ended", value=last_cycle)
+        yield GaugeMetricFamily("vgpu_controller_last_cycle_duration_seconds",
+                                "Duration of the last cycle (Slurm reads included)",
+                                value=seconds)
+        yield GaugeMetricFamily("vgpu_controller_nodes", "Nodes with vgpu in sinfo",
+                                value=nodes)
+        yield GaugeMetricFamily("vgpu_controller_agents_reporting",
+                                "Node agents heard within exchange.stale_after_seconds",
+                                value=reporting)
+        yield GaugeMetricFamily("vgpu_controller_agents_silent",
+                                "Node agents whose last report is older than "
+                                "exchange.stale_after_seconds (their lent slices withdrawn)",
+                                value=silent)
+        yield CounterMetricFamily("vgpu_controller_directives_written",
+                                  "Directives rewritten because their content changed",
+                                  value=written)
+        a = CounterMetricFamily("vgpu_controller_actions", "Slurm writes and summaries done",
+                                labels=["action"])
+        for k, v in sorted(actions.items()):
+            a.add_metric([k], v)
+        yield a
+        e = CounterMetricFamily("vgpu_controller_action_errors",
+                                "Slurm writes and summaries that failed", labels=["action"])
+        for k, v in sorted(errors.items()):
+            e.add_metric([k], v)
+        yield e

@@ -41,8 +41,8 @@ class ClusterState:
         self.models = np.array([n.model for n in nodes])
         self.capacity_milli = int(self.gpu_count.sum()) * GPU_MILLI
         self.allocated_milli = 0
-        self.max_cpu = max(1, int(self.cpu_cap.max()))
-        self.max_gpu_milli = max(1, int(self.gpu_count.max())) * GPU_MILLI
+        self.max_cpu = max(1, int(np.max(self.cpu_cap)))
+        self.max_gpu_milli = max(1, int(np.max(self.gpu_count))) * GPU_MILLI
         self._model_masks: dict[tuple[str, ...], np.ndarray] = {}
         # Slurm node weights as the daemon's packing policy sets them, kept current per node
         # (computed on first use: only the vgpu policy needs them)

@@ -36,6 +36,12 @@ def _uid_and_ppid(proc: Path) -> tuple[int, int] | None:
     return uid, ppid
 
 
+def process_uid(pid: int, proc_root: Path = Path("/proc")) -> int | None:
+    """The real uid of a live process, or None when it is gone."""
+    info = _uid_and_ppid(proc_root / str(pid))
+    return None if info is None else info[0]
+
+
 def _step_name(step: str) -> str:
     # cgroup names: step_batch, step_extern, step_0; slurmstepd titles print the same words
     return step

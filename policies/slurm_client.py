@@ -1,10 +1,12 @@
-"""The daemon's narrow view of Slurm, and its implementation over Slurm 22.05's JSON CLIs.
+"""The daemon's narrow view of Slurm, and its implementation over Slurm's JSON CLIs (22.05 to
+26.05: data_parser v0.0.38 to v0.0.45, parsed by the same functions, tested on real output).
 
 Per control period the daemon needs two reads, whatever the number of jobs: `squeue --json`
-(every job; 22.05 ignores squeue's filters with --json, so we filter here) and `sinfo --json`
-(every node: gres count, weight, state). Writes happen only when a policy changes something:
-`scontrol update nodename=X gres=vgpu:N|weight=N`, `scontrol requeue`, `scancel JOB.STEP`.
-(`scontrol --json` does not exist before 23.02.)
+(every job; 22.05 ignores squeue's filters with --json, so we filter here) and one node listing
+(every node: gres count, weight, state): 22.05's `sinfo --json`, or from 23.02 on
+`scontrol show nodes --json` (sinfo --json groups nodes there). Writes happen only when a policy
+changes something: `scontrol update nodename=X gres=vgpu:N|weight=N`, `scontrol requeue`,
+`scancel JOB.STEP`.
 
 `make_slurm_client("auto")` picks pyslurm when a pyslurm built for the installed Slurm imports
 (see slurm_pyslurm.py), else these CLIs.
@@ -80,7 +82,9 @@ class SlurmClient(Protocol):
         """vgpu jobs waiting to start, from the last running_jobs() read (no RPC of its own)."""
         ...
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]: ...
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
+        """Nodes named (all of the cluster with None: the cluster controller)."""
+        ...
 
     def set_node_vgpu_count(self, node: str, count: int) -> None: ...
 
@@ -94,7 +98,8 @@ class SlurmClient(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing helpers (pure; unit-tested against real 22.05 output in tests/data/slurm-22.05/).
+# Parsing helpers (pure; unit-tested against real 22.05, 24.11 and 26.05 output in
+# tests/data/slurm-<release>/).
 
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
@@ -143,7 +148,8 @@ def gres_count(spec: str, name: str = GRES_NAME) -> int | None:
     """Count of GRES `name` in a Slurm GRES string, or None when absent.
 
     Handles the forms slurmctld prints: 'vgpu:20', 'vgpu:g0:10', 'vgpu(CNT:3)',
-    'vgpu:3(IDX:0-2)', 'gpu:1(IDX:0),vgpu(CNT:3)', 'gres:vgpu:3' (tres_per_node),
+    'vgpu:3(IDX:0-2)', 'gpu:1(IDX:0),vgpu(CNT:3)', 'gres:vgpu:3' (22.05's tres_per_node),
+    'gres/vgpu:3' (tres_per_node from 23.02 on),
     'vgpu:0(IDX:N/A)'. Several typed entries add up."""
     if spec.startswith(f"{name}(CNT:") and spec.endswith(")") and "," not in spec:
         digits = spec[len(name) + 5:-1]  # the common 'vgpu(CNT:3)'
@@ -155,6 +161,8 @@ def gres_count(spec: str, name: str = GRES_NAME) -> int | None:
         fields = head.split(":")
         if fields and fields[0] == "gres":
             fields = fields[1:]
+        elif fields and fields[0].startswith("gres/"):  # 23.02+ tres_per_node: 'gres/vgpu:3'
+            fields[0] = fields[0][5:]
         if not fields or fields[0] != name:
             continue
         count: int | None = None
@@ -259,7 +267,12 @@ def parse_pending_json(doc: Mapping[str, Any]) -> list[PendingJob]:
 
 def parse_sinfo_json(doc: Mapping[str, Any], names: Iterable[str] | None = None
                      ) -> list[SlurmNode]:
-    """Nodes (all, or those named) from `sinfo --json`."""
+    """Nodes (all, or those named) from a node listing: 22.05's `sinfo --json` or, from 23.02
+    on, `scontrol show nodes --json` (one record per node under "nodes" in both). Later
+    releases' `sinfo --json` (records per node group and partition under "sinfo") is read
+    too, but the client does not ask for it: a group's GRES use is not one node's."""
+    if "nodes" not in doc and isinstance(doc.get("sinfo"), list):
+        return _parse_sinfo_groups(doc["sinfo"], names)
     wanted = set(names) if names is not None else None
     nodes: list[SlurmNode] = []
     for raw in doc.get("nodes") or []:
@@ -280,6 +293,37 @@ def parse_sinfo_json(doc: Mapping[str, Any], names: Iterable[str] | None = None
     return nodes
 
 
+def _parse_sinfo_groups(groups: Sequence[Any], names: Iterable[str] | None) -> list[SlurmNode]:
+    """`sinfo --json` from 23.02 on: one record per (node group, partition)."""
+    wanted = set(names) if names is not None else None
+    found: dict[str, SlurmNode] = {}
+    for group in groups:
+        members = (group.get("nodes") or {}).get("nodes") or []
+        state = _state((group.get("node") or {}).get("state")).lower()
+        gres = group.get("gres") or {}
+        weight = group.get("weight") or {}
+        partition = str((group.get("partition") or {}).get("name") or "")
+        for name in members:
+            if wanted is not None and name not in wanted:
+                continue
+            known = found.get(name)
+            parts = (known.partitions if known else ()) + ((partition,) if partition else ())
+            found[name] = SlurmNode(
+                name=name, state=state.replace(",", "+"),
+                vgpu_count=gres_count(str(gres.get("total") or "")),
+                vgpu_used=gres_count(str(gres.get("used") or "")) if len(members) == 1 else None,
+                weight=_int(weight.get("minimum")) if weight.get("minimum") == weight.get(
+                    "maximum") else None,
+                partitions=parts)
+    return list(found.values())
+
+
+def slurm_release(version_line: str) -> tuple[int, int] | None:
+    """(24, 11) from `scontrol -V` output ('slurm 24.11.5', 'slurm-wlm 22.05.8')."""
+    m = re.search(r"(\d+)\.(\d+)\.\d+", version_line)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -294,6 +338,7 @@ class CliSlurmClient:
         self.env = dict(os.environ if env is None else env)
         self.calls = 0  # RPC-issuing commands run (for tests and the benchmark)
         self._pending: list[PendingJob] = []
+        self._node_argv: tuple[str, ...] | None = None
 
     def _path(self, tool: str) -> str:
         if self.bin_dir:
@@ -316,7 +361,7 @@ class CliSlurmClient:
             lines = text.splitlines()
             message = (f"{' '.join(argv)} failed (exit {done.returncode}): "
                        f"{lines[-1] if lines else 'no message'}")
-            if _UNREACHABLE.search(text) or tool in ("squeue", "sinfo"):
+            if _UNREACHABLE.search(text) or tool in ("squeue", "sinfo") or args[:1] == ("show",):
                 raise SlurmUnavailable(message)
             raise SlurmRequestRejected(message)
         return done.stdout
@@ -342,8 +387,25 @@ class CliSlurmClient:
     def pending_jobs(self) -> list[PendingJob]:
         return list(self._pending)
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
-        return parse_sinfo_json(self._json("sinfo", "--json"), names)
+    def _node_listing(self) -> tuple[str, ...]:
+        """The per-node JSON read of this Slurm: `scontrol show nodes --json` from 23.02 on
+        (sinfo --json groups nodes there), 22.05's `sinfo --json` before. Asked once; `-V`
+        is answered locally, without an RPC."""
+        if self._node_argv is None:
+            try:
+                done = subprocess.run([self._path("scontrol"), "-V"], capture_output=True,
+                                      text=True, timeout=self.timeout, env=self.env,
+                                      check=False)
+                release = slurm_release(done.stdout)
+            except (OSError, subprocess.TimeoutExpired):
+                release = None
+            self._node_argv = (("scontrol", "show", "nodes", "--json")
+                               if release is not None and release >= (23, 2)
+                               else ("sinfo", "--json"))
+        return self._node_argv
+
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
+        return parse_sinfo_json(self._json(*self._node_listing()), names)
 
     def set_node_vgpu_count(self, node: str, count: int) -> None:
         self._run("scontrol", "update", f"nodename={node}", f"gres={GRES_NAME}:{int(count)}")

@@ -119,9 +119,9 @@ class PyslurmClient:
     def pending_jobs(self) -> list[PendingJob]:
         return list(self._pending)
 
-    def nodes(self, names: Sequence[str]) -> list[SlurmNode]:
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
         loaded = self._call("Nodes.load", self.pyslurm.Nodes.load)
-        wanted = set(names)
+        wanted = set(names) if names is not None else None
         return [
             SlurmNode(
                 name=str(node.name), state=str(node.state).lower(),
@@ -130,7 +130,7 @@ class PyslurmClient:
                 weight=node.weight,
                 partitions=tuple(str(p) for p in getattr(node, "partitions", ()) or ()),
             )
-            for node in loaded.values() if node.name in wanted
+            for node in loaded.values() if wanted is None or node.name in wanted
         ]
 
     def _modify(self, node: str, **changes: Any) -> None:

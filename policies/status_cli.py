@@ -134,12 +134,19 @@ def status(config_path: Path | None, nodes: tuple[str, ...], runtime_dir: str | 
     """Show GPUs, slices and jobs with their caps, usage and compute shares on this node."""
     cfg: DaemonConfig = apply_overrides(resolve_config(config_path), nodes, runtime_dir,
                                         inventory, None)
-    from slurm_vgpu.policies.daemon import build_daemon
+    from slurm_vgpu.policies.daemon import Daemon, build_daemon
 
     # The observer's warnings are daemon talk ("keeping the last limits"); status reports
     # Slurm problems in its own output instead.
     logging.getLogger("slurm_vgpu.daemon").setLevel(logging.ERROR)
-    d = build_daemon(cfg, dry_run=True)
+    d: Daemon
+    if cfg.exchange.dir is not None:
+        # a node agent's node: Slurm's view comes from the controller's directive (no RPC)
+        from slurm_vgpu.policies.agent import build_agent
+
+        d = build_agent(cfg, dry_run=True)
+    else:
+        d = build_daemon(cfg, dry_run=True)
     snapshot = d.observer.observe()
     if sample_seconds > 0 and snapshot.jobs:
         time.sleep(sample_seconds)

@@ -4,16 +4,14 @@
 #include <string.h>
 #include <time.h>
 
-#include <slurm/slurm.h>
-#include <slurm/slurm_errno.h>
-
 #include "ctld.h"
 #include "gres.h"
+#include "slurm_compat.h"
 
 /* Position of node in the job's node list, or -1. */
 static int node_position(const char *nodes, const char *node)
 {
-	hostlist_t hl;
+	vgpu_hostlist_t hl;
 	int pos;
 
 	if (!nodes || !node || !node[0])
@@ -34,9 +32,9 @@ int vgpu_ctld_job_alloc(uint32_t job_id, const char *node, const char *gres,
 	int rv = -1, pos;
 
 	memset(out, 0, sizeof(*out));
-	if (slurm_load_job(&resp, job_id, SHOW_DETAIL) != SLURM_SUCCESS || !resp) {
+	if (vgpu_load_job(&resp, job_id, SHOW_DETAIL) != SLURM_SUCCESS || !resp) {
 		snprintf(err, errlen, "cannot ask slurmctld about job %u: %s", job_id,
-			 slurm_strerror(slurm_get_errno()));
+			 slurm_strerror(vgpu_slurm_errno()));
 		goto fail;
 	}
 	for (uint32_t i = 0; i < resp->record_count; i++)
@@ -90,7 +88,7 @@ int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres,
 
 	*requested = 0;
 	*allocated = 0;
-	if (slurm_get_job_steps(0, job_id, step_id, &resp, SHOW_ALL) != SLURM_SUCCESS || !resp)
+	if (vgpu_get_job_step(job_id, step_id, &resp) != SLURM_SUCCESS || !resp)
 		goto fail;
 	for (uint32_t i = 0; i < resp->job_step_count; i++) {
 		job_step_info_t *s = &resp->job_steps[i];
@@ -98,7 +96,7 @@ int vgpu_ctld_step_count(uint32_t job_id, uint32_t step_id, const char *gres,
 		if (s->step_id.job_id != job_id || s->step_id.step_id != step_id)
 			continue;
 		if (vgpu_tres_count(s->tres_per_node, gres, requested) < 0 ||
-		    vgpu_tres_alloc_count(s->tres_alloc_str, gres, allocated))
+		    vgpu_tres_alloc_count(VGPU_STEP_TRES_ALLOC(s), gres, allocated))
 			break;
 		rv = 0;
 		break;
@@ -114,8 +112,8 @@ int vgpu_ctld_job_on_node(uint32_t job_id, const char *node)
 	job_info_msg_t *resp = NULL;
 	int rv = 0;
 
-	if (slurm_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp) {
-		int e = slurm_get_errno();
+	if (vgpu_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp) {
+		int e = vgpu_slurm_errno();
 
 		return e == ESLURM_INVALID_JOB_ID ? 0 : -1;
 	}
@@ -138,7 +136,7 @@ int vgpu_ctld_job_requeued(uint32_t job_id)
 	job_info_msg_t *resp = NULL;
 	int rv = 0;
 
-	if (slurm_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp)
+	if (vgpu_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp)
 		return -1;
 	for (uint32_t i = 0; i < resp->record_count; i++) {
 		slurm_job_info_t *j = &resp->job_array[i];
@@ -156,9 +154,9 @@ int vgpu_ctld_job_requeued(uint32_t job_id)
 
 int vgpu_ctld_requeue(uint32_t job_id, char *err, size_t errlen)
 {
-	if (slurm_requeue(job_id, 0) != SLURM_SUCCESS) {
+	if (vgpu_requeue(job_id) != SLURM_SUCCESS) {
 		snprintf(err, errlen, "cannot requeue job %u: %s", job_id,
-			 slurm_strerror(slurm_get_errno()));
+			 slurm_strerror(vgpu_slurm_errno()));
 		return -1;
 	}
 	return 0;
@@ -171,7 +169,7 @@ static int load_admin_comment(uint32_t job_id, char *buf, size_t len)
 	int rv = -1;
 
 	buf[0] = '\0';
-	if (slurm_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp)
+	if (vgpu_load_job(&resp, job_id, 0) != SLURM_SUCCESS || !resp)
 		return -1;
 	for (uint32_t i = 0; i < resp->record_count; i++) {
 		if (resp->job_array[i].job_id != job_id)
@@ -207,11 +205,12 @@ int vgpu_ctld_add_admin_comment(uint32_t job_id, uint32_t nnodes, const char *cu
 			return 0;
 		snprintf(buf, sizeof(buf), "%s%s%s", now, now[0] ? ";" : "", token);
 		slurm_init_job_desc_msg(&desc);
-		desc.job_id = job_id;
+		vgpu_job_desc_set_id(&desc, job_id);
 		desc.admin_comment = buf;
+		vgpu_slurm_api_init();
 		if (slurm_update_job(&desc) != SLURM_SUCCESS) {
 			snprintf(err, errlen, "cannot record the placement in job %u's "
-				 "AdminComment: %s", job_id, slurm_strerror(slurm_get_errno()));
+				 "AdminComment: %s", job_id, slurm_strerror(vgpu_slurm_errno()));
 			return -1;
 		}
 		if (nnodes <= 1)

@@ -32,6 +32,9 @@ void vgpu_mark_reconcile(spank_t sp, const struct vgpu_config *cfg);
 int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg);
 int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg);
 void vgpu_step_exit(void);
+/* Write this slurmstepd's step anchor (VGPU_STEP_DIR/<pid>) for a vgpu step. A failure
+ * denies the step: without its anchor the hook could not tell it from a plain process. */
+int vgpu_step_anchor_write(uint32_t job_id, uint32_t step_id);
 void vgpu_step_tell_user(void);
 /* Did the step setup find the job's slices (or deny/hide them)? For logging. */
 int vgpu_step_has_slices(void);

@@ -3,6 +3,9 @@
  * the node), so it is written to jobs/<id>/error and the job's steps apply on_error. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #include "log.h"
 #include "placement.h"
 #include "plugin.h"
+#include "vgpu_state.h"
 
 #define ERRLEN 512
 
@@ -435,6 +439,70 @@ int vgpu_job_prolog(spank_t sp, const struct vgpu_config *cfg, int from_step)
 	return 0;
 }
 
+/* /proc/<pid>: start time (stat field 22) and real uid; -1 when gone. */
+static int proc_identity(pid_t pid, unsigned long long *start, uid_t *uid)
+{
+	char path[64], buf[2048], *p;
+	unsigned long v;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (vgpu_read_small(path, buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')))
+		return -1;
+	for (field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (!p)
+		return -1;
+	*start = strtoull(p + 1, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (vgpu_read_small(path, buf, sizeof(buf)) <= 0 || !(p = strstr(buf, "\nUid:")) ||
+	    sscanf(p + 6, "%lu", &v) != 1)
+		return -1;
+	*uid = (uid_t)v;
+	return 0;
+}
+
+/* Kill what is left of the job's processes that registered in its state file (pid and start
+ * time per slot) and still run as the state file's owner, the job's user: one that escaped its
+ * step (setsid, double fork) with the hook loaded would otherwise keep memory on slices the
+ * next job is promised. One without the hook is the daemon's backstop's (docs/security.md). */
+static void reap_job_processes(const char *dir, uint32_t job_id)
+{
+	char path[PATH_MAX + 16];
+	struct vgpu_state_proc slot;
+	struct stat st;
+	int fd, killed = 0;
+
+	if (vgpu_fmt(path, sizeof(path), "%s/state", dir))
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size != sizeof(struct vgpu_state) ||
+	    st.st_uid == 0)
+		goto out;
+	for (uint32_t i = 0; i < VGPU_MAX_PROCS; i++) {
+		off_t off = (off_t)(offsetof(struct vgpu_state, proc) + i * sizeof(slot));
+		unsigned long long start;
+		uid_t uid;
+		pid_t pid;
+
+		if (pread(fd, &slot, sizeof(slot), off) != (ssize_t)sizeof(slot))
+			break;
+		pid = (pid_t)slot.pid;
+		if (pid <= 1 || proc_identity(pid, &start, &uid) || uid != st.st_uid ||
+		    start != slot.start_time)
+			continue;
+		if (kill(pid, SIGKILL) == 0)
+			killed++;
+	}
+	if (killed)
+		vgpu_log_info("job %u epilog: killed %d process(es) of the job still registered "
+			      "on its GPUs", job_id, killed);
+out:
+	close(fd);
+}
+
 int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg)
 {
 	struct node_ctx nc;
@@ -466,6 +534,7 @@ int vgpu_job_epilog(spank_t sp, const struct vgpu_config *cfg)
 	} else {
 		vgpu_log_error("job %u epilog: %s", job_id, err);
 	}
+	reap_job_processes(dir, job_id);
 	if (vgpu_remove_dir(dir, err, sizeof(err)))
 		vgpu_log_error("job %u epilog: %s", job_id, err);
 	if (vgpu_ctld_job_requeued(job_id) == 1) {

@@ -1,8 +1,10 @@
 /* Per step, in slurmstepd (remote context): find the job's placement and set up each task's
  * environment. A job with no directory under runtime_dir/jobs/ (and no requeue note) is not a
  * vgpu job on this node and stays untouched: two stats, no RPC. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -154,6 +156,8 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 	mode = STEP_LIMITED;
 	if (!is_whole_job_step(step_id))
 		limit_srun_step(sp, cfg, dir, job_id, step_id);
+	if (vgpu_step_anchor_write(job_id, step_id))
+		return fail_step(cfg, job_id, "cannot write its step anchor in " VGPU_STEP_DIR);
 	return 0;
 }
 
@@ -199,11 +203,93 @@ static void limit_srun_step(spank_t sp, const struct vgpu_config *cfg, const cha
 	(void)vgpu_fmt(limits_path, sizeof(limits_path), "%s", own_limits_path);
 }
 
+/* /proc/<pid>/stat field 22 (start time in clock ticks), or 0 (gone). */
+static unsigned long long proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = vgpu_read_small(path, buf, sizeof(buf));
+	if (n <= 0 || !(p = strrchr(buf, ')')))
+		return 0;
+	for (field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static char anchor_path[PATH_MAX];
+
+/* Remove anchors left by slurmstepds that are gone (crashed, killed): their pid is dead or
+ * now another process. They are inert (the hook compares the start time) but would pile up. */
+static void sweep_anchors(void)
+{
+	DIR *d = opendir(VGPU_STEP_DIR);
+	struct dirent *e;
+	int seen = 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) && seen++ < 4096) {
+		char path[PATH_MAX], buf[256], *p;
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+
+		if (pid <= 0 || *end)
+			continue;
+		if (vgpu_fmt(path, sizeof(path), "%s/%s", VGPU_STEP_DIR, e->d_name) ||
+		    vgpu_read_small(path, buf, sizeof(buf)) <= 0 || !(p = strstr(buf, "start=")))
+			continue;
+		if (proc_start_time((pid_t)pid) != strtoull(p + 6, NULL, 10))
+			(void)unlink(path);
+	}
+	closedir(d);
+}
+
+/* The step anchor (vgpu_abi.h): tells the hook in every process below this slurmstepd which
+ * limits and state are this step's, from a root-owned file no job variable can redirect. */
+int vgpu_step_anchor_write(uint32_t job_id, uint32_t step_id)
+{
+	char buf[3 * PATH_MAX], err[ERRLEN];
+	int rv = -1;
+
+	if (mode != STEP_LIMITED && mode != STEP_NO_GPUS)
+		return 0;
+	if (geteuid() != 0) {
+		vgpu_log_debug("step %u.%u: not root here; no step anchor", job_id, step_id);
+		return 0;
+	}
+	if (vgpu_fmt(anchor_path, sizeof(anchor_path), "%s/%d", VGPU_STEP_DIR, (int)getpid()) ||
+	    vgpu_fmt(buf, sizeof(buf), "job=%u\nstep=%u\nstart=%llu\nlimits=%s\nstate=%s\n",
+		     job_id, step_id, proc_start_time(getpid()),
+		     mode == STEP_LIMITED ? limits_path : "-",
+		     mode == STEP_LIMITED ? state_path : "-")) {
+		vgpu_log_error("step %u.%u: step anchor path or content too long", job_id, step_id);
+		goto fail;
+	}
+	sweep_anchors();
+	if (vgpu_mkdir_root(VGPU_STEP_DIR, 0755, err, sizeof(err)) ||
+	    vgpu_write_atomic(anchor_path, buf, strlen(buf), 0644, err, sizeof(err))) {
+		vgpu_log_error("step %u.%u: %s", job_id, step_id, err);
+		goto fail;
+	}
+	rv = 0;
+fail:
+	if (rv)
+		anchor_path[0] = '\0';
+	return rv;
+}
+
 void vgpu_step_exit(void)
 {
 	if (own_limits_path[0] && geteuid() == 0) {
 		(void)unlink(own_limits_path);
 		own_limits_path[0] = '\0';
+	}
+	if (anchor_path[0] && geteuid() == 0) {
+		(void)unlink(anchor_path);
+		anchor_path[0] = '\0';
 	}
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <slurm/spank.h>
 
@@ -29,14 +30,27 @@ static int config_ok;
 int vgpu_node_name(spank_t sp, char *buf, size_t len)
 {
 	const char *env = getenv("SLURMD_NODENAME");
+	char host[256];
+	size_t n;
 
-	/* The process environment: slurmd exports its name to the prolog/epilog it runs and to
-	 * the slurmstepd it starts. Never the job's environment (spank_getenv): the user sets
-	 * that, and a false name would point a step at another node's files. */
+	/* The process environment: slurmd exports its name to the prolog/epilog it runs and, up
+	 * to 22.05, to the slurmstepd it starts. Never the job's environment (spank_getenv): the
+	 * user sets that, and a false name would point a step at another node's files. From
+	 * 23.02 on slurmstepd starts with an empty environment: there the node is the host name
+	 * (its first label), as NodeName is on a cluster that uses %n. */
 	(void)sp;
 	if (env && env[0] && strlen(env) < len) {
 		memcpy(buf, env, strlen(env) + 1);
 		return 0;
+	}
+	if (gethostname(host, sizeof(host)) == 0) {
+		host[sizeof(host) - 1] = '\0';
+		n = strcspn(host, ".");
+		if (n > 0 && n < len) {
+			memcpy(buf, host, n);
+			buf[n] = '\0';
+			return 0;
+		}
 	}
 	buf[0] = '\0';
 	return -1;
@@ -52,7 +66,7 @@ int vgpu_node_paths(spank_t sp, const struct vgpu_config *cfg, char *node, size_
 		snprintf(err, errlen, "cannot expand runtime_dir=%s / inventory=%s (%s)",
 			 cfg->runtime_dir, cfg->inventory,
 			 have_node ? "too long or unknown %-escape"
-				   : "%n needs SLURMD_NODENAME, which is not set here");
+				   : "%n needs the node name (SLURMD_NODENAME or the host name)");
 		return -1;
 	}
 	return 0;

@@ -1,4 +1,6 @@
-"""Parsing Slurm 22.05's JSON (real output captured from Debian's 22.05.8, tests/data/)."""
+"""Parsing Slurm's JSON: real output captured from Debian's 22.05.8 (bookworm), 24.11.5
+(trixie) and 26.05.5 (sid) in the same cluster state (contrib/devcluster/capture_json.py; the
+state is described there), under tests/data/slurm-<release>/."""
 
 from __future__ import annotations
 
@@ -13,47 +15,91 @@ from slurm_vgpu.policies.slurm_client import (
     SlurmUnavailable,
     expand_hostlist,
     gres_count,
+    parse_pending_json,
     parse_sinfo_json,
     parse_squeue_json,
+    slurm_release,
 )
 
-DATA = Path(__file__).parent / "data" / "slurm-22.05"
+DATA = Path(__file__).parent / "data"
+RELEASES = ["22.05", "24.11", "26.05"]
+ADMIN_COMMENT = "vgpu1;sl:3;spg:10;obs:60;avg:12.5;pk:30;mem:512;bor:0;bf:0;bs:0"
 
 
-def load(name: str) -> dict[str, Any]:
-    doc = json.loads((DATA / name).read_text())
+def load(release: str, name: str) -> dict[str, Any]:
+    doc = json.loads((DATA / f"slurm-{release}" / name).read_text())
     assert isinstance(doc, dict)
     return doc
 
 
-def test_squeue_running_vgpu_jobs() -> None:
-    jobs = parse_squeue_json(load("squeue.json"))
+def node_listing(release: str) -> dict[str, Any]:
+    """What the CLI client reads for nodes on that release."""
+    return load(release, "sinfo.json" if release == "22.05" else "scontrol-nodes.json")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_captures_are_of_their_release(release: str) -> None:
+    parser = load(release, "squeue.json")["meta"]["plugin"].get("data_parser", "")
+    assert (release == "22.05") == (parser == "")  # 22.05 names no data_parser
+    if release != "22.05":
+        assert parser.startswith("data_parser/v0.0.")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_squeue_running_vgpu_jobs(release: str) -> None:
+    ids = load(release, "jobs.json")
+    jobs = parse_squeue_json(load(release, "squeue.json"))
     assert [(j.job_id, j.partition, dict(j.vgpu_per_node)) for j in jobs] == [
-        (1, "normal", {"n1": 3}), (3, "normal", {"n1": 15}), (4, "normal", {"n1": 2})]
-    assert all(j.start_time > 1.7e9 for j in jobs)
-    assert all(j.admin_comment == "" for j in jobs)
+        (ids["small"], "normal", {"n1": 3}), (ids["big"], "normal", {"n1": 10}),
+        (ids["wide"], "normal", {"n1": 4, "n2": 4})]
+    assert all(j.start_time > 1.7e9 and j.qos == "normal" for j in jobs)
+    assert [j.admin_comment for j in jobs] == [ADMIN_COMMENT, "", ""]
 
 
-def test_squeue_admin_comment_carries_the_daemons_summary() -> None:
-    doc = load("squeue.json")
-    text = "vgpu1;sl:3;spg:10;obs:60;avg:12.5;pk:30;mem:512;bor:0;bf:0;bs:0"
-    for raw in doc["jobs"]:
-        if raw["job_id"] == 1:
-            raw["admin_comment"] = text
-    jobs = {j.job_id: j for j in parse_squeue_json(doc)}
-    assert jobs[1].admin_comment == text and jobs[3].admin_comment == ""
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_nodes_daemon_sees_only_its_share(release: str) -> None:
+    ids = load(release, "jobs.json")
+    doc = load(release, "squeue.json")
+    on_n2 = parse_squeue_json(doc, ["n2"])
+    assert [(j.job_id, dict(j.vgpu_per_node)) for j in on_n2] == [(ids["wide"], {"n2": 4})]
+    assert parse_squeue_json(doc, ["n9"]) == []
 
 
-def test_sinfo_nodes() -> None:
-    (node,) = parse_sinfo_json(load("sinfo.json"), ["n1"])
-    assert (node.name, node.vgpu_count, node.vgpu_used, node.weight) == ("n1", 20, 20, 5)
-    assert node.state == "mixed"
-    assert parse_sinfo_json(load("sinfo.json"), ["other"]) == []
+@pytest.mark.parametrize("release", RELEASES)
+def test_pending_vgpu_jobs_are_demand_unless_held(release: str) -> None:
+    ids = load(release, "jobs.json")
+    pending = parse_pending_json(load(release, "squeue.json"))
+    assert [(p.job_id, p.partitions, p.vgpu_per_node) for p in pending] == [
+        (ids["waiting"], ("scavenger",), 5)]  # the held one and the GRES-less one are not
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_nodes(release: str) -> None:
+    n1, n2 = parse_sinfo_json(node_listing(release))
+    assert (n1.name, n1.vgpu_count, n1.vgpu_used, n1.weight, n1.state) == (
+        "n1", 20, 17, 5, "mixed")
+    assert (n2.name, n2.vgpu_count, n2.vgpu_used, n2.weight) == ("n2", 20, 4, 1)
+    assert n1.partitions == ("debug", "normal", "scavenger")
+    assert parse_sinfo_json(node_listing(release), ["other"]) == []
+
+
+@pytest.mark.parametrize("release", ["24.11", "26.05"])
+def test_grouped_sinfo_of_later_releases_reads_the_same_nodes(release: str) -> None:
+    assert parse_sinfo_json(load(release, "sinfo.json")) == parse_sinfo_json(
+        node_listing(release))
+
+
+@pytest.mark.parametrize(("line", "release"), [
+    ("slurm-wlm 22.05.8\n", (22, 5)), ("slurm 24.11.5\n", (24, 11)), ("slurm 26.05.5", (26, 5)),
+    ("", None)])
+def test_slurm_release(line: str, release: tuple[int, int] | None) -> None:
+    assert slurm_release(line) == release
 
 
 @pytest.mark.parametrize(("spec", "count"), [
     ("vgpu:20", 20), ("vgpu(CNT:3)", 3), ("vgpu:3(IDX:0-2)", 3), ("gres:vgpu:3", 3),
-    ("gpu:1(IDX:0),vgpu(CNT:4)", 4), ("vgpu:g0:10,vgpu:g1:10", 20), ("vgpu:4(IDX:0-2,5)", 4),
+    ("gres/vgpu:3", 3), ("gpu:1(IDX:0),vgpu(CNT:4)", 4), ("vgpu:g0:10,vgpu:g1:10", 20),
+    ("vgpu:4(IDX:0-2,5)", 4),
     ("gpu:2", None), ("", None), ("vgpu:0(IDX:N/A)", 0),
 ])
 def test_gres_count(spec: str, count: int | None) -> None:
@@ -78,8 +124,6 @@ def test_multi_node_job_gres_detail_per_node() -> None:
     (job,) = parse_squeue_json(doc, ["n2"])  # a node's daemon sees only its share
     assert dict(job.vgpu_per_node) == {"n2": 5}
     assert parse_squeue_json(doc, ["n3"]) == []
-    assert [j.job_id for j in parse_squeue_json(load("squeue.json"), ["n1"])] == [1, 3, 4]
-    assert parse_squeue_json(load("squeue.json"), ["n9"]) == []
 
 
 def test_cli_client_reports_missing_and_failing_tools(tmp_path: Path) -> None:
@@ -126,19 +170,7 @@ def test_client_selection_pyslurm_only_when_it_matches(monkeypatch: pytest.Monke
     assert isinstance(make_slurm_client("auto"), slurm_pyslurm.PyslurmClient)
 
 
-def test_pending_vgpu_jobs_and_node_partitions_from_real_22_05_json() -> None:
-    from slurm_vgpu.policies.slurm_client import parse_pending_json
-
-    doc = json.loads((DATA / "squeue.json").read_text())
-    assert [(p.job_id, p.partitions, p.vgpu_per_node) for p in parse_pending_json(doc)] == [
-        (2, ("scavenger",), 5)]  # requeued (BeginTime): it waits for capacity
-    nodes = parse_sinfo_json(json.loads((DATA / "sinfo.json").read_text()))
-    assert nodes[0].partitions == ("normal", "scavenger")
-
-
 def test_held_and_dependent_jobs_are_no_demand() -> None:
-    from slurm_vgpu.policies.slurm_client import parse_pending_json
-
     def job(job_id: int, reason: str, tres: str = "gres:vgpu:2",
             partition: str = "normal,debug") -> dict[str, object]:
         return {"job_id": job_id, "job_state": "PENDING", "state_reason": reason,

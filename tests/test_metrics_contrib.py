@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from slurm_vgpu.policies.actions import RecordViolation
 from slurm_vgpu.policies.config import BackfillConfig, PolicyConfig
-from slurm_vgpu.policies.metrics import DaemonCollector, DaemonState
+from slurm_vgpu.policies.controller import ControllerState
+from slurm_vgpu.policies.metrics import ControllerCollector, DaemonCollector, DaemonState
 from slurm_vgpu.policies.planner import plan_cycle
 from slurm_vgpu.policies.synthetic import synthetic_cluster
 
@@ -29,6 +30,10 @@ def exported_names() -> set[str]:
     state.violations = [RecordViolation("node0000", "GPU-x", 1, 10, 5, (1,), "test")]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(state))
+    ctl = ControllerState()  # the cluster controller's endpoint (vgpu controller)
+    ctl.actions["set_node_vgpu_count"] += 1
+    ctl.action_errors["job_summary"] += 1
+    registry.register(ControllerCollector(ctl))
     text = generate_latest(registry).decode()
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
              if line and not line.startswith("#")}

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from slurm_vgpu.policies.actions import (
     CancelStep,
+    KillProcess,
     RecordViolation,
     RequeueJob,
     SetComputeLimit,
@@ -382,7 +383,39 @@ def test_backstop_within_cap_and_tolerance() -> None:
     s = snap(node, make_job(1, g, 2), processes=procs)
     assert plan_backstop(s, BackstopConfig(tolerance_bytes=1000)) == []
     assert plan_backstop(s, BackstopConfig(tolerance_bytes_per_process=1000)) == []
-    assert len(plan_backstop(s, BackstopConfig())) == 1
+    assert len(plan_backstop(s, BackstopConfig(action="record"))) == 1
+    # the shipped default stops the step
+    assert [type(a) for a in plan_backstop(s, BackstopConfig())] == [RecordViolation,
+                                                                     CancelStep]
+
+
+def test_backstop_kills_processes_of_no_job_step() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    procs = (GpuProcess("n1", g.uuid, 200, 6 * GIB, None, None),
+             GpuProcess("n1", g.uuid, 201, 0, None, None))
+    s = snap(node, make_job(1, g, 2), processes=procs)
+    found = plan_backstop(s, BackstopConfig())
+    assert [a.pid for a in found if isinstance(a, KillProcess)] == [200, 201]
+    assert not [a for a in plan_backstop(s, BackstopConfig(kill_unattributed=False))
+                if isinstance(a, KillProcess)]
+
+
+def test_backstop_compute_over_share_from_the_device_side() -> None:
+    node = make_node()
+    g = node.gpus[0]
+    job = make_job(1, g, 1)  # guaranteed, limit = its slices' share
+    share = job.gpus[0].compute_limit_permille
+    over = (GpuProcess("n1", g.uuid, 100, GIB, 1, "0", utilization_permille=share + 400),)
+    found = plan_backstop(snap(node, job, processes=over), BackstopConfig())
+    assert [(type(a), getattr(a, "kind", "")) for a in found] == [
+        (RecordViolation, "compute"), (CancelStep, "")]
+    fine = (GpuProcess("n1", g.uuid, 100, GIB, 1, "0", utilization_permille=share + 100),)
+    assert plan_backstop(snap(node, job, processes=fine), BackstopConfig()) == []
+    assert plan_backstop(snap(node, job, processes=over), BackstopConfig(compute=False)) == []
+    # a burst job may use what the others leave idle
+    burst = dataclasses.replace(job, share=BURST)
+    assert plan_backstop(snap(node, burst, processes=over), BackstopConfig()) == []
 
 
 def test_backstop_other_gpu_and_unattributed() -> None:
@@ -394,7 +427,7 @@ def test_backstop_other_gpu_and_unattributed() -> None:
     found = plan_backstop(s, BackstopConfig())
     assert {(a.job_id, a.limit_bytes) for a in found if isinstance(a, RecordViolation)} == {
         (1, 0), (None, 0)}
-    quiet = plan_backstop(s, BackstopConfig(report_unattributed=False))
+    quiet = plan_backstop(s, BackstopConfig(report_unattributed=False, kill_unattributed=False))
     assert [a.job_id for a in quiet if isinstance(a, RecordViolation)] == [1]
 
 

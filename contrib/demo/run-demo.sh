@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # slurm-vgpu demo (make demo): a real loopback Slurm 22.05 cluster whose two nodes each have two
-# simulated GPUs; the GRES generator, the SPANK plugin, the hook and the policy daemon, all real.
+# simulated GPUs; the GRES generator, the SPANK plugin, the hook, the cluster controller and a
+# node agent per node, all real.
 # Jobs ask for slices with --gres=vgpu:N, run real CUDA programs (nvcc-built, cudart 13) and
 # driver-API programs, and are held to their slices' memory and compute. Runs as root.
 #
@@ -26,7 +27,7 @@ WORKDIR=${VGPU_DEMO_DIR:-$(mktemp -d /tmp/vgpu-demo-XXXXXX)}
 JOB_TIMEOUT=${VGPU_DEMO_TIMEOUT:-120}   # seconds any wait below may take
 NODES=(n1 n2)
 JOBS=()
-DAEMON_PID=
+DAEMON_PIDS=()  # the controller and the node agents
 
 if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD='' PLAIN=''; fi
 step() { printf '\n%s==== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
@@ -35,16 +36,19 @@ die() { echo "demo: $*" >&2; exit 1; }
 
 teardown() {
   local rc=$?
-  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-    kill "$DAEMON_PID" 2>/dev/null || true
-    wait "$DAEMON_PID" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "${DAEMON_PIDS[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   step "Tear down the cluster"
   "${DEVCLUSTER[@]}" down --workdir "$WORKDIR" || rc=1
   if [ -z "${VGPU_DEMO_DIR:-}" ]; then
     rm -rf "$WORKDIR"
   else
-    echo "work directory kept: $WORKDIR (logs in $WORKDIR/log, daemon log in $WORKDIR/daemon.log)"
+    echo "work directory kept: $WORKDIR (logs in $WORKDIR/log, agent logs in $WORKDIR/agent-*.log, controller log in $WORKDIR/controller.log)"
   fi
   exit "$rc"
 }
@@ -151,23 +155,44 @@ EOF
 }
 
 step_daemon() {
-  step "4. Start the policy daemon for n1 (share adjustment, backstop, Prometheus /metrics)"
-  PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  step "4. Start the cluster controller and a node agent per node (share adjustment, backfill, backstop, Prometheus /metrics)"
+  PORT=$(free_port)
+  local node port
+  # one config for every part: the agents take their node with --node (%n in the paths),
+  # the controller reads Slurm for all of them and talks to them through exchange.dir
   cat >"$WORKDIR/vgpu-daemon.yaml" <<EOF
-nodes: [n1]
 control_period_seconds: 1
-runtime_dir: $WORKDIR/rt/n1
-inventory: $WORKDIR/inv/n1.conf
+runtime_dir: $WORKDIR/rt/%n
+inventory: $WORKDIR/inv/%n.conf
 metrics: {address: 127.0.0.1, port: $PORT}
+exchange: {dir: $WORKDIR/exchange, stale_after_seconds: 10}
 # lend slices idle for 2 s (300 s by default) to jobs of the scavenger partition, 4 at most
 backfill: {enabled: true, idle_after_seconds: 2, max_offer_slices: 4, preemptible_partitions: [scavenger]}
 EOF
-  FAKEGPU_STATE="$WORKDIR/fake/n1.state" LD_LIBRARY_PATH="$FAKE" \
-    "${VGPU[@]}" daemon --config "$WORKDIR/vgpu-daemon.yaml" >"$WORKDIR/daemon.log" 2>&1 &
-  DAEMON_PID=$!
-  wait_until "the daemon's /metrics" "$PY" -c \
-    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/metrics', timeout=1)"
-  echo "vgpu daemon running (pid $DAEMON_PID), metrics on http://127.0.0.1:$PORT/metrics"
+  port=$(free_port)
+  "${VGPU[@]}" controller --config "$WORKDIR/vgpu-daemon.yaml" --metrics-port "$port" \
+    >"$WORKDIR/controller.log" 2>&1 &
+  DAEMON_PIDS+=($!)
+  wait_until "the controller's /metrics" metrics_up "$port"
+  echo "vgpu controller running (pid $!), metrics on http://127.0.0.1:$port/metrics"
+  for node in "${NODES[@]}"; do
+    if [ "$node" = n1 ]; then port=$PORT; else port=$(free_port); fi
+    FAKEGPU_STATE="$WORKDIR/fake/$node.state" LD_LIBRARY_PATH="$FAKE" \
+      "${VGPU[@]}" agent --config "$WORKDIR/vgpu-daemon.yaml" --node "$node" \
+      --metrics-port "$port" >"$WORKDIR/agent-$node.log" 2>&1 &
+    DAEMON_PIDS+=($!)
+    wait_until "$node's agent /metrics" metrics_up "$port"
+    echo "vgpu agent for $node running (pid $!), metrics on http://127.0.0.1:$port/metrics"
+  done
+  ln -sf agent-n1.log "$WORKDIR/daemon.log"
+}
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+metrics_up() {
+  "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$1/metrics', timeout=1)"
 }
 
 job_script() {  # job_script NAME SLICES: a job that checks its cap, then computes for 8 s
@@ -225,7 +250,7 @@ step_show_running() {
 }
 
 step_metrics() {
-  step "7. Prometheus metrics from the daemon (scraped at collection time)"
+  step "7. Prometheus metrics from the node agent of n1 (scraped at collection time)"
   echo "\$ curl -s http://127.0.0.1:$PORT/metrics | grep -E '^vgpu_(job_memory_limit_bytes|job_compute_(guaranteed|achieved)_ratio|gpu_slices_allocated)'"
   "$PY" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PORT/metrics', timeout=5).read().decode())" \
     | grep -E '^vgpu_(job_memory_limit_bytes|job_compute_(guaranteed|achieved)_ratio|gpu_slices_allocated)' \
@@ -244,7 +269,7 @@ step_show_output() {
 step_show_accounting() {
   step "9. Accounting: AllocTRES carries gres/vgpu; AdminComment the placement and utilization"
   wait_until "slurmdbd to record the jobs" all_accounted
-  wait_until "the daemon's job summaries" all_summarized
+  wait_until "the job summaries (agents -> controller -> AdminComment)" all_summarized
   local ids
   ids=$(IFS=,; echo "${JOBS[*]}")
   run sacct -j "$ids" -o JobID,JobName%12,State,AllocTRES%40
@@ -276,7 +301,7 @@ EOF
   OWNER=$(sbatch --parsable -w n1 --gres=vgpu:20 -J owner -o owner.out "$WORKDIR/jobs/owner.sh")
   JOBS+=("$OWNER")
   echo "sbatch -w n1 --gres=vgpu:20 owner.sh   -> job $OWNER (books both GPUs, then sits idle)"
-  wait_until "the daemon to lend idle slices" count_is 24
+  wait_until "the agent and controller to lend idle slices" count_is 24
   run sinfo -N -n n1 -p debug -o "%N %G"
   echo "\$ cat $WORKDIR/rt/n1/lent"
   grep -v '^#' "$WORKDIR/rt/n1/lent" | sed 's/^/  /'
@@ -294,7 +319,9 @@ EOF
   wait_until "the guest to be requeued" job_state_is "$GUEST" PENDING
   run squeue -j "$OWNER,$GUEST" -o "%.6i %.8j %.10P %.9T %r"
   grep -E "job_id=$GUEST|lent slices now" "$WORKDIR/daemon.log" | tail -3 \
-    | sed -e 's/^[0-9-]* [0-9:,]* INFO vgpu: /  daemon: /' || true
+    | sed -e 's/^[0-9-]* [0-9:,]* INFO vgpu: /  agent n1: /' || true
+  grep -E "set_node_vgpu_count: n1" "$WORKDIR/controller.log" | tail -2 \
+    | sed -e 's/^[0-9-]* [0-9:,]* INFO vgpu: /  controller: /' || true
   echo "(the owner is still idle on GPU 1, so the offer moves there)"
   scancel "$GUEST" "$OWNER"
   wait_until "the owner and guest to end" none_left

@@ -98,6 +98,7 @@ _PORT_RANGE = (20000, 32768)
 _PLAIN_OPTIONS = (
     "vgpu_per_node", "gres_types", "cpus_per_node", "real_memory_mb", "extra_conf",
     "plugstack_conf", "slurmd_env", "prolog", "epilog", "debug", "cred_expire",
+    "job_submit_lua",
 )
 _TERMINAL_JOB_STATES = frozenset((
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
@@ -174,6 +175,22 @@ def _pids_with_env(var: str, value: str) -> list[int]:
         except OSError:
             continue
         if needle in env.split(b"\0"):
+            found.append(pid)
+    return found
+
+
+def _pids_using(directory: Path) -> list[int]:
+    """PIDs whose working directory or an open file is under ``directory``."""
+    prefix = str(directory.resolve()) + "/"
+    found = []
+    for pid in _all_pids():
+        base = Path(f"/proc/{pid}")
+        try:
+            links = [os.readlink(base / "cwd")]
+            links += [os.readlink(fd) for fd in (base / "fd").iterdir()]
+        except OSError:
+            continue
+        if any((link + "/").startswith(prefix) for link in links):
             found.append(pid)
     return found
 
@@ -359,10 +376,14 @@ class SlurmCluster:
     - ``cpus_per_node`` (default 8; slurmd advertises it thanks to config_overrides),
       ``real_memory_mb`` (default 4000).
     - ``extra_conf``: text appended to slurm.conf (later lines override earlier keys).
+    - ``job_submit_lua``: text of a job_submit.lua beside slurm.conf (JobSubmitPlugins=lua).
     - ``plugstack_conf``: content of the cluster's own plugstack.conf (``PlugStackConfig=``
       points to it; default: empty, so /etc/slurm's SPANK plugins are never loaded).
-    - ``slurmd_env``: extra environment for the slurmd processes; slurmstepd (and so SPANK
-      plugins) inherit it, e.g. ``{"FAKEGPU_STATE": "/tmp/x/%n.state"}``.
+    - ``slurmd_env``: extra environment for the slurmd processes, e.g.
+      ``{"FAKEGPU_STATE": "/tmp/x/%n.state"}``. Whether slurmstepd (and so a SPANK plugin in
+      it) sees it depends on the release: do not rely on it there. Each slurmd runs in a UTS
+      namespace whose host name is its node name (``NodeHostname=<node>``), as on a real
+      cluster.
     - ``prolog`` / ``epilog``: paths for ``Prolog=`` / ``Epilog=`` (run as root by slurmd).
     - ``debug``: SlurmctldDebug/SlurmdDebug/slurmdbd DebugLevel (default ``"info"``).
     - ``cred_expire``: ``AuthInfo=cred_expire=`` seconds (Slurm's default, 120, when None). A
@@ -397,6 +418,7 @@ class SlurmCluster:
         epilog: str | None = None,
         debug: str = "info",
         cred_expire: int | None = None,
+        job_submit_lua: str = "",
         accounting: bool = True,
         keep_db: bool = False,
         keep_workdir: bool = False,
@@ -423,6 +445,7 @@ class SlurmCluster:
         self.cpus_per_node = cpus_per_node
         self.real_memory_mb = real_memory_mb
         self.extra_conf = extra_conf
+        self.job_submit_lua = job_submit_lua
         self.plugstack_conf = plugstack_conf
         self.slurmd_env: dict[str, str] = dict(slurmd_env or {})
         self.prolog = prolog
@@ -623,6 +646,8 @@ class SlurmCluster:
                 + ",".join(f"gres/{t.strip()}" for t in self.gres_types.split(",") if t.strip()),
                 "AccountingStoreFlags=job_comment",
             ]
+        if self.job_submit_lua:
+            lines.append("JobSubmitPlugins=lua")
         if self.prolog:
             lines.append(f"Prolog={self.prolog}")
         if self.epilog:
@@ -630,7 +655,7 @@ class SlurmCluster:
         for node in self.node_names:
             gres = self._node_gres_value(node)
             lines.append(
-                f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 "
+                f"NodeName={node} NodeHostname={node} NodeAddr=127.0.0.1 "
                 f"Port={self.ports['slurmd-' + node]} CPUs={self.cpus_per_node} Boards=1 "
                 f"SocketsPerBoard=1 CoresPerSocket={self.cpus_per_node} ThreadsPerCore=1 "
                 f"RealMemory={self.real_memory_mb}"
@@ -671,6 +696,8 @@ class SlurmCluster:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         _write(self.conf_dir / "slurm.conf", self.render_slurm_conf(), 0o644)
         _write(self.conf_dir / "gres.conf", self.render_gres_conf(), 0o644)
+        if self.job_submit_lua:
+            _write(self.conf_dir / "job_submit.lua", self.job_submit_lua, 0o644)
         plug = self.plugstack_conf
         _write(self.conf_dir / "plugstack.conf", plug + ("\n" if plug and plug[-1] != "\n" else ""),
                0o644)
@@ -909,6 +936,10 @@ class SlurmCluster:
             "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root",
             f"--socket={self.mysql_socket}", f"--port={self.ports['mariadb']}",
             "--bind-address=127.0.0.1", "--skip-name-resolve",
+            # Loopback only, so no TLS: MariaDB 11.4+ turns TLS on by default, and slurmdbd
+            # 24.11/26.05 over TLS to Debian's MariaDB 11.8 fails at start ("5027 Number of
+            # columns in result (=1) set execeeds maxmimum allowed number of columns (=0)").
+            "--skip-ssl",
             f"--pid-file={self.workdir}/run/mariadb.mariadb-pid",
             f"--log-error={self.log_path('mariadb')}", f"--init-file={init}",
             f"--tmpdir={self.workdir}/tmp", "--max-connections=50", *innodb,
@@ -926,7 +957,13 @@ class SlurmCluster:
 
     def _start_slurmd(self, node: str) -> None:
         daemon = f"slurmd-{node}"
-        self._spawn(daemon, ["/usr/sbin/slurmd", "-D", "-N", node, "-f", str(self.conf_path)])
+        # Each slurmd in a UTS namespace of its own whose host name is the node's, as on a real
+        # cluster: from 23.02 on slurmstepd starts with an empty environment (no
+        # SLURMD_NODENAME), and the host name is how a plugin in it knows its node.
+        self._spawn(daemon, [
+            "/usr/bin/unshare", "--uts", "--", "/bin/sh", "-c",
+            'echo "$0" > /proc/sys/kernel/hostname && exec "$@"', node,
+            "/usr/sbin/slurmd", "-D", "-N", node, "-f", str(self.conf_path)])
 
     def node_states(self) -> dict[str, str]:
         """Node name -> state as sinfo prints it (``idle``, ``mixed``, ``down*``, ...)."""
@@ -1032,10 +1069,13 @@ class SlurmCluster:
         """SIGKILL this cluster's leftover processes (slurmstepd and their children).
 
         They are found by the cluster's random token in their environment (set on every
-        daemon, inherited by slurmstepd); never the caller or its ancestors.
+        daemon, inherited by slurmstepd up to 22.05) or, as slurmstepd of later releases
+        starts with an environment of its own, by a working directory or open file (its
+        log, spool) in the cluster's work directory; never the caller or its ancestors.
         """
         spare = _ancestors(os.getpid())
-        marked = [p for p in _pids_with_env(MARKER_VAR, self.token) if p not in spare]
+        marked = [p for p in set(_pids_with_env(MARKER_VAR, self.token))
+                  | set(_pids_using(self.workdir)) if p not in spare]
         victims = {p: _start_time(p) for p in set(marked) | _descendants(marked)}
         victims = {p: st for p, st in victims.items() if p not in spare and st is not None}
         for pid, st in victims.items():

@@ -20,7 +20,18 @@
 #define VGPU_LIMITS_MAGIC 0x314d494c55504756ULL /* "VGPULIM1" as little-endian bytes */
 #define VGPU_LIMITS_VERSION 1u
 #define VGPU_MAX_GPUS 16u
-#define VGPU_UUID_LEN 48u /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" plus NUL, padded */
+#define VGPU_UUID_LEN 48u
+/*
+ * Step anchors: for every vgpu job step the SPANK plugin, in slurmstepd as root, writes
+ * VGPU_STEP_DIR/<pid of that slurmstepd> (root-owned, 0644, in a root-owned 0755 directory):
+ * text lines "job=", "step=", "start=" (the slurmstepd's /proc start time, field 22),
+ * "limits=" and "state=" (absolute paths; "-" for a step that holds no slices). The hook finds
+ * its step by walking its parents to the nearest root-owned slurmstepd, so inside a vgpu step
+ * no variable the user sets decides which limits apply (docs/security.md).
+ */
+#ifndef VGPU_STEP_DIR
+#define VGPU_STEP_DIR "/run/slurm-vgpu-steps"
+#endif /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" plus NUL, padded */
 
 /* May this job borrow compute that co-tenants leave idle? (--vgpu-share=) */
 enum vgpu_share_policy {

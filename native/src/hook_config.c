@@ -118,10 +118,11 @@ uint64_t vgpu_alloc_granularity = 2ull << 20;
 
 /* Reads hook.conf. Returns on_error as VGPU_MODE_DENY or VGPU_MODE_UNLIMITED (what to do
  * when a job's files are bad) and sets vgpu_alloc_granularity. */
-static int read_conf(char *conf_used, size_t conf_len)
+static int read_conf(char *conf_used, size_t conf_len, int in_step)
 {
 	const char *path = VGPU_DEFAULT_CONF;
-	const char *override = getenv("VGPU_HOOK_CONF");
+	/* inside a vgpu step only the admin's file counts: no variable picks another */
+	const char *override = in_step ? NULL : getenv("VGPU_HOOK_CONF");
 	struct stat st;
 	int mode = VGPU_MODE_DENY;
 
@@ -404,17 +405,162 @@ fail:
 	return rv;
 }
 
+/* ------------------------------------------------------------------ step anchor */
+
+struct vgpu_anchor {
+	pid_t stepd;
+	char limits[PATH_MAX];
+	char state[PATH_MAX];
+	char job[32], step[32];
+};
+
+/* /proc/<pid>/status: Name, real uid and PPid (status shows the real uid even for a
+ * non-dumpable process, whose /proc entries are owned by root). */
+static int proc_status(pid_t pid, char *name, size_t nlen, uid_t *uid, pid_t *ppid)
+{
+	char path[64], buf[2048];
+	int have = 0;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long v;
+		if (strncmp(line, "Name:\t", 6) == 0) {
+			snprintf(name, nlen, "%s", line + 6);
+			have |= 1;
+		} else if (sscanf(line, "Uid: %lu", &v) == 1) {
+			*uid = (uid_t)v;
+			have |= 2;
+		} else if (sscanf(line, "PPid: %lu", &v) == 1) {
+			*ppid = (pid_t)v;
+			have |= 4;
+		}
+	}
+	return have == 7 ? 0 : -1;
+}
+
+/* Which vgpu step is this process in? Walks the parents to the nearest root-owned
+ * slurmstepd and reads its anchor (vgpu_abi.h). Returns 1 with *a filled, 0 when there is no
+ * such slurmstepd or it anchors nothing (a plain job step), -1 with why set when the anchor
+ * is not trustworthy. Bounded: at most 64 parents, one small file. */
+static int find_anchor(struct vgpu_anchor *a, char *why, size_t wlen)
+{
+	pid_t pid = getppid();
+	for (int depth = 0; depth < 64 && pid > 1; depth++) {
+		char name[64] = "";
+		uid_t uid = (uid_t)-1;
+		pid_t ppid = 0;
+		if (proc_status(pid, name, sizeof name, &uid, &ppid) != 0)
+			return 0;
+		if (uid != 0 || strcmp(name, "slurmstepd") != 0) {
+			pid = ppid;
+			continue;
+		}
+		char path[PATH_MAX], buf[3 * PATH_MAX];
+		struct stat st, dst;
+		snprintf(path, sizeof path, "%s/%d", VGPU_STEP_DIR, (int)pid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				return 0; /* a step that is not a vgpu step */
+			snprintf(why, wlen, "step anchor %s: cannot open: %s", path, strerror(errno));
+			return -1;
+		}
+		ssize_t n = -1;
+		if (fstat(fd, &st) == 0 && admin_owned(&st) && stat(VGPU_STEP_DIR, &dst) == 0 &&
+		    dst.st_uid == 0 && !(dst.st_mode & (S_IWGRP | S_IWOTH)))
+			n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n <= 0) {
+			snprintf(why, wlen, "step anchor %s: must be a root-owned file not writable "
+				 "by group or others in a root-owned directory", path);
+			return -1;
+		}
+		buf[n] = '\0';
+		unsigned long long start = 0;
+		char *save = NULL;
+		a->limits[0] = a->state[0] = a->job[0] = a->step[0] = '\0';
+		for (char *line = strtok_r(buf, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			if (strncmp(line, "limits=", 7) == 0)
+				snprintf(a->limits, sizeof a->limits, "%s", line + 7);
+			else if (strncmp(line, "state=", 6) == 0)
+				snprintf(a->state, sizeof a->state, "%s", line + 6);
+			else if (strncmp(line, "job=", 4) == 0)
+				snprintf(a->job, sizeof a->job, "%s", line + 4);
+			else if (strncmp(line, "step=", 5) == 0)
+				snprintf(a->step, sizeof a->step, "%s", line + 5);
+			else if (strncmp(line, "start=", 6) == 0)
+				start = strtoull(line + 6, NULL, 10);
+		}
+		if (start == 0 || start != vgpu_proc_start_time(pid)) {
+			/* left by a slurmstepd that is gone; this one anchors nothing */
+			return 0;
+		}
+		if (!a->limits[0] || !a->state[0]) {
+			snprintf(why, wlen, "step anchor %s: no limits= or state= line", path);
+			return -1;
+		}
+		a->stepd = pid;
+		return 1;
+	}
+	return 0;
+}
+
+static int deny(struct vgpu_runtime *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int deny(struct vgpu_runtime *rt, const char *fmt, ...)
+{
+	char msg[2 * PATH_MAX + 256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	rt->mode = VGPU_MODE_DENY;
+	vgpu_log("%s; device memory allocations will fail (whatever on_error says)", msg);
+	return -1;
+}
+
 int vgpu_load(struct vgpu_runtime *rt)
 {
 	const char *limits = getenv("VGPU_LIMITS");
+	const char *state = getenv("VGPU_STATE");
+	char conf[PATH_MAX], why[2 * PATH_MAX + 256], state_path[PATH_MAX + 16];
+	struct vgpu_anchor anchor;
+	struct stat limits_dir;
+
+	why[0] = '\0';
+	/* Inside a vgpu job step the root-owned anchor decides; the variables must agree with it
+	 * (a missing, empty or foreign one is a user's doing: deny, never unlimited). */
+	int in_step = find_anchor(&anchor, why, sizeof why);
+	if (in_step < 0)
+		return deny(rt, "%s", why);
+	if (in_step > 0) {
+		if (strcmp(anchor.limits, "-") == 0)
+			return deny(rt, "job %s step %s holds no GPU slices", anchor.job, anchor.step);
+		if (!limits || strcmp(limits, anchor.limits) != 0)
+			return deny(rt, "VGPU_LIMITS=%s inside job %s step %s, whose limits are %s "
+				    "(the variable is set by slurm-vgpu; do not change it)",
+				    limits ? limits : "(unset)", anchor.job, anchor.step,
+				    anchor.limits);
+		if (state && *state && strcmp(state, anchor.state) != 0)
+			return deny(rt, "VGPU_STATE=%s inside job %s step %s, whose state is %s "
+				    "(the variable is set by slurm-vgpu; do not change it)",
+				    state, anchor.job, anchor.step, anchor.state);
+		limits = anchor.limits;
+		state = anchor.state;
+	}
 	if (!limits || !*limits) {
 		rt->mode = VGPU_MODE_OFF;
 		return 0;
 	}
-	char conf[PATH_MAX], why[PATH_MAX + 256], state_path[PATH_MAX + 16];
-	struct stat limits_dir;
-	int on_error = read_conf(conf, sizeof conf);
-	const char *state = getenv("VGPU_STATE");
+	int on_error = read_conf(conf, sizeof conf, in_step > 0);
 	if (!state || !*state) {
 		char dir[PATH_MAX];
 		if (dir_of(limits, dir, sizeof dir) == 0)
@@ -423,7 +569,6 @@ int vgpu_load(struct vgpu_runtime *rt)
 			state_path[0] = '\0';
 		state = state_path;
 	}
-	why[0] = '\0';
 	snprintf(limits_path, sizeof limits_path, "%s", limits);
 	if (open_limits(limits, rt, why, sizeof why, &limits_dir) == 0 &&
 	    open_state(state, &limits_dir, rt, why, sizeof why) == 0) {

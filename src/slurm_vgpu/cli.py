@@ -4,6 +4,7 @@ so `vgpu --help` stays fast and a broken optional part cannot break the others."
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -15,6 +16,10 @@ from slurm_vgpu.errors import VgpuError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gres": ("slurm_vgpu.gres.cli:gres", "Generate and check Slurm GRES config."),
     "daemon": ("slurm_vgpu.policies.daemon_cli:daemon", "Run the per-node policy daemon."),
+    "agent": ("slurm_vgpu.policies.daemon_cli:agent",
+              "Run the node agent (with `vgpu controller`; no Slurm reads)."),
+    "controller": ("slurm_vgpu.policies.daemon_cli:controller",
+                   "Run the cluster controller (reads Slurm for all node agents)."),
     "status": ("slurm_vgpu.policies.status_cli:status", "Show GPUs, slices and jobs on this node."),
     "report": ("slurm_vgpu.policies.report_cli:report", "Slice utilization from Slurm accounting."),
     "simulate": ("slurm_vgpu.policies.simulate_cli:simulate", "Replay cluster traces."),
@@ -61,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except (OSError, UnicodeError, ValueError) as e:
+        # never a traceback for bad input; VGPU_DEBUG=1 shows one for a bug report
+        if os.environ.get("VGPU_DEBUG"):
+            raise
+        what: object = e
+        if isinstance(e, OSError) and e.strerror:
+            what = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+        click.echo(f"vgpu: error: {what} (VGPU_DEBUG=1 for details)", err=True)
+        return 1
     return 0
 
 

@@ -1,0 +1,132 @@
+--[[
+slurm-vgpu: refuse unusable vgpu requests at submit, with a vgpu message (job_submit/lua).
+
+Install as job_submit.lua beside slurm.conf and set JobSubmitPlugins=lua (or paste the
+vgpu_check() call into a site's own job_submit.lua). It refuses
+  --gres=vgpu:0                     (zero slices: use no --gres, or --gres=vgpu:N with N >= 1)
+  --gres=vgpu:999, vgpu:-1, vgpu:abc (more slices than any node has, or not a count)
+  --vgpu-share=... without any vgpu request
+and names the largest request a node can take: the largest Gres=vgpu:N on slurm.conf's
+NodeName lines (and the files it Includes). Nothing else is changed. docs/security.md.
+]]
+
+local GRES = "vgpu"
+
+local function dirname(path)
+   return path:match("^(.*)/[^/]*$") or "."
+end
+
+local function conf_path()
+   local env = os.getenv("SLURM_CONF")
+   if env and env ~= "" then return env end
+   local src = debug.getinfo(1, "S").source
+   if src:sub(1, 1) == "@" then return dirname(src:sub(2)) .. "/slurm.conf" end
+   return "/etc/slurm/slurm.conf"
+end
+
+-- the largest vgpu count of any NodeName line (nil: none found)
+local function largest_node(path, depth, best)
+   if depth > 4 then return best end
+   local f = io.open(path, "r")
+   if not f then return best end
+   for line in f:lines() do
+      line = line:gsub("#.*$", "")
+      local inc = line:match("^%s*[Ii]nclude%s+(%S+)")
+      if inc then
+         if inc:sub(1, 1) ~= "/" then inc = dirname(path) .. "/" .. inc end
+         best = largest_node(inc, depth + 1, best)
+      elseif line:match("^%s*[Nn]ode[Nn]ame=") then
+         local gres = line:match("[Gg]res=(%S+)")
+         if gres then
+            local total = 0
+            for item in (gres .. ","):gmatch("([^,]*),") do
+               local name, rest = item:match("^([%w_]+)(.*)$")
+               if name == GRES then
+                  total = total + (tonumber(rest:match("(%d+)$") or "1") or 0)
+               end
+            end
+            if total > 0 and (best == nil or total > best) then best = total end
+         end
+      end
+   end
+   f:close()
+   return best
+end
+
+-- every vgpu request in a TRES string ("gres:vgpu:3", "gres/vgpu=3", "gres:vgpu:t:3")
+local function vgpu_requests(tres)
+   local out = {}
+   if type(tres) ~= "string" then return out end
+   for item in (tres .. ","):gmatch("([^,]*),") do
+      local rest = item:match("^gres[:/]" .. GRES .. "(.*)$")
+      if rest then table.insert(out, rest) end
+   end
+   return out
+end
+
+local function has_share_option(job_desc)
+   for _, field in ipairs({"spank_job_env", "environment"}) do
+      local ok, env = pcall(function() return job_desc[field] end)
+      if ok and type(env) == "table" then
+         for k, v in pairs(env) do
+            local s = (type(k) == "string" and k .. "=" or "") .. tostring(v)
+            if s:find("SPANK_OPTION_vgpu_vgpu_share", 1, true) or
+               s:find("SPANK_OPTION_vgpu_vgpu-share", 1, true) then
+               return true
+            end
+         end
+      end
+   end
+   return false
+end
+
+function vgpu_check(job_desc)
+   local largest = largest_node(conf_path(), 0, nil)
+   local most = largest and ("the largest request a node can take is --gres=" .. GRES .. ":" ..
+                             largest) or "no node has vgpu slices"
+   local found = false
+   for _, field in ipairs({"tres_per_node", "tres_per_job", "tres_per_task", "tres_per_socket"}) do
+      for _, rest in ipairs(vgpu_requests(job_desc[field])) do
+         found = true
+         local count = rest:match("^[:=](%-?%d+)$") or rest:match("^:[^:]+:(%-?%d+)$")
+         if rest == "" then count = "1" end
+         local n = tonumber(count or "")
+         local shown = GRES .. rest
+         if n == nil then
+            return "vgpu: --gres=" .. shown .. " is not a slice count; use --gres=" .. GRES ..
+               ":N with N from 1 to " .. (largest or 0) .. " (" .. most .. ")"
+         elseif n <= 0 then
+            return "vgpu: --gres=" .. shown .. " asks for no slices; use --gres=" .. GRES ..
+               ":N with N from 1 to " .. (largest or 0) .. ", or no vgpu request at all"
+         elseif largest == nil or n > largest then
+            return "vgpu: --gres=" .. shown .. " is more slices than any node has; " .. most
+         end
+      end
+   end
+   if not found and has_share_option(job_desc) then
+      return "vgpu: --vgpu-share only applies to jobs with --gres=" .. GRES ..
+         ":N; add one or drop --vgpu-share"
+   end
+   return nil
+end
+
+function slurm_job_submit(job_desc, part_list, submit_uid)
+   local err = vgpu_check(job_desc)
+   if err then
+      slurm.log_user("%s", err)
+      slurm.log_info("job_submit/lua: uid %s refused: %s", tostring(submit_uid), err)
+      return slurm.ERROR
+   end
+   return slurm.SUCCESS
+end
+
+function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+   local err = vgpu_check(job_desc)
+   if err then
+      slurm.log_user("%s", err)
+      return slurm.ERROR
+   end
+   return slurm.SUCCESS
+end
+
+return slurm.SUCCESS
