@@ -336,6 +336,10 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		lead[g].seen_us = sg->sampler_seen_us;
 		lead[g].period_us = DEFAULT_PERIOD_US;
 		lead[g].rate = 1.0;
+		/* credit is for a running job's own pauses: a new sampler (a new process, the
+		 * previous one gone) does not inherit it, or a job would start with a burst */
+		if (atomic_load(&sg->tokens_ns) > 0)
+			atomic_store(&sg->tokens_ns, 0);
 		atomic_store(&sg->sampler_beat_ns, now);
 		return;
 	}
