@@ -69,8 +69,17 @@ class PynvmlSource:
         return procs
 
     def _process_utilization(self, handle: Any, uuid: str) -> dict[int, int] | None:
-        """pid -> mean SM utilization (permille) of its samples since the last call."""
-        fn = getattr(self.nvml, "nvmlDeviceGetProcessUtilization", None)
+        """pid -> mean SM utilization (permille) of its samples since the last call.
+
+        The newer call (nvmlDeviceGetProcessesUtilizationInfo, drivers 550+) reports the share
+        of each sample in which a process's kernels ran: its device time. The older one reports
+        the share in which it had work queued or running, which reads 99 for each of two
+        time-sliced busy processes on a real GPU (shared/hardware/h200.md), so a job that waits
+        for its co-tenant's time slices would look over its share; it is used only without the
+        newer call."""
+        fn = getattr(self.nvml, "nvmlDeviceGetProcessesUtilizationInfo", None)
+        if fn is None:
+            fn = getattr(self.nvml, "nvmlDeviceGetProcessUtilization", None)
         if fn is None:
             return None
         since = self._last_seen_us.get(uuid, 0)

@@ -157,13 +157,21 @@ def create_fake_machine(
     blocks_per_sm: int | None = None,
     alloc_granularity: str | None = None,
     util_window_ms: int | None = None,
-    ctx_overhead: str | None = None,
+    ctx_overhead: str | None = "0",
+    timeslice_us: int | None = None,
+    switch_us: int | None = None,
+    sample_ms: int | None = None,
+    sensors: str | None = None,
 ) -> FakeMachine:
     """Create the state file ``state`` (fakegpu-ctl create --force) and describe the machine.
 
     ``mem``, ``sms`` and ``name`` take comma-separated per-device values (the last repeats),
     e.g. ``mem="16G,80G"``. ``ctx_overhead`` (e.g. ``"500M"``) charges each CUDA context that
-    much device memory, as real contexts take; the default is none.
+    much device memory, as real contexts take; tests pass ``None`` for the simulated GPU's
+    realistic default (512 MiB) and get ``"0"`` unless they ask. Scheduling and sensors are the
+    simulated GPU's realistic defaults (4.5 ms time slices, 0.5 ms switches, NVML samples every
+    200 ms) unless ``timeslice_us``, ``switch_us``, ``sample_ms`` or ``sensors="ideal"`` say
+    otherwise (no accuracy figure may be measured with ideal sensors).
     """
     args = [str(build.ctl), "create", "--force", "--state", str(state), "--count", str(count),
             "--mem", mem]
@@ -175,6 +183,10 @@ def create_fake_machine(
         ("--alloc-granularity", alloc_granularity),
         ("--util-window-ms", None if util_window_ms is None else str(util_window_ms)),
         ("--ctx-overhead", ctx_overhead),
+        ("--timeslice-us", None if timeslice_us is None else str(timeslice_us)),
+        ("--switch-us", None if switch_us is None else str(switch_us)),
+        ("--sample-ms", None if sample_ms is None else str(sample_ms)),
+        ("--sensors", sensors),
     ]
     for opt, value in options:
         if value is not None:

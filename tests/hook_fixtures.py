@@ -119,11 +119,12 @@ def parse_lines(stdout: str) -> list[dict[str, str]]:
 class HookEnv:
     """A simulated machine (its own fakegpu state file) plus helpers to run jobs on it."""
 
-    def __init__(self, build: HookBuild, root: Path, count: int = 1, memory: str = "16G"):
+    def __init__(self, build: HookBuild, root: Path, count: int = 1, memory: str = "16G",
+                 **machine_options: Any):
         self.build = build
         self.root = root
         self.machine: FakeMachine = create_fake_machine(build.fake, root / "fakegpu.state",
-                                                        count, memory)
+                                                        count, memory, **machine_options)
         self.fake_state = self.machine.state
         # Only what a job's processes need: nothing of the test runner's VGPU_* or preloads.
         self.base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.machine.env}
@@ -202,6 +203,16 @@ def hook_env(hook_build: HookBuild, tmp_path: Path) -> HookEnv:
                      REQUIRE_NATIVE)
     os.chmod(tmp_path, 0o755)
     return HookEnv(hook_build, tmp_path)
+
+
+@pytest.fixture
+def hook_env_real_contexts(hook_build: HookBuild, tmp_path: Path) -> HookEnv:
+    """A simulated GPU whose contexts cost what real ones do (its default, 512 MiB each)."""
+    if os.geteuid() != 0:
+        skip_or_fail("the hook's tests write root-owned limits files: run them as root",
+                     REQUIRE_NATIVE)
+    os.chmod(tmp_path, 0o755)
+    return HookEnv(hook_build, tmp_path, ctx_overhead=None)
 
 
 @pytest.fixture

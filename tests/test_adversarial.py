@@ -70,7 +70,10 @@ def fake_state() -> Iterator[Path]:
     state = base / "n1.state"
     try:
         subprocess.run([str(FAKE / "fakegpu-ctl"), "create", "--force", "--state", str(state),
-                        "--count", "2", "--mem", "10G", "--uuid", ",".join(UUIDS)],
+                        "--count", "2", "--mem", "10G", "--uuid", ",".join(UUIDS),
+                        # contexts free: the sizes here are tuned to the caps (the simulated
+                        # GPU's default is 512 MiB per context, charged inside the cap)
+                        "--ctx-overhead", "0"],
                        check=True, capture_output=True, timeout=30)
         state.chmod(0o666)
         yield state

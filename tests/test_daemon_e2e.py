@@ -57,7 +57,8 @@ def fake_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base.chmod(0o755)
     state = base / "n1.state"
     subprocess.run([str(FAKE / "fakegpu-ctl"), "create", "--force", "--state", str(state),
-                    "--count", "2", "--mem", "10G", "--uuid", ",".join(UUIDS)],
+                    "--count", "2", "--mem", "10G", "--uuid", ",".join(UUIDS),
+                    "--ctx-overhead", "0"],  # contexts free: round numbers (see docs/hook.md)
                    check=True, capture_output=True, timeout=30)
     state.chmod(0o666)  # job processes (and their hook) share the simulated machine
     return state

@@ -7,6 +7,7 @@ the simulated work it waits for).
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import time
@@ -60,27 +61,70 @@ def test_grid_size_duration_model(fake_machine: FakeMachineFactory) -> None:
         assert m.device(0)["busy_total_ns"] - before == expect
 
 
-def test_two_processes_serialize_on_one_device(fake_machine: FakeMachineFactory) -> None:
+def test_two_processes_time_slice_on_one_device(fake_machine: FakeMachineFactory) -> None:
+    """Like an H200 without MPS: busy processes alternate in 4.5 ms runs, each switch costs."""
     m = fake_machine()
     prog = str(m.build.program("test-drv-api"))
+    t0 = time.monotonic_ns()
     procs = [m.popen([prog, "launch", str(20 * MS), "10", "30"]) for _ in range(2)]
     try:
         lines = [_fields(_first_line(p)) for p in procs]
-        dev = m.device(0)
-        end = dev["busy_until_ns"]
-        window = m.device(0, from_ns=end - 400 * MS, to_ns=end)
+        window = m.device(0, from_ns=t0, to_ns=time.monotonic_ns())
     finally:
         for p in procs:
             _finish(p)
-    assert dev["busy_total_ns"] == 400 * MS
-    # 400 ms of kernels fill exactly 400 ms of device time: none of them overlapped
-    assert window["busy_window_ns"] == 400 * MS
-    assert window["utilization"] == pytest.approx(1.0)
+    assert window["busy_total_ns"] == 400 * MS
     by_pid = {p["pid"]: p for p in window["processes"]}
     assert set(by_pid) == {int(line["pid"]) for line in lines}
+    # every queued ns ran (a preempted kernel resumes), and nothing overlapped
     assert all(p["busy_window_ns"] == 200 * MS and p["launches"] == 10 for p in by_pid.values())
-    # each waited at least for its own simulated work
+    assert window["busy_window_ns"] == 400 * MS
+    # ~80 preemptive switches of 0.5 ms: the pair needs more than its 400 ms of work
+    assert max(float(line["total_s"]) for line in lines) >= 0.4 + 0.02
     assert min(float(line["total_s"]) for line in lines) >= 0.2 - 1e-3
+
+
+def test_nvml_process_samples_like_the_h200(
+    fake_machine: FakeMachineFactory, run_pynvml: PynvmlRunner
+) -> None:
+    """A new per-process sample every 200 ms, NOT_FOUND in between, 99-100 for both of two
+    time-sliced busy processes (what the H200's driver reported)."""
+    m = fake_machine()
+    prog = str(m.build.program("test-drv-api"))
+    poll = """
+import time
+pynvml.nvmlInit()
+h = pynvml.nvmlDeviceGetHandleByIndex(0)
+last, found, missing, stamps, utils = 0, 0, 0, [], []
+end = time.monotonic() + 1.0
+while time.monotonic() < end:
+    try:
+        samples = pynvml.nvmlDeviceGetProcessUtilization(h, last)
+    except pynvml.NVMLError_NotFound:
+        missing += 1
+    else:
+        found += 1
+        for s in samples:
+            stamps.append(s.timeStamp)
+            utils.append(s.smUtil)
+        last = max(s.timeStamp for s in samples)
+    time.sleep(0.01)
+result = {"found": found, "missing": missing, "stamps": sorted(set(stamps)), "utils": utils,
+          "gpu": pynvml.nvmlDeviceGetUtilizationRates(h).gpu}
+"""
+    procs = [m.popen([prog, "launch", str(50 * MS), "60"]) for _ in range(2)]
+    try:
+        _wait_for_launches(m, 120)
+        time.sleep(0.45)  # a full sample period with both busy
+        nvml = run_pynvml(m, poll)
+    finally:
+        for p in procs:
+            _finish(p)
+    assert nvml["missing"] > 4 * nvml["found"] > 0
+    gaps = [b - a for a, b in itertools.pairwise(nvml["stamps"])]
+    assert gaps and all(abs(g - 200_000) <= 2_000 for g in gaps)
+    assert nvml["utils"] and min(nvml["utils"]) >= 97
+    assert nvml["gpu"] >= 97
 
 
 def test_devices_have_independent_timelines(fake_machine: FakeMachineFactory) -> None:

@@ -131,6 +131,81 @@ def test_concurrent_processes_never_exceed_the_cap_together(hook_env: HookEnv) -
     assert granted == 8  # exactly 1 GiB / 128 MiB, whatever the interleaving
 
 
+def _held_by(env: HookEnv, procs: list[subprocess.Popen[str]]) -> int:
+    """What the simulated GPU's ground truth says these processes hold in total."""
+    pids = {p.pid for p in procs}
+    return sum(int(p["memory_used"]) for p in env.device()["processes"] if p["pid"] in pids)
+
+
+def test_contexts_are_charged_inside_the_cap(hook_env_real_contexts: HookEnv) -> None:
+    """Four processes of one job, each with a context that costs 512 MiB on the device (as on
+    a real GPU), filling a 3 GiB cap: together they never hold more than the cap, and
+    cuMemGetInfo reports the cap minus all of it."""
+    env = hook_env_real_contexts
+    job = env.job(memory=3 * GIB)
+    procs = [env.start(job, ["info", "wait", "fill", "64M", "info", "hold"]) for _ in range(4)]
+    try:
+        first = [wait_for_line(p, "info") for p in procs]  # every context made
+        for p in procs:
+            proceed(p)
+        for p in procs:
+            wait_for_line(p, "hold ready")
+        held = _held_by(env, procs)
+        usage = job.usage().gpus[0]
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate(timeout=10)
+    # each process saw the cap minus the contexts made before its own was measured
+    assert all(int(line.split("free=")[1].split()[0]) <= 3 * GIB - 512 * MIB for line in first)
+    assert held <= 3 * GIB
+    assert held >= 3 * GIB - 4 * 64 * MIB  # the cap was used, not left idle
+    assert usage.used_bytes <= 3 * GIB
+
+
+def test_a_context_that_does_not_fit_fails_cleanly(hook_env_real_contexts: HookEnv) -> None:
+    """A job whose cap is full: a new process's context is refused with out-of-memory (as a
+    full GPU answers) instead of taking the job over its cap."""
+    env = hook_env_real_contexts
+    job = env.job(memory=2 * GIB)
+    filler = env.start(job, ["fill", "64M", "hold"])
+    try:
+        wait_for_line(filler, "hold ready")
+        late = env.run(job, ["info"])
+        held = _held_by(env, [filler])
+    finally:
+        filler.kill()
+        filler.communicate(timeout=10)
+    assert late.rc("setup") == 2  # CUDA_ERROR_OUT_OF_MEMORY
+    assert held <= 2 * GIB
+    assert env.device()["memory_used"] <= 2 * GIB
+
+
+def test_memory_kept_in_a_pool_stays_inside_the_cap(hook_env: HookEnv) -> None:
+    """A process keeps 2.5 GiB in its default pool after cuMemFreeAsync (release threshold
+    raised); a second process of the job gets only the rest of the 3 GiB cap."""
+    job = hook_env.job(memory=3 * GIB)
+    keeper = hook_env.start(job, ["keep", "4G", "async", "2560M", "freeasync", "sync", "info",
+                                  "hold"])
+    try:
+        info = wait_for_line(keeper, "info")
+        wait_for_line(keeper, "hold ready")
+        taker = hook_env.start(job, ["fill", "64M", "info", "hold"])
+        try:
+            got = wait_for_line(taker, "fill")
+            wait_for_line(taker, "hold ready")
+            held = _held_by(hook_env, [keeper, taker])
+        finally:
+            taker.kill()
+            taker.communicate(timeout=10)
+    finally:
+        keeper.kill()
+        keeper.communicate(timeout=10)
+    assert f"free={3 * GIB - 2560 * MIB}" in info  # cuMemGetInfo: the cap minus the pool's
+    assert int(got.split("bytes=")[1]) <= 512 * MIB
+    assert 2560 * MIB <= held <= 3 * GIB
+
+
 def test_kill9_usage_is_reclaimed_by_the_rest_of_the_job(hook_env: HookEnv) -> None:
     job = hook_env.job(memory=GIB)
     survivor = hook_env.start(job, ["alloc", "100M", "hold"])

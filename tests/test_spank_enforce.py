@@ -48,7 +48,10 @@ def cluster_site() -> Iterator[tuple[SlurmCluster, SpankSite]]:
             state.parent.mkdir(mode=0o755, exist_ok=True)
             uuids = ",".join(gpu_uuid(node, i) for i, _ in site.gpus)
             subprocess.run([str(FAKEGPU / "fakegpu-ctl"), "create", "--state", str(state),
-                            "--count", str(len(site.gpus)), "--mem", "10G", "--uuid", uuids],
+                            "--count", str(len(site.gpus)), "--mem", "10G", "--uuid", uuids,
+                            # contexts free: these tests check caps in round numbers (the
+                            # hook's own tests charge 512 MiB contexts, the default)
+                            "--ctx-overhead", "0"],
                            check=True, capture_output=True, timeout=30)
             state.chmod(0o666)  # the simulated device is shared by every job user
         yield cluster, site

@@ -106,7 +106,9 @@ step_simulated_gpus() {
       uuids+="${uuids:+,}GPU-de300000-0000-4000-8000-$(printf '%s%011d' "${node#n}" "$i")"
     done
     "$FAKE/fakegpu-ctl" create --force --state "$WORKDIR/fake/$node.state" --count 2 \
-      --mem 10G --name "NVIDIA FakeGPU" --uuid "$uuids" >/dev/null
+      --mem 10G --name "NVIDIA FakeGPU" --uuid "$uuids" --ctx-overhead 0 >/dev/null
+    # (contexts free, so the demo shows caps in round numbers; by default the simulated GPU
+    # charges 512 MiB per context as an H200 does, and the hook counts it inside the cap)
     chmod 666 "$WORKDIR/fake/$node.state"  # every job's processes share the simulated node
   done
   echo "state files: $WORKDIR/fake/{n1,n2}.state"

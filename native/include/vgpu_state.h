@@ -58,7 +58,11 @@ struct vgpu_state_gpu {
 	VGPU_ATOMIC(uint64_t) sampler_beat_ns;    /* CLOCK_MONOTONIC of the sampler's last tick */
 	uint64_t sampler_seen_us;            /* NVML lastSeenTimeStamp, carried across samplers */
 	VGPU_ATOMIC(uint64_t) others_busy_ns;  /* measured device time of other jobs (burst) */
-	uint64_t reserved[6];
+	VGPU_ATOMIC(uint64_t) ctx_bytes;     /* device memory a context of the job takes, + 1;
+						0: not measured yet */
+	VGPU_ATOMIC(int32_t) ctx_measurer;   /* pid measuring the job's first context, 0: none */
+	uint32_t reserved1;
+	uint64_t reserved[4];
 };
 
 struct vgpu_state_proc {

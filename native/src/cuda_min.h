@@ -19,6 +19,8 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUgraphExec_st *CUgraphExec;
 typedef struct CUmemPoolHandle_st *CUmemoryPool;
+#define CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE 17
+#define CU_MEMPOOL_ATTR_RELEASE_THRESHOLD 4
 typedef struct CUarray_st *CUarray;
 typedef struct CUmipmappedArray_st *CUmipmappedArray;
 typedef struct CUlaunchConfig_st CUlaunchConfig; /* passed through, never read */
@@ -97,5 +99,34 @@ typedef struct {
 	unsigned int gpu;
 	unsigned int memory;
 } nvmlUtilization_t;
+
+/* nvmlDeviceGetComputeRunningProcesses_v3's entries (nvmlProcessInfo_v2_t) */
+typedef struct {
+	unsigned int pid;
+	unsigned long long usedGpuMemory;
+	unsigned int gpuInstanceId;
+	unsigned int computeInstanceId;
+} nvmlProcessInfo_v2_t;
+
+/* nvmlDeviceGetProcessesUtilizationInfo (NVML 12.x+), version 1 */
+typedef struct {
+	unsigned long long timeStamp;
+	unsigned int pid;
+	unsigned int smUtil;
+	unsigned int memUtil;
+	unsigned int encUtil;
+	unsigned int decUtil;
+	unsigned int jpgUtil;
+	unsigned int ofaUtil;
+} nvmlProcessUtilizationInfo_v1_t;
+
+typedef struct {
+	unsigned int version;
+	unsigned int processSamplesCount;
+	unsigned long long lastSeenTimeStamp;
+	nvmlProcessUtilizationInfo_v1_t *procUtilArray;
+} nvmlProcessesUtilizationInfo_v1_t;
+#define nvmlProcessesUtilizationInfo_v1 \
+	((unsigned int)(sizeof(nvmlProcessesUtilizationInfo_v1_t) | (1u << 24)))
 
 #endif /* VGPU_CUDA_MIN_H */

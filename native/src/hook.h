@@ -112,6 +112,10 @@ VGPU_HIDDEN void vgpu_mem_atfork_child(void);
 VGPU_HIDDEN void vgpu_monitor_start(void);
 VGPU_HIDDEN void vgpu_monitor_atfork_child(void);
 VGPU_HIDDEN void vgpu_throttle_wait(void);
+/* What NVML says this process holds on job gpu g (bytes); -1 when NVML cannot tell. */
+VGPU_HIDDEN int vgpu_nvml_process_used(uint32_t g, uint64_t *bytes);
+/* Charge what this process holds beyond its allocations (context, pools), per gpu. */
+VGPU_HIDDEN void vgpu_mem_reconcile(void);
 
 #define VGPU_GATE()                                                                \
 	do {                                                                       \

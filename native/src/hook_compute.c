@@ -47,23 +47,37 @@ typedef nvmlReturn_t (*nvml_by_uuid_fn)(const char *, nvmlDevice_t *);
 typedef nvmlReturn_t (*nvml_by_index_fn)(unsigned int, nvmlDevice_t *);
 typedef nvmlReturn_t (*nvml_proc_util_fn)(nvmlDevice_t, nvmlProcessUtilizationSample_t *,
 					  unsigned int *, unsigned long long);
+typedef nvmlReturn_t (*nvml_procs_util_fn)(nvmlDevice_t, nvmlProcessesUtilizationInfo_v1_t *);
+typedef nvmlReturn_t (*nvml_util_fn)(nvmlDevice_t, nvmlUtilization_t *);
+typedef nvmlReturn_t (*nvml_running_fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_v2_t *);
 
 static _Atomic int monitor_started;
 static struct {
 	int ready;
-	nvml_proc_util_fn proc_util;
+	nvml_proc_util_fn proc_util;   /* older call: smUtil = share with work queued or running */
+	nvml_procs_util_fn procs_util; /* newer call: smUtil = share its kernels ran */
+	nvml_util_fn dev_util;
+	nvml_running_fn running;       /* processes and the memory each holds */
 	nvmlDevice_t handle[VGPU_MAX_GPUS];
 } nvml;
+static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
+static int nvml_ok;
 
 /* What this process knows as the sampler of a gpu (reset when it loses the role). */
 static struct {
 	int leading;
-	uint64_t last_ns;
-	uint64_t seen_us;
-	double others_permille; /* smoothed */
+	uint64_t last_ns;        /* previous tick */
+	uint64_t seen_us;        /* newest NVML sample timestamp taken */
+	uint64_t period_us;      /* the driver's sample period, learned (default 200 ms) */
+	uint64_t sample_mono_ns; /* when the newest sample was taken in (about) */
+	uint64_t open_ns;        /* gate-open time since then */
+	double rate;             /* the job's device time per ns of open gate, smoothed */
+	double usable_permille;  /* burst: what the job could use (own + idle), smoothed */
 } lead[VGPU_MAX_GPUS];
 
+#define DEFAULT_PERIOD_US 200000ull
 static nvmlProcessUtilizationSample_t samples[MAX_SAMPLES];
+static nvmlProcessUtilizationInfo_v1_t infos[MAX_SAMPLES];
 
 static long futex(void *addr, int op, uint32_t val, const struct timespec *timeout)
 {
@@ -118,8 +132,18 @@ static int nvml_open(void)
 		(nvml_by_index_fn)vgpu_driver_sym(VGPU_LIB_NVML, "nvmlDeviceGetHandleByIndex_v2");
 	nvml.proc_util = (nvml_proc_util_fn)vgpu_driver_sym(VGPU_LIB_NVML,
 							    "nvmlDeviceGetProcessUtilization");
-	if (!init || !nvml.proc_util || init() != NVML_SUCCESS)
+	nvml.procs_util = (nvml_procs_util_fn)vgpu_driver_sym(
+		VGPU_LIB_NVML, "nvmlDeviceGetProcessesUtilizationInfo");
+	nvml.dev_util = (nvml_util_fn)vgpu_driver_sym(VGPU_LIB_NVML,
+						      "nvmlDeviceGetUtilizationRates");
+	nvml.running = (nvml_running_fn)vgpu_driver_sym(VGPU_LIB_NVML,
+							"nvmlDeviceGetComputeRunningProcesses_v3");
+	if (!init || (!nvml.proc_util && !nvml.procs_util) || init() != NVML_SUCCESS)
 		return -1;
+	if (!nvml.procs_util)
+		vgpu_log("NVML has no nvmlDeviceGetProcessesUtilizationInfo (driver older than 550?): "
+			 "compute shares are measured from nvmlDeviceGetProcessUtilization, which "
+			 "counts queued time too and overstates time-sliced jobs");
 	const struct vgpu_limits *l = vgpu_limits();
 	for (uint32_t g = 0; g < vgpu_rt.ngpus; g++) {
 		char uuid[VGPU_UUID_LEN + 1];
@@ -140,6 +164,27 @@ static int nvml_open(void)
 	return 0;
 }
 
+static void nvml_open_once(void)
+{
+	nvml_ok = nvml_open() == 0;
+}
+
+int vgpu_nvml_process_used(uint32_t g, uint64_t *bytes)
+{
+	nvmlProcessInfo_v2_t procs[64];
+	unsigned int n = 64;
+	pthread_once(&nvml_once, nvml_open_once);
+	if (!nvml_ok || !nvml.running || g >= vgpu_rt.ngpus || !nvml.handle[g])
+		return -1;
+	if (nvml.running(nvml.handle[g], &n, procs) != NVML_SUCCESS)
+		return -1;
+	*bytes = 0;
+	for (unsigned int i = 0; i < n && i < 64; i++)
+		if (procs[i].pid == (unsigned int)vgpu_rt.pid)
+			*bytes = procs[i].usedGpuMemory;
+	return 0;
+}
+
 static int job_slot_of(const struct vgpu_state *s, uint32_t pid)
 {
 	for (uint32_t i = 0; i < VGPU_MAX_PROCS; i++)
@@ -149,40 +194,69 @@ static int job_slot_of(const struct vgpu_state *s, uint32_t pid)
 	return -1;
 }
 
-static int by_pid_then_time(const void *a, const void *b)
-{
-	const nvmlProcessUtilizationSample_t *x = a, *y = b;
-	if (x->pid != y->pid)
-		return x->pid < y->pid ? -1 : 1;
-	return x->timeStamp < y->timeStamp ? -1 : x->timeStamp > y->timeStamp;
-}
-
-/* Device time (ns) of the job's and of other processes on gpu g since the last call. Each
- * NVML sample is one process's busy percentage over the span since its previous sample (or
- * since the last call): one sample per process on the simulated GPU, several on a real one. */
-static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
+/* New NVML samples on gpu g: device time (ns) of the job's and of other processes in them.
+ * Returns 1 when there were new samples, 0 when none, -1 when NVML cannot be asked.
+ *
+ * The newer call (nvmlDeviceGetProcessesUtilizationInfo) reports the share of each sample
+ * period in which a process's kernels ran: device time. The older one reports the share in
+ * which it had work queued or running (99 for each of two time-sliced busy processes on an
+ * H200), which is used only when the newer one is missing. */
+static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns,
+		   uint64_t *others_queued_ns)
 {
 	struct vgpu_state *s = vgpu_rt.state;
 	unsigned int n = MAX_SAMPLES;
-	*job_ns = *others_ns = 0;
+	nvmlReturn_t r;
+	*job_ns = *others_ns = *others_queued_ns = 0;
 	if (!nvml.handle[g])
 		return -1;
-	nvmlReturn_t r = nvml.proc_util(nvml.handle[g], samples, &n, lead[g].seen_us);
+	if (nvml.procs_util) {
+		nvmlProcessesUtilizationInfo_v1_t q = {
+			.version = nvmlProcessesUtilizationInfo_v1,
+			.processSamplesCount = MAX_SAMPLES,
+			.lastSeenTimeStamp = lead[g].seen_us,
+			.procUtilArray = infos,
+		};
+		r = nvml.procs_util(nvml.handle[g], &q);
+		n = q.processSamplesCount;
+		if (r == NVML_SUCCESS) {
+			if (n > MAX_SAMPLES)
+				n = MAX_SAMPLES;
+			for (unsigned int i = 0; i < n; i++) {
+				samples[i].pid = infos[i].pid;
+				samples[i].timeStamp = infos[i].timeStamp;
+				samples[i].smUtil = infos[i].smUtil;
+			}
+		}
+	} else {
+		r = nvml.proc_util(nvml.handle[g], samples, &n, lead[g].seen_us);
+	}
 	if (r == NVML_ERROR_NOT_FOUND)
-		return 0; /* nothing ran */
+		return 0;
 	if (r != NVML_SUCCESS)
 		return -1;
 	if (n > MAX_SAMPLES)
 		n = MAX_SAMPLES;
-	qsort(samples, n, sizeof *samples, by_pid_then_time);
-	uint64_t since = lead[g].seen_us, newest = since;
+	if (nvml.procs_util && nvml.proc_util) {
+		/* the older call's share with work queued or running: others that wait */
+		unsigned int m = MAX_SAMPLES - n;
+		nvmlProcessUtilizationSample_t *q = &samples[n];
+		if (nvml.proc_util(nvml.handle[g], q, &m, lead[g].seen_us) == NVML_SUCCESS) {
+			for (unsigned int i = 0; i < m && i < MAX_SAMPLES - n; i++)
+				if (q[i].timeStamp > lead[g].seen_us && job_slot_of(s, q[i].pid) < 0)
+					*others_queued_ns += lead[g].period_us * 1000ull *
+							     (q[i].smUtil > 100 ? 100 : q[i].smUtil) /
+							     100;
+		}
+	}
+	uint64_t newest = lead[g].seen_us;
 	for (unsigned int i = 0; i < n; i++) {
 		const nvmlProcessUtilizationSample_t *x = &samples[i];
-		uint64_t prev = i > 0 && samples[i - 1].pid == x->pid ? samples[i - 1].timeStamp
-									: since;
-		if (x->timeStamp <= prev)
+		if (x->timeStamp <= lead[g].seen_us)
 			continue;
-		uint64_t span_us = x->timeStamp - prev;
+		/* a sample is the process's share of one sample period (a process that did not
+		 * run in a period has no sample for it) */
+		uint64_t span_us = lead[g].period_us;
 		uint64_t busy = span_us * 1000ull * (x->smUtil > 100 ? 100 : x->smUtil) / 100;
 		int slot = job_slot_of(s, x->pid);
 		if (slot >= 0) {
@@ -191,11 +265,17 @@ static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns)
 		} else {
 			*others_ns += busy;
 		}
-		if (x->timeStamp > newest)
+		if (x->timeStamp > newest) {
+			if (newest && x->timeStamp - newest > 50000 && x->timeStamp - newest < 2000000 &&
+			    x->timeStamp - newest < lead[g].period_us)
+				lead[g].period_us = x->timeStamp - newest; /* learn the period */
 			newest = x->timeStamp;
+		}
 	}
+	if (newest == lead[g].seen_us)
+		return 0;
 	lead[g].seen_us = newest;
-	return 0;
+	return 1;
 }
 
 /* ------------------------------------------------------------------ the sampler */
@@ -226,6 +306,19 @@ static void set_gate(struct vgpu_state *s, uint32_t g, int closed)
 		futex((void *)&s->gate_mask, FUTEX_WAKE, INT_MAX, NULL);
 }
 
+/*
+ * The controller. NVML gives the job's device time once per sample period (200 ms on an
+ * H200), so the bucket is charged per sample:
+ *
+ *     tokens += share * capacity - job      capacity = job + others + idle in that period
+ *
+ * (idle from the device-level utilization; when the job is alone capacity is the period, so a
+ * guaranteed job gets its share of solo throughput; when others have work waiting, idle does
+ * not count: the jobs split the work the device did, which is what time-slicing lets them
+ * split). Between samples the gate is
+ * decided on a prediction: the job is assumed to use `rate` device ns per ns of open gate
+ * (learned from the previous samples), so it does not run unchecked for a whole period.
+ */
 static void sample_gpu(uint32_t g, uint64_t now)
 {
 	struct vgpu_state *s = vgpu_rt.state;
@@ -236,27 +329,24 @@ static void sample_gpu(uint32_t g, uint64_t now)
 	}
 	if (!lead[g].leading) {
 		/* New sampler: start the clock now, drop history measured under the old one. */
+		memset(&lead[g], 0, sizeof lead[g]);
 		lead[g].leading = 1;
 		lead[g].last_ns = now;
+		lead[g].sample_mono_ns = now;
 		lead[g].seen_us = sg->sampler_seen_us;
-		lead[g].others_permille = 0;
-		uint64_t j, o;
-		if (lead[g].seen_us == 0)
-			measure(g, &j, &o);
+		lead[g].period_us = DEFAULT_PERIOD_US;
+		lead[g].rate = 1.0;
+		/* credit is for a running job's own pauses: a new sampler (a new process, the
+		 * previous one gone) does not inherit it, or a job would start with a burst */
+		if (atomic_load(&sg->tokens_ns) > 0)
+			atomic_store(&sg->tokens_ns, 0);
 		atomic_store(&sg->sampler_beat_ns, now);
 		return;
 	}
 	uint64_t dt = now - lead[g].last_ns;
 	lead[g].last_ns = now;
-	uint64_t job_ns = 0, others_ns = 0;
-	if (measure(g, &job_ns, &others_ns) != 0) {
-		set_gate(s, g, 0); /* cannot measure: never hold launches on a guess */
-		atomic_store(&sg->sampler_beat_ns, now);
-		return;
-	}
-	sg->sampler_seen_us = lead[g].seen_us;
-	atomic_fetch_add(&sg->busy_ns, job_ns);
-	atomic_fetch_add(&sg->others_busy_ns, others_ns);
+	if (!(atomic_load(&s->gate_mask) & (1u << g)))
+		lead[g].open_ns += dt;
 
 	struct vgpu_gpu_limit lim;
 	uint32_t policy = VGPU_SHARE_GUARANTEED;
@@ -264,13 +354,68 @@ static void sample_gpu(uint32_t g, uint64_t now)
 	double share = lim.compute_limit_permille;
 	if (share < 1)
 		share = 1;
-	if (policy == VGPU_SHARE_BURST && dt > 0) {
-		double others = 1000.0 * (double)others_ns / (double)dt;
-		lead[g].others_permille = 0.9 * lead[g].others_permille + 0.1 * others;
-		double idle = 1000.0 - lead[g].others_permille - BURST_MARGIN_PERMILLE;
-		if (idle > share)
-			share = idle;
+
+	uint64_t job_ns = 0, others_ns = 0, others_queued_ns = 0;
+	int got = measure(g, &job_ns, &others_ns, &others_queued_ns);
+	if (got < 0) {
+		set_gate(s, g, 0); /* cannot measure: never hold launches on a guess */
+		atomic_store(&sg->sampler_beat_ns, now);
+		return;
 	}
+	uint64_t period_ns = lead[g].period_us * 1000ull;
+	double tokens = (double)atomic_load(&sg->tokens_ns);
+	if (got == 0 && now - lead[g].sample_mono_ns > period_ns + period_ns / 10) {
+		got = 1; /* a period in which nothing ran: an empty sample */
+		job_ns = others_ns = 0;
+	}
+	if (got) {
+		/* wall time since the previous accounting: summed, exactly the time elapsed */
+		uint64_t span = now - lead[g].sample_mono_ns;
+		if (span > DEBT_WINDOW_NS)
+			span = DEBT_WINDOW_NS;
+		sg->sampler_seen_us = lead[g].seen_us;
+		atomic_fetch_add(&sg->busy_ns, job_ns);
+		atomic_fetch_add(&sg->others_busy_ns, others_ns);
+		/* idle: the part of the period in which no process had work (device-level
+		 * utilization counts time with any work queued) */
+		double idle = (double)span;
+		nvmlUtilization_t u;
+		if (nvml.dev_util && nvml.dev_util(nvml.handle[g], &u) == NVML_SUCCESS)
+			idle = u.gpu >= 100 ? 0 : (double)span * (100 - u.gpu) / 100.0;
+		else if (job_ns + others_ns < span)
+			idle = (double)(span - job_ns - others_ns);
+		/* burst: what the job uses plus what nobody uses, less a margin for others */
+		double usable = 1000.0 * ((double)job_ns + idle) / (double)span;
+		lead[g].usable_permille = 0.5 * lead[g].usable_permille + 0.5 * usable;
+		if (policy == VGPU_SHARE_BURST) {
+			double b = lead[g].usable_permille - BURST_MARGIN_PERMILLE;
+			if (b > share)
+				share = b;
+		}
+		double capacity = (double)span;
+		if (others_ns) {
+			/* Others with work waiting (queued longer than they ran, by over 5 % of
+			 * the period) contend for the device: the jobs split the work it does.
+			 * Otherwise idle time is ours to use up to our share. */
+			int contended = others_queued_ns > others_ns + period_ns / 20;
+			capacity = (double)(job_ns + others_ns) + (contended ? 0 : idle);
+			if (capacity > (double)span)
+				capacity = (double)span;
+		}
+		tokens += share * capacity / 1000.0 - (double)job_ns;
+		if (lead[g].open_ns > period_ns / 10)
+			lead[g].rate = 0.5 * lead[g].rate +
+				       0.5 * ((double)job_ns / (double)lead[g].open_ns);
+		if (lead[g].rate < 0.05)
+			lead[g].rate = 0.05;
+		if (lead[g].rate > 1.0)
+			lead[g].rate = 1.0;
+		lead[g].open_ns = 0;
+		lead[g].sample_mono_ns = now;
+	}
+	if (!got && policy == VGPU_SHARE_BURST &&
+	    lead[g].usable_permille - BURST_MARGIN_PERMILLE > share)
+		share = lead[g].usable_permille - BURST_MARGIN_PERMILLE;
 	if (share >= 1000) {
 		atomic_store(&sg->effective_permille, 1000);
 		atomic_store(&sg->tokens_ns, 0);
@@ -281,21 +426,23 @@ static void sample_gpu(uint32_t g, uint64_t now)
 	atomic_store(&sg->effective_permille, (uint32_t)share);
 	double credit_max = share * (double)CREDIT_WINDOW_NS / 1000.0;
 	double debt_max = share * (double)DEBT_WINDOW_NS / 1000.0;
-	double tokens = (double)atomic_load(&sg->tokens_ns) + share * (double)dt / 1000.0 -
-			(double)job_ns;
 	if (tokens > credit_max)
 		tokens = credit_max;
 	if (tokens < -debt_max)
 		tokens = -debt_max;
 	atomic_store(&sg->tokens_ns, (int64_t)tokens);
-	set_gate(s, g, tokens < 0);
+	/* the prediction since the last sample: share accrues, open time is used at `rate` */
+	double since = (double)(now - lead[g].sample_mono_ns);
+	double pred = tokens + share * since / 1000.0 - lead[g].rate * (double)lead[g].open_ns;
+	set_gate(s, g, pred < 0);
 	atomic_store(&sg->sampler_beat_ns, now);
 }
 
 static void *monitor_main(void *arg)
 {
 	(void)arg;
-	int have_nvml = nvml_open() == 0;
+	pthread_once(&nvml_once, nvml_open_once);
+	int have_nvml = nvml_ok;
 	if (!have_nvml)
 		vgpu_log("NVML unavailable in pid %d: it will not measure compute for the job",
 			 (int)vgpu_rt.pid);
@@ -315,6 +462,8 @@ static void *monitor_main(void *arg)
 		vgpu_reclaim_dead(0);
 		if (tick % 10 == 0)
 			vgpu_limits_refresh(); /* every 100 ms */
+		if (have_nvml && tick % 20 == 0)
+			vgpu_mem_reconcile(); /* every 200 ms */
 	}
 	return NULL;
 }

@@ -36,6 +36,8 @@
 	X(CU, cuInit, cuInit, 2000, 0, (unsigned int flags))                                   \
 	X(CU, cuGetProcAddress, cuGetProcAddress, 11030, 0, VGPU_GPA1_PARAMS)                  \
 	X(CU, cuGetProcAddress_v2, cuGetProcAddress, 12000, 0, VGPU_GPA2_PARAMS)               \
+	X(CU, cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain, 7000, 0,                     \
+	  (CUcontext * pctx, CUdevice dev))                                                    \
 	X(CU, cuMemGetInfo_v2, cuMemGetInfo, 3020, 0, (size_t *free_bytes, size_t *total))    \
 	X(CU, cuDeviceTotalMem_v2, cuDeviceTotalMem, 3020, 0, (size_t *bytes, CUdevice dev))   \
 	X(CU, cuMemAlloc_v2, cuMemAlloc, 3020, 0, (CUdeviceptr *dptr, size_t bytes))           \

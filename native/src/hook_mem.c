@@ -195,6 +195,164 @@ static void release(int g, uint64_t bytes)
 	vgpu_state_unlock(s);
 }
 
+/* ------------------------------------------------------------------ held beyond allocations
+ *
+ * What this process holds on a job gpu besides its allocations: its CUDA context and the
+ * driver's own allocations (about 0.5 GiB per process on an H200), and memory freed into a
+ * stream-ordered pool that the pool keeps (up to its release threshold). It is charged to the
+ * job like an allocation but never refused (it is already on the device): a charge that takes
+ * the job over its cap makes allocations fail until it comes down. The amount is NVML's
+ * per-process used memory (what the driver says the process holds) minus what the hook
+ * charged for allocations, measured at the process's first allocation on the gpu and every
+ * 200 ms by the monitor thread. Memory freed with cuMemFreeAsync stays charged (as pool
+ * memory) at once, and is given back when NVML shows that the pool let it go; a later pool
+ * allocation is served from that charge first. */
+
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Allocations and frees of this process under way, and completed: the reconciliation lowers
+ * a charge only from a measurement no operation overlapped (an allocation reserved but not yet
+ * made, or freed but not yet returned, would make NVML and the hook disagree for a moment). */
+static _Atomic int ops_inflight;
+static _Atomic unsigned long ops_epoch;
+
+static void op_begin(void)
+{
+	atomic_fetch_add(&ops_inflight, 1);
+}
+
+static void op_end(void)
+{
+	atomic_fetch_add(&ops_epoch, 1);
+	atomic_fetch_sub(&ops_inflight, 1);
+}
+static uint64_t held_other[VGPU_MAX_GPUS]; /* context and driver */
+static uint64_t held_pool[VGPU_MAX_GPUS];  /* freed into pools, kept by them */
+static int held_measured[VGPU_MAX_GPUS];
+
+/* Raise (delta > 0, never refused) or lower this process's charge on gpu g. */
+static void charge_held(int g, int64_t delta)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	if (!delta || vgpu_state_lock(s) != 0)
+		return;
+	if (register_locked(s) >= 0) {
+		struct vgpu_state_gpu *sg = &s->gpu[g];
+		uint64_t *mine = &s->proc[vgpu_rt.slot].used_bytes[g];
+		uint64_t used = atomic_load(&sg->used_bytes);
+		if (delta > 0) {
+			*mine += (uint64_t)delta;
+			atomic_store(&sg->used_bytes, used + (uint64_t)delta);
+			if (used + (uint64_t)delta > atomic_load(&sg->peak_bytes))
+				atomic_store(&sg->peak_bytes, used + (uint64_t)delta);
+		} else {
+			uint64_t give = (uint64_t)(-delta) < *mine ? (uint64_t)(-delta) : *mine;
+			*mine -= give;
+			atomic_store(&sg->used_bytes, used > give ? used - give : 0);
+		}
+	}
+	vgpu_state_unlock(s);
+}
+
+static void reconcile_gpu(int g)
+{
+	struct vgpu_state *s = vgpu_rt.state;
+	uint64_t nv;
+	unsigned long epoch = atomic_load(&ops_epoch);
+	int quiet = atomic_load(&ops_inflight) == 0;
+	if (vgpu_nvml_process_used((uint32_t)g, &nv) != 0)
+		return;
+	quiet = quiet && atomic_load(&ops_inflight) == 0 && atomic_load(&ops_epoch) == epoch;
+	pthread_mutex_lock(&held_mu);
+	held_measured[g] = 1;
+	uint64_t mine = 0;
+	int slot = vgpu_rt.slot;
+	if (slot >= 0 && (uint32_t)slot < VGPU_MAX_PROCS)
+		mine = __atomic_load_n(&s->proc[slot].used_bytes[g], __ATOMIC_RELAXED);
+	uint64_t held = held_other[g] + held_pool[g];
+	uint64_t allocs = mine > held ? mine - held : 0;
+	uint64_t target = nv > allocs ? nv - allocs : 0;
+	if (!quiet && target < held)
+		target = held; /* an operation overlapped: only raise, never lower, on it */
+	uint64_t pool = held_pool[g] < target ? held_pool[g] : target;
+	charge_held(g, (int64_t)target - (int64_t)held);
+	held_pool[g] = pool;
+	held_other[g] = target - pool;
+	pthread_mutex_unlock(&held_mu);
+}
+
+/* ------------------------------------------------------------------ contexts
+ *
+ * A context costs device memory (about 0.5 GiB on an H200) the moment the driver makes it,
+ * before any allocation. The job's first context is measured right after the driver made it
+ * (NVML, as above) and its size kept in the job's state (ctx_bytes); every later primary
+ * context of the job reserves that much before the driver makes it, and fails with
+ * CUDA_ERROR_OUT_OF_MEMORY when it does not fit, as a full GPU answers. While the first one is
+ * being measured, other processes wait for the figure (at most 2 s). */
+
+static int ctx_made[VGPU_MAX_GPUS];
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+	vgpu_ensure_init();
+	vgpu_fn_cuDevicePrimaryCtxRetain real = VGPU_REAL(cuDevicePrimaryCtxRetain);
+	if (!real)
+		return CUDA_ERROR_NOT_FOUND;
+	int g = vgpu_rt.mode == VGPU_MODE_ENFORCE && vgpu_rt.state ? vgpu_gpu_of_ordinal(dev) : -1;
+	if (g < 0 || (uint32_t)g >= vgpu_rt.ngpus || __atomic_load_n(&ctx_made[g], __ATOMIC_ACQUIRE))
+		return real(pctx, dev);
+	struct vgpu_state_gpu *sg = &vgpu_rt.state->gpu[g];
+	uint64_t reserved = 0;
+	int measurer = 0;
+	for (uint64_t t0 = vgpu_now_ns(); vgpu_now_ns() - t0 < 2000000000ull;) {
+		uint64_t known = atomic_load(&sg->ctx_bytes);
+		if (known) {
+			reserved = known - 1;
+			if (reserved && reserve(g, reserved) != 0)
+				return CUDA_ERROR_OUT_OF_MEMORY;
+			break;
+		}
+		int32_t cur = atomic_load(&sg->ctx_measurer);
+		if ((cur == 0 || !vgpu_proc_alive(cur, 0)) &&
+		    atomic_compare_exchange_strong(&sg->ctx_measurer, &cur, (int32_t)vgpu_rt.pid)) {
+			measurer = 1;
+			break;
+		}
+		struct timespec ts = {0, 2000000};
+		nanosleep(&ts, NULL);
+	}
+	CUresult r = real(pctx, dev);
+	if (r != CUDA_SUCCESS) {
+		if (reserved)
+			release(g, reserved);
+	} else {
+		__atomic_store_n(&ctx_made[g], 1, __ATOMIC_RELEASE);
+		pthread_mutex_lock(&held_mu);
+		held_other[g] += reserved; /* the reservation is now the context's */
+		pthread_mutex_unlock(&held_mu);
+		if (vgpu_register_process() >= 0)
+			reconcile_gpu(g);
+		if (measurer) {
+			pthread_mutex_lock(&held_mu);
+			uint64_t size = held_other[g];
+			pthread_mutex_unlock(&held_mu);
+			atomic_store(&sg->ctx_bytes, size + 1);
+		}
+	}
+	if (measurer) {
+		int32_t me = (int32_t)vgpu_rt.pid;
+		atomic_compare_exchange_strong(&sg->ctx_measurer, &me, 0);
+	}
+	return r;
+}
+
+void vgpu_mem_reconcile(void)
+{
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE || !vgpu_rt.state || vgpu_rt.slot < 0)
+		return;
+	for (uint32_t g = 0; g < vgpu_rt.ngpus; g++)
+		reconcile_gpu((int)g);
+}
+
 /* ------------------------------------------------------------------ local allocation table */
 
 struct alloc_entry {
@@ -294,6 +452,12 @@ void vgpu_mem_atfork_child(void)
 	free(table);
 	table = NULL;
 	table_cap = table_fill = 0;
+	/* nor is what the parent's context and pools hold: the child measures its own */
+	pthread_mutex_init(&held_mu, NULL);
+	memset(held_other, 0, sizeof held_other);
+	memset(held_pool, 0, sizeof held_pool);
+	memset(held_measured, 0, sizeof held_measured);
+	memset(ctx_made, 0, sizeof ctx_made);
 }
 
 /* ------------------------------------------------------------------ allocation wrappers */
@@ -304,10 +468,44 @@ static CUresult before_alloc(int gpu, uint64_t bytes, int *reserved_gpu)
 	*reserved_gpu = -1;
 	if (gpu < 0)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	if (reserve(gpu, round_up(bytes, ALLOC_GRANULARITY)) != 0)
+	if (!__atomic_load_n(&held_measured[gpu], __ATOMIC_ACQUIRE)) {
+		/* first allocation here: the context exists; charge what it holds first */
+		if (vgpu_register_process() >= 0)
+			reconcile_gpu(gpu);
+		__atomic_store_n(&held_measured[gpu], 1, __ATOMIC_RELEASE);
+	}
+	op_begin(); /* ended by after_alloc (or below, when refused) */
+	if (reserve(gpu, round_up(bytes, ALLOC_GRANULARITY)) != 0) {
+		op_end();
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
 	*reserved_gpu = gpu;
 	return CUDA_SUCCESS;
+}
+
+/* A pool allocation: served from what this process's pools keep (already charged) first. */
+static CUresult before_alloc_pooled(int gpu, uint64_t bytes, int *reserved_gpu)
+{
+	uint64_t charge = round_up(bytes, ALLOC_GRANULARITY), take = 0;
+	*reserved_gpu = -1;
+	if (gpu < 0)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&held_mu);
+	take = held_pool[gpu] < charge ? held_pool[gpu] : charge;
+	held_pool[gpu] -= take;
+	pthread_mutex_unlock(&held_mu);
+	if (take == charge) {
+		op_begin(); /* ended by after_alloc */
+		*reserved_gpu = gpu;
+		return CUDA_SUCCESS;
+	}
+	CUresult r = before_alloc(gpu, charge - take, reserved_gpu);
+	if (r != CUDA_SUCCESS && take) {
+		pthread_mutex_lock(&held_mu);
+		held_pool[gpu] += take;
+		pthread_mutex_unlock(&held_mu);
+	}
+	return r;
 }
 
 /* Which job gpu the current context is; also says whether to account at all. */
@@ -339,11 +537,13 @@ static CUresult after_alloc(CUresult r, int gpu, uint8_t kind, uint64_t key, uin
 	uint64_t charged = round_up(bytes, ALLOC_GRANULARITY);
 	if (r != CUDA_SUCCESS) {
 		release(gpu, charged);
+		op_end();
 		return r;
 	}
 	if (table_put(kind, key, charged, gpu) != 0)
 		vgpu_log("out of host memory for the allocation table; %llu bytes stay reserved "
 			 "until this process exits", (unsigned long long)charged);
+	op_end();
 	return r;
 }
 
@@ -355,6 +555,52 @@ static void after_free(CUresult r, uint8_t kind, uint64_t key)
 		return;
 	if (table_take(kind, key, &bytes, &gpu) && gpu >= 0 && (uint32_t)gpu < vgpu_rt.ngpus)
 		release(gpu, bytes);
+}
+
+/* Does the pool of a stream-ordered allocation keep freed memory (release threshold > 0)?
+ * Asked before the free, while the pointer is valid. */
+static int pool_keeps(CUdeviceptr ptr)
+{
+	typedef CUresult (*ptr_attr_fn)(void *, int, CUdeviceptr);
+	typedef CUresult (*pool_attr_fn)(CUmemoryPool, int, void *);
+	static ptr_attr_fn ptr_attr;
+	static pool_attr_fn pool_attr;
+	CUmemoryPool pool = NULL;
+	uint64_t threshold = 0;
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE)
+		return 0;
+	if (!ptr_attr)
+		ptr_attr = (ptr_attr_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuPointerGetAttribute");
+	if (!pool_attr)
+		pool_attr = (pool_attr_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuMemPoolGetAttribute");
+	if (!ptr_attr || !pool_attr)
+		return 1; /* cannot tell: keep it charged until NVML says */
+	if (ptr_attr(&pool, CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE, ptr) != CUDA_SUCCESS || !pool)
+		return 1;
+	if (pool_attr(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold) != CUDA_SUCCESS)
+		return 1;
+	return threshold > 0;
+}
+
+/* cuMemFreeAsync: a pool whose release threshold is raised keeps the memory on the device:
+ * it stays charged until NVML says the process no longer holds it. (With the default
+ * threshold 0 the driver releases it at the next synchronization: returned at once.) */
+static void after_free_pooled(CUresult r, uint64_t key, int keeps)
+{
+	uint64_t bytes;
+	int gpu;
+	if (r != CUDA_SUCCESS || vgpu_rt.mode != VGPU_MODE_ENFORCE)
+		return;
+	if (!keeps) {
+		after_free(r, KIND_PTR, key);
+		return;
+	}
+	if (table_take(KIND_PTR, key, &bytes, &gpu) && gpu >= 0 &&
+	    (uint32_t)gpu < vgpu_rt.ngpus) {
+		pthread_mutex_lock(&held_mu);
+		held_pool[gpu] += bytes;
+		pthread_mutex_unlock(&held_mu);
+	}
 }
 
 /* The usual shape: account on the current context's gpu, call, settle. */
@@ -371,12 +617,40 @@ static void after_free(CUresult r, uint8_t kind, uint64_t key)
 		return after_alloc(r_, reserved_, (kind), r_ ? 0 : (keyexpr), (bytes)); \
 	} while (0)
 
+/* Stream-ordered allocations: from what the pools keep first (before_alloc_pooled). */
+#define ALLOC_POOLED(name, keyexpr, bytes, ...)                                    \
+	do {                                                                       \
+		int gpu_, account_, reserved_ = -1;                                \
+		CUresult r_ = accounting_gpu(&gpu_, &account_);                   \
+		if (r_ != CUDA_SUCCESS)                                            \
+			return r_;                                                 \
+		if (account_ && (r_ = before_alloc_pooled(gpu_, (bytes), &reserved_))) \
+			return r_;                                                 \
+		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
+		r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;      \
+		return after_alloc(r_, reserved_, KIND_PTR, r_ ? 0 : (keyexpr), (bytes)); \
+	} while (0)
+
+#define FREE_POOLED(name, key, ...)                                                \
+	do {                                                                       \
+		vgpu_ensure_init();                                                \
+		int keeps_ = pool_keeps(key);                                      \
+		op_begin();                                                        \
+		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
+		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
+		after_free_pooled(r_, (key), keeps_);                              \
+		op_end();                                                          \
+		return r_;                                                         \
+	} while (0)
+
 #define FREE_FORWARD(name, kind, key, ...)                                         \
 	do {                                                                       \
 		vgpu_ensure_init();                                                \
+		op_begin();                                                        \
 		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
 		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
 		after_free(r_, (kind), (key));                                     \
+		op_end();                                                          \
 		return r_;                                                         \
 	} while (0)
 
@@ -392,24 +666,22 @@ CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytes, unsigned int flags)
 
 CUresult cuMemAllocAsync VGPU_ALLOC_ASYNC_PARAMS
 {
-	ALLOC_ON_CURRENT(cuMemAllocAsync, KIND_PTR, *dptr, bytes, dptr, bytes, stream);
+	ALLOC_POOLED(cuMemAllocAsync, *dptr, bytes, dptr, bytes, stream);
 }
 
 CUresult cuMemAllocAsync_ptsz VGPU_ALLOC_ASYNC_PARAMS
 {
-	ALLOC_ON_CURRENT(cuMemAllocAsync_ptsz, KIND_PTR, *dptr, bytes, dptr, bytes, stream);
+	ALLOC_POOLED(cuMemAllocAsync_ptsz, *dptr, bytes, dptr, bytes, stream);
 }
 
 CUresult cuMemAllocFromPoolAsync VGPU_ALLOC_POOL_PARAMS
 {
-	ALLOC_ON_CURRENT(cuMemAllocFromPoolAsync, KIND_PTR, *dptr, bytes, dptr, bytes, pool,
-			 stream);
+	ALLOC_POOLED(cuMemAllocFromPoolAsync, *dptr, bytes, dptr, bytes, pool, stream);
 }
 
 CUresult cuMemAllocFromPoolAsync_ptsz VGPU_ALLOC_POOL_PARAMS
 {
-	ALLOC_ON_CURRENT(cuMemAllocFromPoolAsync_ptsz, KIND_PTR, *dptr, bytes, dptr, bytes, pool,
-			 stream);
+	ALLOC_POOLED(cuMemAllocFromPoolAsync_ptsz, *dptr, bytes, dptr, bytes, pool, stream);
 }
 
 CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
@@ -438,6 +710,7 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size
 			if (real_free)
 				real_free(*dptr);
 			release(reserved, charged);
+			op_end();
 			return CUDA_ERROR_OUT_OF_MEMORY;
 		}
 	} else if (needed < charged) {
@@ -453,12 +726,12 @@ CUresult cuMemFree_v2(CUdeviceptr dptr)
 
 CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream)
 {
-	FREE_FORWARD(cuMemFreeAsync, KIND_PTR, dptr, dptr, stream);
+	FREE_POOLED(cuMemFreeAsync, dptr, dptr, stream);
 }
 
 CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
 {
-	FREE_FORWARD(cuMemFreeAsync_ptsz, KIND_PTR, dptr, dptr, stream);
+	FREE_POOLED(cuMemFreeAsync_ptsz, dptr, dptr, stream);
 }
 
 CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t bytes,

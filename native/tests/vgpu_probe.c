@@ -7,7 +7,8 @@
  *                   (PROBE_PTSZ=1 asks for the per-thread-default-stream variants)
  *
  * usage: vgpu_probe CMD [ARG...] [CMD [ARG...]]...    (sizes accept K, M, G suffixes)
- *   info | total | alloc N | free | managed N | pitch W H | async N | freeasync | pool N |
+ *   info | total | alloc N | fill CHUNK | free | managed N | pitch W H | async N | freeasync |
+ *   pool N | keep N (default pool's release threshold) |
  *   vmm N | vmmfree | array W H | array3d W H D | mipmap W H LEVELS | arrayfree |
  *   launch N | launchex N | coop N | graph N | busy MS [KIND] | sync | sleep MS | hold | fork |
  *   rtldnext | churn N MAX | wait (until a line arrives on stdin)
@@ -42,6 +43,7 @@ static struct {
 	CUresult (*free_async)(CUdeviceptr, CUstream);
 	CUresult (*pool_get)(CUmemoryPool *, CUdevice);
 	CUresult (*alloc_pool)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
+	CUresult (*pool_set)(CUmemoryPool, CUmemPool_attribute, void *);
 	CUresult (*mem_create)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
 			       unsigned long long);
 	CUresult (*mem_release)(CUmemGenericAllocationHandle);
@@ -107,6 +109,7 @@ static int load_api(void)
 	api.free_async = cuMemFreeAsync;
 	api.pool_get = cuDeviceGetDefaultMemPool;
 	api.alloc_pool = cuMemAllocFromPoolAsync;
+	api.pool_set = cuMemPoolSetAttribute;
 	api.mem_create = cuMemCreate;
 	api.mem_release = cuMemRelease;
 	api.array_create = cuArrayCreate;
@@ -152,6 +155,7 @@ static const struct lookup table[] = {
 	{PTR(free_async), "cuMemFreeAsync", "cuMemFreeAsync", 11020},
 	{PTR(pool_get), "cuDeviceGetDefaultMemPool", "cuDeviceGetDefaultMemPool", 11020},
 	{PTR(alloc_pool), "cuMemAllocFromPoolAsync", "cuMemAllocFromPoolAsync", 11020},
+	{PTR(pool_set), "cuMemPoolSetAttribute", "cuMemPoolSetAttribute", 11020},
 	{PTR(mem_create), "cuMemCreate", "cuMemCreate", 10020},
 	{PTR(mem_release), "cuMemRelease", "cuMemRelease", 10020},
 	{PTR(array_create), "cuArrayCreate_v2", "cuArrayCreate", 3020},
@@ -306,9 +310,14 @@ static CUresult need_graph(void)
 	kp.gridDimY = kp.gridDimZ = 1;
 	kp.blockDimX = 128;
 	kp.blockDimY = kp.blockDimZ = 1;
+	/* PROBE_GRAPH_NODES kernels in a chain (default 1), as frameworks capture several */
+	const char *gn = getenv("PROBE_GRAPH_NODES");
+	long nodes = gn && atol(gn) > 0 && atol(gn) <= 64 ? atol(gn) : 1;
 	CUresult r = CALL(api.graph_create, &g, 0);
-	if (!r)
-		r = CALL(api.graph_add_kernel, &node, g, NULL, 0, &kp);
+	for (long k = 0; !r && k < nodes; k++) {
+		CUgraphNode prev = node;
+		r = CALL(api.graph_add_kernel, &node, g, k ? &prev : NULL, k ? 1 : 0, &kp);
+	}
 	if (!r)
 		r = CALL(api.graph_instantiate, &graph_exec, g, 0);
 	return r;
@@ -352,6 +361,25 @@ static int command(int argc, char **argv, int *pi)
 		if (!r && nheld < MAX_HELD)
 			held[nheld++] = p;
 		printf("%s rc=%d bytes=%zu\n", cmd, r, n);
+	} else if (!strcmp(cmd, "keep")) {
+		/* the default pool keeps up to N freed bytes (its release threshold) */
+		cuuint64_t n = parse_size(a1);
+		CUmemoryPool pool = NULL;
+		i++;
+		r = CALL(api.pool_get, &pool, dev);
+		if (!r)
+			r = CALL(api.pool_set, pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &n);
+		printf("keep rc=%d bytes=%llu\n", r, (unsigned long long)n);
+	} else if (!strcmp(cmd, "fill")) {
+		/* cuMemAlloc chunks of N until the first failure; prints what it got */
+		size_t n = parse_size(a1), got = 0;
+		CUdeviceptr p = 0;
+		i++;
+		while (nheld < MAX_HELD && (r = CALL(api.alloc, &p, n)) == CUDA_SUCCESS) {
+			held[nheld++] = p;
+			got += n;
+		}
+		printf("fill rc=%d bytes=%zu\n", r, got);
 	} else if (!strcmp(cmd, "pitch")) {
 		size_t pitch = 0, w = parse_size(a1), h = parse_size(a2);
 		CUdeviceptr p = 0;

@@ -73,7 +73,8 @@ CUresult cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsigned int f
 	}
 	t = fg_stream_end(c, hStream);
 	now = fg_now_ns();
-	e->t = t > now ? t : now;
+	e->t = t;
+	e->rec_ns = now;
 	e->capture = NULL;
 	e->recorded = 1;
 	return CUDA_SUCCESS;
@@ -93,7 +94,7 @@ CUresult cuEventQuery(CUevent hEvent)
 		return r;
 	if (!e)
 		return CUDA_ERROR_INVALID_HANDLE;
-	return !e->recorded || fg_now_ns() >= e->t ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+	return !e->recorded || fg_ticket_done(e->t) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
 CUresult cuEventSynchronize(CUevent hEvent)
@@ -111,7 +112,7 @@ CUresult cuEventSynchronize(CUevent hEvent)
 CUresult cuEventElapsedTime_v2(float *pMilliseconds, CUevent hStart, CUevent hEnd)
 {
 	struct fg_event *a = event_get(hStart), *b = event_get(hEnd);
-	uint64_t now = fg_now_ns();
+	uint64_t ta, tb;
 	CUresult r = fg_ready();
 
 	if (r)
@@ -121,9 +122,14 @@ CUresult cuEventElapsedTime_v2(float *pMilliseconds, CUevent hStart, CUevent hEn
 	if (!a || !b || !a->recorded || !b->recorded ||
 	    ((a->flags | b->flags) & CU_EVENT_DISABLE_TIMING))
 		return CUDA_ERROR_INVALID_HANDLE;
-	if (now < a->t || now < b->t)
+	if (!fg_ticket_done(a->t) || !fg_ticket_done(b->t))
 		return CUDA_ERROR_NOT_READY;
-	*pMilliseconds = (float)((double)((int64_t)b->t - (int64_t)a->t) / 1e6);
+	/* an event completes when its work does, and not before it was recorded */
+	ta = fg_ticket_time(a->t);
+	tb = fg_ticket_time(b->t);
+	ta = ta > a->rec_ns ? ta : a->rec_ns;
+	tb = tb > b->rec_ns ? tb : b->rec_ns;
+	*pMilliseconds = (float)((double)((int64_t)tb - (int64_t)ta) / 1e6);
 	return CUDA_SUCCESS;
 }
 

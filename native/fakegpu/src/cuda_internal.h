@@ -125,7 +125,8 @@ struct fg_event {
 	uint32_t tag;
 	unsigned flags;
 	int recorded;
-	uint64_t t;              /* simulated completion time of the recorded work */
+	uint64_t t;              /* ticket of the recorded work */
+	uint64_t rec_ns;         /* when it was recorded */
 	struct fg_graph *capture;
 };
 
@@ -147,7 +148,19 @@ int fg_stream_bad(CUstream s);      /* a non-special handle that is not a live s
 int fg_stream_per_thread(CUstream s);
 uint64_t fg_stream_end(struct fg_ctx *c, CUstream s);
 void fg_stream_set_end(struct fg_ctx *c, CUstream s, uint64_t end);
-CUresult fg_wait_until(uint64_t t);
+/* Work of a process is identified by a ticket: its device and the process's cumulative queued
+ * work (ns) after it; the work is done when the process's completed work reaches it. 0: none.
+ * Tickets of one device grow with queue order, so the larger of two is the later. */
+#define FG_TICKET_WORK_MASK ((1ULL << 56) - 1)
+static inline uint64_t fg_ticket(uint32_t phys, uint64_t work)
+{
+	return ((uint64_t)(phys + 1) << 56) | (work & FG_TICKET_WORK_MASK);
+}
+/* Wait until the ticket's work is done (bounded by FAKEGPU_WAIT_LIMIT_S: LAUNCH_TIMEOUT). */
+CUresult fg_wait_until(uint64_t ticket);
+int fg_ticket_done(uint64_t ticket);
+/* When the ticket's work completed (CLOCK_MONOTONIC ns), or 0 when not done or not known. */
+uint64_t fg_ticket_time(uint64_t ticket);
 CUresult fg_sync_stream(CUstream s);
 CUresult fg_sync_ctx(struct fg_ctx *c);
 CUresult fg_capture_check(CUstream s, struct fg_graph **g);

@@ -1,8 +1,8 @@
 /*
  * fakegpu libcuda: kernel launches on the shared device timeline.
  *
- * Kernels never run. Each launch takes simulated time on its device; launches of all
- * processes queue FIFO per device (start = max(now, device busy until)). Duration model:
+ * Kernels never run. Each launch queues simulated work on its device, in its process's queue;
+ * the device time-slices between processes (fg_sched.c). Duration model:
  *  - a kernel whose name contains "fakegpu_ns" lasts as many nanoseconds as its first
  *    parameter says (a 64-bit unsigned integer): tests choose each launch's duration;
  *  - any other kernel lasts ceil(blocks / (SMs x blocks_per_sm)) waves of kernel_ns
@@ -74,7 +74,7 @@ CUresult fg_timeline_launch(struct fg_ctx *c, uint64_t dur, CUstream hs)
 	uint32_t phys = fg_phys(c->dev);
 	struct fg_device_state *d = &s->dev[phys];
 	struct fg_proc *p;
-	uint64_t now, dep, start, end, oldest;
+	uint64_t now, oldest, ticket = 0;
 	int pid = getpid();
 	CUresult r;
 
@@ -84,32 +84,28 @@ CUresult fg_timeline_launch(struct fg_ctx *c, uint64_t dur, CUstream hs)
 	r = fg_wait_until(oldest); /* push buffer full: wait for the oldest launch */
 	if (r)
 		return r;
-	dep = fg_stream_end(c, hs);
 	if (fg_lock(s))
 		return CUDA_ERROR_UNKNOWN;
 	now = fg_now_ns();
-	start = d->busy_until_ns > now ? d->busy_until_ns : now;
-	if (start < dep)
-		start = dep;
-	end = start + dur;
-	d->busy_until_ns = end;
+	fg_sched_advance(s, phys, now);
+	d->busy_until_ns = (d->busy_until_ns > now ? d->busy_until_ns : now) + dur;
 	d->busy_total_ns += dur;
 	d->launches++;
-	if (dur)
-		fg_timeline_add(s, phys, pid, start, end);
 	p = fg_proc_slot(s, pid, phys);
 	if (p) {
 		p->launches++;
 		p->busy_ns += dur;
+		ticket = fg_ticket(phys, fg_sched_submit(s, phys, p, dur, now));
 	}
 	fg_unlock(s);
+	if (!ticket)
+		return CUDA_ERROR_OUT_OF_MEMORY; /* no process slot left on the simulated machine */
 	pthread_mutex_lock(&c->mu);
-	c->pending[c->pending_next] = end;
+	c->pending[c->pending_next] = ticket;
 	c->pending_next = (c->pending_next + 1) % FG_PENDING_LIMIT;
 	pthread_mutex_unlock(&c->mu);
-	fg_stream_set_end(c, hs, end);
-	FG_TRACE("launch dev=%u dur=%.3fms queued=%.3fms", phys, (double)dur / 1e6,
-		 (double)(start - now) / 1e6);
+	fg_stream_set_end(c, hs, ticket);
+	FG_TRACE("launch dev=%u dur=%.3fms", phys, (double)dur / 1e6);
 	return CUDA_SUCCESS;
 }
 

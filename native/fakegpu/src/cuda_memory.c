@@ -309,6 +309,11 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t widthInByt
 
 CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
+	if (!dptr) { /* like the real driver (and free(NULL)): nothing to do */
+		struct fg_ctx *c;
+
+		return fg_need_ctx(&c);
+	}
 	return fg_free(dptr, 0);
 }
 

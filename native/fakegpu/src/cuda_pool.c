@@ -1,7 +1,10 @@
 /*
  * fakegpu libcuda: stream-ordered allocation (cuMemAllocAsync, cuMemFreeAsync) and memory
- * pools. Pools do not cache: a free returns memory to the device at once, so the state file
- * always shows what is allocated (documented difference from the real driver).
+ * pools. As the real driver's, a pool keeps freed memory on the device (charged to the
+ * process) up to its release threshold (default 0: nothing kept) and serves later
+ * allocations from it; cuMemPoolTrimTo and destroying the pool give it back. The real driver
+ * releases above the threshold at the next synchronization; here at the free (simpler, and
+ * what a program that synchronizes sees).
  */
 #include "cuda_internal.h"
 
@@ -12,6 +15,7 @@ struct fg_pool {
 	uint32_t tag;
 	int dev;
 	uint64_t used, used_high, threshold;
+	uint64_t cached;         /* freed memory the pool keeps on the device (accounted bytes) */
 	int reuse[3];
 };
 
@@ -32,6 +36,8 @@ static struct fg_pool *pool_default(int dev)
 	pthread_mutex_unlock(&pool_mu);
 	return p;
 }
+
+static void pool_release(struct fg_pool *p, uint64_t keep);
 
 static struct fg_pool *pool_get(CUmemoryPool h)
 {
@@ -129,14 +135,19 @@ CUresult cuMemPoolDestroy(CUmemoryPool pool)
 		current_pool[p->dev] = NULL;
 	pthread_mutex_unlock(&pool_mu);
 	/* Allocations still out keep pointing at it; keep it allocated, just unregistered. */
+	pool_release(p, 0);
 	fg_handle_del(p, FG_TAG_POOL);
 	return CUDA_SUCCESS;
 }
 
 CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
 {
-	(void)minBytesToKeep;
-	return pool_get(pool) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+	struct fg_pool *p = pool_get(pool);
+
+	if (!p)
+		return CUDA_ERROR_INVALID_VALUE;
+	pool_release(p, minBytesToKeep);
+	return CUDA_SUCCESS;
 }
 
 CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
@@ -153,6 +164,7 @@ CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void
 		return CUDA_SUCCESS;
 	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
 		p->threshold = *(cuuint64_t *)value;
+		pool_release(p, p->threshold);
 		return CUDA_SUCCESS;
 	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
 	case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
@@ -181,6 +193,8 @@ CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void
 		*(cuuint64_t *)value = p->threshold;
 		return CUDA_SUCCESS;
 	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
+		*(cuuint64_t *)value = p->used + p->cached;
+		return CUDA_SUCCESS;
 	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
 		*(cuuint64_t *)value = p->used;
 		return CUDA_SUCCESS;
@@ -212,12 +226,47 @@ CUresult cuMemPoolGetAccess(CUmemAccess_flags *flags, CUmemoryPool memPool,
 	return CUDA_SUCCESS;
 }
 
+static uint64_t round_up_gran(uint64_t bytes)
+{
+	uint64_t g = fg_shm()->alloc_granularity ? fg_shm()->alloc_granularity : 1;
+
+	return (bytes + g - 1) / g * g;
+}
+
+/* Give back what the pool keeps beyond `keep` bytes of reserved memory. */
+static void pool_release(struct fg_pool *p, uint64_t keep)
+{
+	uint64_t give = 0;
+
+	pthread_mutex_lock(&pool_mu);
+	if (p->used + p->cached > keep) {
+		give = p->used + p->cached - keep;
+		if (give > p->cached)
+			give = p->cached;
+		p->cached -= give;
+	}
+	pthread_mutex_unlock(&pool_mu);
+	if (give)
+		fg_mem_usage(fg_phys(p->dev), -(int64_t)give);
+}
+
 static CUresult alloc_from(CUdeviceptr *dptr, size_t bytesize, struct fg_pool *p, CUstream s)
 {
 	CUresult r;
 
 	if (fg_stream_bad(s))
 		return CUDA_ERROR_INVALID_HANDLE;
+	/* served from what the pool keeps: that memory is already charged to the device */
+	uint64_t acc = round_up_gran(bytesize), from_cache = 0;
+
+	pthread_mutex_lock(&pool_mu);
+	if (p->cached >= acc) {
+		p->cached -= acc;
+		from_cache = acc;
+	}
+	pthread_mutex_unlock(&pool_mu);
+	if (from_cache)
+		fg_mem_usage(fg_phys(p->dev), -(int64_t)from_cache);
 	r = fg_alloc(dptr, bytesize, FG_ALLOC_ASYNC, p->dev, p);
 	if (r)
 		return r;
@@ -269,9 +318,19 @@ CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 	fg_ptr_lookup((uintptr_t)dptr, NULL, &size, NULL, NULL, (void **)&p);
 	r = fg_free(dptr, 0);
 	if (!r && p) {
+		uint64_t acc = round_up_gran(size), keep = 0;
+
 		pthread_mutex_lock(&pool_mu);
 		p->used = p->used > size ? p->used - size : 0;
+		if (p->used + p->cached + acc <= p->threshold)
+			keep = acc;
 		pthread_mutex_unlock(&pool_mu);
+		/* the pool keeps it: charged to the device again (it never left, really) */
+		if (keep && fg_mem_usage(fg_phys(p->dev), (int64_t)keep) == CUDA_SUCCESS) {
+			pthread_mutex_lock(&pool_mu);
+			p->cached += keep;
+			pthread_mutex_unlock(&pool_mu);
+		}
 	}
 	return r;
 }

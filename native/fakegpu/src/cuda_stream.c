@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct fg_graph *fg_graph_new(void);
 unsigned long long fg_graph_id(const struct fg_graph *g);
@@ -94,25 +95,85 @@ static uint64_t limit_ns(void)
 	return wait_limit_ns;
 }
 
-/* Sleep until simulated time t; gives up (LAUNCH_TIMEOUT) after FAKEGPU_WAIT_LIMIT_S. */
-CUresult fg_wait_until(uint64_t t)
+/* Lock, advance the device, and tell about the ticket's work: 1 done, 0 not yet (then *est_ns
+ * is a lower bound of the time it still needs). */
+static int ticket_state(uint64_t ticket, uint64_t *est_ns, uint64_t *done_at)
 {
-	uint64_t now = fg_now_ns(), deadline;
-	struct timespec ts;
-	CUresult r = CUDA_SUCCESS;
+	struct fg_state *s = fg_shm();
+	uint32_t phys = (uint32_t)(ticket >> 56) - 1;
+	uint64_t work = ticket & FG_TICKET_WORK_MASK, now;
+	struct fg_proc *p = NULL;
+	int pid = getpid(), done = 1;
 
-	if (t <= now)
-		return CUDA_SUCCESS;
-	deadline = t;
-	if (t - now > limit_ns()) {
-		deadline = now + limit_ns();
-		r = CUDA_ERROR_LAUNCH_TIMEOUT;
+	if (!ticket || phys >= FG_MAX_DEVICES || phys >= s->device_count)
+		return 1;
+	if (fg_lock(s))
+		return 1;
+	now = fg_now_ns();
+	fg_sched_advance(s, phys, now);
+	for (uint32_t i = 0; i < FG_MAX_PROCS; i++) {
+		if (s->procs[i].pid == pid && s->procs[i].device == phys) {
+			p = &s->procs[i];
+			break;
+		}
 	}
-	ts.tv_sec = (time_t)(deadline / 1000000000ULL);
-	ts.tv_nsec = (long)(deadline % 1000000000ULL);
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-	return r;
+	/* no slot (forked child, reaped) or a ticket past its queue: nothing to wait for */
+	if (p && work > p->done_ns && work <= p->enq_ns) {
+		const struct fg_device_state *d = &s->dev[phys];
+		uint64_t est = work - p->done_ns;
+
+		done = 0;
+		if (d->cur >= 0 && (uint32_t)d->cur < FG_MAX_PROCS &&
+		    d->cur != (int32_t)(p - s->procs)) {
+			/* the running process goes first: the rest of its slice or of its work,
+			 * whichever ends first, plus a switch if it is preempted (a lower bound:
+			 * never sleep past the moment the work could be done) */
+			const struct fg_proc *q = &s->procs[d->cur];
+			uint64_t left = d->run_start_ns + s->timeslice_ns > d->sim_ns ?
+						d->run_start_ns + s->timeslice_ns - d->sim_ns : 0;
+			uint64_t pend = q->enq_ns > q->done_ns ? q->enq_ns - q->done_ns : 0;
+
+			est += pend < left ? pend : left + s->switch_ns;
+		}
+		if (est_ns)
+			*est_ns = est;
+	} else if (done_at) {
+		*done_at = p ? fg_sched_work_time(s, phys, pid, work) : 0;
+	}
+	fg_unlock(s);
+	return done;
+}
+
+int fg_ticket_done(uint64_t ticket)
+{
+	return ticket_state(ticket, NULL, NULL);
+}
+
+uint64_t fg_ticket_time(uint64_t ticket)
+{
+	uint64_t at = 0;
+
+	return ticket_state(ticket, NULL, &at) ? at : 0;
+}
+
+CUresult fg_wait_until(uint64_t ticket)
+{
+	uint64_t start = fg_now_ns(), est = 0;
+	struct timespec ts;
+
+	while (!ticket_state(ticket, &est, NULL)) {
+		uint64_t now = fg_now_ns();
+
+		if (now - start > limit_ns())
+			return CUDA_ERROR_LAUNCH_TIMEOUT;
+		if (est < 20000)
+			est = 20000; /* others may run first: poll no faster than every 20 us */
+		ts.tv_sec = (time_t)(est / 1000000000ULL);
+		ts.tv_nsec = (long)(est % 1000000000ULL);
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+	}
+	return CUDA_SUCCESS;
 }
 
 CUresult fg_sync_ctx(struct fg_ctx *c)
@@ -293,7 +354,7 @@ CUresult cuStreamQuery(CUstream hStream)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	if (s)
 		c = s->ctx;
-	return fg_now_ns() >= fg_stream_end(c, hStream) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+	return fg_ticket_done(fg_stream_end(c, hStream)) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
 CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int flags)
@@ -308,7 +369,7 @@ CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int flags)
 	/* Waiting on an event recorded in a capture pulls this stream into that capture. */
 	if (e->capture && s && !s->capture)
 		s->capture = e->capture;
-	/* FIFO device: the event's work precedes anything this stream queues later. */
+	/* One queue per process and device: the event's work precedes anything queued later. */
 	return CUDA_SUCCESS;
 }
 

@@ -40,12 +40,18 @@ static const char *const unsupported[] = {
 	"cuArrayGetSparseProperties", "cuArrayGetPlane", "cuModuleGetTexRef", "cuModuleGetSurfRef",
 	"cuLogsRegisterCallback", "cuLogsUnregisterCallback", "cuLogsCurrent", "cuLogsDumpToFile",
 	"cuLogsDumpToMemory", "cuGraphMemAllocNodeGetParams", "cuGraphMemFreeNodeGetParams",
+	/* asked for by PyTorch 2.14 (cu130) and CuPy 14 at start-up */
+	"cuMemImportFromShareableHandle", "cuMemExportToShareableHandle",
+	"cuMemGetHandleForAddressRange", "cuCtxFromGreenCtx", "cuDeviceGetDevResource",
+	"cuCtxGetDevResource", "cuStreamGetDevResource", "cuCtxDetach",
 };
 
-/* graphics and EGL/VDPAU interop: there is no display side at all */
+/* graphics and EGL/VDPAU interop: there is no display side at all; multicast objects,
+ * green contexts and device resources (SM partitions), external semaphores in graphs */
 static const char *const unsupported_prefixes[] = {
 	"cuGL", "cuEGL", "cuVDPAU", "cuGraphicsGL", "cuGraphicsEGL", "cuGraphicsVDPAU",
-	"cuGraphicsResourceGetMappedEgl",
+	"cuGraphicsResourceGetMappedEgl", "cuMulticast", "cuGreenCtx", "cuDevSmResource",
+	"cuDevResource", "cuGraphExternalSemaphores", "cuGraphExecExternalSemaphores",
 };
 
 static CUresult not_supported(void)

@@ -18,6 +18,15 @@
 #define DEFAULT_BLOCKS_PER_SM 2u
 #define DEFAULT_GRANULARITY 512ULL
 #define DEFAULT_UTIL_WINDOW_MS 1000u
+/* Measured on an H200 (docs/fakegpu.md, shared/hardware/h200.md): processes with work queued
+ * alternate in runs of 4.5 ms; NVML takes a per-process sample every 200 ms; a CUDA context
+ * and the driver's allocations take about 0.5 GiB per process. The switch cost is derived:
+ * two always-busy processes completed 85-91 % of the solo work together, i.e. 0.45-0.8 ms lost
+ * per 4.5 ms run; 0.5 ms is assumed. */
+#define DEFAULT_TIMESLICE_NS 4500000ULL
+#define DEFAULT_SWITCH_NS 500000ULL
+#define DEFAULT_SAMPLE_MS 200u
+#define DEFAULT_CTX_OVERHEAD_MIB 512u
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -146,6 +155,11 @@ void fg_params_defaults(struct fg_create_params *p, uint32_t count)
 	p->kernel_ns = DEFAULT_KERNEL_NS;
 	p->alloc_granularity = DEFAULT_GRANULARITY;
 	p->util_window_ms = DEFAULT_UTIL_WINDOW_MS;
+	p->timeslice_ns = DEFAULT_TIMESLICE_NS;
+	p->switch_ns = DEFAULT_SWITCH_NS;
+	p->sample_ms = DEFAULT_SAMPLE_MS;
+	p->ctx_overhead_mib = DEFAULT_CTX_OVERHEAD_MIB;
+	p->ideal = 0;
 	/* Random per machine, so two simulated nodes never share a UUID. */
 	if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) < 0) {
 		uint64_t t = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
@@ -262,6 +276,35 @@ int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
 			return -1;
 		}
 		p->ctx_overhead_mib = (uint32_t)((bytes + (1 << 20) - 1) >> 20);
+	}
+	if ((v = getenv("FAKEGPU_TIMESLICE_US")) && *v && (parse_u64(v, &n) || !n || n > 10000000)) {
+		set_err(err, errlen, "FAKEGPU_TIMESLICE_US=%s: expected 1..10000000 microseconds", v);
+		return -1;
+	} else if (v && *v) {
+		p->timeslice_ns = n * 1000ULL;
+	}
+	if ((v = getenv("FAKEGPU_SWITCH_US")) && *v && (parse_u64(v, &n) || n > 1000000)) {
+		set_err(err, errlen, "FAKEGPU_SWITCH_US=%s: expected 0..1000000 microseconds", v);
+		return -1;
+	} else if (v && *v) {
+		p->switch_ns = n * 1000ULL;
+	}
+	if ((v = getenv("FAKEGPU_SAMPLE_MS")) && *v && (parse_u64(v, &n) || !n || n > 60000)) {
+		set_err(err, errlen, "FAKEGPU_SAMPLE_MS=%s: expected 1..60000 milliseconds", v);
+		return -1;
+	} else if (v && *v) {
+		p->sample_ms = (uint32_t)n;
+	}
+	if ((v = getenv("FAKEGPU_SENSORS")) && *v) {
+		if (!strcmp(v, "ideal")) {
+			/* idealized: exact busy time over any window, switches free. For unit
+			 * tests of other parts only: no accuracy figure is measured on it. */
+			p->ideal = 1;
+			p->switch_ns = 0;
+		} else if (strcmp(v, "real")) {
+			set_err(err, errlen, "FAKEGPU_SENSORS=%s: expected real or ideal", v);
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -98,7 +98,7 @@ static int validate(const struct fg_state *s, const char *path, char *err, size_
 		return -1;
 	}
 	if (s->device_count > FG_MAX_DEVICES || !s->blocks_per_sm || !s->util_window_ms ||
-	    !s->alloc_granularity) {
+	    !s->alloc_granularity || !s->timeslice_ns || !s->sample_ms) {
 		set_err(err, errlen, "%s: corrupt header (device_count %u); recreate it", path,
 			s->device_count);
 		return -1;
@@ -218,6 +218,10 @@ int fg_state_create(const char *path, const struct fg_create_params *p, int repl
 	s->alloc_granularity = p->alloc_granularity;
 	s->util_window_ms = p->util_window_ms;
 	s->ctx_overhead_mib = p->ctx_overhead_mib;
+	s->timeslice_ns = p->timeslice_ns;
+	s->switch_ns = p->switch_ns;
+	s->sample_ms = p->sample_ms;
+	s->ideal = p->ideal;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	s->created_unix_ns = (uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec;
 	memcpy(s->config, p->config, sizeof(s->config));
@@ -374,43 +378,14 @@ static uint64_t self_start_time(void)
 	return cached;
 }
 
-/* A dead process's kernels still queued at the tail of the device's timeline are dropped,
- * as a GPU aborts the work of a context whose process died. (Work already queued behind
- * another process's kernels keeps its place: the simulation does not reshuffle the queue.) */
-static void cancel_queued(struct fg_state *s, uint32_t dev, int pid)
-{
-	struct fg_device_state *d = &s->dev[dev];
-	uint64_t now = fg_now_ns();
-
-	if (d->ring_count > FG_RING_SIZE)
-		d->ring_count = FG_RING_SIZE;
-	while (d->ring_count && d->busy_until_ns > now) {
-		uint32_t last = (d->ring_head % FG_RING_SIZE + FG_RING_SIZE - 1) % FG_RING_SIZE;
-		struct fg_interval *iv = &d->ring[last];
-		uint64_t cut_from;
-
-		if (iv->pid != pid || iv->end_ns != d->busy_until_ns)
-			break;
-		cut_from = iv->start_ns > now ? iv->start_ns : now;
-		d->busy_total_ns -= d->busy_total_ns > iv->end_ns - cut_from ? iv->end_ns - cut_from :
-									    d->busy_total_ns;
-		d->busy_until_ns = cut_from;
-		if (iv->start_ns < now) {
-			iv->end_ns = now;
-			break;
-		}
-		d->ring_head = last;
-		d->ring_count--;
-	}
-}
-
 static void release_slot(struct fg_state *s, struct fg_proc *p)
 {
 	if (p->device < FG_MAX_DEVICES) {
 		struct fg_device_state *d = &s->dev[p->device];
 
 		d->used_bytes = d->used_bytes > p->used_bytes ? d->used_bytes - p->used_bytes : 0;
-		cancel_queued(s, p->device, p->pid);
+		/* a GPU aborts the queued work of a context whose process died */
+		fg_sched_drop(s, p, fg_now_ns());
 	}
 	memset(p, 0, sizeof(*p));
 }
@@ -488,7 +463,8 @@ int fg_mem_account(struct fg_state *s, int pid, uint32_t dev, int64_t delta)
 	return 0;
 }
 
-void fg_timeline_add(struct fg_state *s, uint32_t dev, int pid, uint64_t start, uint64_t end)
+void fg_timeline_add(struct fg_state *s, uint32_t dev, int pid, uint64_t start, uint64_t end,
+		     uint64_t work_at_start)
 {
 	struct fg_device_state *d = &s->dev[dev];
 	struct fg_interval *last;
@@ -506,6 +482,7 @@ void fg_timeline_add(struct fg_state *s, uint32_t dev, int pid, uint64_t start, 
 	}
 	d->ring[head].start_ns = start;
 	d->ring[head].end_ns = end;
+	d->ring[head].work_at_start = work_at_start;
 	d->ring[head].pid = pid;
 	d->ring[head].launches = 1;
 	d->ring_head = (head + 1) % FG_RING_SIZE;

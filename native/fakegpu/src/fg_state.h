@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define FG_STATE_MAGIC 0x3145544154534746ULL /* "FGSTATE1" as little-endian bytes */
-#define FG_STATE_VERSION 1u
+#define FG_STATE_VERSION 2u
 #define FG_MAX_DEVICES 16u
 #define FG_MAX_PROCS 512u      /* (pid, device) pairs with memory or launches */
 #define FG_RING_SIZE 32768u    /* kernel intervals remembered per device */
@@ -46,8 +46,9 @@ struct fg_device_config {
 struct fg_interval {
 	uint64_t start_ns; /* CLOCK_MONOTONIC */
 	uint64_t end_ns;
+	uint64_t work_at_start; /* the process's completed work (ns) when the run started */
 	int32_t pid;
-	uint32_t launches;
+	uint32_t launches;      /* runs merged into this interval */
 };
 
 struct fg_device_state {
@@ -57,6 +58,20 @@ struct fg_device_state {
 	uint64_t launches;
 	uint64_t allocs;
 	uint64_t frees;
+	/* The time-slicing scheduler (fg_sched.c), advanced lazily to "now" under the lock. */
+	uint64_t sim_ns;         /* simulated up to here */
+	int32_t cur;             /* proc slot running (or last run), -1 none */
+	uint32_t nactive;        /* processes with work queued or running */
+	uint64_t run_start_ns;   /* start of the current process's run (time slice) */
+	uint64_t switch_until_ns;/* a context switch occupies the device until then */
+	uint64_t active_acc_ns;  /* time with any process active, before active_since_ns */
+	uint64_t active_since_ns;
+	uint64_t next_sample_ns; /* the driver's next utilization sample boundary */
+	uint64_t sample_ns;      /* the latest sample's boundary (0: none yet) */
+	uint64_t sample_prev_active;
+	uint32_t sample_util;    /* percent, device-level, latest sample */
+	uint32_t pad0;
+	int64_t sample_rt_offset_us; /* wall clock - CLOCK_MONOTONIC when samples were taken */
 	uint32_t ring_head;      /* next slot to write */
 	uint32_t ring_count;     /* valid slots, <= FG_RING_SIZE */
 	struct fg_interval ring[FG_RING_SIZE];
@@ -68,7 +83,18 @@ struct fg_proc {
 	uint64_t start_time;     /* /proc/<pid>/stat starttime: tells a reused pid apart */
 	uint64_t used_bytes;
 	uint64_t launches;
-	uint64_t busy_ns;
+	uint64_t busy_ns;        /* kernel time ever queued */
+	uint64_t enq_ns;         /* work queued (kernel ns), cumulative: a launch's ticket */
+	uint64_t done_ns;        /* work completed, cumulative (<= enq_ns) */
+	uint64_t active_acc_ns;  /* time with work queued or running, before active_since_ns */
+	uint64_t active_since_ns;
+	uint64_t sample_ns;      /* this process's latest utilization sample (0: none) */
+	uint64_t sample_prev_active;
+	uint32_t sample_util;    /* percent of the sample period with work queued or running */
+	uint32_t sample_seen;    /* the latest sample saw activity */
+	uint64_t sample_prev_done;
+	uint32_t sample_run_util; /* percent of the sample period its kernels ran */
+	uint32_t pad0;
 };
 
 struct fg_state {
@@ -81,6 +107,10 @@ struct fg_state {
 	uint64_t alloc_granularity; /* device allocations are accounted rounded up to this */
 	uint32_t util_window_ms; /* NVML utilization window */
 	uint32_t ctx_overhead_mib; /* device memory each CUDA context takes (0: none) */
+	uint64_t timeslice_ns;   /* a process's run before the device switches to another */
+	uint64_t switch_ns;      /* device time lost to a preemptive context switch */
+	uint32_t sample_ms;      /* NVML's driver-side utilization sample period */
+	uint32_t ideal;          /* 1: idealized sensors (exact busy time over any window) */
 	uint64_t created_unix_ns;
 	pthread_mutex_t lock;    /* robust, process-shared */
 	char lock_pad[64 - sizeof(pthread_mutex_t) % 64];
@@ -97,6 +127,10 @@ struct fg_create_params {
 	uint64_t alloc_granularity;
 	uint32_t util_window_ms;
 	uint32_t ctx_overhead_mib;
+	uint64_t timeslice_ns;
+	uint64_t switch_ns;
+	uint32_t sample_ms;
+	uint32_t ideal;
 	struct fg_device_config config[FG_MAX_DEVICES];
 };
 
@@ -130,7 +164,19 @@ void fg_reap_dead(struct fg_state *s); /* give back what exited processes held *
 /* Try to account delta bytes to (pid, dev); fails (-1) when it does not fit. */
 int fg_mem_account(struct fg_state *s, int pid, uint32_t dev, int64_t delta);
 /* Append [start, end) for pid to dev's timeline (coalescing back-to-back intervals). */
-void fg_timeline_add(struct fg_state *s, uint32_t dev, int pid, uint64_t start, uint64_t end);
+void fg_timeline_add(struct fg_state *s, uint32_t dev, int pid, uint64_t start, uint64_t end,
+		     uint64_t work_at_start);
+/* The scheduler (fg_sched.c), all with the lock held. Simulate dev up to now: processes with
+ * work queued run in turn for timeslice_ns each, a preemptive switch costs switch_ns, and the
+ * driver's utilization samples are taken every sample_ms. */
+void fg_sched_advance(struct fg_state *s, uint32_t dev, uint64_t now);
+/* Queue dur ns of work for p (call fg_sched_advance first); returns p's new enq_ns. */
+uint64_t fg_sched_submit(struct fg_state *s, uint32_t dev, struct fg_proc *p, uint64_t dur,
+			 uint64_t now);
+/* p leaves (exited or killed): its queued work is dropped. */
+void fg_sched_drop(struct fg_state *s, struct fg_proc *p, uint64_t now);
+/* When p's completed work reached `work` (ns), from the timeline; 0 when not known. */
+uint64_t fg_sched_work_time(const struct fg_state *s, uint32_t dev, int pid, uint64_t work);
 /* Busy nanoseconds of dev within [from, to), in total and, if pid != 0, for pid only.
  * *complete = 0 when the ring no longer reaches back to `from`. */
 uint64_t fg_busy_ns(const struct fg_state *s, uint32_t dev, uint64_t from, uint64_t to, int pid,

@@ -227,3 +227,50 @@ nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node)
 	*node = 0;
 	return NVML_SUCCESS;
 }
+
+/* Interconnect queries PyTorch makes at start-up: the simulated GPU has no NVLink, no fabric
+ * and no peer-to-peer path, as a PCIe card alone in its node. */
+nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link,
+						 nvmlIntNvLinkDeviceType_t *type)
+{
+	NVML_DEV(device, d);
+	(void)d;
+	(void)link;
+	if (!type)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	return NVML_ERROR_NOT_SUPPORTED;
+}
+
+nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+						 nvmlPciInfo_t *pci)
+{
+	NVML_DEV(device, d);
+	(void)d;
+	(void)link;
+	if (!pci)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	return NVML_ERROR_NOT_SUPPORTED;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t *info)
+{
+	NVML_DEV(device, d);
+	(void)d;
+	if (!info)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	return NVML_ERROR_NOT_SUPPORTED;
+}
+
+nvmlReturn_t nvmlDeviceGetP2PStatus(nvmlDevice_t device1, nvmlDevice_t device2,
+				    nvmlGpuP2PCapsIndex_t p2pIndex, nvmlGpuP2PStatus_t *p2pStatus)
+{
+	NVML_DEV(device1, a);
+	NVML_DEV(device2, b);
+	(void)a;
+	(void)b;
+	(void)p2pIndex;
+	if (!p2pStatus)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	*p2pStatus = NVML_P2P_STATUS_NOT_SUPPORTED;
+	return NVML_SUCCESS;
+}

@@ -26,6 +26,14 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_
 	if (fg_lock(s))
 		return NVML_ERROR_TIMEOUT;
 	now = fg_now_ns();
+	fg_sched_advance(s, d->index, now);
+	if (!s->ideal) {
+		/* the driver's latest sample: the share of its period with any work queued */
+		utilization->gpu = s->dev[d->index].sample_util;
+		utilization->memory = utilization->gpu / 2;
+		fg_unlock(s);
+		return NVML_SUCCESS;
+	}
 	busy = fg_busy_ns(s, d->index, now > win ? now - win : 0, now, 0, NULL);
 	fg_unlock(s);
 	utilization->gpu = (unsigned)((busy * 100 + win / 2) / win);
@@ -129,7 +137,104 @@ nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device,
 	return no_procs(device, infoCount);
 }
 
-/* Per-process SM utilization over (lastSeenTimeStamp, now], or the default window. */
+/* Realistic: the driver's latest per-process sample (one per sample_ms), reported when it is
+ * newer than lastSeenTimeStamp and saw the process active; smUtil is the share of the period
+ * in which the process had work queued or running. NOT_FOUND when there is no new sample. */
+static nvmlReturn_t sampled_process_util(struct fg_state *s, uint32_t dev,
+					 nvmlProcessUtilizationSample_t *utilization,
+					 unsigned int *count, unsigned long long lastSeen)
+{
+	uint64_t now;
+	unsigned n = 0;
+
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	now = fg_now_ns();
+	fg_sched_advance(s, dev, now);
+	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
+		const struct fg_proc *p = &s->procs[i];
+		uint64_t ts;
+
+		if (!p->pid || p->device != dev || !p->sample_ns || !p->sample_seen)
+			continue;
+		ts = (uint64_t)((int64_t)(p->sample_ns / 1000) + s->dev[dev].sample_rt_offset_us);
+		if (ts <= lastSeen)
+			continue;
+		if (utilization && n < *count) {
+			memset(&utilization[n], 0, sizeof(utilization[n]));
+			utilization[n].pid = (unsigned)p->pid;
+			utilization[n].timeStamp = ts;
+			utilization[n].smUtil = p->sample_util;
+		}
+		n++;
+	}
+	fg_unlock(s);
+	if (!n) {
+		*count = 0;
+		return NVML_ERROR_NOT_FOUND;
+	}
+	if (!utilization || n > *count) {
+		*count = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	*count = n;
+	return NVML_SUCCESS;
+}
+
+/* The newer call: the driver's latest per-process sample, smUtil = the share of the sample
+ * period in which the process's kernels ran (its device time), reported when newer than
+ * lastSeenTimeStamp and non-zero. With idealized sensors the same from exact busy time. */
+nvmlReturn_t nvmlDeviceGetProcessesUtilizationInfo(nvmlDevice_t device,
+						   nvmlProcessesUtilizationInfo_t *info)
+{
+	struct fg_state *s = fg_nvml_state();
+	uint64_t now;
+	unsigned n = 0, cap;
+
+	NVML_DEV(device, d);
+	if (!info)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	if (info->version != nvmlProcessesUtilizationInfo_v1)
+		return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+	cap = info->procUtilArray ? info->processSamplesCount : 0;
+	if (fg_lock(s))
+		return NVML_ERROR_TIMEOUT;
+	now = fg_now_ns();
+	fg_sched_advance(s, d->index, now);
+	for (unsigned i = 0; i < FG_MAX_PROCS; i++) {
+		const struct fg_proc *p = &s->procs[i];
+		uint64_t ts;
+
+		if (!p->pid || p->device != d->index || !p->sample_ns || !p->sample_run_util)
+			continue;
+		ts = (uint64_t)((int64_t)(p->sample_ns / 1000) + s->dev[d->index].sample_rt_offset_us);
+		if (ts <= info->lastSeenTimeStamp)
+			continue;
+		if (n < cap) {
+			nvmlProcessUtilizationInfo_v1_t *u = &info->procUtilArray[n];
+
+			memset(u, 0, sizeof(*u));
+			u->pid = (unsigned)p->pid;
+			u->timeStamp = ts;
+			u->smUtil = p->sample_run_util;
+		}
+		n++;
+	}
+	fg_unlock(s);
+	if (!n) {
+		info->processSamplesCount = 0;
+		return NVML_ERROR_NOT_FOUND;
+	}
+	if (n > cap) {
+		info->processSamplesCount = n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	info->processSamplesCount = n;
+	return NVML_SUCCESS;
+}
+
+/* Per-process SM utilization: realistic (sampled), or with idealized sensors the exact busy
+ * time over (lastSeenTimeStamp, now] or the default window. */
 nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 					     nvmlProcessUtilizationSample_t *utilization,
 					     unsigned int *processSamplesCount,
@@ -143,11 +248,15 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 	NVML_DEV(device, d);
 	if (!processSamplesCount)
 		return NVML_ERROR_INVALID_ARGUMENT;
+	if (!s->ideal)
+		return sampled_process_util(s, d->index, utilization, processSamplesCount,
+					    lastSeenTimeStamp);
 	clock_gettime(CLOCK_REALTIME, &rt);
 	now_us = (uint64_t)rt.tv_sec * 1000000ULL + (uint64_t)rt.tv_nsec / 1000;
 	if (fg_lock(s))
 		return NVML_ERROR_TIMEOUT;
 	now = fg_now_ns();
+	fg_sched_advance(s, d->index, now);
 	win = window_ns(s);
 	if (lastSeenTimeStamp && lastSeenTimeStamp < now_us &&
 	    (now_us - lastSeenTimeStamp) * 1000ULL < 60ULL * 1000000000ULL)

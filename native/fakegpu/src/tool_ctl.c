@@ -30,7 +30,9 @@ static void usage(FILE *f)
 		"[--uuid GPU-...[,..]] [--pci BUSID[,..]]\n"
 		"                          [--kernel-ns NS] [--blocks-per-sm N] "
 		"[--alloc-granularity SIZE] [--util-window-ms MS]\n"
-		"                          [--ctx-overhead SIZE] [--force]\n"
+		"                          [--ctx-overhead SIZE] [--timeslice-us US] "
+		"[--switch-us US] [--sample-ms MS]\n"
+		"                          [--sensors real|ideal] [--force]\n"
 		"       fakegpu-ctl reap [--state PATH]\n"
 		"       fakegpu-ctl hold-lock SECONDS [--state PATH]\n");
 }
@@ -113,6 +115,10 @@ int main(int argc, char **argv)
 		{ "alloc-granularity", required_argument, NULL, 'g' },
 		{ "util-window-ms", required_argument, NULL, 'w' },
 		{ "ctx-overhead", required_argument, NULL, 'o' },
+		{ "timeslice-us", required_argument, NULL, 'T' },
+		{ "switch-us", required_argument, NULL, 'W' },
+		{ "sample-ms", required_argument, NULL, 'P' },
+		{ "sensors", required_argument, NULL, 'R' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -126,6 +132,8 @@ int main(int argc, char **argv)
 		{ 'u', "FAKEGPU_UUIDS" }, { 'p', "FAKEGPU_PCI" }, { 'k', "FAKEGPU_KERNEL_NS" },
 		{ 'b', "FAKEGPU_BLOCKS_PER_SM" }, { 'g', "FAKEGPU_ALLOC_GRANULARITY" },
 		{ 'w', "FAKEGPU_UTIL_WINDOW_MS" }, { 'o', "FAKEGPU_CTX_OVERHEAD" },
+		{ 'T', "FAKEGPU_TIMESLICE_US" }, { 'W', "FAKEGPU_SWITCH_US" },
+		{ 'P', "FAKEGPU_SAMPLE_MS" }, { 'R', "FAKEGPU_SENSORS" },
 	};
 	const char *cmd;
 	int force = 0, o;

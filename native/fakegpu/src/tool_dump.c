@@ -182,6 +182,8 @@ int main(int argc, char **argv)
 	}
 	fg_reap_dead(s);
 	now = fg_now_ns();
+	for (uint32_t i = 0; i < s->device_count && i < FG_MAX_DEVICES; i++)
+		fg_sched_advance(s, i, now);
 	if (!to)
 		to = now;
 	if (!from) {
@@ -193,10 +195,12 @@ int main(int argc, char **argv)
 	json_string(path, sizeof(path));
 	printf(",\"version\":%u,\"now_ns\":%llu,\"from_ns\":%llu,\"to_ns\":%llu,"
 	       "\"kernel_ns\":%llu,\"blocks_per_sm\":%u,\"alloc_granularity\":%llu,"
-	       "\"ctx_overhead\":%llu,\"devices\":[",
+	       "\"ctx_overhead\":%llu,\"timeslice_ns\":%llu,\"switch_ns\":%llu,"
+	       "\"sample_ms\":%u,\"sensors\":\"%s\",\"devices\":[",
 	       s->version, (unsigned long long)now, from, to, (unsigned long long)s->kernel_ns,
 	       s->blocks_per_sm, (unsigned long long)s->alloc_granularity,
-	       (unsigned long long)s->ctx_overhead_mib << 20);
+	       (unsigned long long)s->ctx_overhead_mib << 20, (unsigned long long)s->timeslice_ns,
+	       (unsigned long long)s->switch_ns, s->sample_ms, s->ideal ? "ideal" : "real");
 	for (uint32_t i = 0; i < s->device_count; i++)
 		dump_device(s, i, from, to);
 	printf("]}\n");

@@ -51,7 +51,10 @@ struct vgpu_state_gpu {
     uint64_t sampler_beat_ns;
     uint64_t sampler_seen_us;
     uint64_t others_busy_ns;
-    uint64_t reserved[6];
+    uint64_t ctx_bytes;
+    int32_t ctx_measurer;
+    uint32_t reserved1;
+    uint64_t reserved[4];
 };
 
 struct vgpu_state_proc {
