@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from conftest import REQUIRE_NATIVE, skip_or_fail
+from conftest import REQUIRE_NATIVE, REQUIRE_NVCC_PROGRAMS, skip_or_fail
 
 REPO = Path(__file__).resolve().parent.parent
 #: Where ``make`` puts the simulated GPU; VGPU_FAKEGPU_BUILD points elsewhere.
@@ -70,7 +70,10 @@ class FakeGpuBuild:
         """
         path = self.dir / name
         if not path.is_file():
-            skip_or_fail(f"{path} not built (make -C native/fakegpu)", REQUIRE_NATIVE)
+            nvcc_program = name.startswith("test-rt-")
+            skip_or_fail(f"{path} not built (make -C native/fakegpu"
+                         + ("; needs nvcc)" if nvcc_program else ")"),
+                         REQUIRE_NVCC_PROGRAMS if nvcc_program else REQUIRE_NATIVE)
         return path
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REQUIRE_NATIVE, skip_or_fail
+from conftest import REQUIRE_NVCC_PROGRAMS, skip_or_fail
 from hook_fixtures import GIB, MIB, HookEnv, Job
 
 pytestmark = pytest.mark.native
@@ -21,7 +21,7 @@ def _program(env: HookEnv, name: str) -> Path:
     path = env.build.fake_dir / name
     if not path.exists():
         skip_or_fail(f"{path} is not built (make -C native/fakegpu programs; needs nvcc)",
-                     REQUIRE_NATIVE)
+                     REQUIRE_NVCC_PROGRAMS)
     return path
 
 

@@ -289,8 +289,8 @@ step_backfill() {
 #!/bin/bash
 export LD_LIBRARY_PATH=$FAKE FAKEGPU_STATE=$WORKDIR/fake/%n.state
 # idle (computes nothing) until the demo wakes it, then trains on GPU 0 with 6 GiB
-for i in \$(seq 1200); do [ -e "$WORKDIR/jobs/wake" ] && break; sleep 0.1; done
-FAKEGPU_KERNEL_NS=1000000 PROBE_BATCH=4 $PROBE alloc 6G busy 15000
+for i in \$(seq 6000); do [ -e "$WORKDIR/jobs/wake" ] && break; sleep 0.1; done
+FAKEGPU_KERNEL_NS=1000000 PROBE_BATCH=4 $PROBE alloc 6G busy 60000
 EOF
   cat >"$WORKDIR/jobs/guest.sh" <<EOF
 #!/bin/bash
