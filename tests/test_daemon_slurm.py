@@ -218,7 +218,9 @@ def test_share_change_metrics_and_daemon_restart(slurm_cluster_factory: Any, nod
 
     wait_until(lambda: compute() == 1000, "the burst job to get the idle owner's share")
     labels = {"node": "n1", "job": str(burst_job), "gpu": "0", "uuid": UUIDS[0]}
-    assert d.metric("vgpu_job_compute_target_ratio", **labels) == 1.0
+    # the limits file is written mid-cycle, the metrics when the cycle ends
+    wait_until(lambda: d.metric("vgpu_job_compute_target_ratio", **labels) == 1.0,
+               "the burst job's target in the metrics")
     assert d.metric("vgpu_job_compute_guaranteed_ratio", **labels) == 0.3
     assert d.metric("vgpu_job_memory_limit_bytes", **labels) == 3 * GIB
     assert d.metric("vgpu_gpu_slices_allocated", node="n1", gpu="0", uuid=UUIDS[0]) == 10
@@ -265,7 +267,8 @@ def test_backfill_slurmctld_restart_and_requeue(slurm_cluster_factory: Any, node
     daemons.append(d)
     d.start()
     wait_until(lambda: vgpu_count(cluster) == 24, "the node's vgpu count to be raised")
-    assert d.metric("vgpu_node_slices_lent", node="n1") == 4
+    # the metric is published when the cycle that raised the count ends
+    wait_until(lambda: d.metric("vgpu_node_slices_lent", node="n1") == 4, "the lent metric")
     assert parse_lent((node.runtime / "lent").read_text()) == {0: 4}
 
     guest = cluster.sbatch("-p", "scavenger", "--gres=vgpu:4", "-o", "/dev/null",
