@@ -10,13 +10,17 @@
       `vgpu agent`'s CPU and memory on a node with 8 simulated GPUs and 40 jobs (limits files
       as the SPANK plugin writes them, NVML through the simulated GPU, a directive listing the
       40 jobs, the controller's heartbeat kept fresh by the bench). Needs `make` (fakegpu).
-  bench_scale.py controller [--capture DIR] [--nodes 10000] [--jobs 100000]
+  bench_scale.py controller [--capture DIR] [--nodes 10000] [--jobs 100000] [--read reader]
       the controller's cycle at 10,000 nodes x 8 GPUs with 100,000 queued jobs: the Slurm
       read (squeue --json + sinfo --json parsed by the controller's own client code), the
       reports of 10,000 agents, the waiting-job index, 10,000 directives and the heartbeat,
       on a real exchange directory. The squeue/sinfo documents are built from records
       captured on the loopback cluster (DIR, see `capture`), replicated with new ids and
       node names; the CLI's own run time is measured on the loopback at the captured size.
+  bench_scale.py reader [--jobs 20000] [--out DIR]
+      the controller's job read on a loopback cluster holding that many queued vgpu jobs:
+      squeue's formatted read against vgpu-slurm-read (libslurm, only vgpu jobs printed,
+      waiting ones folded), each timed; the program's output saved for `controller`.
   bench_scale.py sinfo [--nodes 10000]
       sinfo's own time on a loopback cluster with that many node entries.
   bench_scale.py capture --slurm-conf FILE --out DIR
@@ -93,6 +97,13 @@ def sdiag_counts(env: dict[str, str]) -> dict[str, int]:
         if in_types and m:
             counts[m.group(1)] = int(m.group(2))
     return counts
+
+
+def _sdiag_average(env: dict[str, str], rpc_name: str) -> float | None:
+    """slurmctld's average time for one RPC type (ms), from sdiag's ave_time (us)."""
+    out = subprocess.run(["sdiag"], capture_output=True, text=True, env=env, check=True).stdout
+    m = re.search(rf"^\s*{rpc_name}\s.*ave_time:(\d+)", out, re.MULTILINE)
+    return round(int(m.group(1)) / 1000, 2) if m else None
 
 
 def start_cluster(workdir: Path, extra_nodes: int, extra_conf: str = "") -> Any:
@@ -344,6 +355,118 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
             "sinfo_json_seconds": round(t_sinfo, 3), "sinfo_json_bytes": len(si)}
 
 
+def reader_at(args: argparse.Namespace) -> dict[str, Any]:
+    """The controller's two job reads timed on one loopback cluster holding `--jobs` queued
+    vgpu jobs (sizes 1-40, two partitions, submitted by parallel sbatch; they wait for a begin
+    time, so slurmctld does not schedule meanwhile): squeue's formatted read and
+    vgpu-slurm-read, best of 3 each, and the reader's output saved into `--out` for the
+    controller's model."""
+    program = REPO / "build" / "spank" / "vgpu-slurm-read"
+    if not program.is_file():
+        raise SystemExit(f"{program}: run make first")
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = Path(tempfile.mkdtemp(prefix="vgpu-bench-reader-"))
+    cluster = start_cluster(work / "cluster", 0)
+    try:
+        env = {**os.environ, **cluster.env}
+        running = [cluster.sbatch("-w", f"n{1 + i % 2}",
+                                  f"--gres=vgpu:{2 * (i + 1)}", "-o", "/dev/null",
+                                  "--wrap", "sleep 3600") for i in range(4)]
+        end = time.monotonic() + 120
+        while any(cluster.job_state(j) != "RUNNING" for j in running):
+            if time.monotonic() > end:
+                raise SystemExit("the 4 running jobs did not start within 120 s")
+            time.sleep(0.5)
+
+        def submit(i: int) -> None:
+            subprocess.run(["sbatch", "-Q", "--begin=now+1day", "-p",
+                            "gpu,debug" if i % 3 == 0 else "gpu", f"--gres=vgpu:{1 + i % 40}",
+                            "-o", "/dev/null", "--wrap", "true"], env=env, check=True,
+                           capture_output=True)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(submit, range(args.jobs)))
+        submit_s = time.perf_counter() - t0
+        res: dict[str, Any] = {"bench": "reader", "machine": machine(),
+                               "slurm": _slurm_version(env), "jobs": args.jobs + len(running),
+                               "submit_seconds": round(submit_s, 1)}
+        for name, argv in [("squeue_formatted", ["squeue", "-h", "-a", "-t",
+                                                 "PENDING,RUNNING", "-O",
+                                                 "JobID:|,StateCompact:|,Partition:|,QOS:|,"
+                                                 "UserID:|,StartTime:|,NodeList:|,"
+                                                 "tres-per-node:|,Reason:"]),
+                           ("vgpu_slurm_read_jobs", [str(program), "jobs"]),
+                           ("vgpu_slurm_read_nodes", [str(program), "nodes"])]:
+            import resource
+
+            times, cpu, out = [], [], b""
+            before = sdiag_counts(env).get("REQUEST_JOB_INFO", 0)
+            for _ in range(3):
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                out = subprocess.run(argv, env=env, capture_output=True, check=True).stdout
+                times.append(time.perf_counter() - t0)
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+            best = min(times)
+            res[name] = {"seconds_best_of_3": round(best, 3),
+                         "client_cpu_seconds_min": round(min(cpu), 3), "bytes": len(out),
+                         "lines": out.count(b"\n"),
+                         "ms_per_1000_jobs": round(1e6 * best / res["jobs"], 2),
+                         "job_info_rpcs": sdiag_counts(env).get("REQUEST_JOB_INFO", 0) - before}
+            if name.startswith("vgpu_slurm_read_") and args.out:
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                (Path(args.out) / f"reader-{name[16:]}-sample.txt").write_bytes(out)
+        res["slurmctld_job_info_ms_average"] = _sdiag_average(env, "REQUEST_JOB_INFO")
+        return res
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _model_reader(capture_dir: Path, nodes: int, running_per_node: int, pending: int
+                  ) -> bytes:
+    """`vgpu-slurm-read jobs` for the modelled cluster: the captured running lines
+    replicated like squeue's (new ids, node names), and the pending jobs folded as the program
+    folds them: 100,000 jobs of sizes 1-40 in the captured partitions and QOS."""
+    lines = (capture_dir / "reader-jobs-sample.txt").read_text().splitlines()
+    run_t = [x.split("|") for x in lines if x.startswith("R|")]
+    pend_t = [x.split("|") for x in lines if x.startswith("P|")]
+    out = [f"V|1|jobs|{nodes * running_per_node + pending}"]
+    job_id = 1
+    for i in range(nodes):
+        for k in range(running_per_node):
+            f = list(run_t[(i + k) % len(run_t)])
+            f[1], f[6], f[7] = str(job_id), f"g{i:05d}", f"gres:vgpu:{2 * (k + 1)}"
+            f[2] = "scavenger" if k == running_per_node - 1 else "gpu"
+            out.append("|".join(f))
+            job_id += 1
+    keys: dict[tuple[str, str, str], list[str]] = {}
+    for i in range(pending):
+        f = pend_t[i % len(pend_t)]
+        key = (f[2], f[3], f"gres:vgpu:{1 + i % 40}")
+        if key in keys:
+            keys[key][5] = str(int(keys[key][5]) + 1)
+        else:
+            keys[key] = ["P", str(job_id + i), *key, "1"]
+    out += ["|".join(v) for v in keys.values()]
+    return ("\n".join(out) + "\n").encode()
+
+
+def _model_reader_nodes(capture_dir: Path, nodes: int) -> bytes:
+    """`vgpu-slurm-read nodes` for the modelled cluster: the captured line of a node with
+    vgpu, renamed g00000.., in the partitions the squeue model uses."""
+    lines = (capture_dir / "reader-nodes-sample.txt").read_text().splitlines()
+    f = next(x.split("|") for x in lines if x.startswith("N|") and "vgpu" in x)
+    out = [f"V|1|nodes|{nodes}"]
+    for i in range(nodes):
+        f[1], f[6] = f"g{i:05d}", "gpu,scavenger"
+        out.append("|".join(f))
+    return ("\n".join(out) + "\n").encode()
+
+
 def _model_documents(capture_dir: Path, nodes: int, running_per_node: int, pending: int
                      ) -> tuple[bytes, bytes]:
     """squeue/sinfo JSON for a cluster of `nodes` nodes, built from captured records."""
@@ -422,6 +545,7 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         write_atomic,
     )
     from slurm_vgpu.policies.slurm_client import CliSlurmClient
+    from slurm_vgpu.policies.slurm_reader import ReaderSlurmClient
     from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
 
     t0 = time.perf_counter()
@@ -430,9 +554,13 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
     if args.read == "formatted":
         sq_bytes = _model_formatted(Path(args.capture), args.nodes, args.running_per_node,
                                     args.jobs)
+    elif args.read == "reader":
+        sq_bytes = _model_reader(Path(args.capture), args.nodes, args.running_per_node,
+                                 args.jobs)
+        si_bytes = _model_reader_nodes(Path(args.capture), args.nodes)
     build_s = time.perf_counter() - t0
-    base: type[CliSlurmClient] = FormattedSlurmClient if args.read == "formatted" \
-        else CliSlurmClient
+    base: type[CliSlurmClient] = {"formatted": FormattedSlurmClient, "json": CliSlurmClient,
+                                  "reader": ReaderSlurmClient}[args.read]
 
     class ModelledCli(base):  # type: ignore[valid-type,misc]
         """The CLI client with squeue/sinfo's output given (the documents above): json
@@ -443,6 +571,9 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
             if tool in ("squeue", "sinfo"):
                 return (sq_bytes if tool == "squeue" else si_bytes).decode()
             return ""  # scontrol updates: counted, not run
+
+        def _read(self, table: str) -> str:  # vgpu-slurm-read
+            return (sq_bytes if table == "jobs" else si_bytes).decode()
 
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-ctl-"))
     try:
@@ -456,7 +587,8 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         cfg = DaemonConfig(exchange=ExchangeConfig(dir=str(ex.root), stale_after_seconds=3600),
                            policy=PolicyConfig(backfill=BackfillConfig(
                                enabled=True, preemptible_partitions=("scavenger",))))
-        ctl = Controller(cfg, ModelledCli(), ex, summary_runner=lambda argv: (0, "", ""))
+        client = ModelledCli("vgpu-slurm-read") if args.read == "reader" else ModelledCli()
+        ctl = Controller(cfg, client, ex, summary_runner=lambda argv: (0, "", ""))
         times = []
         phases: dict[str, list[float]] = {"slurm_read_parse": [], "rest": []}
         for rep in range(args.repeats):
@@ -509,7 +641,9 @@ def sinfo_at(args: argparse.Namespace) -> dict[str, Any]:
         for name, argv in [("sinfo_json", ["sinfo", "--json"]),
                            ("sinfo_formatted", ["sinfo", "-h", "-N", "-O",
                                                 "NodeList:|,StateLong:|,Gres:|,GresUsed:|,"
-                                                "Weight:|,Partition:"])]:
+                                                "Weight:|,Partition:"]),
+                           ("vgpu_slurm_read_nodes",
+                            [str(REPO / "build" / "spank" / "vgpu-slurm-read"), "nodes"])]:
             times, size = [], 0
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -561,13 +695,17 @@ def main() -> None:
     k.add_argument("--running-per-node", type=int, default=4)
     k.add_argument("--jobs", type=int, default=100000)
     k.add_argument("--repeats", type=int, default=4)
-    k.add_argument("--read", choices=["formatted", "json"], default="formatted",
-                   help="the controller's squeue read (formatted: what it uses)")
+    k.add_argument("--read", choices=["reader", "formatted", "json"], default="reader",
+                   help="the controller's job read (reader: vgpu-slurm-read, what it uses "
+                        "where installed; formatted: squeue -O, its fallback)")
+    q = sub.add_parser("reader")
+    q.add_argument("--jobs", type=int, default=20000)
+    q.add_argument("--out", default="", help="save the program's output here (reader-sample.txt)")
     n = sub.add_parser("sinfo")
     n.add_argument("--nodes", type=int, default=10000)
     args = ap.parse_args()
     result = {"rpc": rpc, "agent": agent, "capture": capture, "controller": controller,
-              "sinfo": sinfo_at}[args.what](args)
+              "sinfo": sinfo_at, "reader": reader_at}[args.what](args)
     print(json.dumps(result, indent=2))
 
 

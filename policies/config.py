@@ -7,6 +7,7 @@ instead. `PolicyConfig` is the part the policies (and the trace simulator) need.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,10 @@ class SlurmConfig:
     poll_interval_seconds: float = 0.0
     # Directory holding squeue/sinfo/scontrol/scancel; None: search PATH.
     bin_dir: str | None = None
+    # The cluster controller's job and node reads: "auto" (the installed vgpu-slurm-read,
+    # libslurm printing only what the controller uses; squeue's formatted output and sinfo's
+    # JSON where it is not installed), "cli" (those always), or a vgpu-slurm-read's path.
+    reader: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +345,16 @@ def policy_config_from_dict(data: object, where: str = "") -> PolicyConfig:
     return cfg
 
 
+def _reader(value: str) -> str:
+    if value in ("auto", "cli"):
+        return value
+    if not os.path.isabs(value):
+        raise ConfigError(f"slurm.reader: {value!r} is neither auto, cli nor an absolute "
+                          "path: give the path of vgpu-slurm-read "
+                          "(e.g. /usr/lib/slurm-vgpu/vgpu-slurm-read)")
+    return value  # the controller checks it is there (agents share the file, not the need)
+
+
 def config_from_dict(data: object) -> DaemonConfig:
     """Validate a whole daemon config (the parsed YAML document)."""
     top = _Section(data, "")
@@ -362,6 +377,7 @@ def config_from_dict(data: object) -> DaemonConfig:
         backoff_max_seconds=ss.number("backoff_max_seconds", sd.backoff_max_seconds, 0.01),
         poll_interval_seconds=ss.number("poll_interval_seconds", sd.poll_interval_seconds),
         bin_dir=ss.optional_string("bin_dir"),
+        reader=_reader(ss.string("reader", sd.reader)),
     )
     ss.done()
 

@@ -53,6 +53,8 @@ from slurm_vgpu.policies.slurm_client import (
     command_runner,
     make_slurm_client,
 )
+from slurm_vgpu.policies.slurm_reader import PROGRAM as SLURM_READER
+from slurm_vgpu.policies.slurm_reader import ReaderSlurmClient, find_slurm_reader
 from slurm_vgpu.policies.snapshot import PendingJob
 from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
 
@@ -439,6 +441,25 @@ class Controller:
             stop.wait(self.cfg.control_period_seconds)
 
 
+def _reader_client(cfg: DaemonConfig) -> CliSlurmClient:
+    """Jobs and nodes through vgpu-slurm-read (libslurm, only what the controller uses
+    printed) where it is installed or configured, else squeue's formatted output (15x cheaper
+    than --json) and the JSON node listing."""
+    from slurm_vgpu.errors import ConfigError
+
+    program = find_slurm_reader(cfg.slurm.reader)
+    if program is None:
+        log.info("vgpu: controller: reading Slurm with squeue and sinfo/scontrol (slurm.reader: "
+                 "%s%s)", cfg.slurm.reader,
+                 "" if cfg.slurm.reader == "cli" else f"; no {SLURM_READER} installed")
+        return FormattedSlurmClient(cfg.slurm.bin_dir, cfg.slurm.command_timeout_seconds)
+    if not os.access(program, os.X_OK):
+        raise ConfigError(f"slurm.reader: {program} is not an executable file: install "
+                          f"{SLURM_READER} there (make install, the .deb) or set auto")
+    log.info("vgpu: controller: reading Slurm with %s", program)
+    return ReaderSlurmClient(program, cfg.slurm.bin_dir, cfg.slurm.command_timeout_seconds)
+
+
 def build_controller(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
                      summary_runner: Runner | None = None,
                      clock: Callable[[], float] = time.time,
@@ -459,7 +480,6 @@ def build_controller(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
         slurm = make_slurm_client(cfg.slurm.client, cfg.slurm.bin_dir,
                                   cfg.slurm.command_timeout_seconds)
         if type(slurm) is CliSlurmClient:
-            # the job table through squeue's formatted output: 15x cheaper than --json
-            slurm = FormattedSlurmClient(cfg.slurm.bin_dir, cfg.slurm.command_timeout_seconds)
+            slurm = _reader_client(cfg)
     return Controller(cfg, slurm, exchange, summary_runner=summary_runner, clock=clock,
                       dry_run=dry_run)

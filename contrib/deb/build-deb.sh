@@ -9,6 +9,7 @@
 # libslurm it links. Contents (nothing is activated on install; README "Installing on a cluster" says how):
 #   /usr/lib/slurm-vgpu/vgpu.so            the SPANK plugin
 #   /usr/lib/slurm-vgpu/libvgpu.so         the hook (LD_PRELOAD)
+#   /usr/lib/slurm-vgpu/vgpu-slurm-read    the cluster controller's job and node reads (libslurm)
 #   /usr/lib/slurm-vgpu/python/            the vgpu tool's Python package, and nvidia-ml-py
 #                                          (PyPI; Debian main has no NVML binding)
 #   /usr/bin/vgpu                          the tool, on Debian's python3

@@ -1,0 +1,186 @@
+"""The cluster controller's reads through vgpu-slurm-read (spank/slurm_read.c): its format,
+its errors, the controller's choice of reader, and on the loopback Slurm the same answers as
+squeue's formatted read and sinfo's JSON for the questions the controller asks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.policies.config import DaemonConfig, ExchangeConfig, SlurmConfig, config_from_dict
+from slurm_vgpu.policies.controller import WaitingIndex, build_controller
+from slurm_vgpu.policies.slurm_client import CliSlurmClient, SlurmNode, SlurmUnavailable
+from slurm_vgpu.policies.slurm_reader import (
+    ReaderParser,
+    ReaderSlurmClient,
+    SlurmReaderError,
+    find_slurm_reader,
+)
+from slurm_vgpu.policies.snapshot import PendingJob
+from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
+
+REPO = Path(__file__).resolve().parent.parent
+READER = REPO / "build" / "spank" / "vgpu-slurm-read"
+
+JOBS = """\
+V|1|jobs|7
+R|41721|gpu||0|1796405742|n1|gres:vgpu:2
+R|41726|scavenger|low|1000|1796405742|n[1-2]|gres/vgpu:4
+R|41727|gpu||0|1796405742|n1|gres:gpu:1
+P|1204|gpu,debug||gres:vgpu:2|3
+P|1300|gpu|high|gres:vgpu:20|1
+"""
+
+NODES = """\
+V|1|nodes|3
+N|n1|mixed|vgpu:20|vgpu:6|1|gpu,debug
+N|n2|idle+drain|vgpu:20(S:0)|vgpu:0|100|gpu
+N|login|idle|||1|
+"""
+
+
+def test_reader_output_is_parsed_and_unchanged_lines_are_reused() -> None:
+    parser = ReaderParser()
+    running, pending = parser.jobs(JOBS)
+    assert [(j.job_id, j.partition, j.qos, j.user_id, dict(j.vgpu_per_node), j.start_time)
+            for j in running] == [
+        (41721, "gpu", "", 0, {"n1": 2}, 1796405742.0),
+        (41726, "scavenger", "low", 1000, {"n1": 4, "n2": 4}, 1796405742.0)]
+    assert pending == [PendingJob(1204, ("gpu", "debug"), "", 2),
+                       PendingJob(1300, ("gpu",), "high", 20)]
+    again, _ = parser.jobs(JOBS.replace("R|41721|gpu||0|1796405742|n1|gres:vgpu:2\n", ""))
+    assert again == running[1:] and again[0] is running[1]  # the same record, not re-parsed
+    nodes = parser.nodes(NODES)
+    assert nodes == [SlurmNode("n1", "mixed", 20, 6, 1, ("gpu", "debug")),
+                     SlurmNode("n2", "idle+drain", 20, 0, 100, ("gpu",)),
+                     SlurmNode("login", "idle", None, None, 1, ())]
+    assert parser.nodes(NODES, ["n2"])[0] is nodes[1]
+
+
+@pytest.mark.parametrize(("table", "text", "message"), [
+    ("jobs", "", r"jobs printed 'nothing', not its format 1 header"),
+    ("jobs", "V|2|jobs|0\n", r"jobs printed 'V\|2\|jobs\|0', not its format 1 header"),
+    ("jobs", "V|1|nodes|0\n", r"jobs printed 'V\|1\|nodes\|0'"),
+    ("jobs", "V|1|jobs|1\nR|x|gpu||0|0|n1|gres:vgpu:2\n", r"cannot read the line 'R\|x\|gpu"),
+    ("jobs", "V|1|jobs|1\nQ|1|2\n", r"cannot read the line 'Q\|1\|2' \(not an R or P record\)"),
+    ("nodes", "V|1|nodes|1\nN|n1|idle|vgpu:2|vgpu:0|heavy|gpu\n",
+     r"cannot read the line 'N\|n1\|idle\|vgpu:2\|vgpu:0\|heavy\|gpu'"),
+])
+def test_output_that_is_not_the_format_is_a_one_line_error(table: str, text: str, message: str
+                                                           ) -> None:
+    parser = ReaderParser()
+    with pytest.raises(SlurmReaderError, match=message):
+        parser.jobs(text) if table == "jobs" else parser.nodes(text)
+
+
+def test_reader_setting(tmp_path: Path) -> None:
+    assert find_slurm_reader("cli") is None
+    assert find_slurm_reader("/opt/x/vgpu-slurm-read") == "/opt/x/vgpu-slurm-read"
+    with pytest.raises(ConfigError, match=r"slurm\.reader: 'bin/r' is neither auto, cli nor an "
+                                          r"absolute path"):
+        config_from_dict({"slurm": {"reader": "bin/r"}})
+    assert config_from_dict({"slurm": {"reader": "cli"}}).slurm.reader == "cli"
+
+    def controller_slurm(reader: str) -> Any:
+        c = DaemonConfig(exchange=ExchangeConfig(dir=str(tmp_path / "x")),
+                         slurm=SlurmConfig(client="cli", reader=reader))
+        return build_controller(c).slurm
+
+    assert type(controller_slurm("cli")) is FormattedSlurmClient
+    with pytest.raises(ConfigError, match=r"slurm\.reader: /nonexistent/r is not an "
+                                          r"executable file"):
+        controller_slurm("/nonexistent/r")
+    program = tmp_path / "reader"
+    program.write_text("#!/bin/sh\nprintf 'V|1|%s|0\\n' \"$1\"\n")
+    program.chmod(0o755)
+    slurm = controller_slurm(str(program))
+    assert isinstance(slurm, ReaderSlurmClient)
+    assert slurm.running_jobs() == [] and slurm.pending_jobs() == [] and slurm.nodes() == []
+    program.write_text("#!/bin/sh\necho 'vgpu: cannot read the job table' >&2\nexit 1\n")
+    with pytest.raises(SlurmUnavailable, match=r"reader jobs failed \(exit 1\): vgpu: cannot "
+                                               r"read the job table"):
+        slurm.running_jobs()
+
+
+def test_reader_usage_error() -> None:
+    import subprocess
+
+    assert READER.is_file(), "build/spank/vgpu-slurm-read: run make"
+    done = subprocess.run([str(READER), "queue"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("vgpu: usage: vgpu-slurm-read jobs|nodes")
+
+
+def _wait(check: Any, what: str, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout:g}s")
+
+
+@pytest.mark.slurm
+def test_reader_agrees_with_squeue_and_sinfo_on_a_real_slurm(slurm_cluster_factory: Any
+                                                             ) -> None:
+    """One running vgpu job, a CPU-only job, three identical vgpu jobs waiting for n1, one of
+    another size, one held and one waiting on a dependency; n2 drained: the reader prints the
+    running job, one line per waiting (partitions, QOS, request) with its first job and count,
+    and the nodes as sinfo's JSON has them; squeue's formatted read gives the same running
+    job and the same answer per node."""
+    assert READER.is_file(), "build/spank/vgpu-slurm-read: run make"
+    cluster = slurm_cluster_factory(nodes=("n1", "n2"), accounting=False)
+    run = cluster.sbatch("-w", "n1", "--gres=vgpu:2", "-o", "/dev/null", "--wrap", "sleep 300")
+    cpu = cluster.sbatch("-w", "n2", "-o", "/dev/null", "--wrap", "sleep 300")
+    _wait(lambda: cluster.job_state(run) == "RUNNING" and cluster.job_state(cpu) == "RUNNING",
+          "the running jobs")
+    big = [cluster.sbatch("-w", "n1", "--gres=vgpu:20", "-o", "/dev/null", "--wrap", "true")
+           for _ in range(3)]
+    other = cluster.sbatch("-w", "n1", "--gres=vgpu:19", "-o", "/dev/null", "--wrap", "true")
+    held = cluster.sbatch("-H", "--gres=vgpu:1", "-o", "/dev/null", "--wrap", "true")
+    dep = cluster.sbatch(f"--dependency=afterok:{run}", "--gres=vgpu:1", "-o", "/dev/null",
+                         "--wrap", "true")
+    _wait(lambda: all(cluster.job_state(j) == "PENDING" for j in (*big, other, held, dep)),
+          "the pending jobs")
+    cluster.run("scontrol", "update", "nodename=n2", "state=drain", "reason=test")
+
+    reader = ReaderSlurmClient(str(READER))
+    reader.env = cluster.env
+    out = cluster.run(str(READER), "jobs").stdout
+    assert out.splitlines()[0] == f"V|1|jobs|{len(big) + 5}"
+    lines = [x for x in out.splitlines() if x.startswith("P|")]
+    assert any(x.startswith(f"P|{big[0]}|") and x.endswith("|3") for x in lines), lines
+    running = reader.running_jobs()
+    pending = reader.pending_jobs()
+    assert [(j.job_id, dict(j.vgpu_per_node)) for j in running] == [(run, {"n1": 2})]
+    assert sorted((p.job_id, p.vgpu_per_node) for p in pending) == [(big[0], 20), (other, 19)]
+
+    formatted = FormattedSlurmClient(env=cluster.env)
+    f_running = formatted.running_jobs()
+    assert [(j.job_id, j.partition, j.user_id, dict(j.vgpu_per_node), j.start_time)
+            for j in f_running] == [(j.job_id, j.partition, j.user_id, dict(j.vgpu_per_node),
+                                     j.start_time) for j in running]
+    f_pending = formatted.pending_jobs()
+    assert {p.job_id for p in f_pending} == {*big, other}
+    cfg = DaemonConfig().policy.backfill
+    parts = sorted({part for p in f_pending for part in p.partitions})
+    for configured in (1, 10, 19, 20, 40):
+        got = WaitingIndex(pending, cfg).first_for(parts, configured)
+        want = WaitingIndex(sorted(f_pending, key=lambda p: p.job_id), cfg).first_for(
+            parts, configured)
+        assert (got and got.job_id) == (want and want.job_id), configured
+
+    nodes = {n.name: n for n in reader.nodes()}
+    listed = {n.name: n for n in CliSlurmClient(env=cluster.env).nodes()}
+    assert set(nodes) == set(listed) == {"n1", "n2"}
+    for name, node in nodes.items():
+        other_view = listed[name]
+        assert (node.vgpu_count, node.vgpu_used, node.weight, set(node.partitions)) == \
+            (other_view.vgpu_count, other_view.vgpu_used, other_view.weight,
+             set(other_view.partitions)), name
+    assert "drain" in nodes["n2"].state and "drain" in listed["n2"].state
+    assert nodes["n1"].vgpu_used == 2
