@@ -36,6 +36,10 @@ from slurm_vgpu.policies.snapshot import (
 
 log = logging.getLogger("slurm_vgpu.daemon")
 
+# How long a job the runtime directory holds may go unlisted by Slurm and still count as
+# running here: covers the controller's period plus the agent's, with room for a slow slurmctld.
+JUST_STARTED_GRACE_SECONDS = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class InventoryGpuInfo:
@@ -131,6 +135,10 @@ class Observer:
         self._pending: list[PendingJob] = []
         self._nodes: dict[str, SlurmNode] = {}
         self.nvml_error = ""
+        # Jobs Slurm has listed here (kept while listed or their files remain), and when each
+        # job only the runtime directory knows was first seen (see _jobs_just_started).
+        self._listed: set[int] = set()
+        self._unlisted_since: dict[int, float] = {}
 
     # --- Slurm ----------------------------------------------------------------------------
 
@@ -248,14 +256,15 @@ class Observer:
                                      p.utilization_permille))
         return result, readings
 
-    def _jobs_from_files(self) -> list[SlurmJob]:
+    def _jobs_from_files(self, only: set[int] | None = None) -> list[SlurmJob]:
         """Before Slurm has ever answered (daemon restarted while Slurm is down, or `vgpu
-        status` without Slurm), the runtime directory still says which jobs hold slices here.
+        status` without Slurm), or before it lists a job that just started, the runtime
+        directory says which jobs hold slices here (`only`: these job ids).
         Partition and QOS are unknown, so none of them counts as preemptible."""
         if len(self.node_names) != 1:
             return []
         jobs = []
-        for job_id in self.files.job_ids():
+        for job_id in self.files.job_ids() if only is None else sorted(only):
             try:
                 limits = self.files.read_limits(job_id)
             except JobFileError:
@@ -268,11 +277,30 @@ class Observer:
                                  vgpu_per_node={self.node_names[0]: slices}))
         return jobs
 
+    def _jobs_just_started(self, now: float) -> list[SlurmJob]:
+        """Jobs the plugin has placed here (their root-owned limits file is written before the
+        job's first task runs) that the Slurm view does not list yet: a node agent hears of
+        jobs through the controller, a period or two late, and a job's processes must be held
+        to the caps of its limits file from their first allocation, not to a cap of 0 (the
+        backstop would cancel it). Only for `JUST_STARTED_GRACE_SECONDS`, and never a job Slurm
+        has listed and dropped (ended: its files may outlive it briefly)."""
+        if len(self.node_names) != 1 or self.health.last_success is None:
+            return []
+        listed = {j.job_id for j in self._jobs}
+        on_disk = set(self.files.job_ids())
+        self._listed = (self._listed | listed) & (on_disk | listed)
+        unlisted = on_disk - self._listed
+        self._unlisted_since = {j: self._unlisted_since.get(j, now) for j in unlisted}
+        fresh = {j for j, t in self._unlisted_since.items()
+                 if now - t < JUST_STARTED_GRACE_SECONDS}
+        return self._jobs_from_files(fresh) if fresh else []
+
     def observe(self) -> Snapshot:
         now = self.clock()
         slurm_ok = self._poll_slurm(now)
         if self.health.last_success is None:
             self._jobs = self._jobs_from_files()
+        all_jobs = self._jobs + self._jobs_just_started(now)
         nodes: list[NodeState] = []
         jobs: list[JobState] = []
         live: set[tuple[int, str]] = set()
@@ -305,7 +333,7 @@ class Observer:
                 partitions=sn.partitions if sn else (),
             ))
             by_uuid = {g.uuid: g for g in inv}
-            for sj in self._jobs:
+            for sj in all_jobs:
                 if name in sj.vgpu_per_node:
                     jobs.append(self._job_state(sj, name, now, by_uuid, nvml_used, nvml_util,
                                                 live))

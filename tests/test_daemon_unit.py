@@ -382,6 +382,48 @@ def test_backstop_cancels_step_over_cap(tmp_path: Path) -> None:
 
 
 @needs_root
+def test_job_just_started_is_held_to_its_files_caps_until_slurm_lists_it(tmp_path: Path) -> None:
+    """A node agent hears of a new job a period or two after its first allocation: until
+    then the job's root-owned limits file gives its caps (not a cap of 0: no cancel), for a
+    bounded time; a job Slurm listed and dropped is never brought back from its files."""
+    runtime = tmp_path / "run"
+    write_job(runtime, 42, 2, NativeShare.GUARANTEED)  # cap 16 GiB
+    proc = tmp_path / "proc"
+    fake_proc(proc, 10, 1, 0, b"slurmstepd: [42.batch]\0")
+    fake_proc(proc, 11, 10, 1000)
+    slurm = FakeSlurm([])
+    d, clock = make_daemon(runtime, slurm, DaemonConfig(nodes=("n1",), nvml=True),
+                           files=RuntimeDirJobFiles(runtime),
+                           nvml=FakeNvml([ProcessReading(UUID0, 11, 4 * GIB)]), proc_root=proc)
+    d.cycle()
+    assert not [c for c in slurm.calls if c[0] == "cancel"]
+    snap = d.state.snapshot
+    assert snap is not None and [j.job_id for j in snap.jobs] == [42]
+    assert snap.jobs[0].gpus[0].memory_limit_bytes == 16 * GIB
+    clock.now += 5
+    slurm.jobs = [slurm_job(42, 2)]  # now Slurm lists it ...
+    d.cycle()
+    clock.now += 5
+    slurm.jobs = []  # ... and drops it (ended): its files no longer make it a running job
+    d.cycle()
+    assert ("cancel", "42.batch") in slurm.calls
+
+
+@needs_root
+def test_files_of_a_job_slurm_never_lists_count_for_a_bounded_time(tmp_path: Path) -> None:
+    from slurm_vgpu.policies.observer import JUST_STARTED_GRACE_SECONDS
+
+    runtime = tmp_path / "run"
+    write_job(runtime, 42, 2, NativeShare.GUARANTEED)
+    d, clock = make_daemon(runtime, FakeSlurm([]), files=RuntimeDirJobFiles(runtime))
+    d.cycle()
+    assert d.state.snapshot is not None and len(d.state.snapshot.jobs) == 1
+    clock.now += JUST_STARTED_GRACE_SECONDS + 1
+    d.cycle()
+    assert d.state.snapshot is not None and d.state.snapshot.jobs == ()
+
+
+@needs_root
 def test_backstop_counts_compute_over_share_as_its_own_kind(tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     write_job(runtime, 42, 2, NativeShare.GUARANTEED)  # 20 % of the GPU, within its memory

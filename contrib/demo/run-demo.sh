@@ -43,6 +43,7 @@ teardown() {
       wait "$pid" 2>/dev/null || true
     fi
   done
+  [ "$rc" -eq 0 ] || show_daemon_logs
   step "Tear down the cluster"
   "${DEVCLUSTER[@]}" down --workdir "$WORKDIR" || rc=1
   if [ -z "${VGPU_DEMO_DIR:-}" ]; then
@@ -51,6 +52,16 @@ teardown() {
     echo "work directory kept: $WORKDIR (logs in $WORKDIR/log, agent logs in $WORKDIR/agent-*.log, controller log in $WORKDIR/controller.log)"
   fi
   exit "$rc"
+}
+
+# On failure: what the controller and agents did last (the work directory may vanish with a chroot).
+show_daemon_logs() {
+  local f
+  for f in "$WORKDIR/controller.log" "$WORKDIR"/agent-*.log; do
+    [ -s "$f" ] || continue
+    echo "---- last lines of $f"
+    tail -n 25 "$f" | sed 's/^/  /'
+  done
 }
 
 # Wait (bounded) until `cmd...` succeeds.
@@ -166,6 +177,7 @@ runtime_dir: $WORKDIR/rt/%n
 inventory: $WORKDIR/inv/%n.conf
 metrics: {address: 127.0.0.1, port: $PORT}
 exchange: {dir: $WORKDIR/exchange, stale_after_seconds: 10}
+slurm: {reader: $BUILD/spank/vgpu-slurm-read}  # libslurm, not squeue/sinfo (installed: auto)
 # lend slices idle for 2 s (300 s by default) to jobs of the scavenger partition, 4 at most
 backfill: {enabled: true, idle_after_seconds: 2, max_offer_slices: 4, preemptible_partitions: [scavenger]}
 EOF
