@@ -573,7 +573,30 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
             return ""  # scontrol updates: counted, not run
 
         def _read(self, table: str) -> str:  # vgpu-slurm-read
-            return (sq_bytes if table == "jobs" else si_bytes).decode()
+            if table != "jobs":
+                return si_bytes.decode()
+            return churned_jobs()
+
+    job_lines = sq_bytes.decode().splitlines(keepends=True)
+    running_at = [i for i, line in enumerate(job_lines) if line.startswith("R|")]
+    per_read = int(len(running_at) * args.churn / 100)
+    next_id = 10**8
+    reads = 0
+
+    def churned_jobs() -> str:
+        """The job table of the next period: `per_read` running jobs (a rotating window)
+        ended and replaced by new ones with new ids, the rest unchanged."""
+        nonlocal next_id, reads
+        if reads:
+            start = (reads - 1) * per_read
+            for k in range(per_read):
+                i = running_at[(start + k) % len(running_at)]
+                f = job_lines[i].split("|")
+                f[1] = str(next_id)
+                next_id += 1
+                job_lines[i] = "|".join(f)
+        reads += 1
+        return "".join(job_lines)
 
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-ctl-"))
     try:
@@ -611,6 +634,7 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
             "bench": "controller", "machine": machine(), "nodes": args.nodes, "gpus_per_node": 8,
             "running_jobs": args.nodes * args.running_per_node, "pending_jobs": args.jobs,
             "squeue_read": args.read, "squeue_output_mb": round(len(sq_bytes) / 1e6, 1),
+            "running_jobs_replaced_per_read": per_read if args.read == "reader" else 0,
             "sinfo_json_mb": round(len(si_bytes) / 1e6, 1),
             "model_build_seconds": round(build_s, 2),
             "first_cycle_seconds": round(first, 3),
@@ -698,6 +722,9 @@ def main() -> None:
     k.add_argument("--read", choices=["reader", "formatted", "json"], default="reader",
                    help="the controller's job read (reader: vgpu-slurm-read, what it uses "
                         "where installed; formatted: squeue -O, its fallback)")
+    k.add_argument("--churn", type=float, default=1.0,
+                   help="%% of the running jobs replaced by new ones between two reads "
+                        "(reader only: unchanged lines reuse the last read's records)")
     q = sub.add_parser("reader")
     q.add_argument("--jobs", type=int, default=20000)
     q.add_argument("--out", default="", help="save the program's output here (reader-sample.txt)")

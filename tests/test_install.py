@@ -5,6 +5,7 @@ Builds into a private build directory (not build/), so it never disturbs what ot
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_install_puts_plugin_hook_and_snippet_under_prefix(tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     lib = dest / "opt/vgpu/lib/slurm-vgpu"
     assert (lib / "vgpu.so").is_file() and (lib / "libvgpu.so").is_file()
+    assert os.access(lib / "vgpu-slurm-read", os.X_OK)  # the controller's reads (auto)
     assert (dest / "etc/slurm-vgpu/hook.conf.example").is_file()
     snippet = (dest / "etc/slurm/plugstack.conf.d/vgpu.conf").read_text()
     required = [line for line in snippet.splitlines() if line.startswith("required ")]
