@@ -25,14 +25,14 @@ def measure() -> dict[str, Any]:
     import time
     import tracemalloc
 
-    from slurm_vgpu.policies.config import (
+    from slurm_vgpu.policies.decide.config import (
         BackfillConfig,
         PackingConfig,
         PolicyConfig,
         ShareConfig,
     )
-    from slurm_vgpu.policies.planner import plan_cycle
-    from slurm_vgpu.policies.synthetic import synthetic_cluster
+    from slurm_vgpu.policies.decide.planner import plan_cycle
+    from slurm_vgpu.policies.sim.synthetic import synthetic_cluster
 
     rss_start_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def measure() -> dict[str, Any]:
 
     # Observation side, for scale: parsing `squeue --json` for the same 20,000 jobs (22.05
     # prints every job; the daemon filters its node's).
-    from slurm_vgpu.policies.slurm_client import parse_squeue_json
+    from slurm_vgpu.policies.slurm.slurm_client import parse_squeue_json
 
     doc = {"jobs": [{"job_id": j.job_id, "job_state": "RUNNING", "nodes": j.node,
                      "gres_detail": [f"vgpu(CNT:{j.vgpu_slices})"], "partition": j.partition,

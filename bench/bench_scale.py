@@ -229,7 +229,7 @@ def _proc_status(pid: int, key: str) -> int:
 def agent(args: argparse.Namespace) -> dict[str, Any]:
     from slurm_vgpu.native import GpuLimit, JobLimits, write_limits_file
     from slurm_vgpu.native import SharePolicy as NativeShare
-    from slurm_vgpu.policies.exchange import (
+    from slurm_vgpu.policies.service.exchange import (
         Directive,
         ExchangeDir,
         Heartbeat,
@@ -238,7 +238,7 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
         make_dirs,
         write_atomic,
     )
-    from slurm_vgpu.policies.slurm_client import SlurmJob, SlurmNode
+    from slurm_vgpu.policies.slurm.slurm_client import SlurmJob, SlurmNode
 
     fake = REPO / "build" / "fakegpu"
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-agent-"))
@@ -530,23 +530,23 @@ def _model_formatted(capture_dir: Path, nodes: int, running_per_node: int, pendi
 def controller(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
 
-    from slurm_vgpu.policies.config import (
+    from slurm_vgpu.policies.decide.config import (
         BackfillConfig,
         DaemonConfig,
         ExchangeConfig,
         PolicyConfig,
     )
-    from slurm_vgpu.policies.controller import Controller
-    from slurm_vgpu.policies.exchange import (
+    from slurm_vgpu.policies.service.controller import Controller
+    from slurm_vgpu.policies.service.exchange import (
         ExchangeDir,
         NodeReport,
         make_dirs,
         report_to_bytes,
         write_atomic,
     )
-    from slurm_vgpu.policies.slurm_client import CliSlurmClient
-    from slurm_vgpu.policies.slurm_reader import ReaderSlurmClient
-    from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
+    from slurm_vgpu.policies.slurm.slurm_client import CliSlurmClient
+    from slurm_vgpu.policies.slurm.slurm_reader import ReaderSlurmClient
+    from slurm_vgpu.policies.slurm.squeue_formatted import FormattedSlurmClient
 
     t0 = time.perf_counter()
     sq_bytes, si_bytes = _model_documents(Path(args.capture), args.nodes, args.running_per_node,

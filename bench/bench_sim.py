@@ -16,11 +16,11 @@ import random
 import time
 from pathlib import Path
 
-from slurm_vgpu.policies.job_summary import GpuSlices, JobSummary, format_summary
-from slurm_vgpu.policies.report import build_report, format_table, parse_sacct_json
-from slurm_vgpu.policies.sim_dynamic import MODES, DynamicConfig, build_jobs, run_dynamic
-from slurm_vgpu.policies.sim_static import run_static
-from slurm_vgpu.policies.traces import (
+from slurm_vgpu.policies.accounting.job_summary import GpuSlices, JobSummary, format_summary
+from slurm_vgpu.policies.accounting.report import build_report, format_table, parse_sacct_json
+from slurm_vgpu.policies.sim.sim_dynamic import MODES, DynamicConfig, build_jobs, run_dynamic
+from slurm_vgpu.policies.sim.sim_static import run_static
+from slurm_vgpu.policies.sim.traces import (
     load_jobs,
     load_nodes,
     load_philly,

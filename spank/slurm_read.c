@@ -14,7 +14,7 @@
  *       pending vgpu jobs that wait for capacity, in scheduling order (priority, then job id),
  *       one line per distinct (partitions, qos, request): the first such job and how many
  *       there are. The controller only asks "which is the first waiting job that fits this
- *       node" (policies/controller.py WaitingIndex), and a later job with the same partitions,
+ *       node" (policies/service/controller.py WaitingIndex), and a later job with the same partitions,
  *       QOS and request is never that job, so nothing it needs is lost.
  * `vgpu-slurm-read nodes`:
  *   V|1|nodes|<nodes in the table>

@@ -18,8 +18,7 @@ from summary_runner import FakeRunner
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.native import GpuLimit, GpuUsage, JobLimits, JobUsage, write_limits_file
 from slurm_vgpu.native import SharePolicy as NativeShare
-from slurm_vgpu.policies.agent import NodeAgent, build_agent
-from slurm_vgpu.policies.config import (
+from slurm_vgpu.policies.decide.config import (
     BackfillConfig,
     DaemonConfig,
     ExchangeConfig,
@@ -28,13 +27,14 @@ from slurm_vgpu.policies.config import (
     ShareConfig,
     config_from_dict,
 )
-from slurm_vgpu.policies.controller import Controller, WaitingIndex, build_controller
-from slurm_vgpu.policies.job_files import RuntimeDirJobFiles
-from slurm_vgpu.policies.lent_file import parse_lent
-from slurm_vgpu.policies.metrics import ControllerCollector
-from slurm_vgpu.policies.observer import InventoryGpuInfo
-from slurm_vgpu.policies.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
-from slurm_vgpu.policies.snapshot import PendingJob
+from slurm_vgpu.policies.decide.lent_file import parse_lent
+from slurm_vgpu.policies.decide.snapshot import PendingJob
+from slurm_vgpu.policies.service.agent import NodeAgent, build_agent
+from slurm_vgpu.policies.service.controller import Controller, WaitingIndex, build_controller
+from slurm_vgpu.policies.service.job_files import RuntimeDirJobFiles
+from slurm_vgpu.policies.service.metrics import ControllerCollector
+from slurm_vgpu.policies.service.observer import InventoryGpuInfo
+from slurm_vgpu.policies.slurm.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
 
 GIB = 1 << 30
 
@@ -412,7 +412,7 @@ SQUEUE_FORMATTED = """\
 
 def test_formatted_squeue_read() -> None:
     """squeue -O output as 22.05 prints it (captured; bench/results/scale-capture.json)."""
-    from slurm_vgpu.policies.squeue_formatted import parse_squeue_formatted
+    from slurm_vgpu.policies.slurm.squeue_formatted import parse_squeue_formatted
 
     running, pending = parse_squeue_formatted(SQUEUE_FORMATTED)
     assert [(j.job_id, j.partition, j.qos, j.user_id, dict(j.vgpu_per_node)) for j in running] \
@@ -426,7 +426,7 @@ def test_controller_on_the_formatted_read_keeps_the_plugins_admin_comment(
         tmp_path: Path) -> None:
     """Without AdminComment in squeue's output, the first summary of a running job starts
     from accounting's copy (sacct), later ones from what the controller wrote."""
-    from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
+    from slurm_vgpu.policies.slurm.squeue_formatted import FormattedSlurmClient
 
     class Formatted(FormattedSlurmClient):
         def _run(self, tool: str, *args: str) -> str:

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from slurm_vgpu.policies.actions import KillProcess
-from slurm_vgpu.policies.applier import Applier, kill_escaped
-from slurm_vgpu.policies.snapshot import Snapshot
+from slurm_vgpu.policies.decide.actions import KillProcess
+from slurm_vgpu.policies.decide.snapshot import Snapshot
+from slurm_vgpu.policies.service.applier import Applier, kill_escaped
 
 
 def fake_proc(root: Path, pid: int, uid: int, ppid: int, cgroup: str = "0::/\n") -> None:

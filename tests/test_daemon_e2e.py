@@ -275,7 +275,7 @@ def node_vgpu_count(cluster: Any) -> int | None:
 
 def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
         backfill_site: tuple[Any, SpankSite], fake_state: Path) -> None:
-    from slurm_vgpu.policies.lent_file import parse_lent_file
+    from slurm_vgpu.policies.decide.lent_file import parse_lent_file
 
     cluster, site = backfill_site
     # The owner books every slice of both GPUs (10 + 10) and never touches them: idle.
@@ -378,7 +378,7 @@ def test_a_scavenger_job_runs_on_lent_slices_and_a_normal_one_does_not(
 
 def test_job_summary_lands_in_accounting(accounting_site: tuple[Any, SpankSite],
                                          fake_state: Path) -> None:
-    from slurm_vgpu.policies.job_summary import parse_summary
+    from slurm_vgpu.policies.accounting.job_summary import parse_summary
 
     cluster, site = accounting_site
     daemon = Daemon(site, fake_state, cluster, "accounting: {update_interval_seconds: 2}\n")

@@ -41,7 +41,7 @@ from slurm_vgpu.native._ffi import (
     ffi,
 )
 from slurm_vgpu.native.usage import STATE_SIZE
-from slurm_vgpu.policies.lent_file import parse_lent
+from slurm_vgpu.policies.decide.lent_file import parse_lent
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from slurm_vgpu.policies.slurm_client import (
+from slurm_vgpu.policies.slurm.slurm_client import (
     CliSlurmClient,
     SlurmUnavailable,
     expand_hostlist,
@@ -152,8 +152,8 @@ def test_client_selection_pyslurm_only_when_it_matches(monkeypatch: pytest.Monke
     import sys
     import types
 
-    from slurm_vgpu.policies import slurm_pyslurm
-    from slurm_vgpu.policies.slurm_client import make_slurm_client
+    from slurm_vgpu.policies.slurm import slurm_pyslurm
+    from slurm_vgpu.policies.slurm.slurm_client import make_slurm_client
 
     monkeypatch.setitem(sys.modules, "pyslurm", None)  # not installed
     assert isinstance(make_slurm_client("auto"), CliSlurmClient)

@@ -134,8 +134,8 @@ def test_daemon_sighup_reloads_policy_and_refuses_bad_config(config: Path, tmp_p
 
 
 def test_status_says_why_backfill_is_withheld() -> None:
-    from slurm_vgpu.policies.snapshot import NodeState, Snapshot
-    from slurm_vgpu.policies.status_cli import render_table, snapshot_to_dict
+    from slurm_vgpu.policies.decide.snapshot import NodeState, Snapshot
+    from slurm_vgpu.policies.service.status_cli import render_table, snapshot_to_dict
 
     snap = Snapshot(time=0.0, nodes=(NodeState("n1", (), 20, 20, 1, "mixed"),), jobs=())
     doc = snapshot_to_dict(snap, withheld={"n1": "waiting_job"})

@@ -18,10 +18,15 @@ from slurm_vgpu.cli import main as vgpu_main
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.native import GpuLimit, GpuUsage, JobLimits, JobUsage, write_limits_file
 from slurm_vgpu.native import SharePolicy as NativeShare
-from slurm_vgpu.policies import job_tracker
-from slurm_vgpu.policies.actions import SetComputeLimit
-from slurm_vgpu.policies.applier import Applier
-from slurm_vgpu.policies.config import (
+from slurm_vgpu.policies.accounting import job_tracker
+from slurm_vgpu.policies.accounting.job_summary import (
+    GpuSlices,
+    JobSummary,
+    format_summary,
+    parse_summary,
+)
+from slurm_vgpu.policies.decide.actions import SetComputeLimit
+from slurm_vgpu.policies.decide.config import (
     AccountingConfig,
     BackfillConfig,
     DaemonConfig,
@@ -30,16 +35,16 @@ from slurm_vgpu.policies.config import (
     config_from_dict,
     load_config,
 )
-from slurm_vgpu.policies.daemon import Daemon, build_daemon
-from slurm_vgpu.policies.job_files import RuntimeDirJobFiles
-from slurm_vgpu.policies.job_summary import GpuSlices, JobSummary, format_summary, parse_summary
-from slurm_vgpu.policies.lent_file import format_lent, parse_lent, parse_lent_file
-from slurm_vgpu.policies.metrics import DaemonCollector
-from slurm_vgpu.policies.nvml_source import DeviceReading, ProcessReading
-from slurm_vgpu.policies.observer import InventoryGpuInfo
-from slurm_vgpu.policies.proc_attribution import attribute_pid
-from slurm_vgpu.policies.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
-from slurm_vgpu.policies.snapshot import GpuState, PendingJob
+from slurm_vgpu.policies.decide.lent_file import format_lent, parse_lent, parse_lent_file
+from slurm_vgpu.policies.decide.snapshot import GpuState, PendingJob
+from slurm_vgpu.policies.service.applier import Applier
+from slurm_vgpu.policies.service.daemon import Daemon, build_daemon
+from slurm_vgpu.policies.service.job_files import RuntimeDirJobFiles
+from slurm_vgpu.policies.service.metrics import DaemonCollector
+from slurm_vgpu.policies.service.nvml_source import DeviceReading, ProcessReading
+from slurm_vgpu.policies.service.observer import InventoryGpuInfo
+from slurm_vgpu.policies.service.proc_attribution import attribute_pid
+from slurm_vgpu.policies.slurm.slurm_client import SlurmJob, SlurmNode, SlurmUnavailable
 
 GIB = 1 << 30
 UUID0 = "GPU-00000000-1111-2222-3333-444444444444"
@@ -411,7 +416,7 @@ def test_job_just_started_is_held_to_its_files_caps_until_slurm_lists_it(tmp_pat
 
 @needs_root
 def test_files_of_a_job_slurm_never_lists_count_for_a_bounded_time(tmp_path: Path) -> None:
-    from slurm_vgpu.policies.observer import JUST_STARTED_GRACE_SECONDS
+    from slurm_vgpu.policies.service.observer import JUST_STARTED_GRACE_SECONDS
 
     runtime = tmp_path / "run"
     write_job(runtime, 42, 2, NativeShare.GUARANTEED)
@@ -484,7 +489,7 @@ def test_applier_refuses_policy_bugs(tmp_path: Path) -> None:
 
 @needs_root
 def test_memory_cap_never_raised_by_writes(tmp_path: Path) -> None:
-    from slurm_vgpu.policies.job_files import MemoryCapViolation
+    from slurm_vgpu.policies.service.job_files import MemoryCapViolation
 
     write_job(tmp_path, 1, 3, NativeShare.BURST)
     files = RuntimeDirJobFiles(tmp_path)
@@ -498,7 +503,7 @@ def test_limits_file_not_root_owned_is_ignored(tmp_path: Path) -> None:
     d.mkdir(parents=True)
     (d / "limits").write_bytes(b"\0" * 10)
     os.chmod(d / "limits", 0o666)
-    from slurm_vgpu.policies.job_files import JobFileError
+    from slurm_vgpu.policies.service.job_files import JobFileError
 
     with pytest.raises(JobFileError, match="root"):
         RuntimeDirJobFiles(tmp_path).read_limits(3)

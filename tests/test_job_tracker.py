@@ -1,4 +1,4 @@
-"""Per-job accounting (policies/job_tracker.py) on hand-built snapshots, and the summary
+"""Per-job accounting (policies/accounting/job_tracker.py) on hand-built snapshots, and the summary
 writer with a fake command runner: the figures, one write per ended job, retries, refresh
 cadence, dry run, restart from AdminComment."""
 
@@ -10,16 +10,16 @@ from collections.abc import Sequence
 import pytest
 from summary_runner import FakeRunner
 
-from slurm_vgpu.policies import job_tracker
-from slurm_vgpu.policies.job_summary import (
+from slurm_vgpu.policies.accounting import job_tracker
+from slurm_vgpu.policies.accounting.job_summary import (
     GpuSlices,
     JobSummary,
     format_summary,
     parse_summary,
     write_summary,
 )
-from slurm_vgpu.policies.job_tracker import JobTracker, SummaryWriter
-from slurm_vgpu.policies.snapshot import (
+from slurm_vgpu.policies.accounting.job_tracker import JobTracker, SummaryWriter
+from slurm_vgpu.policies.decide.snapshot import (
     GpuState,
     JobGpuState,
     JobState,

@@ -9,12 +9,12 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from slurm_vgpu.policies.actions import RecordViolation
-from slurm_vgpu.policies.config import BackfillConfig, PolicyConfig
-from slurm_vgpu.policies.controller import ControllerState
-from slurm_vgpu.policies.metrics import ControllerCollector, DaemonCollector, DaemonState
-from slurm_vgpu.policies.planner import plan_cycle
-from slurm_vgpu.policies.synthetic import synthetic_cluster
+from slurm_vgpu.policies.decide.actions import RecordViolation
+from slurm_vgpu.policies.decide.config import BackfillConfig, PolicyConfig
+from slurm_vgpu.policies.decide.planner import plan_cycle
+from slurm_vgpu.policies.service.controller import ControllerState
+from slurm_vgpu.policies.service.metrics import ControllerCollector, DaemonCollector, DaemonState
+from slurm_vgpu.policies.sim.synthetic import synthetic_cluster
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 METRIC = re.compile(r"\bvgpu_[a-z0-9_]+")

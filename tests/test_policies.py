@@ -7,7 +7,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm_vgpu.policies.actions import (
+from slurm_vgpu.policies.decide.actions import (
     CancelStep,
     KillProcess,
     RecordViolation,
@@ -16,20 +16,26 @@ from slurm_vgpu.policies.actions import (
     SetNodeVgpuCount,
     SetNodeWeight,
 )
-from slurm_vgpu.policies.backfill_policy import plan_backfill
-from slurm_vgpu.policies.backstop import plan_backstop
-from slurm_vgpu.policies.config import (
+from slurm_vgpu.policies.decide.backfill_policy import plan_backfill
+from slurm_vgpu.policies.decide.backstop import plan_backstop
+from slurm_vgpu.policies.decide.config import (
     BackfillConfig,
     BackstopConfig,
     PackingConfig,
     PolicyConfig,
     ShareConfig,
 )
-from slurm_vgpu.policies.packing_policy import plan_weights
-from slurm_vgpu.policies.planner import plan_cycle
-from slurm_vgpu.policies.share_policy import plan_shares
-from slurm_vgpu.policies.snapshot import GpuProcess, JobState, NodeState, SharePolicy, Snapshot
-from slurm_vgpu.policies.synthetic import GIB, make_job, make_node, synthetic_cluster
+from slurm_vgpu.policies.decide.packing_policy import plan_weights
+from slurm_vgpu.policies.decide.planner import plan_cycle
+from slurm_vgpu.policies.decide.share_policy import plan_shares
+from slurm_vgpu.policies.decide.snapshot import (
+    GpuProcess,
+    JobState,
+    NodeState,
+    SharePolicy,
+    Snapshot,
+)
+from slurm_vgpu.policies.sim.synthetic import GIB, make_job, make_node, synthetic_cluster
 
 SHARE = ShareConfig(idle_after_seconds=10.0)
 BACKFILL = BackfillConfig(enabled=True, idle_after_seconds=300.0,

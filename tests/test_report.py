@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from slurm_vgpu.policies.job_summary import GpuSlices, JobSummary, format_summary
-from slurm_vgpu.policies.report import build_report, parse_sacct_json
-from slurm_vgpu.policies.report_cli import make_report_command
+from slurm_vgpu.policies.accounting.job_summary import GpuSlices, JobSummary, format_summary
+from slurm_vgpu.policies.accounting.report import build_report, parse_sacct_json
+from slurm_vgpu.policies.accounting.report_cli import make_report_command
 
 
 def sacct_job(job_id: int, user: str, account: str, slices: int, elapsed: int,

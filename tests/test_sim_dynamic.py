@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from slurm_vgpu.policies.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
-from slurm_vgpu.policies.simulate_cli import simulate
-from slurm_vgpu.policies.traces import PhillyJob
+from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+from slurm_vgpu.policies.sim.simulate_cli import simulate
+from slurm_vgpu.policies.sim.traces import PhillyJob
 
 
 def tiny() -> tuple[list[PhillyJob], list[int], list[list[float]]]:

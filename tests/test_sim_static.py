@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slurm_vgpu.policies.sim_static import round_to_slices, run_static
-from slurm_vgpu.policies.simulate_cli import simulate
-from slurm_vgpu.policies.traces import (
+from slurm_vgpu.policies.sim.sim_static import round_to_slices, run_static
+from slurm_vgpu.policies.sim.simulate_cli import simulate
+from slurm_vgpu.policies.sim.traces import (
     TraceError,
     load_jobs,
     load_nodes,

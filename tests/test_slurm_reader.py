@@ -11,17 +11,22 @@ from typing import Any
 import pytest
 
 from slurm_vgpu.errors import ConfigError
-from slurm_vgpu.policies.config import DaemonConfig, ExchangeConfig, SlurmConfig, config_from_dict
-from slurm_vgpu.policies.controller import WaitingIndex, build_controller
-from slurm_vgpu.policies.slurm_client import CliSlurmClient, SlurmNode, SlurmUnavailable
-from slurm_vgpu.policies.slurm_reader import (
+from slurm_vgpu.policies.decide.config import (
+    DaemonConfig,
+    ExchangeConfig,
+    SlurmConfig,
+    config_from_dict,
+)
+from slurm_vgpu.policies.decide.snapshot import PendingJob
+from slurm_vgpu.policies.service.controller import WaitingIndex, build_controller
+from slurm_vgpu.policies.slurm.slurm_client import CliSlurmClient, SlurmNode, SlurmUnavailable
+from slurm_vgpu.policies.slurm.slurm_reader import (
     ReaderParser,
     ReaderSlurmClient,
     SlurmReaderError,
     find_slurm_reader,
 )
-from slurm_vgpu.policies.snapshot import PendingJob
-from slurm_vgpu.policies.squeue_formatted import FormattedSlurmClient
+from slurm_vgpu.policies.slurm.squeue_formatted import FormattedSlurmClient
 
 REPO = Path(__file__).resolve().parent.parent
 READER = REPO / "build" / "spank" / "vgpu-slurm-read"

@@ -306,7 +306,7 @@ def test_malformed_table_is_reported_with_its_line(tmp_path: Path, rt: Path) -> 
 def lent_text(node: str = "n1", gpus: tuple[tuple[int, int], ...] = ((0, 4),),
               preemptible: str = "preemptible partitions=scavenger,low qos=scav",
               version: int = 2) -> str:
-    from slurm_vgpu.policies.lent_file import HEADER
+    from slurm_vgpu.policies.decide.lent_file import HEADER
 
     lines = [HEADER, f"version={version}", f"node={node}", preemptible]
     lines += [f"gpu index={i} uuid={gpu_uuid('n1', i)} slices={n}" for i, n in gpus]
@@ -325,8 +325,8 @@ def read_lent(path: Path, inv: Path, node: str = "n1") -> str:
 
 
 def test_lent_file_as_the_daemon_writes_it(tmp_path: Path, as_root: None) -> None:
-    from slurm_vgpu.policies.lent_file import format_lent
-    from slurm_vgpu.policies.snapshot import GpuState
+    from slurm_vgpu.policies.decide.lent_file import format_lent
+    from slurm_vgpu.policies.decide.snapshot import GpuState
 
     inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10), (1, 10)])
     gpus = [GpuState("n1", i, gpu_uuid("n1", i), 10, 1 << 30, 100, 10 << 30) for i in (0, 1)]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from slurm_vgpu.policies.job_summary import (
+from slurm_vgpu.policies.accounting.job_summary import (
     MAX_CHARS,
     GpuSlices,
     JobSummary,

@@ -11,9 +11,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from slurm_vgpu.policies.job_summary import GpuSlices, JobSummary, parse_summary, write_summary
-from slurm_vgpu.policies.report import parse_sacct_json
-from slurm_vgpu.policies.report_cli import make_report_command
+from slurm_vgpu.policies.accounting.job_summary import (
+    GpuSlices,
+    JobSummary,
+    parse_summary,
+    write_summary,
+)
+from slurm_vgpu.policies.accounting.report import parse_sacct_json
+from slurm_vgpu.policies.accounting.report_cli import make_report_command
 
 pytestmark = pytest.mark.slurm
 

@@ -15,14 +15,16 @@ from slurm_vgpu.errors import VgpuError
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gres": ("slurm_vgpu.gres.cli:gres", "Generate and check Slurm GRES config."),
-    "daemon": ("slurm_vgpu.policies.daemon_cli:daemon", "Run the per-node policy daemon."),
-    "agent": ("slurm_vgpu.policies.daemon_cli:agent",
+    "daemon": ("slurm_vgpu.policies.service.daemon_cli:daemon", "Run the per-node policy daemon."),
+    "agent": ("slurm_vgpu.policies.service.daemon_cli:agent",
               "Run the node agent (with `vgpu controller`; no Slurm reads)."),
-    "controller": ("slurm_vgpu.policies.daemon_cli:controller",
+    "controller": ("slurm_vgpu.policies.service.daemon_cli:controller",
                    "Run the cluster controller (reads Slurm for all node agents)."),
-    "status": ("slurm_vgpu.policies.status_cli:status", "Show GPUs, slices and jobs on this node."),
-    "report": ("slurm_vgpu.policies.report_cli:report", "Slice utilization from Slurm accounting."),
-    "simulate": ("slurm_vgpu.policies.simulate_cli:simulate", "Replay cluster traces."),
+    "status": ("slurm_vgpu.policies.service.status_cli:status",
+               "Show GPUs, slices and jobs on this node."),
+    "report": ("slurm_vgpu.policies.accounting.report_cli:report",
+               "Slice utilization from Slurm accounting."),
+    "simulate": ("slurm_vgpu.policies.sim.simulate_cli:simulate", "Replay cluster traces."),
 }
 
 

@@ -1,0 +1,162 @@
+"""Placement policies for the trace simulator, on a vectorised cluster state.
+
+- random: a random node among those where the job fits, a random fitting GPU there.
+- bestfit: the fitting node with the least resources left after placement (half the free
+  CPU plus half the free GPU, each over the largest node's), the tightest fitting GPU there
+  (the FGD paper's BestFit).
+- vgpu: what this product does. Slurm picks the eligible node with the lowest weight, ties in
+  node order; the weights are what the daemon's packing policy sets, computed by its own
+  code (packing_policy.node_weight, re-evaluated for a node whenever a job lands on it).
+  On the node, the SPANK plugin places the slices on the fitting GPU with the least free
+  slices (best fit on one GPU); whole-GPU jobs take untouched GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from slurm_vgpu.policies.decide.config import PackingConfig
+from slurm_vgpu.policies.decide.packing_policy import node_weight
+from slurm_vgpu.policies.decide.policy_common import GpuTenancy, NodeTenancy
+from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
+from slurm_vgpu.policies.sim.traces import GPU_MILLI, TraceJob, TraceNode
+
+PACKING = PackingConfig(enabled=True)
+
+
+class ClusterState:
+    def __init__(self, nodes: list[TraceNode]) -> None:
+        width = max(1, max(n.gpus for n in nodes))
+        self.cpu_cap = np.array([n.cpu_milli for n in nodes], dtype=np.int64)
+        self.mem_cap = np.array([n.memory_mib for n in nodes], dtype=np.int64)
+        self.gpu_count = np.array([n.gpus for n in nodes], dtype=np.int64)
+        self.cpu_free = self.cpu_cap.copy()
+        self.mem_free = self.mem_cap.copy()
+        # free milli per GPU slot; -1 marks slots a node does not have
+        self.gpu_free = np.full((len(nodes), width), -1, dtype=np.int64)
+        for i, n in enumerate(nodes):
+            self.gpu_free[i, : n.gpus] = GPU_MILLI
+        self.models = np.array([n.model for n in nodes])
+        self.capacity_milli = int(self.gpu_count.sum()) * GPU_MILLI
+        self.allocated_milli = 0
+        self.max_cpu = max(1, int(np.max(self.cpu_cap)))
+        self.max_gpu_milli = max(1, int(np.max(self.gpu_count))) * GPU_MILLI
+        self._model_masks: dict[tuple[str, ...], np.ndarray] = {}
+        # Slurm node weights as the daemon's packing policy sets them, kept current per node
+        # (computed on first use: only the vgpu policy needs them)
+        self.weight: np.ndarray | None = None
+
+    def packing_weight(self, node: int) -> int:
+        """packing_policy.node_weight (the daemon's code) on this node's tenancy."""
+        gpus = []
+        for g in range(int(self.gpu_count[node])):
+            gpu = GpuState(node=str(node), index=g, uuid=f"GPU-sim-{node}-{g}", slices=10,
+                           slice_bytes=1, slice_permille=100, memory_bytes=10)
+            jobs: list[tuple[JobState, JobGpuState]] = []
+            used = GPU_MILLI - int(self.gpu_free[node, g])
+            if used > 0:
+                jg = JobGpuState(gpu_uuid=gpu.uuid, slices=max(1, used // 100),
+                                 memory_limit_bytes=1, compute_guaranteed_permille=used,
+                                 compute_limit_permille=used)
+                jobs.append((JobState(job_id=0, node=str(node), uid=0, partition="sim",
+                                      qos="normal", share=SharePolicy.GUARANTEED,
+                                      start_time=0.0, vgpu_slices=jg.slices, gpus=(jg,)), jg))
+            gpus.append(GpuTenancy(gpu, jobs))
+        return node_weight(NodeTenancy(gpus, []), PACKING)
+
+    def model_mask(self, spec: tuple[str, ...]) -> np.ndarray:
+        mask = self._model_masks.get(spec)
+        if mask is None:
+            mask = np.isin(self.models, list(spec))
+            self._model_masks[spec] = mask
+        return mask
+
+    def feasible(self, job: TraceJob, per_gpu: int) -> np.ndarray:
+        ok = (self.cpu_free >= job.cpu_milli) & (self.mem_free >= job.memory_mib)
+        if job.num_gpu:
+            if job.num_gpu == 1:
+                ok &= (self.gpu_free >= per_gpu).any(axis=1)
+            else:
+                ok &= (self.gpu_free == GPU_MILLI).sum(axis=1) >= job.num_gpu
+            if job.gpu_spec:
+                ok &= self.model_mask(job.gpu_spec)
+        return ok
+
+    def commit(self, node: int, job: TraceJob, per_gpu: int, gpus: list[int]) -> None:
+        self.cpu_free[node] -= job.cpu_milli
+        self.mem_free[node] -= job.memory_mib
+        for g in gpus:
+            self.gpu_free[node, g] -= per_gpu
+            self.allocated_milli += per_gpu
+        if gpus and self.weight is not None:
+            self.weight[node] = self.packing_weight(node)
+
+    def fitting_gpus(self, node: int, per_gpu: int) -> np.ndarray:
+        return np.flatnonzero(self.gpu_free[node] >= per_gpu)
+
+
+PlaceFn = Callable[[ClusterState, TraceJob, int, np.random.Generator], bool]
+
+
+def _gpus_for(state: ClusterState, node: int, job: TraceJob, per_gpu: int,
+              rng: np.random.Generator | None) -> list[int]:
+    if job.num_gpu == 0:
+        return []
+    if job.num_gpu > 1 or per_gpu == GPU_MILLI:
+        whole = np.flatnonzero(state.gpu_free[node] == GPU_MILLI)
+        return [int(g) for g in whole[: job.num_gpu]]
+    fit = state.fitting_gpus(node, per_gpu)
+    if rng is not None:
+        return [int(rng.choice(fit))]
+    # best fit: the GPU with the least free capacity that still fits
+    return [int(fit[np.argmin(state.gpu_free[node, fit])])]
+
+
+def place_random(state: ClusterState, job: TraceJob, per_gpu: int,
+                 rng: np.random.Generator) -> bool:
+    nodes = np.flatnonzero(state.feasible(job, per_gpu))
+    if nodes.size == 0:
+        return False
+    node = int(rng.choice(nodes))
+    state.commit(node, job, per_gpu, _gpus_for(state, node, job, per_gpu, rng))
+    return True
+
+
+def place_bestfit(state: ClusterState, job: TraceJob, per_gpu: int,
+                  rng: np.random.Generator) -> bool:
+    nodes = np.flatnonzero(state.feasible(job, per_gpu))
+    if nodes.size == 0:
+        return False
+    # free CPU and GPU left after placement, each normalised by the largest node's and
+    # weighted 1/2, on the 0..100 integer scale the FGD simulator scores with; ties random
+    gpu_left = np.clip(state.gpu_free[nodes], 0, None).sum(axis=1) - job.num_gpu * per_gpu
+    left = 0.5 * (state.cpu_free[nodes] - job.cpu_milli) / state.max_cpu \
+        + 0.5 * gpu_left / state.max_gpu_milli
+    score = np.floor(left * 100)
+    best = nodes[score == score.min()]
+    node = int(rng.choice(best))
+    state.commit(node, job, per_gpu, _gpus_for(state, node, job, per_gpu, None))
+    return True
+
+
+def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
+               rng: np.random.Generator) -> bool:
+    ok = state.feasible(job, per_gpu)
+    nodes = np.flatnonzero(ok)
+    if nodes.size == 0:
+        return False
+    if state.weight is None:
+        state.weight = np.array([state.packing_weight(i) for i in range(len(state.gpu_count))],
+                                dtype=np.int64)
+    node = int(nodes[int(np.argmin(state.weight[nodes]))])  # lowest weight, first in order
+    state.commit(node, job, per_gpu, _gpus_for(state, node, job, per_gpu, None))
+    return True
+
+
+POLICIES: dict[str, PlaceFn] = {
+    "random": place_random,
+    "bestfit": place_bestfit,
+    "vgpu": place_vgpu,
+}

@@ -1,0 +1,206 @@
+"""`vgpu simulate`: replay cluster traces through the placement and sharing policies."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slurm_vgpu.policies.sim.traces import TraceError, trace_data_dir
+
+
+class Progress:
+    """A one-line progress bar on stderr, only on a terminal or when asked."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.total, self.label, self.enabled = max(total, 1), label, enabled
+        self.done = 0
+        self._shown = -1
+
+    def tick(self) -> None:
+        self.done += 1
+        pct = self.done * 100 // self.total
+        if self.enabled and pct != self._shown:
+            self._shown = pct
+            bar = "#" * (pct // 4)
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}%")
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _progress_enabled(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    text = json.dumps(data, separators=(",", ":"))
+    if path is None:
+        click.echo(text)
+    else:
+        path.write_text(text + "\n")
+
+
+@click.group()
+def simulate() -> None:
+    """Replay cluster traces (static FGD protocol, dynamic Philly replay)."""
+
+
+@simulate.command("static")
+@click.option("--nodes", "nodes_path", type=click.Path(path_type=Path), required=True,
+              help="openb-format node list CSV.")
+@click.option("--jobs", "jobs_path", type=click.Path(path_type=Path), required=True,
+              help="openb-format job (pod) list CSV.")
+@click.option("--policy", "policies", multiple=True, default=("random", "bestfit", "vgpu"),
+              show_default=True, type=click.Choice(["random", "bestfit", "vgpu"]))
+@click.option("--seeds", default="42-51", show_default=True,
+              help="Seeds: N, A-B or a comma list.")
+@click.option("--slice-milli", "slice_millis", multiple=True, type=click.IntRange(1, 1000),
+              default=(1,), show_default=True,
+              help="Slice size in milli-GPU (1 exact, 10 = 1%, 100 = 10%); repeatable.")
+@click.option("--inflation", default=1.3, show_default=True, type=click.FloatRange(1.0, 5.0))
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the results JSON here (default: stdout after the table).")
+@click.option("--png", type=click.Path(path_type=Path), default=None,
+              help="Plot allocation vs arrived workload to this PNG.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: only on a terminal).")
+def static_cmd(nodes_path: Path, jobs_path: Path, policies: tuple[str, ...], seeds: str,
+               slice_millis: tuple[int, ...], inflation: float, json_path: Path | None,
+               png: Path | None, progress: bool | None) -> None:
+    """The FGD paper's static protocol: unallocated GPU % at 100 % arrived workload."""
+    from slurm_vgpu.policies.sim.sim_static import run_static
+    from slurm_vgpu.policies.sim.traces import load_jobs, load_nodes
+
+    seed_list = parse_seeds(seeds)
+    try:
+        nodes = load_nodes(nodes_path)
+        jobs = load_jobs(jobs_path)
+    except TraceError as e:
+        raise click.ClickException(str(e)) from e
+    runs = [(p, m, s) for p in policies for m in slice_millis for s in seed_list]
+    bar = Progress(len(runs), "simulate", _progress_enabled(progress))
+    results = []
+    for policy, milli, seed in runs:
+        results.append(run_static(nodes, jobs, policy, seed, milli, inflation))
+        bar.tick()
+    summary = []
+    for policy in policies:
+        for milli in slice_millis:
+            rs = [r for r in results if r.policy == policy and r.slice_milli == milli]
+            un = [r.unallocated_pct_at_100 for r in rs]
+            summary.append({
+                "policy": policy, "slice_milli": milli, "seeds": len(rs),
+                "unallocated_pct_mean": round(statistics.mean(un), 3),
+                "unallocated_pct_std": round(statistics.stdev(un), 3) if len(un) > 1 else 0.0,
+                "rounding_pct_mean": round(statistics.mean(r.rounding_pct_at_100 for r in rs), 3),
+                # capacity not serving requested work: unallocated plus rounding
+                "lost_pct_mean": round(statistics.mean(
+                    r.unallocated_pct_at_100 + r.rounding_pct_at_100 for r in rs), 3),
+                "failed_jobs_mean": round(statistics.mean(r.jobs_failed for r in rs), 1),
+            })
+    click.echo(f"{'POLICY':<9} {'SLICE':>6} {'SEEDS':>5} {'UNALLOC%':>9} {'STD':>6} "
+               f"{'ROUNDING%':>9} {'LOST%':>6}", err=json_path is None)
+    for row in summary:
+        click.echo(f"{row['policy']:<9} {row['slice_milli']:>6} {row['seeds']:>5} "
+                   f"{row['unallocated_pct_mean']:>9.2f} {row['unallocated_pct_std']:>6.2f} "
+                   f"{row['rounding_pct_mean']:>9.2f} {row['lost_pct_mean']:>6.2f}",
+                   err=json_path is None)
+    data = {"protocol": "fgd-static", "nodes": str(nodes_path), "jobs": str(jobs_path),
+            "inflation": inflation, "seeds": seed_list, "summary": summary,
+            "runs": [r.__dict__ for r in results]}
+    if png is not None:
+        from slurm_vgpu.policies.sim.plots import plot_static
+        plot_static(data, png)
+    _write_json(json_path, data)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        if "-" in text:
+            a, b = text.split("-", 1)
+            seeds = list(range(int(a), int(b) + 1))
+        else:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r}: use N, A-B or N,M,...", param_hint="--seeds") from e
+    if not seeds:
+        raise click.BadParameter(f"{text!r} names no seed", param_hint="--seeds")
+    return seeds
+
+
+DATA_DEFAULT = trace_data_dir()
+
+
+@simulate.command("dynamic")
+@click.option("--philly", type=click.Path(path_type=Path),
+              default=DATA_DEFAULT / "philly" / "philly_jobs.csv", show_default=True)
+@click.option("--shares", "shares_path", type=click.Path(path_type=Path),
+              default=DATA_DEFAULT / "openb" / "openb_pod_list_default.csv", show_default=True,
+              help="openb job list: the distribution of fractional requests.")
+@click.option("--util", "util_path", type=click.Path(path_type=Path),
+              default=DATA_DEFAULT / "genai-util" / "pod_gpu_duty_cycle_anon.csv",
+              show_default=True, help="GenAI duty-cycle trace: per-minute utilization.")
+@click.option("--jobs", "n_jobs", default=2000, show_default=True, type=click.IntRange(1))
+@click.option("--first-job", default=20000, show_default=True, type=click.IntRange(0))
+@click.option("--load", default=0.85, show_default=True, type=click.FloatRange(0.05, 5.0),
+              help="Whole-GPU demand of the window over cluster capacity (sizes the cluster).")
+@click.option("--mode", "modes", multiple=True, default=("whole", "slices", "shared"),
+              show_default=True, type=click.Choice(["whole", "slices", "shared"]))
+@click.option("--seeds", default="1", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--png", type=click.Path(path_type=Path), default=None)
+@click.option("--progress/--no-progress", default=None)
+def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, first_job: int,
+                load: float, modes: tuple[str, ...], seeds: str, json_path: Path | None,
+                png: Path | None, progress: bool | None) -> None:
+    """Philly arrivals on a shrunk cluster: whole GPUs vs slices vs slices + sharing."""
+    from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+    from slurm_vgpu.policies.sim.traces import load_jobs, load_philly, load_util_series
+
+    seed_list = parse_seeds(seeds)
+    try:
+        philly_jobs = load_philly(philly)
+        shares = [j.gpu_milli for j in load_jobs(shares_path) if j.num_gpu == 1]
+        utils = list(load_util_series(util_path).values())
+    except TraceError as e:
+        raise click.ClickException(str(e)) from e
+    cfg = DynamicConfig(jobs=n_jobs, first_job=first_job, load=load)
+    results = []
+    bar = Progress(len(seed_list) * len(modes), "simulate", _progress_enabled(progress))
+    for seed in seed_list:
+        try:
+            jobs, gpus = build_jobs(philly_jobs, shares, utils, cfg, seed)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        for mode in modes:
+            results.append(run_dynamic(jobs, gpus, mode, seed, cfg))
+            bar.tick()
+    keys = ("mean_wait_s", "p95_wait_s", "allocation_pct", "effective_util_pct",
+            "mean_slowdown", "p95_slowdown", "backfilled_jobs")
+    summary = []
+    for mode in modes:
+        rs = [r for r in results if r.mode == mode]
+        row: dict[str, Any] = {"mode": mode, "seeds": len(rs), "gpus": rs[0].gpus}
+        for k in keys:
+            row[k] = round(statistics.mean(float(getattr(r, k)) for r in rs), 3)
+        summary.append(row)
+    err = json_path is None
+    click.echo(f"{'MODE':<7} {'GPUS':>5} {'WAIT-MEAN':>10} {'WAIT-P95':>9} {'ALLOC%':>7} "
+               f"{'UTIL%':>6} {'SLOW':>6} {'SLOW-P95':>8} {'BACKFILL':>8}", err=err)
+    for row in summary:
+        click.echo(f"{row['mode']:<7} {row['gpus']:>5} {row['mean_wait_s']:>9.0f}s "
+                   f"{row['p95_wait_s']:>8.0f}s {row['allocation_pct']:>7.1f} "
+                   f"{row['effective_util_pct']:>6.1f} {row['mean_slowdown']:>6.3f} "
+                   f"{row['p95_slowdown']:>8.3f} {row['backfilled_jobs']:>8.0f}", err=err)
+    data = {"protocol": "philly-dynamic", "philly": str(philly), "shares": str(shares_path),
+            "util": str(util_path), "config": cfg.__dict__, "seeds": seed_list,
+            "summary": summary, "runs": [r.__dict__ for r in results]}
+    if png is not None:
+        from slurm_vgpu.policies.sim.plots import plot_dynamic
+        plot_dynamic(data, png)
+    _write_json(json_path, data)

@@ -1,0 +1,171 @@
+"""The cluster controller's reads of slurmctld through `vgpu-slurm-read` (spank/slurm_read.c).
+
+The program makes the RPCs that `squeue` and `sinfo` make, through libslurm, and prints only
+what the controller uses: running vgpu jobs in full, waiting ones folded by (partitions, QOS,
+request) in scheduling order, and one short line per node. At 140,000 jobs and 10,000 nodes
+that is about 2 MB of lines instead of squeue's sorted, formatted 9 MB and sinfo's 12 MB of
+JSON (bench/results/scale-controller.json). Most lines are the same from one period to the
+next (running jobs, nodes), so each distinct line is parsed once and its record reused.
+Without the program (a host with only the Python package) the controller reads squeue's
+formatted output and sinfo's JSON: the same answers, slower.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from slurm_vgpu.policies.decide.snapshot import PendingJob
+from slurm_vgpu.policies.slurm.slurm_client import (
+    SlurmJob,
+    SlurmNode,
+    SlurmUnavailable,
+    expand_hostlist,
+    gres_count,
+)
+from slurm_vgpu.policies.slurm.squeue_formatted import FormattedSlurmClient
+
+PROGRAM = "vgpu-slurm-read"
+# Where `make install` (PREFIX=/usr/local) and the .deb (PREFIX=/usr) put it.
+INSTALLED = (Path("/usr/lib/slurm-vgpu") / PROGRAM, Path("/usr/local/lib/slurm-vgpu") / PROGRAM)
+FORMAT_VERSION = "1"
+
+
+class SlurmReaderError(SlurmUnavailable):
+    """The program's output is not what this version of the controller reads."""
+
+
+def find_slurm_reader(setting: str) -> str | None:
+    """`slurm.reader`: "cli" (never the program), an absolute path (that program), or "auto"
+    (the installed program if there is one)."""
+    if setting == "cli":
+        return None
+    if setting != "auto":
+        return setting
+    for path in INSTALLED:
+        if os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+def _check_header(lines: list[str], table: str) -> None:
+    head = lines[0].split("|") if lines else []
+    if len(head) != 4 or head[:3] != ["V", FORMAT_VERSION, table]:
+        raise SlurmReaderError(
+            f"{PROGRAM} {table} printed {lines[0][:60] if lines else 'nothing'!r}, not its "
+            f"format {FORMAT_VERSION} header: install the {PROGRAM} of this slurm-vgpu version")
+
+
+def _bad_line(line: str, why: str) -> SlurmReaderError:
+    return SlurmReaderError(f"{PROGRAM}: cannot read the line {line[:80]!r} ({why})")
+
+
+class ReaderParser:
+    """Parses the program's output, keeping each distinct running-job and node line's record
+    for the next read (records are frozen, so sharing them is safe)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, SlurmJob | None] = {}
+        self._nodes: dict[str, SlurmNode] = {}
+
+    def jobs(self, text: str) -> tuple[list[SlurmJob], list[PendingJob]]:
+        """Running vgpu jobs and the first waiting job of each (partitions, QOS, request)."""
+        lines = text.splitlines()
+        _check_header(lines, "jobs")
+        cache = self._jobs
+        seen: dict[str, SlurmJob | None] = {}
+        running: list[SlurmJob] = []
+        pending: list[PendingJob] = []
+        for line in lines[1:]:
+            if line in cache:
+                job = seen[line] = cache[line]
+                if job is not None:
+                    running.append(job)
+                continue
+            f = line.split("|")
+            try:
+                if f[0] == "R" and len(f) == 8:
+                    count = gres_count(f[7])
+                    job = SlurmJob(
+                        job_id=int(f[1]), state="RUNNING", partition=f[2], qos=f[3],
+                        user_id=int(f[4]), start_time=float(f[5]),
+                        vgpu_per_node=dict.fromkeys(expand_hostlist(f[6]), count)
+                    ) if count else None
+                    seen[line] = job
+                    if job is not None:
+                        running.append(job)
+                elif f[0] == "P" and len(f) == 6:
+                    count = gres_count(f[4])
+                    if count:
+                        pending.append(PendingJob(int(f[1]), tuple(p for p in f[2].split(",")
+                                                                   if p), f[3], count))
+                else:
+                    raise ValueError("not an R or P record")
+            except ValueError as e:
+                raise _bad_line(line, str(e)) from e
+        self._jobs = seen  # jobs that ended are forgotten
+        return running, pending
+
+    def nodes(self, text: str, names: Sequence[str] | None = None) -> list[SlurmNode]:
+        lines = text.splitlines()
+        _check_header(lines, "nodes")
+        wanted = set(names) if names is not None else None
+        cache = self._nodes
+        seen: dict[str, SlurmNode] = {}
+        nodes: list[SlurmNode] = []
+        for line in lines[1:]:
+            node = cache.get(line)
+            if node is None:
+                f = line.split("|")
+                try:
+                    if f[0] != "N" or len(f) != 7:
+                        raise ValueError("not an N record")
+                    node = SlurmNode(name=f[1], state=f[2], vgpu_count=gres_count(f[3]),
+                                     vgpu_used=gres_count(f[4]), weight=int(f[5]),
+                                     partitions=tuple(p for p in f[6].split(",") if p))
+                except ValueError as e:
+                    raise _bad_line(line, str(e)) from e
+            seen[line] = node
+            if wanted is None or node.name in wanted:
+                nodes.append(node)
+        self._nodes = seen
+        return nodes
+
+
+class ReaderSlurmClient(FormattedSlurmClient):
+    """The CLI client with the job and node tables read by `vgpu-slurm-read` (at `program`);
+    writes (scontrol update, requeue, scancel) stay the CLI's."""
+
+    def __init__(self, program: str, bin_dir: str | None = None, timeout: float = 10.0) -> None:
+        super().__init__(bin_dir, timeout)
+        self.program = program
+        self.parser = ReaderParser()
+
+    def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
+        running, self._pending = self.parser.jobs(self._read("jobs"))
+        if nodes is not None:
+            wanted = set(nodes)
+            running = [j for j in running if wanted & set(j.vgpu_per_node)]
+        return running
+
+    def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
+        return self.parser.nodes(self._read("nodes"), names)
+
+    def _read(self, table: str) -> str:
+        self.calls += 1
+        argv = [self.program, table]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
+                                  env=self.env, check=False)
+        except OSError as e:
+            raise SlurmUnavailable(f"{self.program}: {e.strerror or e} (slurm.reader: the "
+                                   f"installed {PROGRAM}, or cli)") from e
+        except subprocess.TimeoutExpired as e:
+            raise SlurmUnavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s") from e
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise SlurmUnavailable(f"{' '.join(argv)} failed (exit {done.returncode}): "
+                                   f"{lines[-1] if lines else 'no message'}")
+        return done.stdout
