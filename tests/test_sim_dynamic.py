@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
@@ -58,3 +59,55 @@ def test_cli_dynamic_on_files(tmp_path: Path) -> None:
     assert json.loads(out.read_text()) == first
     res = CliRunner().invoke(simulate, [*args[:-2], "--first-job", "99"])
     assert res.exit_code == 1 and "window is empty" in res.output
+
+
+def test_fewest_gpus_bisects_to_the_threshold_and_keeps_every_probe() -> None:
+    from slurm_vgpu.policies.sim.capacity import CapacityError, fewest_gpus
+    from slurm_vgpu.policies.sim.sim_dynamic import DynamicResult, SimJob
+
+    cfg = DynamicConfig(gpus_per_node=4)
+    jobs = [SimJob(0, 0, 1, 2, 1000, [1.0], 0)]
+    calls: list[int] = []
+
+    def run(_jobs: list[SimJob], gpus: int, mode: str, seed: int,
+            _cfg: DynamicConfig) -> DynamicResult:
+        calls.append(gpus)  # mean wait falls as GPUs are added: 100 min at 4, 0 from 44 up
+        wait = max(0.0, 6000.0 - 600.0 * (gpus // 4 - 1))
+        return DynamicResult(mode, seed, gpus, 1, 1, wait, wait, 0, 0, 1, 1, 0, 1,
+                             mean_delay_s=wait)
+
+    r = fewest_gpus(jobs, "slices", 1, cfg, target_s=1200.0, max_nodes=20, run=run)
+    assert (r.gpus, r.at.mean_delay_s) == (36, 1200.0)  # 9 nodes: 6000 - 600 * 8
+    assert len(calls) == len(set(calls)) <= 6 and r.probes[80] == 0.0
+    with pytest.raises(CapacityError, match="raise --max-nodes or the target"):
+        fewest_gpus(jobs, "slices", 1, cfg, target_s=1200.0, max_nodes=5, run=run)
+
+
+def test_cli_capacity_on_files(tmp_path: Path) -> None:
+    philly = tmp_path / "philly.csv"
+    philly.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n" + "".join(
+        f"2017-10-01 00:{i:02d}:00,{1800 + i * 60},1,0,x\n" for i in range(40)))
+    shares = tmp_path / "pods.csv"
+    shares.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+                      "a,1,1,1,300,\nb,1,1,1,200,\n")
+    util = tmp_path / "util.csv"
+    util.write_text("value,timestamp_anon,container_ip\n" + "".join(
+        f"{(i * 37) % 100},{i * 60},p{i % 3}\n" for i in range(60)))
+    out = tmp_path / "c.json"
+    args = ["capacity", "--philly", str(philly), "--shares", str(shares), "--util", str(util),
+            "--jobs", "40", "--first-job", "0", "--load", "5.0", "--seeds", "1-2",
+            "--json", str(out)]
+    res = CliRunner().invoke(simulate, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    by_mode = {r["mode"]: r for r in data["summary"]}
+    assert by_mode["whole"]["capacity"] == 1.0
+    # 20-30 % requests: slices need fewer GPUs than whole ones for the same wait
+    assert by_mode["slices"]["capacity"] > 1.0 and by_mode["slices"]["gpus"] < \
+        by_mode["whole"]["gpus"]
+    for run in data["runs"]:
+        assert run["at"]["mean_delay_s"] <= run["target_s"]
+        assert run["at"]["finished"] == 40
+    res = CliRunner().invoke(simulate, [*args[:-2], "--target-min", "0.001",
+                                        "--max-nodes", "1"])
+    assert res.exit_code == 1 and "raise --max-nodes or the target" in res.output

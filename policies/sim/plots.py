@@ -67,3 +67,38 @@ def plot_dynamic(data: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_capacity(data: dict[str, Any], path: Path) -> None:
+    """Left: mean delay (or wait) against cluster size, every probe of every seed, the target
+    dashed.
+    Right: capacity per regime (whole GPUs' count over the regime's), seeds' range."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    colors = {"whole": "tab:gray", "slices": "tab:blue", "shared": "tab:green"}
+    for run in data["runs"]:
+        # (log scale: a delay under 0.1 min is drawn at 0.1)
+        pts = sorted((int(g), max(0.1, w / 60)) for g, w in run["probes"].items()
+                     if w != float("inf"))
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, alpha=0.6,
+                     color=colors.get(run["mode"], "black"),
+                     label=run["mode"] if run["seed"] == data["seeds"][0] else None)
+    for target in sorted({r["target_s"] for r in data["runs"]}):
+        axes[0].axhline(target / 60, ls="--", lw=0.8, color="black")
+    axes[0].set_xlabel("cluster GPUs")
+    axes[0].set_ylabel(f"mean {data['metric']} (min)")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    rows = data["summary"]
+    modes = [r["mode"] for r in rows]
+    caps = [r["capacity"] for r in rows]
+    err = [[c - r["capacity_min"] for c, r in zip(caps, rows, strict=True)],
+           [r["capacity_max"] - c for c, r in zip(caps, rows, strict=True)]]
+    axes[1].bar(modes, caps, yerr=err, capsize=4,
+                color=[colors.get(m, "black") for m in modes])
+    axes[1].axhline(1.0, lw=0.8, color="black")
+    axes[1].set_ylabel("capacity (x whole GPUs)")
+    fig.suptitle(f"Philly replay: GPUs needed for the same jobs at the same mean {data['metric']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -88,6 +88,8 @@ class DynamicResult:
     p95_slowdown: float
     backfilled_jobs: int
     ticks: int
+    # wait plus the time lost to slowdown: finish - submit - the run time alone (ended jobs)
+    mean_delay_s: float = 0.0
 
 
 def _demand_series(util: list[float], request: float) -> list[float]:
@@ -272,6 +274,8 @@ def run_dynamic(jobs_in: list[SimJob], gpus: int, mode: str, seed: int,
     ended = [j for j in jobs if j.end_tick >= 0]
     waits = np.array([float((j.start_tick - j.submit_tick) * TICK_S) for j in ended] or [0.0])
     slow = np.array([(j.end_tick - j.start_tick) / j.ideal_ticks for j in ended] or [1.0])
+    delay = np.array([float((j.end_tick - j.submit_tick - j.ideal_ticks) * TICK_S)
+                      for j in ended] or [0.0])
     return DynamicResult(
         mode=mode, seed=seed, gpus=gpus, jobs=len(jobs), finished=len(ended),
         mean_wait_s=round(float(waits.mean()), 1),
@@ -280,7 +284,8 @@ def run_dynamic(jobs_in: list[SimJob], gpus: int, mode: str, seed: int,
         effective_util_pct=round(100 * used_acc / max(1, measured * gpus), 2),
         mean_slowdown=round(float(slow.mean()), 3),
         p95_slowdown=round(float(np.quantile(slow, 0.95)), 3),
-        backfilled_jobs=sum(1 for j in ended if j.backfilled), ticks=tick)
+        backfilled_jobs=sum(1 for j in ended if j.backfilled), ticks=tick,
+        mean_delay_s=round(float(delay.mean()), 1))
 
 
 def _grants(g: int, tenants: list[SimJob], demands: list[float], share_cfg: ShareConfig,

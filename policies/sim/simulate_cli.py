@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 
 @click.group()
 def simulate() -> None:
-    """Replay cluster traces (static FGD protocol, dynamic Philly replay)."""
+    """Replay cluster traces (static FGD protocol, dynamic Philly replay, capacity)."""
 
 
 @simulate.command("static")
@@ -136,39 +137,63 @@ def parse_seeds(text: str) -> list[int]:
 DATA_DEFAULT = trace_data_dir()
 
 
-@simulate.command("dynamic")
-@click.option("--philly", type=click.Path(path_type=Path),
-              default=DATA_DEFAULT / "philly" / "philly_jobs.csv", show_default=True)
-@click.option("--shares", "shares_path", type=click.Path(path_type=Path),
-              default=DATA_DEFAULT / "openb" / "openb_pod_list_default.csv", show_default=True,
-              help="openb job list: the distribution of fractional requests.")
-@click.option("--util", "util_path", type=click.Path(path_type=Path),
-              default=DATA_DEFAULT / "genai-util" / "pod_gpu_duty_cycle_anon.csv",
-              show_default=True, help="GenAI duty-cycle trace: per-minute utilization.")
-@click.option("--jobs", "n_jobs", default=2000, show_default=True, type=click.IntRange(1))
-@click.option("--first-job", default=20000, show_default=True, type=click.IntRange(0))
-@click.option("--load", default=0.85, show_default=True, type=click.FloatRange(0.05, 5.0),
-              help="Whole-GPU demand of the window over cluster capacity (sizes the cluster).")
-@click.option("--mode", "modes", multiple=True, default=("whole", "slices", "shared"),
-              show_default=True, type=click.Choice(["whole", "slices", "shared"]))
-@click.option("--seeds", default="1", show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-@click.option("--png", type=click.Path(path_type=Path), default=None)
-@click.option("--progress/--no-progress", default=None)
-def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, first_job: int,
-                load: float, modes: tuple[str, ...], seeds: str, json_path: Path | None,
-                png: Path | None, progress: bool | None) -> None:
-    """Philly arrivals on a shrunk cluster: whole GPUs vs slices vs slices + sharing."""
-    from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+def _replay_options(seeds_default: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options `dynamic` and `capacity` share: the traces, the job window, the regimes."""
+    options = [
+        click.option("--philly", type=click.Path(path_type=Path),
+                     default=DATA_DEFAULT / "philly" / "philly_jobs.csv", show_default=True),
+        click.option("--shares", "shares_path", type=click.Path(path_type=Path),
+                     default=DATA_DEFAULT / "openb" / "openb_pod_list_default.csv",
+                     show_default=True,
+                     help="openb job list: the distribution of fractional requests."),
+        click.option("--util", "util_path", type=click.Path(path_type=Path),
+                     default=DATA_DEFAULT / "genai-util" / "pod_gpu_duty_cycle_anon.csv",
+                     show_default=True, help="GenAI duty-cycle trace: per-minute utilization."),
+        click.option("--jobs", "n_jobs", default=2000, show_default=True,
+                     type=click.IntRange(1)),
+        click.option("--first-job", default=20000, show_default=True, type=click.IntRange(0)),
+        click.option("--load", default=0.85, show_default=True,
+                     type=click.FloatRange(0.05, 5.0),
+                     help="Whole-GPU demand of the window over cluster capacity (sizes the "
+                          "cluster)."),
+        click.option("--mode", "modes", multiple=True, default=("whole", "slices", "shared"),
+                     show_default=True, type=click.Choice(["whole", "slices", "shared"])),
+        click.option("--seeds", default=seeds_default, show_default=True),
+        click.option("--json", "json_path", type=click.Path(path_type=Path), default=None),
+        click.option("--png", type=click.Path(path_type=Path), default=None),
+        click.option("--progress/--no-progress", default=None),
+    ]
+
+    def apply(f: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+def _replay_inputs(philly: Path, shares_path: Path, util_path: Path
+                   ) -> tuple[list[Any], list[int], list[list[float]]]:
     from slurm_vgpu.policies.sim.traces import load_jobs, load_philly, load_util_series
 
-    seed_list = parse_seeds(seeds)
     try:
         philly_jobs = load_philly(philly)
         shares = [j.gpu_milli for j in load_jobs(shares_path) if j.num_gpu == 1]
         utils = list(load_util_series(util_path).values())
     except TraceError as e:
         raise click.ClickException(str(e)) from e
+    return philly_jobs, shares, utils
+
+
+@simulate.command("dynamic")
+@_replay_options("1")
+def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, first_job: int,
+                load: float, modes: tuple[str, ...], seeds: str, json_path: Path | None,
+                png: Path | None, progress: bool | None) -> None:
+    """Philly arrivals on a shrunk cluster: whole GPUs vs slices vs slices + sharing."""
+    from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+
+    seed_list = parse_seeds(seeds)
+    philly_jobs, shares, utils = _replay_inputs(philly, shares_path, util_path)
     cfg = DynamicConfig(jobs=n_jobs, first_job=first_job, load=load)
     results = []
     bar = Progress(len(seed_list) * len(modes), "simulate", _progress_enabled(progress))
@@ -203,4 +228,88 @@ def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, f
     if png is not None:
         from slurm_vgpu.policies.sim.plots import plot_dynamic
         plot_dynamic(data, png)
+    _write_json(json_path, data)
+
+
+@simulate.command("capacity")
+@_replay_options("1-3")
+@click.option("--metric", type=click.Choice(["delay", "wait"]), default="delay",
+              show_default=True,
+              help="What to hold: mean delay (queue wait + time lost to slowdown) or mean "
+                   "queue wait.")
+@click.option("--target-min", type=click.FloatRange(0, min_open=True), default=None,
+              help="Mean delay (or wait) to hold, in minutes. Default: what whole GPUs give "
+                   "on the --load cluster, per seed.")
+@click.option("--max-nodes", type=click.IntRange(1), default=None,
+              help="Largest cluster searched (default: twice the --load cluster).")
+def capacity_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, first_job: int,
+                 load: float, modes: tuple[str, ...], seeds: str, json_path: Path | None,
+                 png: Path | None, progress: bool | None, metric: str,
+                 target_min: float | None, max_nodes: int | None) -> None:
+    """The fewest GPUs that serve the same jobs as well as whole GPUs do, per regime;
+    capacity = whole GPUs' count over the regime's."""
+    from slurm_vgpu.policies.sim.capacity import CapacityError, fewest_gpus, measure
+    from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+
+    seed_list = parse_seeds(seeds)
+    if "whole" not in modes:
+        modes = ("whole", *modes)  # the reference every capacity is relative to
+    philly_jobs, shares, utils = _replay_inputs(philly, shares_path, util_path)
+    cfg = DynamicConfig(jobs=n_jobs, first_job=first_job, load=load)
+    runs: list[dict[str, Any]] = []
+    bar = Progress(len(seed_list) * len(modes), "capacity", _progress_enabled(progress))
+    for seed in seed_list:
+        try:
+            jobs, ref_gpus = build_jobs(philly_jobs, shares, utils, cfg, seed)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        target = (target_min * 60 if target_min is not None
+                  else measure(run_dynamic(jobs, ref_gpus, "whole", seed, cfg), metric))
+        top = max_nodes or 2 * ref_gpus // cfg.gpus_per_node
+        found = {}
+        for mode in modes:
+            try:
+                found[mode] = fewest_gpus(jobs, mode, seed, cfg, target, top, metric)
+            except CapacityError as e:
+                raise click.ClickException(str(e)) from e
+            bar.tick()
+        for mode in modes:
+            r = found[mode]
+            runs.append({"mode": mode, "seed": seed, "reference_gpus": ref_gpus,
+                         "target_s": round(target, 1), "gpus": r.gpus,
+                         "capacity": round(found["whole"].gpus / r.gpus, 3),
+                         "at": r.at.__dict__,
+                         "probes": {str(g): v for g, v in r.probes.items()}})
+    summary = []
+    for mode in modes:
+        rs = [r for r in runs if r["mode"] == mode]
+        caps = [r["capacity"] for r in rs]
+
+        def mean_at(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return round(statistics.mean(float(r["at"][key]) for r in rs), 3)
+        summary.append({"mode": mode, "seeds": len(rs),
+                        "gpus": round(statistics.mean(r["gpus"] for r in rs), 1),
+                        "capacity": round(statistics.mean(caps), 3),
+                        "capacity_min": min(caps), "capacity_max": max(caps),
+                        "target_s": round(statistics.mean(r["target_s"] for r in rs), 1),
+                        "mean_delay_s": mean_at("mean_delay_s"),
+                        "mean_wait_s": mean_at("mean_wait_s"),
+                        "mean_slowdown": mean_at("mean_slowdown"),
+                        "p95_slowdown": mean_at("p95_slowdown"),
+                        "backfilled_jobs": mean_at("backfilled_jobs")})
+    err = json_path is None
+    click.echo(f"{'MODE':<7} {'GPUS':>6} {'CAPACITY':>9} {'MIN':>6} {'MAX':>6} "
+               f"{'TARGET':>7} {'DELAY':>6} {'WAIT':>6} {'SLOW':>6} {'SLOW-P95':>8}", err=err)
+    for row in summary:
+        click.echo(f"{row['mode']:<7} {row['gpus']:>6.1f} {row['capacity']:>8.2f}x "
+                   f"{row['capacity_min']:>5.2f}x {row['capacity_max']:>5.2f}x "
+                   f"{row['target_s'] / 60:>4.0f}min {row['mean_delay_s'] / 60:>3.0f}min "
+                   f"{row['mean_wait_s'] / 60:>3.0f}min {row['mean_slowdown']:>6.3f} "
+                   f"{row['p95_slowdown']:>8.2f}", err=err)
+    data = {"protocol": "philly-capacity", "philly": str(philly), "shares": str(shares_path),
+            "util": str(util_path), "config": cfg.__dict__, "seeds": seed_list,
+            "metric": metric, "target_min": target_min, "summary": summary, "runs": runs}
+    if png is not None:
+        from slurm_vgpu.policies.sim.plots import plot_capacity
+        plot_capacity(data, png)
     _write_json(json_path, data)
