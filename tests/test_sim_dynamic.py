@@ -38,18 +38,24 @@ def test_deterministic_and_sane() -> None:
     assert results["slices"].mean_wait_s <= results["whole"].mean_wait_s
 
 
-def test_cli_dynamic_on_files(tmp_path: Path) -> None:
+def trace_files(tmp_path: Path, duration: int, step: int, shares: tuple[int, ...]) -> list[str]:
+    """40 one-GPU Philly jobs a minute apart (duration + i * step s), an openb list with these
+    shares, a GenAI duty-cycle file: the --philly/--shares/--util options for them."""
     philly = tmp_path / "philly.csv"
     philly.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n" + "".join(
-        f"2017-10-01 00:{i:02d}:00,{300 + i * 10},1,0,x\n" for i in range(40)))
-    shares = tmp_path / "pods.csv"
-    shares.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
-                      "a,1,1,1,300,\nb,1,1,1,1000,\n")
+        f"2017-10-01 00:{i:02d}:00,{duration + i * step},1,0,x\n" for i in range(40)))
+    pods = tmp_path / "pods.csv"
+    pods.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n" + "".join(
+        f"p{k},1,1,1,{milli},\n" for k, milli in enumerate(shares)))
     util = tmp_path / "util.csv"
     util.write_text("value,timestamp_anon,container_ip\n" + "".join(
         f"{(i * 37) % 100},{i * 60},p{i % 3}\n" for i in range(60)))
+    return ["--philly", str(philly), "--shares", str(pods), "--util", str(util)]
+
+
+def test_cli_dynamic_on_files(tmp_path: Path) -> None:
     out = tmp_path / "d.json"
-    args = ["dynamic", "--philly", str(philly), "--shares", str(shares), "--util", str(util),
+    args = ["dynamic", *trace_files(tmp_path, 300, 10, (300, 1000)),
             "--jobs", "40", "--first-job", "0", "--json", str(out)]
     res = CliRunner().invoke(simulate, args)
     assert res.exit_code == 0, res.output
@@ -84,17 +90,8 @@ def test_fewest_gpus_bisects_to_the_threshold_and_keeps_every_probe() -> None:
 
 
 def test_cli_capacity_on_files(tmp_path: Path) -> None:
-    philly = tmp_path / "philly.csv"
-    philly.write_text("timestamp,duration,num_gpus,gpu_time,cluster\n" + "".join(
-        f"2017-10-01 00:{i:02d}:00,{1800 + i * 60},1,0,x\n" for i in range(40)))
-    shares = tmp_path / "pods.csv"
-    shares.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
-                      "a,1,1,1,300,\nb,1,1,1,200,\n")
-    util = tmp_path / "util.csv"
-    util.write_text("value,timestamp_anon,container_ip\n" + "".join(
-        f"{(i * 37) % 100},{i * 60},p{i % 3}\n" for i in range(60)))
     out = tmp_path / "c.json"
-    args = ["capacity", "--philly", str(philly), "--shares", str(shares), "--util", str(util),
+    args = ["capacity", *trace_files(tmp_path, 1800, 60, (300, 200)),
             "--jobs", "40", "--first-job", "0", "--load", "5.0", "--seeds", "1-2",
             "--json", str(out)]
     res = CliRunner().invoke(simulate, args)

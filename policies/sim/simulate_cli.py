@@ -171,6 +171,17 @@ def _replay_options(seeds_default: str) -> Callable[[Callable[..., None]], Calla
     return apply
 
 
+def _echo_table(rows: list[dict[str, Any]],
+                columns: list[tuple[str, int, Callable[[dict[str, Any]], str]]],
+                err: bool) -> None:
+    """One line per regime (its mode first), columns right-aligned to their widths; on stderr
+    when the JSON goes to stdout."""
+    click.echo(f"{'MODE':<7} " + " ".join(f"{h:>{w}}" for h, w, _ in columns), err=err)
+    for row in rows:
+        click.echo(f"{row['mode']:<7} " + " ".join(f"{cell(row):>{w}}" for _, w, cell in columns),
+                   err=err)
+
+
 def _replay_inputs(philly: Path, shares_path: Path, util_path: Path
                    ) -> tuple[list[Any], list[int], list[list[float]]]:
     from slurm_vgpu.policies.sim.traces import load_jobs, load_philly, load_util_series
@@ -214,14 +225,16 @@ def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, f
         for k in keys:
             row[k] = round(statistics.mean(float(getattr(r, k)) for r in rs), 3)
         summary.append(row)
-    err = json_path is None
-    click.echo(f"{'MODE':<7} {'GPUS':>5} {'WAIT-MEAN':>10} {'WAIT-P95':>9} {'ALLOC%':>7} "
-               f"{'UTIL%':>6} {'SLOW':>6} {'SLOW-P95':>8} {'BACKFILL':>8}", err=err)
-    for row in summary:
-        click.echo(f"{row['mode']:<7} {row['gpus']:>5} {row['mean_wait_s']:>9.0f}s "
-                   f"{row['p95_wait_s']:>8.0f}s {row['allocation_pct']:>7.1f} "
-                   f"{row['effective_util_pct']:>6.1f} {row['mean_slowdown']:>6.3f} "
-                   f"{row['p95_slowdown']:>8.3f} {row['backfilled_jobs']:>8.0f}", err=err)
+    _echo_table(summary, [
+        ("GPUS", 5, lambda r: f"{r['gpus']}"),
+        ("WAIT-MEAN", 10, lambda r: f"{r['mean_wait_s']:.0f}s"),
+        ("WAIT-P95", 9, lambda r: f"{r['p95_wait_s']:.0f}s"),
+        ("ALLOC%", 7, lambda r: f"{r['allocation_pct']:.1f}"),
+        ("UTIL%", 6, lambda r: f"{r['effective_util_pct']:.1f}"),
+        ("SLOW", 6, lambda r: f"{r['mean_slowdown']:.3f}"),
+        ("SLOW-P95", 8, lambda r: f"{r['p95_slowdown']:.3f}"),
+        ("BACKFILL", 8, lambda r: f"{r['backfilled_jobs']:.0f}"),
+    ], err=json_path is None)
     data = {"protocol": "philly-dynamic", "philly": str(philly), "shares": str(shares_path),
             "util": str(util_path), "config": cfg.__dict__, "seeds": seed_list,
             "summary": summary, "runs": [r.__dict__ for r in results]}
@@ -297,15 +310,17 @@ def capacity_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, 
                         "mean_slowdown": mean_at("mean_slowdown"),
                         "p95_slowdown": mean_at("p95_slowdown"),
                         "backfilled_jobs": mean_at("backfilled_jobs")})
-    err = json_path is None
-    click.echo(f"{'MODE':<7} {'GPUS':>6} {'CAPACITY':>9} {'MIN':>6} {'MAX':>6} "
-               f"{'TARGET':>7} {'DELAY':>6} {'WAIT':>6} {'SLOW':>6} {'SLOW-P95':>8}", err=err)
-    for row in summary:
-        click.echo(f"{row['mode']:<7} {row['gpus']:>6.1f} {row['capacity']:>8.2f}x "
-                   f"{row['capacity_min']:>5.2f}x {row['capacity_max']:>5.2f}x "
-                   f"{row['target_s'] / 60:>4.0f}min {row['mean_delay_s'] / 60:>3.0f}min "
-                   f"{row['mean_wait_s'] / 60:>3.0f}min {row['mean_slowdown']:>6.3f} "
-                   f"{row['p95_slowdown']:>8.2f}", err=err)
+    _echo_table(summary, [
+        ("GPUS", 6, lambda r: f"{r['gpus']:.1f}"),
+        ("CAPACITY", 9, lambda r: f"{r['capacity']:.2f}x"),
+        ("MIN", 6, lambda r: f"{r['capacity_min']:.2f}x"),
+        ("MAX", 6, lambda r: f"{r['capacity_max']:.2f}x"),
+        ("TARGET", 7, lambda r: f"{r['target_s'] / 60:.0f}min"),
+        ("DELAY", 6, lambda r: f"{r['mean_delay_s'] / 60:.0f}min"),
+        ("WAIT", 6, lambda r: f"{r['mean_wait_s'] / 60:.0f}min"),
+        ("SLOW", 6, lambda r: f"{r['mean_slowdown']:.3f}"),
+        ("SLOW-P95", 8, lambda r: f"{r['p95_slowdown']:.2f}"),
+    ], err=json_path is None)
     data = {"protocol": "philly-capacity", "philly": str(philly), "shares": str(shares_path),
             "util": str(util_path), "config": cfg.__dict__, "seeds": seed_list,
             "metric": metric, "target_min": target_min, "summary": summary, "runs": runs}
