@@ -44,8 +44,9 @@ deps:
 	VENV=$(VENV) contrib/bootstrap.sh
 
 lint:
-	$(PYTHON) -m ruff check src gres policies tests bench contrib
+	$(PYTHON) -m ruff check src gres policies tests bench contrib native
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy native/fakegpu/gen_ptsz.py
 
 # The README's test command: lint, build, then the whole suite (Slurm tests included when run as
 # root with Debian's Slurm packages; VGPU_REQUIRE_SLURM=1 turns their skips into failures).

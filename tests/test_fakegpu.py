@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,13 @@ def test_context_memory_overhead_when_configured(fake_machine: FakeMachineFactor
         hold.kill()
         hold.wait(timeout=30)
     assert m.device(0)["memory_used"] == 0
+
+
+def test_ptsz_entry_points_are_what_the_generator_writes(tmp_path: Path) -> None:
+    """cuda_ptsz.{h,c} are generated (native/fakegpu/gen_ptsz.py): the committed files match."""
+    src = Path(__file__).resolve().parent.parent / "native" / "fakegpu"
+    done = subprocess.run([sys.executable, str(src / "gen_ptsz.py"), str(tmp_path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in ("cuda_ptsz.h", "cuda_ptsz.c"):
+        assert (tmp_path / name).read_text() == (src / "src" / name).read_text(), name
