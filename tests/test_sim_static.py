@@ -42,7 +42,7 @@ def small_trace(tmp_path: Path) -> tuple[Path, Path]:
     return nodes, jobs
 
 
-@pytest.mark.parametrize("policy", ["random", "bestfit", "vgpu"])
+@pytest.mark.parametrize("policy", ["random", "bestfit", "vgpu", "fgd"])
 def test_deterministic_per_seed(tmp_path: Path, policy: str) -> None:
     nodes, jobs = small_trace(tmp_path)
     n, j = load_nodes(nodes), load_jobs(jobs)
@@ -153,3 +153,19 @@ def test_progress_bar_only_when_asked(tmp_path: Path) -> None:
     assert quiet.exit_code == 0 and "simulate [" not in quiet.output
     loud = CliRunner().invoke(simulate, [*args, "--progress"])
     assert loud.exit_code == 0 and "100%" in loud.output
+
+
+@pytest.mark.slow
+def test_fgd_reference_leaves_least_unallocated_on_default() -> None:
+    """The fgd reference does what the paper says FGD does on its default list: fewer GPUs
+    unallocated than BestFit and than the product's weight-based placement (3 seeds)."""
+    if not OPENB.is_dir():
+        pytest.skip(f"trace data not found at {OPENB} (set VGPU_TRACE_DATA to the folder "
+                    "holding openb/)")
+    nodes = load_nodes(OPENB / "openb_node_list_gpu_node.csv")
+    jobs = load_jobs(OPENB / "openb_pod_list_default.csv")
+    mean = {p: statistics.mean(run_static(nodes, jobs, p, s).unallocated_pct_at_100
+                               for s in (42, 43, 44)) for p in ("fgd", "vgpu", "bestfit")}
+    assert mean["fgd"] < mean["vgpu"] < mean["bestfit"], mean
+    paper, std = published("openb_pod_list_default", "06-FGD")
+    assert abs(mean["fgd"] - paper) < 5 * std, (mean["fgd"], paper, std)

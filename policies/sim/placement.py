@@ -4,6 +4,10 @@
 - bestfit: the fitting node with the least resources left after placement (half the free
   CPU plus half the free GPU, each over the largest node's), the tightest fitting GPU there
   (the FGD paper's BestFit).
+- fgd: the FGD paper's Fragmentation Gradient Descent, our implementation of its
+  definition (decide/fragmentation.py): the (node, GPU) whose expected fragmentation under
+  the workload's mix of requests grows least, ties random. A reference: it needs a per-job
+  choice of node, which Slurm's node weights cannot express (the same order serves every job).
 - vgpu: what this product does. Slurm picks the eligible node with the lowest weight, ties in
   node order; the weights are what the daemon's packing policy sets, computed by its own
   code (packing_policy.node_weight, re-evaluated for a node whenever a job lands on it).
@@ -18,6 +22,14 @@ from collections.abc import Callable
 import numpy as np
 
 from slurm_vgpu.policies.decide.config import PackingConfig
+from slurm_vgpu.policies.decide.fragmentation import (
+    Request,
+    WorkloadMix,
+    fragmentation,
+    fragmentation_after_share,
+    fragmentation_after_whole,
+    stranded,
+)
 from slurm_vgpu.policies.decide.packing_policy import node_weight
 from slurm_vgpu.policies.decide.policy_common import GpuTenancy, NodeTenancy
 from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
@@ -47,6 +59,22 @@ class ClusterState:
         # Slurm node weights as the daemon's packing policy sets them, kept current per node
         # (computed on first use: only the vgpu policy needs them)
         self.weight: np.ndarray | None = None
+        self.model_names = sorted(set(self.models.tolist()))
+        self.model_index = np.array([self.model_names.index(m) for m in self.models],
+                                    dtype=np.int64)
+        # the workload mix and each node's fragmentation under it (fgd, vgpu policies)
+        self.mix: WorkloadMix | None = None
+        self.frag: np.ndarray | None = None
+        self.stranded: np.ndarray | None = None
+
+    def use_mix(self, jobs: list[TraceJob]) -> None:
+        """The paper's typical requests: shapes without memory, the most popular ones that
+        cover 60 % of the list, taken 10 at a time."""
+        self.mix = WorkloadMix((Request(j.cpu_milli, 0, j.num_gpu, j.gpu_milli, j.gpu_spec)
+                                for j in jobs), self.model_names, coverage=1.0)
+        self.frag = fragmentation(self.mix, self.cpu_free, self.mem_free, self.gpu_free,
+                                  self.model_index)
+        self.stranded = stranded(self.mix, self.gpu_free)
 
     def packing_weight(self, node: int) -> int:
         """packing_policy.node_weight (the daemon's code) on this node's tenancy."""
@@ -90,6 +118,12 @@ class ClusterState:
         for g in gpus:
             self.gpu_free[node, g] -= per_gpu
             self.allocated_milli += per_gpu
+        if self.mix is not None and self.frag is not None:
+            sl = slice(node, node + 1)
+            self.frag[node] = fragmentation(self.mix, self.cpu_free[sl], self.mem_free[sl],
+                                            self.gpu_free[sl], self.model_index[sl])[0]
+            if self.stranded is not None:
+                self.stranded[node] = stranded(self.mix, self.gpu_free[sl])[0]
         if gpus and self.weight is not None:
             self.weight[node] = self.packing_weight(node)
 
@@ -155,8 +189,52 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
     return True
 
 
+def place_fgd(state: ClusterState, job: TraceJob, per_gpu: int,
+              rng: np.random.Generator) -> bool:
+    """FGD: the (node, GPU) whose expected fragmentation grows least."""
+    assert state.mix is not None and state.frag is not None and state.stranded is not None
+    nodes = np.flatnonzero(state.feasible(job, per_gpu))
+    if nodes.size == 0:
+        return False
+    if job.num_gpu == 1 and per_gpu < GPU_MILLI:
+        free = state.gpu_free[nodes]
+        cn, cg = np.nonzero(free >= per_gpu)
+        # GPUs of one node with the same free share are the same candidate
+        key = nodes[cn] * (GPU_MILLI + 1) + free[cn, cg]
+        _, first = np.unique(key, return_index=True)
+        cand_node, cand_gpu, take = nodes[cn[first]], cg[first], per_gpu
+    else:
+        cand_node, cand_gpu, take = nodes, np.zeros(len(nodes), dtype=np.int64), 0
+    cpu = state.cpu_free[cand_node] - job.cpu_milli
+    mem = state.mem_free[cand_node] - job.memory_mib
+    if take:
+        after = fragmentation_after_share(state.mix, cpu, mem, state.gpu_free[cand_node],
+                                          state.model_index[cand_node],
+                                          state.stranded[cand_node], cand_gpu, take)
+    else:  # whole GPUs (any untouched ones, all alike) or none
+        after = fragmentation_after_whole(state.mix, cpu, mem, state.gpu_free[cand_node],
+                                          state.model_index[cand_node],
+                                          state.stranded[cand_node], job.num_gpu)
+    # the paper's scheduler scores int(100 x sigmoid(-delta / 1000)) (a k8s node score):
+    # fragmentation changes within a few dozen milli-GPU tie, and ties go to a random node,
+    # then to its lowest-numbered GPU
+    score = np.floor(100.0 / (1.0 + np.exp((after - state.frag[cand_node]) / 1000.0)))
+    top = np.flatnonzero(score == score.max())
+    node = int(cand_node[top[int(rng.integers(len(top)))]])
+    if job.num_gpu == 1 and per_gpu < GPU_MILLI:
+        gpus = [int(cand_gpu[top][cand_node[top] == node].min())]
+    else:
+        gpus = _gpus_for(state, node, job, per_gpu, None)
+    state.commit(node, job, per_gpu, gpus)
+    return True
+
+
 POLICIES: dict[str, PlaceFn] = {
+    "fgd": place_fgd,
     "random": place_random,
     "bestfit": place_bestfit,
     "vgpu": place_vgpu,
 }
+
+# policies that read the workload mix (the job list the protocol samples from)
+NEEDS_MIX = frozenset({"fgd"})

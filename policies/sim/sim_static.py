@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slurm_vgpu.policies.sim.placement import POLICIES, ClusterState
+from slurm_vgpu.policies.sim.placement import NEEDS_MIX, POLICIES, ClusterState
 from slurm_vgpu.policies.sim.traces import GPU_MILLI, TraceJob, TraceNode
 
 
@@ -68,6 +68,8 @@ def run_static(nodes: list[TraceNode], jobs: list[TraceJob], policy: str, seed: 
     capacity = state.capacity_milli
     workload = sample_jobs(jobs, capacity, inflation, rng)
     place = POLICIES[policy]
+    if policy in NEEDS_MIX:
+        state.use_mix(jobs)
     result = StaticResult(policy, seed, slice_milli)
     arrived = 0
     requested_allocated = 0

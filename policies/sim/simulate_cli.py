@@ -57,7 +57,9 @@ def simulate() -> None:
 @click.option("--jobs", "jobs_path", type=click.Path(path_type=Path), required=True,
               help="openb-format job (pod) list CSV.")
 @click.option("--policy", "policies", multiple=True, default=("random", "bestfit", "vgpu"),
-              show_default=True, type=click.Choice(["random", "bestfit", "vgpu"]))
+              show_default=True, type=click.Choice(["random", "bestfit", "vgpu", "fgd"]),
+              help="Placement policies; fgd (the paper's, our implementation) is a reference "
+                   "and about 10x slower.")
 @click.option("--seeds", default="42-51", show_default=True,
               help="Seeds: N, A-B or a comma list.")
 @click.option("--slice-milli", "slice_millis", multiple=True, type=click.IntRange(1, 1000),
@@ -118,6 +120,45 @@ def static_cmd(nodes_path: Path, jobs_path: Path, policies: tuple[str, ...], see
         from slurm_vgpu.policies.sim.plots import plot_static
         plot_static(data, png)
     _write_json(json_path, data)
+
+
+@simulate.command("variant")
+@click.option("--nodes", "nodes_path", type=click.Path(path_type=Path), required=True,
+              help="openb-format node list CSV (the models a gpu_spec may name).")
+@click.option("--jobs", "jobs_path", type=click.Path(path_type=Path), required=True,
+              help="openb-format job (pod) list CSV to start from.")
+@click.option("--gpu-spec-share", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of GPU jobs that name the GPU model they accept (the FGD paper: "
+                   "0.33).")
+@click.option("--multi-gpu-share", type=click.FloatRange(0.0, 0.99), default=None,
+              help="Add multi-GPU jobs until they ask for this share of all GPU requests.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="Write the new job list (openb columns) here.")
+def variant_cmd(nodes_path: Path, jobs_path: Path, gpu_spec_share: float | None,
+                multi_gpu_share: float | None, seed: int, out_path: Path) -> None:
+    """A workload variant of an openb job list, built as the FGD paper builds its own."""
+    from slurm_vgpu.policies.sim.traces import load_jobs, load_nodes
+    from slurm_vgpu.policies.sim.variants import to_csv, with_gpu_spec, with_multi_gpu
+
+    if gpu_spec_share is None and multi_gpu_share is None:
+        raise click.UsageError("give --gpu-spec-share or --multi-gpu-share (or both)")
+    try:
+        nodes = load_nodes(nodes_path)
+        jobs = load_jobs(jobs_path)
+        if gpu_spec_share is not None:
+            jobs = with_gpu_spec(jobs, nodes, gpu_spec_share, seed)
+        if multi_gpu_share is not None:
+            jobs = with_multi_gpu(jobs, multi_gpu_share, seed)
+    except TraceError as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        out_path.write_text(to_csv(jobs))
+    except OSError as e:
+        raise click.ClickException(f"{out_path}: cannot write: {e.strerror}") from e
+    click.echo(f"{out_path}: {len(jobs)} jobs, "
+               f"{sum(1 for j in jobs if j.gpu_spec)} naming GPU models, "
+               f"{sum(1 for j in jobs if j.num_gpu > 1)} multi-GPU")
 
 
 def parse_seeds(text: str) -> list[int]:
