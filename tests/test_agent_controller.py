@@ -248,8 +248,8 @@ def test_backfill_offer_goes_through_the_controller_and_is_withheld_by_waiting_j
     c.period(9)
     assert c.slurm.vgpu == {"n1": 27, "n2": 20}
     assert parse_lent((c.runtime("n1") / "lent").read_text()) == {0: 7}
-    # packing: the agents' weights (free whole GPUs) reach slurmctld through the controller
-    assert c.slurm.weight == {"n1": 110, "n2": 120}
+    # packing: the agents' weights (whole GPUs, free slices) reach slurmctld through the controller
+    assert c.slurm.weight == {"n1": 1102, "n2": 2100}
     # a normal job waits in a partition of n1: the controller says so, the agent withdraws
     c.slurm.pending = [PendingJob(7, ("normal",), "normal", 4)]
     c.period(2)

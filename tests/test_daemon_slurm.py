@@ -369,9 +369,9 @@ def test_packing_weights_steer_slurmctld(slurm_cluster_factory: Any, node: Node,
         out = cluster.run("sinfo", "-h", "-N", "-o", "%N %w").stdout.split()
         return {out[i]: int(out[i + 1]) for i in range(0, len(out), 2)}
 
-    # n1: one whole GPU left (100 + 10), n2: both GPUs whole (100 + 2 x 10)
-    wait_until(lambda: weights() == {"n1": 110, "n2": 120}, "packing weights")
-    wait_until(lambda: d.metric("vgpu_node_weight", node="n1") == 110, "the weight metric")
+    # n1: one whole GPU left, 9 free slices on the other (100 + 1000 + 9); n2: both GPUs whole
+    wait_until(lambda: weights() == {"n1": 1109, "n2": 2100}, "packing weights")
+    wait_until(lambda: d.metric("vgpu_node_weight", node="n1") == 1109, "the weight metric")
     assert d.metric("vgpu_job_slices", node="n1", job=str(small), gpu="0",
                     uuid=node_gpu_uuid("n1", 0)) == 1
     second = cluster.sbatch("--gres=vgpu:3", "-o", "/dev/null", "--wrap", "sleep 300")

@@ -336,18 +336,30 @@ def test_backfill_withdrawn_and_held_off_after_a_refused_job() -> None:
 
 
 def test_packing_prefers_partly_used_nodes() -> None:
-    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10)
+    cfg = PackingConfig(enabled=True)  # 100 + 1000 x untouched GPUs + 1 x free slices on used
     empty = make_node("a", ngpus=4, weight=1)
     partly = make_node("b", ngpus=4, weight=1)
-    s = Snapshot(time=0.0, nodes=(empty, partly), jobs=(make_job(1, partly.gpus[0], 2),))
-    weights = {a.node: a.weight for a in plan_weights(s, cfg)}
-    assert weights == {"a": 140, "b": 130}
-    assert weights["b"] < weights["a"]
+    fuller = make_node("c", ngpus=4, weight=1)
+    s = Snapshot(time=0.0, nodes=(empty, partly, fuller),
+                 jobs=(make_job(1, partly.gpus[0], 2), make_job(2, fuller.gpus[0], 7)))
+    actions = plan_weights(s, cfg)
+    weights = {a.node: a.weight for a in actions}
+    assert weights == {"a": 4100, "b": 3108, "c": 3103}
+    # among nodes with as many untouched GPUs, the one whose used GPU has least room first
+    assert weights["c"] < weights["b"] < weights["a"]
+    assert [a.reason for a in actions][2] == "3 whole GPU(s) free, 3 free slice(s) on used ones"
+
+
+def test_packing_slice_term_can_be_turned_off() -> None:
+    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10, free_slice_weight=0)
+    partly = make_node("b", ngpus=4, weight=1)
+    s = Snapshot(time=0.0, nodes=(partly,), jobs=(make_job(1, partly.gpus[0], 2),))
+    assert [a.weight for a in plan_weights(s, cfg)] == [130]
 
 
 def test_packing_only_changes_and_skips_down_nodes() -> None:
-    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10)
-    same = make_node("a", ngpus=2, weight=120)
+    cfg = PackingConfig(enabled=True)
+    same = make_node("a", ngpus=2, weight=2100)
     down = make_node("b", ngpus=2, weight=1, state="down*")
     s = Snapshot(time=0.0, nodes=(same, down), jobs=())
     assert plan_weights(s, cfg) == []
@@ -355,12 +367,13 @@ def test_packing_only_changes_and_skips_down_nodes() -> None:
 
 
 def test_packing_unplaced_jobs_take_free_gpus() -> None:
-    cfg = PackingConfig(enabled=True, base_weight=100, free_gpu_weight=10)
+    cfg = PackingConfig(enabled=True)
     node = make_node("a", ngpus=2, weight=1)
     job = JobState(job_id=1, node="a", uid=1, partition="p", qos="", share=BURST,
                    start_time=0.0, vgpu_slices=3)
     s = Snapshot(time=0.0, nodes=(node,), jobs=(job,))
-    assert plan_weights(s, cfg) == [SetNodeWeight("a", 110, "1 whole GPU(s) free")]
+    assert plan_weights(s, cfg) == [
+        SetNodeWeight("a", 1100, "1 whole GPU(s) free, 0 free slice(s) on used ones")]
 
 
 # --- backstop --------------------------------------------------------------------------------

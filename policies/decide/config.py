@@ -58,10 +58,14 @@ class BackfillConfig:
 @dataclass(frozen=True, slots=True)
 class PackingConfig:
     enabled: bool = False
-    # Node weight = base_weight + free_gpu_weight x (GPUs with no slice allocated); slurmctld
-    # prefers the lowest weight, so partly used nodes fill up before whole GPUs are broken.
+    # Node weight = base_weight + free_gpu_weight x (GPUs with no slice allocated)
+    # + free_slice_weight x (free slices on partly used GPUs); slurmctld prefers the lowest
+    # weight, so partly used nodes fill up before whole GPUs are broken, the fullest first.
+    # free_gpu_weight above free_slice_weight x the most free slices a node's partly used
+    # GPUs can hold (8 GPUs of up to 100 slices: 792) keeps the two terms in that order.
     base_weight: int = 100
-    free_gpu_weight: int = 10
+    free_gpu_weight: int = 1000
+    free_slice_weight: int = 1
     # A node with no sliced GPU keeps its weight (the daemon leaves it alone).
 
 
@@ -309,6 +313,7 @@ def _packing(s: _Section) -> PackingConfig:
         enabled=s.boolean("enabled", d.enabled),
         base_weight=s.integer("base_weight", d.base_weight, 1, 2**31),
         free_gpu_weight=s.integer("free_gpu_weight", d.free_gpu_weight, 0, 2**20),
+        free_slice_weight=s.integer("free_slice_weight", d.free_slice_weight, 0, 2**10),
     )
     s.done()
     return cfg

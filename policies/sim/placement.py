@@ -8,9 +8,10 @@
   definition (decide/fragmentation.py): the (node, GPU) whose expected fragmentation under
   the workload's mix of requests grows least, ties random. A reference: it needs a per-job
   choice of node, which Slurm's node weights cannot express (the same order serves every job).
-- vgpu: what this product does. Slurm picks the eligible node with the lowest weight, ties in
-  node order; the weights are what the daemon's packing policy sets, computed by its own
-  code (packing_policy.node_weight, re-evaluated for a node whenever a job lands on it).
+- vgpu: what this product does. Slurm picks the eligible node with the lowest weight, ties to
+  the one with the fewest free CPUs (cons_tres's best fit), then node order; the weights are
+  what the daemon's packing policy sets, computed by its own code (packing_policy.node_weight,
+  re-evaluated for a node whenever a job lands on it).
   On the node, the SPANK plugin places the slices on the fitting GPU with the least free
   slices (best fit on one GPU); whole-GPU jobs take untouched GPUs.
 """
@@ -184,7 +185,10 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
     if state.weight is None:
         state.weight = np.array([state.packing_weight(i) for i in range(len(state.gpu_count))],
                                 dtype=np.int64)
-    node = int(nodes[int(np.argmin(state.weight[nodes]))])  # lowest weight, first in order
+    # slurmctld (select/cons_tres): the lowest weight; among those, best fit on CPUs (the
+    # fewest free), then node order. tests/test_placement_slurm.py checks it on real Slurm.
+    lowest = nodes[state.weight[nodes] == state.weight[nodes].min()]
+    node = int(lowest[int(np.argmin(state.cpu_free[lowest]))])
     state.commit(node, job, per_gpu, _gpus_for(state, node, job, per_gpu, None))
     return True
 
