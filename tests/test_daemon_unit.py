@@ -543,6 +543,7 @@ def test_lent_file_format_round_trips() -> None:
     ({"backstop": {"action": "kill"}}, "backstop.action"),
     ({"metrics": {"port": 70000}}, "metrics.port"),
     ({"packing": {"weight": 3}}, "packing.weight"),
+    ({"packing": {"free_gpu_weight": 10}}, "packing.free_gpu_weight"),
     ({"controll_period_seconds": 3}, "controll_period_seconds"),
     ({"slurm": {"client": "rest"}}, "slurm.client"),
     ({"accounting": {"enabled": "yes"}}, "accounting.enabled"),

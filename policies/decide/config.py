@@ -316,6 +316,12 @@ def _packing(s: _Section) -> PackingConfig:
         free_slice_weight=s.integer("free_slice_weight", d.free_slice_weight, 0, 2**10),
     )
     s.done()
+    if cfg.free_gpu_weight < 100 * cfg.free_slice_weight:
+        # a config written for the weight without the slice term (free_gpu_weight: 10)
+        raise ConfigError(
+            f"{s.name('free_gpu_weight')}: {cfg.free_gpu_weight} is below 100 x "
+            f"free_slice_weight ({cfg.free_slice_weight}), so free slices on used GPUs would "
+            "outweigh untouched GPUs; raise it (default 1000) or set free_slice_weight: 0")
     return cfg
 
 
