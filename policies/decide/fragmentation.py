@@ -37,23 +37,15 @@ class Request:
 class WorkloadMix:
     """Request classes and their popularity (share of requests), over a model list."""
 
-    def __init__(self, requests: Iterable[Request], models: Sequence[str],
-                 coverage: float = 1.0, step: int = 10) -> None:
-        """coverage < 1 keeps only the most popular classes, `step` at a time, until they
-        cover that share of the requests (the paper's typical requests: 0.6, 10)."""
+    def __init__(self, requests: Iterable[Request], models: Sequence[str]) -> None:
         counts = Counter(requests)
         if not counts:
             raise ValueError("a workload mix needs at least one request")
         self.models = list(models)
-        ranked = sorted(counts, key=lambda r: (-counts[r], r.num_gpu, r.gpu_milli, r.cpu_milli,
-                                               r.memory_mib, r.models))
-        kept, covered, grand = 0, 0, sum(counts.values())
-        while kept < len(ranked) and covered < coverage * grand:
-            for r in ranked[kept:kept + step]:
-                covered += counts[r]
-            kept += step
-        classes = ranked[:kept]
-        total = sum(counts[c] for c in classes)
+        # most frequent first (the order fixes the float sums, so results per seed)
+        classes = sorted(counts, key=lambda r: (-counts[r], r.num_gpu, r.gpu_milli,
+                                                r.cpu_milli, r.memory_mib, r.models))
+        total = sum(counts.values())
         self.cpu = np.array([c.cpu_milli for c in classes], dtype=np.int64)
         self.mem = np.array([c.memory_mib for c in classes], dtype=np.int64)
         self.num = np.array([c.num_gpu for c in classes], dtype=np.int64)
@@ -70,9 +62,6 @@ class WorkloadMix:
                     if m in index:
                         self.model_ok[k, index[m]] = True
         self.gpu_classes = self.num > 0
-
-    def __len__(self) -> int:
-        return len(self.pop)
 
 
 def _fits(mix: WorkloadMix, cpu_free: np.ndarray, mem_free: np.ndarray,

@@ -69,10 +69,11 @@ class ClusterState:
         self.stranded: np.ndarray | None = None
 
     def use_mix(self, jobs: list[TraceJob]) -> None:
-        """The paper's typical requests: shapes without memory, the most popular ones that
-        cover 60 % of the list, taken 10 at a time."""
+        """Every request shape of the list with its frequency, without memory (the paper's
+        shapes have none; its own cut to the shapes covering 60 % of the list did worse here:
+        10.2 % unallocated on the default list against 4.6 %, seeds 42-43)."""
         self.mix = WorkloadMix((Request(j.cpu_milli, 0, j.num_gpu, j.gpu_milli, j.gpu_spec)
-                                for j in jobs), self.model_names, coverage=1.0)
+                                for j in jobs), self.model_names)
         self.frag = fragmentation(self.mix, self.cpu_free, self.mem_free, self.gpu_free,
                                   self.model_index)
         self.stranded = stranded(self.mix, self.gpu_free)
@@ -119,12 +120,12 @@ class ClusterState:
         for g in gpus:
             self.gpu_free[node, g] -= per_gpu
             self.allocated_milli += per_gpu
-        if self.mix is not None and self.frag is not None:
+        if self.mix is not None:  # use_mix set frag and stranded with it
+            assert self.frag is not None and self.stranded is not None
             sl = slice(node, node + 1)
             self.frag[node] = fragmentation(self.mix, self.cpu_free[sl], self.mem_free[sl],
                                             self.gpu_free[sl], self.model_index[sl])[0]
-            if self.stranded is not None:
-                self.stranded[node] = stranded(self.mix, self.gpu_free[sl])[0]
+            self.stranded[node] = stranded(self.mix, self.gpu_free[sl])[0]
         if gpus and self.weight is not None:
             self.weight[node] = self.packing_weight(node)
 
@@ -225,7 +226,7 @@ def place_fgd(state: ClusterState, job: TraceJob, per_gpu: int,
     score = np.floor(100.0 / (1.0 + np.exp((after - state.frag[cand_node]) / 1000.0)))
     top = np.flatnonzero(score == score.max())
     node = int(cand_node[top[int(rng.integers(len(top)))]])
-    if job.num_gpu == 1 and per_gpu < GPU_MILLI:
+    if take:
         gpus = [int(cand_gpu[top][cand_node[top] == node].min())]
     else:
         gpus = _gpus_for(state, node, job, per_gpu, None)
