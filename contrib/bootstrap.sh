@@ -19,6 +19,12 @@ VENV=${VENV:-$PWD/.venv}
 APT_PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server mariadb-client
               libslurm-dev make gcc libc6-dev valgrind python3 python3-venv python3-dev
               dpkg-dev procps)
+# The simulated AMD GPU (native/fakegpu: fake libamdhip64.so.5 and librocm_smi64.so.1, its HIP
+# test programs) is built against HIP 5.2 and ROCm SMI as Debian 12 ships them; later releases
+# ship other HIP ABIs, so only on bookworm (elsewhere its tests skip).
+if [ "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" = bookworm ]; then
+  APT_PACKAGES+=(hipcc libamdhip64-dev librocm-smi-dev)
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \

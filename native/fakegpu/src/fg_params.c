@@ -18,6 +18,9 @@
 #define DEFAULT_BLOCKS_PER_SM 2u
 #define DEFAULT_GRANULARITY 512ULL
 #define DEFAULT_UTIL_WINDOW_MS 1000u
+#define DEFAULT_AMD_NAME "AMD Instinct MI210"
+#define DEFAULT_AMD_MEMORY (64ULL << 30)
+#define DEFAULT_AMD_CUS 104u
 /* Measured on an H200 (docs/fakegpu.md, shared/hardware/h200.md): processes with work queued
  * alternate in runs of 4.5 ms; NVML takes a per-process sample every 200 ms; a CUDA context
  * and the driver's allocations take about 0.5 GiB per process. The switch cost is derived:
@@ -198,11 +201,63 @@ static int parse_u64(const char *s, uint64_t *out)
 	return (end == s || *end || errno || *s == '-') ? -1 : 0;
 }
 
+/* AMD defaults, modelled on an AMD Instinct MI210: 64 GiB HBM2e, 104 compute units, gfx90a,
+ * PCI device 0x740f of vendor 0x1002. */
+void fg_params_amd_defaults(struct fg_create_params *p)
+{
+	for (uint32_t i = 0; i < FG_MAX_DEVICES; i++) {
+		struct fg_device_config *c = &p->config[i];
+
+		snprintf(c->name, sizeof(c->name), "%s", DEFAULT_AMD_NAME);
+		c->memory_bytes = DEFAULT_AMD_MEMORY;
+		c->sms = DEFAULT_AMD_CUS;
+		c->cc_major = 9;
+		c->cc_minor = 0;
+		c->gfx_step = 0xa;
+		c->vendor = FG_VENDOR_AMD;
+		c->pci_device_id = 0x740F1002;
+		c->pci_subsystem_id = 0x0C341002;
+	}
+}
+
+/* "gfx90a" -> 9, 0, 0xa; "gfx1100" -> 11, 0, 0; the last two characters are minor and stepping. */
+static int parse_gfx(const char *s, struct fg_device_config *c)
+{
+	size_t n;
+	unsigned major = 0;
+
+	if (strncmp(s, "gfx", 3))
+		return -1;
+	s += 3;
+	n = strlen(s);
+	if (n < 3 || n > 4)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)s[i]) || (i < n - 1 && !isdigit((unsigned char)s[i])))
+			return -1;
+	for (size_t i = 0; i < n - 2; i++)
+		major = major * 10 + (unsigned)(s[i] - '0');
+	if (!major)
+		return -1;
+	c->cc_major = major;
+	c->cc_minor = (uint32_t)(s[n - 2] - '0');
+	c->gfx_step = (uint8_t)(isdigit((unsigned char)s[n - 1]) ? s[n - 1] - '0' :
+				tolower((unsigned char)s[n - 1]) - 'a' + 10);
+	return 0;
+}
+
 int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
+{
+	return fg_params_from_env_vendor(p, FG_VENDOR_NVIDIA, err, errlen);
+}
+
+int fg_params_from_env_vendor(struct fg_create_params *p, unsigned default_vendor, char *err,
+			      size_t errlen)
 {
 	char buf[256];
 	const char *v;
 	uint64_t n = 1;
+	unsigned vendor = default_vendor;
 
 	v = getenv("FAKEGPU_COUNT");
 	if (v && *v && (parse_u64(v, &n) || n > FG_MAX_DEVICES)) {
@@ -210,7 +265,24 @@ int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
 			FG_MAX_DEVICES);
 		return -1;
 	}
+	if ((v = getenv("FAKEGPU_VENDOR")) && *v) {
+		if (!strcmp(v, "amd"))
+			vendor = FG_VENDOR_AMD;
+		else if (!strcmp(v, "nvidia"))
+			vendor = FG_VENDOR_NVIDIA;
+		else {
+			set_err(err, errlen, "FAKEGPU_VENDOR=%s: expected nvidia or amd", v);
+			return -1;
+		}
+	}
 	fg_params_defaults(p, (uint32_t)n);
+	if (vendor == FG_VENDOR_AMD)
+		fg_params_amd_defaults(p);
+	if (vendor != FG_VENDOR_AMD && (v = getenv("FAKEGPU_ARCH")) && *v) {
+		set_err(err, errlen, "FAKEGPU_ARCH=%s: only AMD devices have a gfx arch "
+			"(FAKEGPU_VENDOR=amd)", v);
+		return -1;
+	}
 	for (uint32_t i = 0; i < p->device_count; i++) {
 		struct fg_device_config *c = &p->config[i];
 		unsigned ma, mi;
@@ -229,6 +301,11 @@ int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
 		}
 		if ((v = env_item("FAKEGPU_NAME", i, buf, sizeof(buf))))
 			snprintf(c->name, sizeof(c->name), "%s", v);
+		if (vendor == FG_VENDOR_AMD && (v = env_item("FAKEGPU_CC", i, buf, sizeof(buf)))) {
+			set_err(err, errlen, "FAKEGPU_CC=%s: an AMD device's version comes from its gfx "
+				"arch: set FAKEGPU_ARCH (e.g. gfx90a) instead", v);
+			return -1;
+		}
 		if ((v = env_item("FAKEGPU_CC", i, buf, sizeof(buf)))) {
 			if (sscanf(v, "%u.%u", &ma, &mi) != 2 || ma > 99 || mi > 9) {
 				set_err(err, errlen, "FAKEGPU_CC item '%s': expected major.minor like 8.0", v);
@@ -236,6 +313,12 @@ int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen)
 			}
 			c->cc_major = ma;
 			c->cc_minor = mi;
+		}
+		if (vendor == FG_VENDOR_AMD && (v = env_item("FAKEGPU_ARCH", i, buf, sizeof(buf))) &&
+		    parse_gfx(v, c)) {
+			set_err(err, errlen, "FAKEGPU_ARCH item '%s': expected a gfx arch like gfx90a, "
+				"gfx942 or gfx1100", v);
+			return -1;
 		}
 		if ((v = env_item("FAKEGPU_UUIDS", i, buf, sizeof(buf))) && fg_uuid_parse(v, c->uuid)) {
 			set_err(err, errlen, "FAKEGPU_UUIDS item '%s': expected GPU-xxxxxxxx-xxxx-xxxx-"

@@ -108,6 +108,11 @@ static int validate(const struct fg_state *s, const char *path, char *err, size_
 			set_err(err, errlen, "%s: device %u has no memory or SMs; recreate it", path, i);
 			return -1;
 		}
+		if (s->config[i].vendor != s->config[0].vendor ||
+		    s->config[i].vendor > FG_VENDOR_AMD) {
+			set_err(err, errlen, "%s: device %u has a bad vendor; recreate it", path, i);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -251,21 +256,48 @@ fail:
 	return rv;
 }
 
-struct fg_state *fg_state_attach(char *err, size_t errlen)
+const char *fg_vendor_name(unsigned vendor)
+{
+	return vendor == FG_VENDOR_AMD ? "amd" : "nvidia";
+}
+
+void fg_gfx_format(const struct fg_device_config *c, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "gfx%u%u%x", c->cc_major, c->cc_minor, c->gfx_step & 0xfu);
+}
+
+struct fg_state *fg_state_attach_vendor(unsigned vendor, char *err, size_t errlen)
 {
 	struct fg_create_params p;
+	struct fg_state *s;
 	char path[4096];
 	int exists;
 
 	if (fg_state_path(path, sizeof(path), err, errlen) != 0)
 		return NULL;
 	if (access(path, F_OK) != 0 && errno == ENOENT) {
-		if (fg_params_from_env(&p, err, errlen) != 0)
+		if (fg_params_from_env_vendor(&p, vendor == FG_VENDOR_ANY ? FG_VENDOR_NVIDIA : vendor,
+					      err, errlen) != 0)
 			return NULL;
 		if (fg_state_create(path, &p, 0, &exists, err, errlen) != 0 && !exists)
 			return NULL;
 	}
-	return fg_state_open(path, err, errlen);
+	s = fg_state_open(path, err, errlen);
+	if (s && vendor != FG_VENDOR_ANY && s->device_count && s->config[0].vendor != vendor) {
+		set_err(err, errlen, "%s simulates %s GPUs; the fake %s sees no %s device there "
+			"(fakegpu-ctl create --vendor %s makes a machine for it)", path,
+			s->config[0].vendor == FG_VENDOR_AMD ? "AMD" : "NVIDIA",
+			vendor == FG_VENDOR_AMD ? "HIP runtime / ROCm SMI" : "libcuda / NVML",
+			vendor == FG_VENDOR_AMD ? "AMD" : "NVIDIA", fg_vendor_name(vendor));
+		munmap(s, sizeof(*s));
+		return NULL;
+	}
+	return s;
+}
+
+struct fg_state *fg_state_attach(char *err, size_t errlen)
+{
+	return fg_state_attach_vendor(FG_VENDOR_NVIDIA, err, errlen);
 }
 
 int fg_lock(struct fg_state *s)

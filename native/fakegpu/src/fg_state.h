@@ -26,6 +26,12 @@
 #define FG_NAME_LEN 96u
 #define FG_UUID_LEN 16u
 #define FG_BUSID_LEN 32u
+/* Device vendors. A state file simulates GPUs of one vendor (fakegpu-ctl create --vendor,
+ * FAKEGPU_VENDOR): the fake libcuda and NVML attach only to NVIDIA machines, the fake HIP
+ * runtime and ROCm SMI only to AMD ones. Files made before vendors existed read as NVIDIA. */
+#define FG_VENDOR_NVIDIA 0u
+#define FG_VENDOR_AMD 1u
+#define FG_VENDOR_ANY 0xffu /* tools: attach to a machine of any vendor */
 
 /* What a device is; fixed once the state file exists. */
 struct fg_device_config {
@@ -40,7 +46,13 @@ struct fg_device_config {
 	uint32_t pci_device;
 	uint32_t pci_device_id;    /* (device << 16) | vendor, as NVML reports it */
 	uint32_t pci_subsystem_id;
+	/* Added in what was the structure's tail padding (its size and the layout version are
+	 * unchanged; older files hold zeros here, i.e. NVIDIA). */
+	uint8_t vendor;            /* FG_VENDOR_*, the same for every device of a file */
+	uint8_t gfx_step;          /* AMD: gfx<cc_major><cc_minor><gfx_step, hex>: gfx90a = 9,0,10 */
+	uint16_t reserved;
 };
+_Static_assert(sizeof(struct fg_device_config) == 160, "fg_device_config must keep its size");
 
 /* One simulated kernel execution (or several back-to-back ones of the same process). */
 struct fg_interval {
@@ -146,13 +158,25 @@ struct fg_state *fg_state_open(const char *path, char *err, size_t errlen);
 int fg_state_create(const char *path, const struct fg_create_params *p, int replace,
 		    int *exists, char *err, size_t errlen);
 
-/* Open the state file, creating it from FAKEGPU_* variables when it does not exist yet. */
+/* Open the state file, creating it from FAKEGPU_* variables when it does not exist yet.
+ * fg_state_attach wants an NVIDIA machine (libcuda, NVML); fg_state_attach_vendor takes the
+ * vendor the caller simulates (FG_VENDOR_ANY: any), refuses a machine of another vendor with
+ * a message in err, and makes a missing file of its vendor unless FAKEGPU_VENDOR says else. */
 struct fg_state *fg_state_attach(char *err, size_t errlen);
+struct fg_state *fg_state_attach_vendor(unsigned vendor, char *err, size_t errlen);
+const char *fg_vendor_name(unsigned vendor);
+/* "gfx90a" from an AMD device's configuration. */
+void fg_gfx_format(const struct fg_device_config *c, char *out, size_t outlen);
 
 /* Defaults plus FAKEGPU_COUNT, _MEM, _SMS, _NAME, _CC, _UUIDS, _PCI, _KERNEL_NS,
  * _BLOCKS_PER_SM, _ALLOC_GRANULARITY, _UTIL_WINDOW_MS, _CTX_OVERHEAD. */
 int fg_params_from_env(struct fg_create_params *p, char *err, size_t errlen);
+/* The same, with the vendor FAKEGPU_VENDOR defaults to (fg_params_from_env: NVIDIA). */
+int fg_params_from_env_vendor(struct fg_create_params *p, unsigned default_vendor, char *err,
+			      size_t errlen);
 void fg_params_defaults(struct fg_create_params *p, uint32_t count);
+/* Make p's devices AMD ones (MI210-like defaults: name, memory, CUs, gfx90a, PCI ids). */
+void fg_params_amd_defaults(struct fg_create_params *p);
 
 /* Lock with a bounded wait and EOWNERDEAD recovery. Returns 0 or -1 (timed out). */
 int fg_lock(struct fg_state *s);

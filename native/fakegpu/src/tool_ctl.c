@@ -5,6 +5,7 @@
  *                      [--name NAME[,..]] [--cc 8.0[,..]] [--uuid GPU-..[,..]] [--pci BUSID[,..]]
  *                      [--kernel-ns NS] [--blocks-per-sm N] [--alloc-granularity SIZE]
  *                      [--util-window-ms MS] [--ctx-overhead SIZE] [--force]
+ *                      [--vendor nvidia|amd] [--arch gfx90a[,..]] (AMD devices' gfx arch)
  *   fakegpu-ctl reap   [--state PATH]   give back memory held by exited processes
  *   fakegpu-ctl hold-lock SECONDS [--state PATH]
  *                      hold the state lock (tests kill it to check lock recovery)
@@ -32,7 +33,8 @@ static void usage(FILE *f)
 		"[--alloc-granularity SIZE] [--util-window-ms MS]\n"
 		"                          [--ctx-overhead SIZE] [--timeslice-us US] "
 		"[--switch-us US] [--sample-ms MS]\n"
-		"                          [--sensors real|ideal] [--force]\n"
+		"                          [--sensors real|ideal] [--vendor nvidia|amd] "
+		"[--arch GFX[,..]] [--force]\n"
 		"       fakegpu-ctl reap [--state PATH]\n"
 		"       fakegpu-ctl hold-lock SECONDS [--state PATH]\n");
 }
@@ -65,7 +67,7 @@ static int hold_lock(unsigned seconds)
 	struct fg_state *s;
 	char err[512];
 
-	s = fg_state_attach(err, sizeof(err));
+	s = fg_state_attach_vendor(FG_VENDOR_ANY, err, sizeof(err));
 	if (!s) {
 		fprintf(stderr, "fakegpu: %s\n", err);
 		return 1;
@@ -84,7 +86,7 @@ static int reap(void)
 	struct fg_state *s;
 	char err[512];
 
-	s = fg_state_attach(err, sizeof(err));
+	s = fg_state_attach_vendor(FG_VENDOR_ANY, err, sizeof(err));
 	if (!s) {
 		fprintf(stderr, "fakegpu: %s\n", err);
 		return 1;
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
 		{ "switch-us", required_argument, NULL, 'W' },
 		{ "sample-ms", required_argument, NULL, 'P' },
 		{ "sensors", required_argument, NULL, 'R' },
+		{ "vendor", required_argument, NULL, 'V' },
+		{ "arch", required_argument, NULL, 'A' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -134,6 +138,7 @@ int main(int argc, char **argv)
 		{ 'w', "FAKEGPU_UTIL_WINDOW_MS" }, { 'o', "FAKEGPU_CTX_OVERHEAD" },
 		{ 'T', "FAKEGPU_TIMESLICE_US" }, { 'W', "FAKEGPU_SWITCH_US" },
 		{ 'P', "FAKEGPU_SAMPLE_MS" }, { 'R', "FAKEGPU_SENSORS" },
+		{ 'V', "FAKEGPU_VENDOR" }, { 'A', "FAKEGPU_ARCH" },
 	};
 	const char *cmd;
 	int force = 0, o;

@@ -95,6 +95,13 @@ static void dump_device(const struct fg_state *s, uint32_t i, uint64_t from, uin
 	fg_busid_format(c, bus, sizeof(bus));
 	printf("%s{\"index\":%u,\"name\":", i ? "," : "", i);
 	json_string(c->name, FG_NAME_LEN);
+	printf(",\"vendor\":\"%s\"", fg_vendor_name(c->vendor));
+	if (c->vendor == FG_VENDOR_AMD) {
+		char gfx[32];
+
+		fg_gfx_format(c, gfx, sizeof(gfx));
+		printf(",\"arch\":\"%s\"", gfx);
+	}
 	printf(",\"uuid\":\"%s\",\"bus_id\":\"%s\",\"sms\":%u,\"cc\":\"%u.%u\","
 	       "\"memory_total\":%llu,\"memory_used\":%llu,\"allocs\":%llu,\"frees\":%llu,"
 	       "\"launches\":%llu,\"busy_total_ns\":%llu,\"busy_until_ns\":%llu,"
