@@ -367,7 +367,7 @@ def reader_at(args: argparse.Namespace) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-reader-"))
-    cluster = start_cluster(work / "cluster", 0)
+    cluster = start_cluster(work / "cluster", args.nodes)
     try:
         env = {**os.environ, **cluster.env}
         running = [cluster.sbatch("-w", f"n{1 + i % 2}",
@@ -420,6 +420,29 @@ def reader_at(args: argparse.Namespace) -> dict[str, Any]:
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 (Path(args.out) / f"reader-{name[16:]}-sample.txt").write_bytes(out)
         res["slurmctld_job_info_ms_average"] = _sdiag_average(env, "REQUEST_JOB_INFO")
+        # Slurm 24.05+: the states of every job of the table, as the controller asks them
+        # between full reads (job_table.py), in one REQUEST_JOB_STATE
+        # (the controller's belief: each job pending, which all but the 4 running ones are)
+        ids = " ".join(f"{i}P" for i in subprocess.run(
+            ["squeue", "-h", "-a", "-o", "%i"], env=env, capture_output=True, text=True,
+            check=True).stdout.split())
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            done = subprocess.run([str(program), "states"], input=ids, env=env,
+                                  capture_output=True, text=True, check=False)
+            times.append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                break
+        if done.returncode == 3:
+            res["vgpu_slurm_read_states"] = "not in this Slurm release (24.05+)"
+        else:
+            done.check_returncode()
+            res["vgpu_slurm_read_states"] = {
+                "ids_asked": len(ids.split()), "seconds_best_of_3": round(min(times), 3),
+                "lines": done.stdout.count("\n"),
+                "slurmctld_ms_average": _sdiag_average(env, "REQUEST_JOB_STATE")}
+        res["nodes"] = args.nodes + 2
         return res
     finally:
         cluster.stop()
@@ -430,7 +453,8 @@ def _model_reader(capture_dir: Path, nodes: int, running_per_node: int, pending:
                   ) -> bytes:
     """`vgpu-slurm-read jobs` for the modelled cluster: the captured running lines
     replicated like squeue's (new ids, node names), and the pending jobs folded as the program
-    folds them: 100,000 jobs of sizes 1-40 in the captured partitions and QOS."""
+    folds them, with their ids: 100,000 jobs of sizes 1-40 in the captured partitions and
+    QOS."""
     lines = (capture_dir / "reader-jobs-sample.txt").read_text().splitlines()
     run_t = [x.split("|") for x in lines if x.startswith("R|")]
     pend_t = [x.split("|") for x in lines if x.startswith("P|")]
@@ -443,15 +467,12 @@ def _model_reader(capture_dir: Path, nodes: int, running_per_node: int, pending:
             f[2] = "scavenger" if k == running_per_node - 1 else "gpu"
             out.append("|".join(f))
             job_id += 1
-    keys: dict[tuple[str, str, str], list[str]] = {}
+    keys: dict[tuple[str, str, str], list[int]] = {}
     for i in range(pending):
         f = pend_t[i % len(pend_t)]
-        key = (f[2], f[3], f"gres:vgpu:{1 + i % 40}")
-        if key in keys:
-            keys[key][5] = str(int(keys[key][5]) + 1)
-        else:
-            keys[key] = ["P", str(job_id + i), *key, "1"]
-    out += ["|".join(v) for v in keys.values()]
+        keys.setdefault((f[2], f[3], f"gres:vgpu:{1 + i % 40}"), []).append(job_id + i)
+    out += [f"P|{ids[0]}|{'|'.join(key)}|{len(ids)}|{','.join(map(str, ids))}"
+            for key, ids in keys.items()]
     return ("\n".join(out) + "\n").encode()
 
 
@@ -535,6 +556,7 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
         DaemonConfig,
         ExchangeConfig,
         PolicyConfig,
+        SlurmConfig,
     )
     from slurm_vgpu.policies.service.controller import Controller
     from slurm_vgpu.policies.service.exchange import (
@@ -572,7 +594,9 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
                 return (sq_bytes if tool == "squeue" else si_bytes).decode()
             return ""  # scontrol updates: counted, not run
 
-        def _read(self, table: str) -> str:  # vgpu-slurm-read
+        def _read(self, table: str, stdin: str = "") -> str:  # vgpu-slurm-read
+            if table == "states":
+                return job_states(stdin)
             if table != "jobs":
                 return si_bytes.decode()
             return churned_jobs()
@@ -583,7 +607,28 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
     next_id = 10**8
     reads = 0
 
+    states: dict[int, str] = {}
+    for line in job_lines:
+        f = line.rstrip("\n").split("|")
+        if f[0] == "R":
+            states[int(f[1])] = "R"
+        elif f[0] == "P":
+            states.update(dict.fromkeys(map(int, f[6].split(",")), "P"))
+
+    def job_states(stdin: str) -> str:
+        """`vgpu-slurm-read states` (Slurm 24.05+) in the same churn: each cycle's running
+        jobs that ended are gone (the new ones are in the next full read)."""
+        churn()
+        asked = stdin.split()
+        return "".join([f"V|1|states|{len(asked)}\n"] + [
+            f"S|{t[:-1]}|{states.get(int(t[:-1]), '-')}\n" for t in asked
+            if states.get(int(t[:-1]), "-") != t[-1]])
+
     def churned_jobs() -> str:
+        churn()
+        return "".join(job_lines)
+
+    def churn() -> None:
         """The job table of the next period: `per_read` running jobs (a rotating window)
         ended and replaced by new ones with new ids, the rest unchanged."""
         nonlocal next_id, reads
@@ -592,11 +637,12 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
             for k in range(per_read):
                 i = running_at[(start + k) % len(running_at)]
                 f = job_lines[i].split("|")
+                states.pop(int(f[1]), None)
                 f[1] = str(next_id)
+                states[next_id] = "R"
                 next_id += 1
                 job_lines[i] = "|".join(f)
         reads += 1
-        return "".join(job_lines)
 
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-ctl-"))
     try:
@@ -608,6 +654,7 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
             write_atomic(ex.report(name), report_to_bytes(NodeReport(
                 node=name, time=now, vgpu_configured=80, vgpu_wanted=80, weight_wanted=100)))
         cfg = DaemonConfig(exchange=ExchangeConfig(dir=str(ex.root), stale_after_seconds=3600),
+                           slurm=SlurmConfig(job_table_refresh_seconds=args.job_table_refresh),
                            policy=PolicyConfig(backfill=BackfillConfig(
                                enabled=True, preemptible_partitions=("scavenger",))))
         client = ModelledCli("vgpu-slurm-read") if args.read == "reader" else ModelledCli()
@@ -635,6 +682,9 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
             "running_jobs": args.nodes * args.running_per_node, "pending_jobs": args.jobs,
             "squeue_read": args.read, "squeue_output_mb": round(len(sq_bytes) / 1e6, 1),
             "running_jobs_replaced_per_read": per_read if args.read == "reader" else 0,
+            "job_table": ("job states between full reads (Slurm 24.05+; no full read is due "
+                          "in these cycles)" if args.read == "reader" and args.job_table_refresh
+                          else "a full read every cycle"),
             "sinfo_json_mb": round(len(si_bytes) / 1e6, 1),
             "model_build_seconds": round(build_s, 2),
             "first_cycle_seconds": round(first, 3),
@@ -690,7 +740,7 @@ def run() -> dict[str, Any]:
         "agent": agent(ns(seconds=60.0, period=5.0)),
         "controller": controller(ns(capture=str(REPO / "bench" / "results" / "capture"),
                                     nodes=10000, running_per_node=4, jobs=100000, repeats=4,
-                                    read="formatted")),
+                                    read="formatted", job_table_refresh=30.0, churn=1.0)),
     }
     if os.geteuid() == 0 and shutil.which("slurmctld"):
         result["rpc"] = rpc(ns(agents="1,8,32", daemons="1,4,8", periods=10, period=1.0,
@@ -722,11 +772,18 @@ def main() -> None:
     k.add_argument("--read", choices=["reader", "formatted", "json"], default="reader",
                    help="the controller's job read (reader: vgpu-slurm-read, what it uses "
                         "where installed; formatted: squeue -O, its fallback)")
+    k.add_argument("--job-table-refresh", type=float, default=30.0,
+                   help="reader only: slurm.job_table_refresh_seconds (30: Slurm 24.05+, job "
+                        "states between full reads; 0: a full read every cycle, as on "
+                        "22.05-23.11)")
     k.add_argument("--churn", type=float, default=1.0,
                    help="%% of the running jobs replaced by new ones between two reads "
                         "(reader only: unchanged lines reuse the last read's records)")
     q = sub.add_parser("reader")
     q.add_argument("--jobs", type=int, default=20000)
+    q.add_argument("--nodes", type=int, default=0,
+                   help="node entries added to the 2 real ones (DOWN, no slurmd), for the "
+                        "node read at scale")
     q.add_argument("--out", default="", help="save the program's output here (reader-sample.txt)")
     n = sub.add_parser("sinfo")
     n.add_argument("--nodes", type=int, default=10000)

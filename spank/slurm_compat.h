@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <slurm/slurm.h>
 #include <slurm/slurm_errno.h>
@@ -112,6 +113,59 @@ static inline void vgpu_job_desc_set_id(job_desc_msg_t *desc, uint32_t job_id)
 }
 
 #define VGPU_STEP_TRES_ALLOC(step) ((step)->tres_alloc_str)
+#endif
+
+#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(24, 5, 0)
+/* 24.05 added REQUEST_JOB_STATE (slurm_load_job_state): only the ids and states of the jobs
+ * asked for, packed without the job records, so the cluster controller can check what its last
+ * job-table read still says at a fraction of REQUEST_JOB_INFO's cost. Calls seen(job, state)
+ * for every asked job slurmctld still holds; 0, or -1 with the error in vgpu_slurm_errno(). */
+#define VGPU_HAVE_JOB_STATE_RPC 1
+static inline int vgpu_job_states(const uint32_t *ids, uint32_t n,
+				  void (*seen)(uint32_t job_id, uint32_t state, void *arg),
+				  void *arg)
+{
+	int rv = -1;
+	slurm_selected_step_t *sel = calloc(n ? n : 1, sizeof(*sel));
+	job_state_response_msg_t *resp = NULL;
+
+	if (!sel)
+		goto fail;
+	/* field by field: SLURM_SELECTED_STEP_INITIALIZER leaves 24.11's sluid out
+	 * (-Wmissing-field-initializers); calloc zeroed the rest (sluid 0: any) */
+	for (uint32_t i = 0; i < n; i++) {
+		sel[i].array_task_id = NO_VAL;
+		sel[i].het_job_offset = NO_VAL;
+		sel[i].step_id.job_id = ids[i];
+		sel[i].step_id.step_het_comp = NO_VAL;
+		sel[i].step_id.step_id = NO_VAL;
+	}
+	vgpu_slurm_api_init();
+	/* n == 0 would ask for every job of the cluster: nothing asked, nothing to say */
+	if (n && slurm_load_job_state((int)n, sel, &resp) != SLURM_SUCCESS)
+		goto fail;
+	for (uint32_t i = 0; resp && i < resp->jobs_count; i++)
+		seen(resp->jobs[i].job_id, resp->jobs[i].state, arg);
+	rv = 0;
+fail:
+	if (resp)
+		slurm_free_job_state_response_msg(resp);
+	free(sel);
+	return rv;
+}
+#else
+#define VGPU_HAVE_JOB_STATE_RPC 0
+static inline int vgpu_job_states(const uint32_t *ids, uint32_t n,
+				  void (*seen)(uint32_t job_id, uint32_t state, void *arg),
+				  void *arg)
+{
+	(void)ids;
+	(void)n;
+	(void)seen;
+	(void)arg;
+	errno = ENOSYS;
+	return -1;
+}
 #endif
 
 #endif

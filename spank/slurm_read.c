@@ -10,12 +10,19 @@
  *   V|1|jobs|<jobs in the table>
  *   R|<job id>|<partition>|<qos>|<uid>|<start time, epoch>|<node list>|<tres per node>
  *       one line per running job that holds vgpu
- *   P|<job id>|<partitions>|<qos>|<tres per node>|<jobs>
+ *   P|<job id>|<partitions>|<qos>|<tres per node>|<jobs>|<job ids>
  *       pending vgpu jobs that wait for capacity, in scheduling order (priority, then job id),
- *       one line per distinct (partitions, qos, request): the first such job and how many
- *       there are. The controller only asks "which is the first waiting job that fits this
- *       node" (policies/service/controller.py WaitingIndex), and a later job with the same partitions,
- *       QOS and request is never that job, so nothing it needs is lost.
+ *       one line per distinct (partitions, qos, request): the first such job, how many there
+ *       are and all their ids in that order (comma-separated). The controller only asks
+ *       "which is the first waiting job that fits this node" (policies/service/controller.py
+ *       WaitingIndex), and a later job with the same partitions, QOS and request is never that
+ *       job; the ids let it drop the ones that started or left between two reads (`states`).
+ * `vgpu-slurm-read states` (Slurm 24.05 or newer), on stdin one token per job: its id and the
+ * state the controller believes it in, R (running) or P (pending), e.g. `1234R 1235P`:
+ *   V|1|states|<jobs asked>
+ *   S|<job id>|<R, P, or - (neither: ended, left the queue, held in another state)>
+ *       only the asked jobs whose state is not the believed one (one REQUEST_JOB_STATE RPC:
+ *       ids and states only). Exit 3 on an older Slurm, which has no such RPC.
  * `vgpu-slurm-read nodes`:
  *   V|1|nodes|<nodes in the table>
  *   N|<name>|<state>|<gres>|<gres used>|<weight>|<partitions>
@@ -24,10 +31,11 @@
  *
  * "Waits for capacity" is the complement of the reasons in slurm_client.py's
  * _NOT_WAITING_FOR_CAPACITY (held, dependency, bad constraints, invalid QOS or account).
- * Exit 0 with the lines above; 1 (cannot read) or 2 (bad usage) with one `vgpu: ` line on
- * stderr. Runs as any user that may read the tables (the controller: root or SlurmUser). */
+ * Exit 0 with the lines above; 1 (cannot read), 2 (bad usage) or 3 (not in this Slurm release)
+ * with one `vgpu: ` line on stderr. Runs as any user that may read the tables (the controller: root or SlurmUser). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "slurm_compat.h"
@@ -35,6 +43,7 @@
 struct pending_key {
 	const slurm_job_info_t *first;
 	unsigned long count;
+	size_t head, tail; /* the key's jobs, chained through next[] in scheduling order */
 };
 
 static const char *str(const char *s)
@@ -98,15 +107,17 @@ static uint64_t key_hash(const slurm_job_info_t *j)
 }
 
 /* Pending jobs in scheduling order, folded into their distinct keys (an open-addressing table
- * of twice the jobs' size, so a probe sequence always ends), printed in first-seen order. */
+ * of twice the jobs' size, so a probe sequence always ends), printed in first-seen order with
+ * each key's job ids chained through next[]. */
 static int print_pending(const slurm_job_info_t **jobs, size_t n)
 {
 	int rv = -1;
 	size_t slots = 2 * n + 1, keys = 0;
 	struct pending_key *table = calloc(slots, sizeof(*table));
 	size_t *order = calloc(n + 1, sizeof(*order));
+	size_t *next = calloc(n + 1, sizeof(*next));
 
-	if (!table || !order) {
+	if (!table || !order || !next) {
 		fprintf(stderr, "vgpu: vgpu-slurm-read: out of memory for %zu pending jobs\n", n);
 		goto fail;
 	}
@@ -118,20 +129,32 @@ static int print_pending(const slurm_job_info_t **jobs, size_t n)
 			s = (s + 1) % slots;
 		if (!table[s].first) {
 			table[s].first = jobs[i];
+			table[s].head = i;
 			order[keys++] = s;
+		} else {
+			next[table[s].tail] = i;
 		}
+		table[s].tail = i;
+		next[i] = SIZE_MAX;
 		table[s].count++;
 	}
 	for (size_t k = 0; k < keys; k++) {
 		const struct pending_key *p = &table[order[k]];
+		const char *sep = "";
 
-		printf("P|%u|%s|%s|%s|%lu\n", p->first->job_id, str(p->first->partition),
+		printf("P|%u|%s|%s|%s|%lu|", p->first->job_id, str(p->first->partition),
 		       str(p->first->qos), str(p->first->tres_per_node), p->count);
+		for (size_t i = p->head; i != SIZE_MAX; i = next[i]) {
+			printf("%s%u", sep, jobs[i]->job_id);
+			sep = ",";
+		}
+		putchar('\n');
 	}
 	rv = 0;
 fail:
 	free(table);
 	free(order);
+	free(next);
 	return rv;
 }
 
@@ -252,17 +275,127 @@ fail:
 	return rv;
 }
 
+/* What the controller believes of each job it asks about, and what slurmctld says. */
+struct asked_job {
+	uint32_t id;
+	char believed; /* 'R' or 'P' */
+	char now;      /* 'R', 'P', or '-' (neither, or gone): filled in from the answer */
+};
+
+static int by_id(const void *a, const void *b)
+{
+	const struct asked_job *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+struct asked {
+	struct asked_job *jobs;
+	uint32_t n;
+};
+
+static void note_state(uint32_t job_id, uint32_t state, void *arg)
+{
+	const struct asked *asked = arg;
+	struct asked_job key = { .id = job_id };
+	struct asked_job *j = bsearch(&key, asked->jobs, asked->n, sizeof(key), by_id);
+
+	if (!j)
+		return; /* not asked (a job array's other tasks) */
+	if ((state & JOB_STATE_BASE) == JOB_RUNNING)
+		j->now = 'R';
+	else if ((state & JOB_STATE_BASE) == JOB_PENDING)
+		j->now = 'P';
+}
+
+/* stdin: one token per job, its id and the state the controller believes it in ("1234R",
+ * "1235P"); one REQUEST_JOB_STATE for them all; printed: only the jobs whose state is not the
+ * believed one, so the output scales with what changed, not with the queue. */
+static int print_states(void)
+{
+	int rv = -1;
+	struct asked asked = { NULL, 0 };
+	uint32_t cap = 0, *ids = NULL;
+	unsigned long id;
+	char believed;
+	int got;
+
+	if (!VGPU_HAVE_JOB_STATE_RPC) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: states needs Slurm 24.05 or newer "
+				"(REQUEST_JOB_STATE); this one is %d.%02d\n",
+			SLURM_VERSION_MAJOR(SLURM_VERSION_NUMBER),
+			SLURM_VERSION_MINOR(SLURM_VERSION_NUMBER));
+		return 3;
+	}
+	while ((got = scanf("%lu%c", &id, &believed)) == 2) {
+		if (id == 0 || id > UINT32_MAX || (believed != 'R' && believed != 'P')) {
+			fprintf(stderr, "vgpu: vgpu-slurm-read: states: token %u is not a job id "
+					"followed by R or P (e.g. 1234R)\n", asked.n + 1);
+			goto fail;
+		}
+		if (asked.n == cap) {
+			size_t more_cap = cap ? 2 * (size_t)cap : 1024;
+			struct asked_job *more = realloc(asked.jobs, more_cap * sizeof(*more));
+
+			if (!more) {
+				fprintf(stderr, "vgpu: vgpu-slurm-read: out of memory for %u jobs\n",
+					asked.n);
+				goto fail;
+			}
+			asked.jobs = more;
+			cap = (uint32_t)more_cap;
+		}
+		asked.jobs[asked.n++] = (struct asked_job){ (uint32_t)id, believed, '-' };
+	}
+	if (got != EOF || ferror(stdin)) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: states: stdin must hold job ids each followed "
+				"by R or P (e.g. 1234R), separated by white space; token %u is not "
+				"one\n", asked.n + 1);
+		goto fail;
+	}
+	qsort(asked.jobs, asked.n, sizeof(*asked.jobs), by_id);
+	ids = calloc(asked.n ? asked.n : 1, sizeof(*ids));
+	if (!ids) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: out of memory for %u jobs\n", asked.n);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < asked.n; i++)
+		ids[i] = asked.jobs[i].id;
+	if (vgpu_job_states(ids, asked.n, note_state, &asked)) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: cannot read job states from slurmctld: "
+				"%s\n", slurm_strerror(vgpu_slurm_errno()));
+		goto fail;
+	}
+	printf("V|1|states|%u\n", asked.n);
+	for (uint32_t i = 0; i < asked.n; i++)
+		if (asked.jobs[i].now != asked.jobs[i].believed)
+			printf("S|%u|%c\n", asked.jobs[i].id, asked.jobs[i].now);
+	rv = 0;
+fail:
+	free(ids);
+	free(asked.jobs);
+	return rv;
+}
+
 int main(int argc, char **argv)
 {
 	int rv;
 
-	if (argc != 2 || (strcmp(argv[1], "jobs") && strcmp(argv[1], "nodes"))) {
-		fprintf(stderr, "vgpu: usage: vgpu-slurm-read jobs|nodes (the vgpu jobs or the "
-				"nodes of the cluster in SLURM_CONF, for the cluster controller)\n");
+	if (argc != 2 ||
+	    (strcmp(argv[1], "jobs") && strcmp(argv[1], "nodes") && strcmp(argv[1], "states"))) {
+		fprintf(stderr, "vgpu: usage: vgpu-slurm-read jobs|nodes|states (the vgpu jobs, "
+				"the nodes, or the states of the job ids on stdin, of the cluster in "
+				"SLURM_CONF, for the cluster controller)\n");
 		return 2;
 	}
 	vgpu_slurm_api_init();
-	rv = strcmp(argv[1], "jobs") ? print_nodes() : print_jobs();
+	if (!strcmp(argv[1], "states")) {
+		rv = print_states();
+		if (rv == 3)
+			return 3;
+	} else {
+		rv = strcmp(argv[1], "jobs") ? print_nodes() : print_jobs();
+	}
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		perror("vgpu: vgpu-slurm-read: writing the table");
 		rv = -1;

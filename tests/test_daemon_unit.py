@@ -405,9 +405,11 @@ def test_job_just_started_is_held_to_its_files_caps_until_slurm_lists_it(tmp_pat
     snap = d.state.snapshot
     assert snap is not None and [j.job_id for j in snap.jobs] == [42]
     assert snap.jobs[0].gpus[0].memory_limit_bytes == 16 * GIB
+    assert d.observer.just_started == {42}  # what a node agent reports to its controller
     clock.now += 5
     slurm.jobs = [slurm_job(42, 2)]  # now Slurm lists it ...
     d.cycle()
+    assert d.observer.just_started == set()
     clock.now += 5
     slurm.jobs = []  # ... and drops it (ended): its files no longer make it a running job
     d.cycle()

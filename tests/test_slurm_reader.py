@@ -19,6 +19,7 @@ from slurm_vgpu.policies.decide.config import (
 )
 from slurm_vgpu.policies.decide.snapshot import PendingJob
 from slurm_vgpu.policies.service.controller import WaitingIndex, build_controller
+from slurm_vgpu.policies.slurm.job_table import JobTable
 from slurm_vgpu.policies.slurm.slurm_client import CliSlurmClient, SlurmNode, SlurmUnavailable
 from slurm_vgpu.policies.slurm.slurm_reader import (
     ReaderParser,
@@ -36,7 +37,7 @@ V|1|jobs|7
 R|41721|gpu||0|1796405742|n1|gres:vgpu:2
 R|41726|scavenger|low|1000|1796405742|n[1-2]|gres/vgpu:4
 R|41727|gpu||0|1796405742|n1|gres:gpu:1
-P|1204|gpu,debug||gres:vgpu:2|3
+P|1204|gpu,debug||gres:vgpu:2|3|1204,1207,1210
 P|1300|gpu|high|gres:vgpu:20|1
 """
 
@@ -57,6 +58,8 @@ def test_reader_output_is_parsed_and_unchanged_lines_are_reused() -> None:
         (41726, "scavenger", "low", 1000, {"n1": 4, "n2": 4}, 1796405742.0)]
     assert pending == [PendingJob(1204, ("gpu", "debug"), "", 2),
                        PendingJob(1300, ("gpu",), "high", 20)]
+    assert [ids for _, ids in ReaderParser().job_groups(JOBS)[1]] == [(1204, 1207, 1210),
+                                                                      (1300,)]
     again, _ = parser.jobs(JOBS.replace("R|41721|gpu||0|1796405742|n1|gres:vgpu:2\n", ""))
     assert again == running[1:] and again[0] is running[1]  # the same record, not re-parsed
     nodes = parser.nodes(NODES)
@@ -72,6 +75,10 @@ def test_reader_output_is_parsed_and_unchanged_lines_are_reused() -> None:
     ("jobs", "V|1|nodes|0\n", r"jobs printed 'V\|1\|nodes\|0'"),
     ("jobs", "V|1|jobs|1\nR|x|gpu||0|0|n1|gres:vgpu:2\n", r"cannot read the line 'R\|x\|gpu"),
     ("jobs", "V|1|jobs|1\nQ|1|2\n", r"cannot read the line 'Q\|1\|2' \(not an R or P record\)"),
+    ("jobs", "V|1|jobs|1\nP|5|gpu||gres:vgpu:2|2|6,5\n",
+     r"\(its job ids do not start with its first job\)"),
+    ("states", "V|1|states|1\nS|5|X\n", r"cannot read the line 'S\|5\|X' \(not an S record\)"),
+    ("states", "V|1|states|1\nS|x|-\n", r"cannot read the line 'S\|x\|-'"),
     ("nodes", "V|1|nodes|1\nN|n1|idle|vgpu:2|vgpu:0|heavy|gpu\n",
      r"cannot read the line 'N\|n1\|idle\|vgpu:2\|vgpu:0\|heavy\|gpu'"),
 ])
@@ -79,7 +86,7 @@ def test_output_that_is_not_the_format_is_a_one_line_error(table: str, text: str
                                                            ) -> None:
     parser = ReaderParser()
     with pytest.raises(SlurmReaderError, match=message):
-        parser.jobs(text) if table == "jobs" else parser.nodes(text)
+        {"jobs": parser.jobs, "nodes": parser.nodes, "states": parser.states}[table](text)
 
 
 def test_reader_setting(tmp_path: Path) -> None:
@@ -158,7 +165,8 @@ def test_reader_agrees_with_squeue_and_sinfo_on_a_real_slurm(slurm_cluster_facto
     out = cluster.run(str(READER), "jobs").stdout
     assert out.splitlines()[0] == f"V|1|jobs|{len(big) + 5}"
     lines = [x for x in out.splitlines() if x.startswith("P|")]
-    assert any(x.startswith(f"P|{big[0]}|") and x.endswith("|3") for x in lines), lines
+    assert any(x.startswith(f"P|{big[0]}|") and x.endswith(f"|3|{big[0]},{big[1]},{big[2]}")
+               for x in lines), lines
     running = reader.running_jobs()
     pending = reader.pending_jobs()
     assert [(j.job_id, dict(j.vgpu_per_node)) for j in running] == [(run, {"n1": 2})]
@@ -178,6 +186,25 @@ def test_reader_agrees_with_squeue_and_sinfo_on_a_real_slurm(slurm_cluster_facto
         want = WaitingIndex(sorted(f_pending, key=lambda p: p.job_id), cfg).first_for(
             parts, configured)
         assert (got and got.job_id) == (want and want.job_id), configured
+
+    # REQUEST_JOB_STATE (24.05+): the states of the jobs asked, nothing else; older: None
+    states = reader.job_states({run: "R", cpu: "P", big[0]: "P", other: "R", 999999: "P"})
+    release = tuple(int(x) for x in cluster.run("sinfo", "-V").stdout.split()[1].split(".")[:2])
+    if release >= (24, 5):  # only what is not as believed
+        assert states == {cpu: "R", other: "P", 999999: "-"}
+        assert reader.job_states({}) == {}
+    else:
+        assert states is None and reader.has_job_states is False
+    # the controller's job table: a job that leaves the queue is dropped at the next cycle,
+    # by its state where Slurm has the RPC (no second full read), by a full read where not
+    table = JobTable(reader, refresh_seconds=30.0)
+    assert [p.job_id for p in table.read()[1]] == [big[0], other]
+    cluster.run("scancel", str(big[0]))
+    _wait(lambda: cluster.job_state(big[0]) != "PENDING", "the cancelled job")
+    running, waiting = table.read()
+    assert [j.job_id for j in running] == [run]
+    assert [p.job_id for p in waiting] == [big[1], other]
+    assert (table.full_reads, table.state_reads) == ((1, 1) if release >= (24, 5) else (2, 0))
 
     nodes = {n.name: n for n in reader.nodes()}
     listed = {n.name: n for n in CliSlurmClient(env=cluster.env).nodes()}

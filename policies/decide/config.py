@@ -116,6 +116,11 @@ class SlurmConfig:
     # libslurm printing only what the controller uses; squeue's formatted output and sinfo's
     # JSON where it is not installed), "cli" (those always), or a vgpu-slurm-read's path.
     reader: str = "auto"
+    # `vgpu controller` with vgpu-slurm-read on Slurm 24.05+: read the whole job table this
+    # often, in the background, and only job states (REQUEST_JOB_STATE) in the cycles between
+    # (0: the whole table every cycle). At most JOB_TABLE_REFRESH_MAX_SECONDS: a job submitted
+    # and started between two reads is known to its agent only from its limits file meanwhile.
+    job_table_refresh_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +361,20 @@ def policy_config_from_dict(data: object, where: str = "") -> PolicyConfig:
     return cfg
 
 
+# observer.py's JUST_STARTED_GRACE_SECONDS (60 s) less a period and a late report to spare
+JOB_TABLE_REFRESH_MAX_SECONDS = 45.0
+
+
+def _job_table_refresh(value: float) -> float:
+    if value > JOB_TABLE_REFRESH_MAX_SECONDS:
+        raise ConfigError(
+            f"slurm.job_table_refresh_seconds: {value:g} is more than "
+            f"{JOB_TABLE_REFRESH_MAX_SECONDS:g}: a job submitted and started between two reads "
+            f"of the job table must be listed to its agent within its 60 s grace; use 30 (the "
+            f"default) or less, or 0 to read the whole table every cycle")
+    return value
+
+
 def _reader(value: str) -> str:
     if value in ("auto", "cli"):
         return value
@@ -389,6 +408,8 @@ def config_from_dict(data: object) -> DaemonConfig:
         poll_interval_seconds=ss.number("poll_interval_seconds", sd.poll_interval_seconds),
         bin_dir=ss.optional_string("bin_dir"),
         reader=_reader(ss.string("reader", sd.reader)),
+        job_table_refresh_seconds=_job_table_refresh(ss.number(
+            "job_table_refresh_seconds", sd.job_table_refresh_seconds)),
     )
     ss.done()
 

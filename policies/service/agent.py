@@ -175,7 +175,8 @@ class NodeAgent(Daemon):
                           vgpu_configured=self._vgpu_configured,
                           vgpu_wanted=wanted,
                           weight_wanted=self.relay.weight_wanted,
-                          summaries=tuple(self.outbox[k] for k in sorted(self.outbox)))
+                          summaries=tuple(self.outbox[k] for k in sorted(self.outbox)),
+                          just_started=tuple(sorted(self.observer.just_started)))
 
     def write_report(self) -> None:
         if self.applier.dry_run:

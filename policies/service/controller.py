@@ -44,6 +44,7 @@ from slurm_vgpu.policies.service.exchange import (
     report_from_dict,
     write_atomic,
 )
+from slurm_vgpu.policies.slurm.job_table import JobTable
 from slurm_vgpu.policies.slurm.slurm_client import (
     CliSlurmClient,
     SlurmClient,
@@ -148,6 +149,11 @@ class Controller:
         self._slurm_has_comments = getattr(slurm, "reports_admin_comment", True)
         self._next_attempt = 0.0
         self._failures = 0
+        # vgpu-slurm-read: the whole job table every slurm.job_table_refresh_seconds, job
+        # states (Slurm 24.05+) in the cycles between (job_table.py)
+        self.job_table = (JobTable(slurm, cfg.slurm.job_table_refresh_seconds)
+                          if isinstance(slurm, ReaderSlurmClient) else None)
+        self._asked_for: set[int] = set()  # just-started jobs a full read was started for
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -157,8 +163,11 @@ class Controller:
         with ThreadPoolExecutor(max_workers=1) as pool:
             node_read = pool.submit(self.slurm.nodes, None)
             try:
-                jobs = self.slurm.running_jobs(None)
-                pending = self.slurm.pending_jobs()
+                if self.job_table is not None:
+                    jobs, pending = self.job_table.read()
+                else:
+                    jobs = self.slurm.running_jobs(None)
+                    pending = self.slurm.pending_jobs()
             finally:
                 all_nodes = node_read.result()
         nodes = [n for n in all_nodes if n.vgpu_count is not None]
@@ -305,6 +314,16 @@ class Controller:
         for job_id in [j for j in comments if j not in running and j not in owed]:
             del comments[job_id]
 
+    def _read_for_started(self, reports: Mapping[str, NodeReport],
+                          running: Mapping[int, SlurmJob]) -> None:
+        """Jobs an agent holds that this cycle's table does not list started since the last
+        full read: one full read (in the background) for each new such job."""
+        assert self.job_table is not None
+        unknown = {j for r in reports.values() for j in r.just_started if j not in running}
+        if unknown - self._asked_for:
+            self.job_table.refresh_now()
+        self._asked_for = unknown
+
     def _directive(self, node: SlurmNode, jobs: list[SlurmJob], waiting: PendingJob | None
                    ) -> Directive:
         stored = self._stored_for(node.name)
@@ -344,6 +363,8 @@ class Controller:
             running[j.job_id] = j
             for name in j.vgpu_per_node:
                 on_node.setdefault(name, []).append(j)
+        if self.job_table is not None:
+            self._read_for_started(reports, running)
         index = WaitingIndex(pending, self.cfg.policy.backfill)
         try:
             for node in nodes:

@@ -230,6 +230,9 @@ class NodeReport:
     vgpu_wanted: int | None = None
     weight_wanted: int | None = None
     summaries: tuple[SummaryRequest, ...] = ()
+    # jobs the plugin placed on this node that the agent's directive does not list yet (the
+    # controller reads the job table for them; job_table.py)
+    just_started: tuple[int, ...] = ()
 
 
 def report_to_bytes(r: NodeReport) -> bytes:
@@ -239,6 +242,7 @@ def report_to_bytes(r: NodeReport) -> bytes:
         "weight_wanted": r.weight_wanted,
         "summaries": [{"job_id": s.job_id, "token": s.token, "running": s.running,
                        "known_comment": s.known_comment} for s in r.summaries],
+        "just_started": list(r.just_started),
     })
 
 
@@ -255,7 +259,9 @@ def report_from_dict(doc: Mapping[str, Any], where: str) -> NodeReport:
                           vgpu_configured=int(doc["vgpu_configured"]),
                           vgpu_wanted=_opt_int(doc["vgpu_wanted"]),
                           weight_wanted=_opt_int(doc["weight_wanted"]),
-                          summaries=tuple(summaries))
+                          summaries=tuple(summaries),
+                          # absent from an agent of an earlier version
+                          just_started=tuple(int(j) for j in doc.get("just_started", ())))
     except (KeyError, TypeError, ValueError) as e:
         raise ExchangeError(f"{where}: malformed node report ({type(e).__name__}: {e})") from e
 

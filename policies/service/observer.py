@@ -144,6 +144,9 @@ class Observer:
         # job only the runtime directory knows was first seen (see _jobs_just_started).
         self._listed: set[int] = set()
         self._unlisted_since: dict[int, float] = {}
+        # jobs placed here that the Slurm view does not list yet (within the grace): a node
+        # agent reports them, so the controller reads the job table for them at once
+        self.just_started: frozenset[int] = frozenset()
 
     # --- Slurm ----------------------------------------------------------------------------
 
@@ -298,6 +301,7 @@ class Observer:
         self._unlisted_since = {j: self._unlisted_since.get(j, now) for j in unlisted}
         fresh = {j for j, t in self._unlisted_since.items()
                  if now - t < JUST_STARTED_GRACE_SECONDS}
+        self.just_started = frozenset(fresh)
         return self._jobs_from_files(fresh) if fresh else []
 
     def observe(self) -> Snapshot:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from slurm_vgpu.policies.decide.snapshot import PendingJob
@@ -33,8 +33,16 @@ INSTALLED = (Path("/usr/lib/slurm-vgpu") / PROGRAM, Path("/usr/local/lib/slurm-v
 FORMAT_VERSION = "1"
 
 
+# `vgpu-slurm-read states` on a Slurm older than 24.05 (no REQUEST_JOB_STATE)
+NOT_IN_THIS_RELEASE = 3
+
+
 class SlurmReaderError(SlurmUnavailable):
     """The program's output is not what this version of the controller reads."""
+
+
+class _NotInThisRelease(Exception):
+    pass
 
 
 def find_slurm_reader(setting: str) -> str | None:
@@ -72,12 +80,20 @@ class ReaderParser:
 
     def jobs(self, text: str) -> tuple[list[SlurmJob], list[PendingJob]]:
         """Running vgpu jobs and the first waiting job of each (partitions, QOS, request)."""
+        running, groups = self.job_groups(text)
+        return running, [p for p, _ in groups]
+
+    def job_groups(self, text: str
+                   ) -> tuple[list[SlurmJob], list[tuple[PendingJob, tuple[int, ...]]]]:
+        """Running vgpu jobs, and each (partitions, QOS, request)'s first waiting job with the
+        ids of all its waiting jobs in scheduling order (only the first where the program
+        does not print them: that one alone)."""
         lines = text.splitlines()
         _check_header(lines, "jobs")
         cache = self._jobs
         seen: dict[str, SlurmJob | None] = {}
         running: list[SlurmJob] = []
-        pending: list[PendingJob] = []
+        pending: list[tuple[PendingJob, tuple[int, ...]]] = []
         for line in lines[1:]:
             if line in cache:
                 job = seen[line] = cache[line]
@@ -96,17 +112,37 @@ class ReaderParser:
                     seen[line] = job
                     if job is not None:
                         running.append(job)
-                elif f[0] == "P" and len(f) == 6:
+                elif f[0] == "P" and len(f) in (6, 7):
                     count = gres_count(f[4])
                     if count:
-                        pending.append(PendingJob(int(f[1]), tuple(p for p in f[2].split(",")
-                                                                   if p), f[3], count))
+                        first = int(f[1])
+                        ids = tuple(map(int, f[6].split(","))) if len(f) == 7 else (first,)
+                        if not ids or ids[0] != first:
+                            raise ValueError("its job ids do not start with its first job")
+                        pending.append((PendingJob(first, tuple(p for p in f[2].split(",")
+                                                                if p), f[3], count), ids))
                 else:
                     raise ValueError("not an R or P record")
             except ValueError as e:
                 raise _bad_line(line, str(e)) from e
         self._jobs = seen  # jobs that ended are forgotten
         return running, pending
+
+    def states(self, text: str) -> dict[int, str]:
+        """Job id -> "R" (running), "P" (pending) or "-" (neither) for the asked jobs whose
+        state is not the one the controller believed."""
+        lines = text.splitlines()
+        _check_header(lines, "states")
+        states: dict[int, str] = {}
+        for line in lines[1:]:
+            f = line.split("|")
+            if len(f) != 3 or f[0] != "S" or f[2] not in ("R", "P", "-"):
+                raise _bad_line(line, "not an S record")
+            try:
+                states[int(f[1])] = f[2]
+            except ValueError as e:
+                raise _bad_line(line, str(e)) from e
+        return states
 
     def nodes(self, text: str, names: Sequence[str] | None = None) -> list[SlurmNode]:
         lines = text.splitlines()
@@ -142,6 +178,27 @@ class ReaderSlurmClient(FormattedSlurmClient):
         super().__init__(bin_dir, timeout)
         self.program = program
         self.parser = ReaderParser()
+        # None until the first `states` read says whether this Slurm has REQUEST_JOB_STATE
+        self.has_job_states: bool | None = None
+
+    def job_groups(self) -> tuple[list[SlurmJob], list[tuple[PendingJob, tuple[int, ...]]]]:
+        """One read of the whole job table (REQUEST_JOB_INFO): running vgpu jobs, and the
+        waiting ones by (partitions, QOS, request) with all their ids."""
+        return self.parser.job_groups(self._read("jobs"))
+
+    def job_states(self, believed: Mapping[int, str]) -> dict[int, str] | None:
+        """The jobs whose state is no longer the believed one ("R" running, "P" pending), with
+        their state now ("R", "P", or "-": neither), in one REQUEST_JOB_STATE (ids and states
+        only); None where Slurm is older than 24.05 and has no such RPC."""
+        if self.has_job_states is False:
+            return None
+        try:
+            text = self._read("states", " ".join([f"{i}{s}" for i, s in believed.items()]))
+        except _NotInThisRelease:
+            self.has_job_states = False
+            return None
+        self.has_job_states = True
+        return self.parser.states(text)
 
     def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
         running, self._pending = self.parser.jobs(self._read("jobs"))
@@ -153,17 +210,19 @@ class ReaderSlurmClient(FormattedSlurmClient):
     def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
         return self.parser.nodes(self._read("nodes"), names)
 
-    def _read(self, table: str) -> str:
+    def _read(self, table: str, stdin: str = "") -> str:
         self.calls += 1
         argv = [self.program, table]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
-                                  env=self.env, check=False)
+                                  env=self.env, check=False, input=stdin)
         except OSError as e:
             raise SlurmUnavailable(f"{self.program}: {e.strerror or e} (slurm.reader: the "
                                    f"installed {PROGRAM}, or cli)") from e
         except subprocess.TimeoutExpired as e:
             raise SlurmUnavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s") from e
+        if done.returncode == NOT_IN_THIS_RELEASE and table == "states":
+            raise _NotInThisRelease(done.stderr.strip())
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise SlurmUnavailable(f"{' '.join(argv)} failed (exit {done.returncode}): "
