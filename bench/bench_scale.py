@@ -149,6 +149,13 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
     cluster = start_cluster(work / "cluster", most)
     try:
         env = {**os.environ, **cluster.env}
+        # a queue to read: 4 running vgpu jobs and 40 waiting ones (begin time tomorrow)
+        for i in range(4):
+            cluster.sbatch("-w", f"n{1 + i % 2}", f"--gres=vgpu:{2 * (i + 1)}", "-o", "/dev/null",
+                           "--wrap", "sleep 3600")
+        for i in range(40):
+            cluster.sbatch("--begin=now+1day", f"--gres=vgpu:{1 + i % 8}", "-o", "/dev/null",
+                           "--wrap", "true")
         for i in range(1, most + 1):
             (work / "inv").mkdir(exist_ok=True)
             (work / "inv" / f"v{i}.conf").write_text(inventory_text(f"v{i}"))
@@ -160,7 +167,9 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
             f"inventory: {work}/inv/%n.conf\nmetrics: {{enabled: false}}\n"
             f"exchange: {{dir: {work}/exchange}}\n"
             "backfill: {enabled: true, preemptible_partitions: [scavenger]}\n"
-            "packing: {enabled: true}\n")
+            "packing: {enabled: true}\n"
+            + (f"slurm: {{reader: {REPO / 'build' / 'spank' / 'vgpu-slurm-read'}}}\n"
+               if args.reader else ""))
         vgpu = [sys.executable, "-m", "slurm_vgpu.cli"]
         runs = []
         plan = [("daemon", n) for n in daemons] + [("agents+controller", n) for n in agents]
@@ -187,6 +196,7 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
             runs.append({
                 "mode": mode, "processes": n, "periods": round(periods, 1),
                 "job_info_per_period": round(delta.get("REQUEST_JOB_INFO", 0) / periods, 2),
+                "job_state_per_period": round(delta.get("REQUEST_JOB_STATE", 0) / periods, 2),
                 "node_info_per_period": round(delta.get("REQUEST_NODE_INFO", 0) / periods, 2),
                 "partition_info_per_period":
                     round(delta.get("REQUEST_PARTITION_INFO", 0) / periods, 2),
@@ -197,6 +207,7 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
             print(json.dumps(runs[-1]), file=sys.stderr)
         return {"bench": "rpc", "machine": machine(), "slurm": _slurm_version(env),
                 "control_period_seconds": period, "runs": runs,
+                "controller_reads": "vgpu-slurm-read" if args.reader else "squeue/sinfo CLIs",
                 "goal": "job-info RPCs per period grow by at most 1 for the whole cluster"}
     finally:
         cluster.stop()
@@ -276,7 +287,9 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
             f"runtime_dir: {rt}\ninventory: {work}/inv.conf\nmetrics: {{port: 0}}\n"
             f"exchange: {{dir: {ex.root}}}\n"
             "backfill: {enabled: true, preemptible_partitions: [scavenger]}\n"
-            "packing: {enabled: true}\n")
+            "packing: {enabled: true}\n"
+            + (f"slurm: {{reader: {REPO / 'build' / 'spank' / 'vgpu-slurm-read'}}}\n"
+               if args.reader else ""))
         proc = _spawn([sys.executable, "-m", "slurm_vgpu.cli", "agent", "--config", str(cfg)],
                       env, work / "agent.log")
         try:
@@ -744,7 +757,7 @@ def run() -> dict[str, Any]:
     }
     if os.geteuid() == 0 and shutil.which("slurmctld"):
         result["rpc"] = rpc(ns(agents="1,8,32", daemons="1,4,8", periods=10, period=1.0,
-                               warmup=6.0))
+                               warmup=6.0, reader=False))
     return result
 
 
@@ -757,6 +770,9 @@ def main() -> None:
     r.add_argument("--periods", type=int, default=10)
     r.add_argument("--period", type=float, default=1.0)
     r.add_argument("--warmup", type=float, default=6.0)
+    r.add_argument("--reader", action="store_true",
+                   help="the controller reads through build/spank/vgpu-slurm-read (the README's "
+                        "deployment installs it) instead of squeue/sinfo")
     a = sub.add_parser("agent")
     a.add_argument("--seconds", type=float, default=60.0)
     a.add_argument("--period", type=float, default=5.0)
