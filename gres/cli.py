@@ -22,7 +22,8 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
             "config_path",
             type=click.Path(dir_okay=False, path_type=Path),
             help="Generator config (YAML). Default: /etc/slurm-vgpu/vgpu-gres.yaml when it "
-            "exists, else built-in defaults (10 slices per GPU, NVML discovery).",
+            "exists, else built-in defaults (10 slices per GPU, auto discovery: NVML and "
+            "ROCm SMI).",
         ),
         click.option(
             "--node",
@@ -35,12 +36,18 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
             help="Generate one gres.conf and slurm.conf fragment for every node group of the "
             "config (static inventories; no node inventory).",
         ),
-        click.option("--discovery", metavar="BACKEND", help="Discovery backend (default: nvml)."),
+        click.option(
+            "--discovery",
+            metavar="BACKEND",
+            help="Discovery backend: auto (default: every vendor whose library answers), "
+            "nvml (NVIDIA) or rsmi (AMD ROCm SMI).",
+        ),
         click.option(
             "--library",
             metavar="PATH",
             help="Vendor management library to load instead of the system one "
-            "(e.g. a libnvidia-ml.so.1).",
+            "(a libnvidia-ml.so.1 or librocm_smi64.so.1; under auto it goes to the vendor "
+            "its file name names).",
         ),
         click.option(
             "--sys-root",

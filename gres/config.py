@@ -11,7 +11,12 @@ import yaml
 
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.gres import hostlist
-from slurm_vgpu.gres.device import DEFAULT_ALLOCATION_GRANULARITY, Device, nvidia_device_file
+from slurm_vgpu.gres.device import (
+    DEFAULT_ALLOCATION_GRANULARITY,
+    Device,
+    amd_device_file,
+    nvidia_device_file,
+)
 from slurm_vgpu.gres.sizes import format_size, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/slurm-vgpu/vgpu-gres.yaml")
@@ -20,7 +25,7 @@ MIN_SLICES, MAX_SLICES = 1, 100
 # CUDA contexts, cuBLAS workspaces and the driver's own bookkeeping live outside any cap the
 # hook enforces; holding this much back per GPU keeps the last slice really usable.
 DEFAULT_RESERVED_MEMORY = 512 * 1024 * 1024
-DEFAULT_DISCOVERY = "nvml"
+DEFAULT_DISCOVERY = "auto"
 MAX_GPUS_PER_NODE = 64
 
 Selector = int | str
@@ -224,7 +229,7 @@ def _static_gpus(value: object, fld: str) -> tuple[Device, ...]:
         memory = parse_size(data["memory"], f"{gfld}.memory")
         if memory <= 0:
             raise ConfigError(f"{gfld}.memory: must be larger than 0")
-        vendor = _word(data.get("vendor", "nvidia"), f"{gfld}.vendor", "a vendor name")
+        vendor = _word(data.get("vendor", "nvidia"), f"{gfld}.vendor", "a vendor name").lower()
         for _ in range(count):
             index = (
                 _int(data["index"], f"{gfld}.index", 0, MAX_GPUS_PER_NODE - 1)
@@ -258,7 +263,7 @@ def _static_gpus(value: object, fld: str) -> tuple[Device, ...]:
                     else DEFAULT_ALLOCATION_GRANULARITY,
                     device_file=_word(device_file, f"{gfld}.device_file", "a /dev path")
                     if device_file is not None
-                    else (nvidia_device_file(index) if vendor == "nvidia" else None),
+                    else _default_device_file(vendor, index),
                     vendor=vendor,
                 )
             )
@@ -271,6 +276,16 @@ def _static_gpus(value: object, fld: str) -> tuple[Device, ...]:
     if len(set(uuids)) != len(uuids):
         raise ConfigError(f"{fld}: two GPUs have the same uuid; each must be unique")
     return tuple(sorted(devices, key=lambda d: d.index))
+
+
+def _default_device_file(vendor: str, index: int) -> str | None:
+    """Slurm's File= for a static GPU kept whole: /dev/nvidia<index>, or for AMD the DRM
+    render node Slurm's own AMD autodetect names (/dev/dri/renderD<128 + index>)."""
+    if vendor == "nvidia":
+        return nvidia_device_file(index)
+    if vendor == "amd":
+        return amd_device_file(128 + index)
+    return None
 
 
 def _node_group(value: object, position: int) -> NodeGroup:

@@ -30,6 +30,7 @@ class Device:
     device_file: str | None = None
     """The character device Slurm's File= names when the GPU is kept whole."""
     vendor: str = "nvidia"
+    """"nvidia" or "amd" (discovery); a static inventory may name others."""
 
     def describe(self) -> str:
         """Short human form for messages and generated comments."""
@@ -39,3 +40,13 @@ class Device:
 
 def nvidia_device_file(minor: int) -> str:
     return f"/dev/nvidia{minor}"
+
+
+# The first DRM render node minor: /dev/dri/renderD128 is minor 128.
+DRM_RENDER_MINOR_BASE = 128
+
+
+def amd_device_file(render_minor: int) -> str:
+    """An AMD GPU's device file for Slurm's File=: its DRM render node (what Slurm's own AMD
+    autodetect, gpu/rsmi, names; jobs also need /dev/kfd, which is one file for all GPUs)."""
+    return f"/dev/dri/renderD{render_minor}"

@@ -11,10 +11,12 @@ from pathlib import Path
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.gres.atomic import write_atomic
 from slurm_vgpu.gres.backends import (
+    AUTO,
     BackendOptions,
     DiscoveryBackend,
     DiscoveryError,
     create_backend,
+    discover_auto,
 )
 from slurm_vgpu.gres.config import GresConfig
 from slurm_vgpu.gres.device import Device
@@ -43,6 +45,15 @@ def local_node_name() -> str:
     return socket.gethostname().split(".")[0]
 
 
+def _discover(
+    backend_name: str, options: BackendOptions, make_backend: BackendMaker
+) -> tuple[list[Device], str]:
+    """Devices and the name of the backend(s) that found them (`auto`: those that answered)."""
+    if backend_name == AUTO:
+        return discover_auto(options, make_backend)
+    return make_backend(backend_name, options).discover(), backend_name
+
+
 def _node_devices(
     config: GresConfig, node: str, options: BackendOptions, make_backend: BackendMaker
 ) -> list[Device]:
@@ -53,7 +64,8 @@ def _node_devices(
         # A static inventory without UUIDs (one list for many nodes) describes the node but
         # cannot name its GPUs: discover them here and hold them to the description.
         backend_name = group.discovery or config.discovery
-        found = sorted(make_backend(backend_name, options).discover(), key=lambda d: d.index)
+        discovered, backend_name = _discover(backend_name, options, make_backend)
+        found = sorted(discovered, key=lambda d: d.index)
         described = [(d.index, d.model) for d in group.gpus]
         if [(d.index, d.model) for d in found] != described:
             have = ", ".join(f"{d.index}: {d.model}" for d in found) or "none"
@@ -66,7 +78,7 @@ def _node_devices(
     if group is not None and group.expect_gpus == 0:
         return []  # a GPU-less node: no driver needed, nothing to discover
     backend_name = (group.discovery if group is not None else None) or config.discovery
-    devices = make_backend(backend_name, options).discover()
+    devices, backend_name = _discover(backend_name, options, make_backend)
     if group is not None and group.expect_gpus is not None and len(devices) != group.expect_gpus:
         raise DiscoveryError(
             f"{group.field}.expect_gpus: {backend_name} discovery found {len(devices)} GPUs on "

@@ -22,6 +22,8 @@ MAX_LINE = 4096
 # VGPU_UUID_LEN bytes for a UUID including its NUL.
 MAX_GPUS = 16
 MAX_UUID_LEN = 47
+DEFAULT_VENDOR = "nvidia"
+VENDORS = ("nvidia", "amd")
 
 
 class InventoryError(ConfigError):
@@ -37,6 +39,8 @@ class InventoryGpu:
     slice_permille: int
     memory_bytes: int
     model: str
+    vendor: str = DEFAULT_VENDOR
+    """"nvidia" or "amd"; a line without vendor= (an older writer) reads as nvidia."""
 
     @property
     def capped_bytes(self) -> int:
@@ -62,6 +66,14 @@ class NodeInventory:
         return None
 
 
+def amd_uuid_ok(uuid: str) -> bool:
+    """An AMD GPU's inventory UUID: "GPU-" and 16 lowercase hex digits (ROCm SMI's unique id;
+    the SPANK plugin's reader holds AMD lines to the same form)."""
+    digits = uuid[4:]
+    return (uuid.startswith("GPU-") and len(digits) == 16
+            and all(ch in "0123456789abcdef" for ch in digits))
+
+
 def _check_word(value: str, what: str) -> None:
     if not value or any(ch.isspace() or ch in "=#" for ch in value):
         raise ValueError(f"{what} {value!r} is empty or contains whitespace, '=' or '#'")
@@ -77,13 +89,19 @@ def format_inventory(inventory: NodeInventory) -> str:
         _check_word(gpu.uuid, "uuid")
         if len(gpu.uuid) > MAX_UUID_LEN:
             raise ValueError(f"uuid {gpu.uuid!r} is longer than {MAX_UUID_LEN} characters")
+        if gpu.vendor not in VENDORS:
+            raise ValueError(f"GPU {gpu.index}: vendor {gpu.vendor!r}; the inventory carries "
+                             f"{' or '.join(VENDORS)}")
+        if gpu.vendor == "amd" and not amd_uuid_ok(gpu.uuid):
+            raise ValueError(f"GPU {gpu.index}: uuid {gpu.uuid!r} of an AMD GPU must be GPU- "
+                             "and 16 lowercase hex digits (its ROCm SMI unique id)")
         model = " ".join(gpu.model.split())
         if not model or "#" in model:
             raise ValueError(f"model {gpu.model!r} is empty or contains '#'")
         lines.append(
             f"gpu index={gpu.index} uuid={gpu.uuid} slices={gpu.slices} "
             f"slice_bytes={gpu.slice_bytes} slice_permille={gpu.slice_permille} "
-            f"memory_bytes={gpu.memory_bytes} model={model}"
+            f"memory_bytes={gpu.memory_bytes} vendor={gpu.vendor} model={model}"
         )
     return "\n".join(lines) + "\n"
 
@@ -155,9 +173,17 @@ def parse_inventory(text: str, source: str = "<inventory>") -> NodeInventory:
                 slice_permille=_int_field(fields, "slice_permille", where, 1, 1000),
                 memory_bytes=_int_field(fields, "memory_bytes", where, 1, 2**62),
                 model=fields["model"],
+                vendor=fields.get("vendor", DEFAULT_VENDOR),
             )
             if not gpu.uuid or not gpu.model:
                 raise InventoryError(f"{where}: empty uuid or model")
+            if gpu.vendor not in VENDORS:
+                raise InventoryError(
+                    f"{where}: vendor={gpu.vendor!r} is not {' or '.join(VENDORS)}")
+            if gpu.vendor == "amd" and not amd_uuid_ok(gpu.uuid):
+                raise InventoryError(
+                    f"{where}: uuid={gpu.uuid} of an AMD GPU must be GPU- and 16 lowercase "
+                    "hex digits (its ROCm SMI unique id)")
             if len(gpu.uuid) > MAX_UUID_LEN:
                 raise InventoryError(f"{where}: uuid longer than {MAX_UUID_LEN} characters")
             if len(gpus) == MAX_GPUS:

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from slurm_vgpu.gres.backends import BackendOptions, DiscoveryError
+from slurm_vgpu.gres.backends import BackendOptions, BackendUnavailable, DiscoveryError
 from slurm_vgpu.gres.device import DEFAULT_ALLOCATION_GRANULARITY, Device, nvidia_device_file
 
 HINT = (
@@ -48,7 +48,7 @@ class NvmlBackend:
         try:
             module: ModuleType = importlib.import_module("pynvml")
         except ImportError as e:
-            raise DiscoveryError(
+            raise BackendUnavailable(
                 "NVML unavailable: the nvidia-ml-py package is not installed "
                 "(pip install nvidia-ml-py)"
             ) from e
@@ -58,7 +58,7 @@ class NvmlBackend:
             try:
                 module.nvmlLib = ctypes.CDLL(self._options.library)  # type: ignore[attr-defined]
             except OSError as e:
-                raise DiscoveryError(
+                raise BackendUnavailable(
                     f"NVML unavailable: cannot load {self._options.library}: {e}"
                 ) from e
         return module
@@ -68,7 +68,7 @@ class NvmlBackend:
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as e:
-            raise DiscoveryError(f"NVML unavailable: {e}; {HINT}") from e
+            raise BackendUnavailable(f"NVML unavailable: {e}; {HINT}") from e
         try:
             try:
                 count = int(nvml.nvmlDeviceGetCount())

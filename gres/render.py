@@ -103,6 +103,7 @@ def inventory_for(node: str, plan: NodePlan) -> NodeInventory:
                 slice_permille=gpu.slice_permille,
                 memory_bytes=gpu.device.memory_bytes,
                 model=gpu.device.model,
+                vendor=gpu.device.vendor,
             )
         )
     return NodeInventory(node=node, gpus=tuple(gpus))

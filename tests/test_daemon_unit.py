@@ -741,3 +741,52 @@ def test_restart_continues_summary_from_admin_comment_and_refreshes(tmp_path: Pa
     stop.set()
     d.run(stop)
     assert len(runner.calls) == 2 and runner.calls[1][0] == "scontrol"
+
+
+# --- GPU vendors (issue 17): a node with an NVIDIA and an AMD GPU ------------------------------
+
+AMD_UUID = "GPU-a9201ef500000001"
+MIXED = {"n1": [InventoryGpuInfo(0, UUID0, 10, 8 * GIB, 100, 80 * GIB),
+                InventoryGpuInfo(1, AMD_UUID, 10, 6 * GIB, 100, 64 * GIB, "amd")]}
+
+
+class VendorStub:
+    def __init__(self, devices: list[DeviceReading], procs: list[ProcessReading]) -> None:
+        self.devices, self.procs = devices, procs
+
+    def sample(self) -> tuple[list[DeviceReading], list[ProcessReading]]:
+        return list(self.devices), list(self.procs)
+
+
+@needs_root
+def test_mixed_vendor_node_metrics_and_summary(tmp_path: Path) -> None:
+    from slurm_vgpu.policies.service.nvml_source import VendorSources
+
+    write_job(tmp_path, 1, 3, NativeShare.GUARANTEED, uuid=AMD_UUID, index=1)
+    files = FakeUsageFiles(tmp_path)
+    slurm = FakeSlurm([slurm_job(1, 3)])
+    runner = FakeRunner()
+    source = VendorSources(
+        {"nvidia": VendorStub([DeviceReading(UUID0, 0, 0, 0, 80 * GIB)], []),
+         "amd": VendorStub([DeviceReading(AMD_UUID, 1, 250, 2 * GIB, 64 * GIB)], [])},
+        {"nvidia": {UUID0}, "amd": {AMD_UUID}})
+    cfg = DaemonConfig(nodes=("n1",), nvml=True, runtime_dir=str(tmp_path))
+    d = build_daemon(cfg, slurm=slurm, files=files, inventories=MIXED, nvml=source,
+                     summary_runner=runner)
+    clock = Clock()
+    d.observer.clock = clock
+    files.busy_ns[1], files.used[1] = 0, GIB
+    d.cycle()
+    clock.now += 5
+    files.busy_ns[1] += 10**9
+    d.cycle()
+    text = scrape(d)
+    assert f'vgpu_gpu_info{{gpu="1",node="n1",uuid="{AMD_UUID}",vendor="amd"}} 1.0' in text
+    assert f'vgpu_gpu_info{{gpu="0",node="n1",uuid="{UUID0}",vendor="nvidia"}} 1.0' in text
+    assert f'vgpu_gpu_utilization_ratio{{gpu="1",node="n1",uuid="{AMD_UUID}"}} 0.25' in text
+    slurm.jobs = []
+    clock.now += 5
+    d.cycle()
+    s = summary_of(runner.calls[0])
+    assert s is not None and s.gpus == (GpuSlices(AMD_UUID, 3, "amd"),) and s.vendor == "amd"
+    assert ";v:amd;" in runner.calls[0][-1]

@@ -23,7 +23,7 @@ def test_empty_config_is_all_defaults() -> None:
     config = parse_config(None)
     assert config.slices_per_gpu == DEFAULT_SLICES_PER_GPU == 10
     assert config.reserved_memory == DEFAULT_RESERVED_MEMORY
-    assert config.discovery == "nvml"
+    assert config.discovery == "auto"
     assert config.nodes == ()
 
 

@@ -68,3 +68,31 @@ def test_c_reader_agrees_with_generated_inventory(tmp_path: Path, count: int) ->
         for g in inventory.gpus
     ]
     assert c_reader(path) == expected
+
+
+def test_c_reader_agrees_on_a_mixed_vendor_inventory(tmp_path: Path) -> None:
+    """vendor= on every line (issue 17): the C reader takes NVIDIA and AMD lines (AMD UUIDs
+    in ROCm SMI's form) as this package's reader does."""
+    config = parse_config({"nodes": [{"names": "n1", "gpus": [
+        {"index": 0, "uuid": "GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff", "model": "NVIDIA L4",
+         "memory": "24GiB"},
+        {"index": 1, "uuid": "GPU-a9201ef500000000", "model": "AMD Instinct MI210",
+         "memory": "64GiB", "vendor": "amd"},
+        {"index": 2, "uuid": "GPU-a9201ef500000001", "model": "AMD Instinct MI210",
+         "memory": "64GiB", "vendor": "amd"},
+    ]}]})
+    text = generate_local(config, "n1").files[INVENTORY]
+    assert text.count(" vendor=amd model=") == 2 and text.count(" vendor=nvidia model=") == 1
+    path = tmp_path / "inventory.conf"
+    path.write_text(text)
+    inventory = parse_inventory(text)
+    got = c_reader(path)
+    # a plugin built before vendors existed ignores the token; one that knows it says amd
+    knows_vendor = any(line.endswith(" vendor=amd") for line in got)
+    expected = ["node=n1 gpus=3"] + [
+        f"gpu index={g.index} uuid={g.uuid} slices={g.slices} slice_bytes={g.slice_bytes} "
+        f"slice_permille={g.slice_permille}"
+        + (" vendor=amd" if knows_vendor and g.vendor == "amd" else "")
+        for g in inventory.gpus
+    ]
+    assert got == expected

@@ -13,8 +13,14 @@ from test_gres_fakes import GIB, FakeNvml, machine
 
 from slurm_vgpu.cli import main
 from slurm_vgpu.errors import ConfigError
-from slurm_vgpu.gres.backends import BackendOptions, DiscoveryBackend, register_backend
+from slurm_vgpu.gres.backends import (
+    BackendOptions,
+    BackendUnavailable,
+    DiscoveryBackend,
+    register_backend,
+)
 from slurm_vgpu.gres.config import load_config, parse_config
+from slurm_vgpu.gres.device import Device
 from slurm_vgpu.gres.generate import (
     GRES_CONF,
     INVENTORY,
@@ -40,8 +46,19 @@ def _fake_backend(options: BackendOptions) -> DiscoveryBackend:
 register_backend("fake-nvml", _fake_backend)
 
 
+class NoRsmi:
+    """The rsmi backend of a host without AMD GPUs (its library does not answer)."""
+
+    name = "rsmi"
+
+    def discover(self) -> list[Device]:
+        raise BackendUnavailable("ROCm SMI unavailable: rsmi_init: RSMI_STATUS_INIT_ERROR")
+
+
 def maker(fake: FakeNvml) -> BackendMaker:
     def make(name: str, options: BackendOptions) -> DiscoveryBackend:
+        if name == "rsmi":  # `auto` (the default) asks both vendors
+            return NoRsmi()
         assert name == "nvml"
         return NvmlBackend(options, nvml=fake)
 

@@ -72,3 +72,18 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     used = {m for e in exprs for m in METRIC.findall(e)}
     assert len(used) >= 15
     assert used <= names, used - names
+
+
+def test_gpu_vendor_is_exported_as_an_info_metric() -> None:
+    snapshot = synthetic_cluster(nodes=1, gpus_per_node=2, jobs=2)
+    gpus = [g for n in snapshot.nodes for g in n.gpus]
+    state = DaemonState(snapshot=snapshot, plan=None, gpu_vendors={gpus[1].uuid: "amd"})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(state))
+    text = generate_latest(registry).decode()
+    node = snapshot.nodes[0].name
+    for gpu, vendor in ((gpus[0], "nvidia"), (gpus[1], "amd")):
+        assert (f'vgpu_gpu_info{{gpu="{gpu.index}",node="{node}",uuid="{gpu.uuid}",'
+                f'vendor="{vendor}"}} 1.0') in text
+    # the other per-GPU families keep their label sets
+    assert f'vgpu_gpu_slices{{gpu="{gpus[0].index}",node="{node}",uuid="{gpus[0].uuid}"}}' in text

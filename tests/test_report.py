@@ -101,3 +101,25 @@ def test_sacct_garbage_is_a_clear_error() -> None:
     cmd = make_report_command(lambda argv: "sacct: error: Problem talking to the database")
     out = CliRunner().invoke(cmd, [])
     assert out.exit_code == 1 and "sacct --json printed something unexpected" in out.output
+
+
+# ------------------------------------------------------------------ GPU vendor (issue 17)
+
+
+def test_report_shows_each_jobs_gpu_vendor() -> None:
+    amd = sacct_job(5, "carol", "bio", 4, 3600, 25.0)
+    amd["comment"]["administrator"] = format_summary(JobSummary(
+        4, 10, (GpuSlices("GPU-a9201ef500000000", 4, "amd"),), 3600, 25.0, 30.0, 100))
+    records = parse_sacct_json(sacct_text([*JOBS, amd]))
+    assert [r.vendor for r in records] == ["nvidia", "nvidia", "unknown", "amd"]
+    rep = build_report(records, "s", "e")
+    assert {g.key: g.jobs for g in rep.by_vendor} == {"nvidia": 2, "amd": 1, "unknown": 1}
+    data = rep.to_json()
+    assert {g["key"] for g in data["by_vendor"]} == {"nvidia", "amd", "unknown"}
+    assert {j["job_id"]: j["vendor"] for j in data["worst_jobs"]}["5"] == "amd"
+    from slurm_vgpu.policies.accounting.report import format_job, format_table
+
+    table = format_table(rep)
+    assert "VENDOR" in table and "\namd " in table
+    one = format_job(records[3])
+    assert "GPU-a9201ef500000000: 4 slices, amd" in one and "spanning 1 GPU(s) (amd)" in one

@@ -173,3 +173,56 @@ def test_a_running_jobs_refresh_does_not_read_accounting() -> None:
                          known_comment="vgpu:n1=gpu0:3 note")
     assert [c[0] for c in fake.calls] == ["scontrol"]
     assert text.split()[:2] == ["vgpu:n1=gpu0:3", "note"]
+
+
+# ------------------------------------------------------------------ GPU vendor (issue 17)
+
+AMD_UUID = "GPU-a9201ef500000000"
+
+
+def test_nvidia_summaries_are_written_as_before() -> None:
+    text = format_summary(_summary(2))
+    assert ";v:" not in text  # NVIDIA is the default: no v: field
+    parsed = parse_summary(text)
+    assert parsed is not None and parsed.vendor == "nvidia"
+    assert {g.vendor for g in parsed.gpus} == {"nvidia"}
+
+
+def test_amd_summary_carries_its_vendor_and_round_trips() -> None:
+    s = JobSummary(slices=3, slices_per_gpu=10, gpus=(GpuSlices(AMD_UUID, 3, "amd"),),
+                   observed_s=60, avg_compute_pct=12.5, node="n1")
+    text = format_summary(s)
+    assert text == ("vgpu1;n:n1;sl:3;spg:10;g:GPU-a9201ef500000000*3;v:amd;obs:60;avg:12.5;"
+                    "pk:0;mem:0;bor:0;bf:0;bs:0")
+    assert parse_summary(text) == s
+    assert parse_summary(text.lower()) == s  # sacctmgr lowercases
+    assert s.vendor == "amd"
+
+
+def test_mixed_vendors_are_listed_per_gpu_and_combined_across_nodes() -> None:
+    s = JobSummary(slices=4, slices_per_gpu=10,
+                   gpus=(GpuSlices(UUID, 2), GpuSlices(AMD_UUID, 2, "amd")))
+    text = format_summary(s)
+    assert ";v:nvidia+amd;" in text
+    assert parse_summary(text) == s and s.vendor == "amd+nvidia"
+    nv = format_summary(JobSummary(2, 10, (GpuSlices(UUID, 2),), node="n1"))
+    amd = format_summary(JobSummary(2, 10, (GpuSlices(AMD_UUID, 2, "amd"),), node="n2"))
+    both = parse_summary(f"{nv} {amd}")
+    assert both is not None and [g.vendor for g in both.gpus] == ["nvidia", "amd"]
+    with pytest.raises(SummaryError, match="vendors for"):
+        parse_summary("vgpu1;sl:2;spg:10;g:GPU-a*1+GPU-b*1;v:amd+nvidia+amd")
+
+
+def test_older_parsers_keep_v_as_an_unknown_key() -> None:
+    # what a reader without vendor support does with v: (JobSummary.extra), simulated by
+    # a newer key it does not know; the scalar figures still parse
+    s = parse_summary("vgpu1;sl:3;spg:10;g:GPU-a9201ef500000000*3;v:amd;w:1;obs:60;avg:5")
+    assert s is not None and s.extra == {"w": "1"} and s.gpus[0].vendor == "amd"
+
+
+def test_size_bound_keeps_vendor_of_the_listed_gpus() -> None:
+    gpus = tuple(GpuSlices(f"GPU-{i:016x}", 1, "amd") for i in range(40))
+    text = format_summary(JobSummary(slices=40, slices_per_gpu=10, gpus=gpus))
+    assert len(text) <= MAX_CHARS and ";gx:" in text and ";v:amd;" in text
+    parsed = parse_summary(text)
+    assert parsed is not None and parsed.vendor == "amd" and parsed.spans == 40

@@ -36,10 +36,14 @@ class SummaryError(VgpuError):
     """A summary could not be written or parsed."""
 
 
+DEFAULT_VENDOR = "nvidia"  # a summary without v: (older writers, NVIDIA-only jobs)
+
+
 @dataclass(frozen=True)
 class GpuSlices:
     uuid: str
     slices: int
+    vendor: str = DEFAULT_VENDOR
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,12 @@ class JobSummary:
     gpus_dropped: int = 0  # per-GPU entries cut by the size bound (parser side)
     node: str = ""  # the node(s) the writing daemon covers, "+"-separated ("" = unknown)
     extra: dict[str, str] = field(default_factory=dict)  # unknown keys of a newer writer
+
+    @property
+    def vendor(self) -> str:
+        """The vendor(s) of the job's GPUs: "nvidia", "amd", or "amd+nvidia" for a job on
+        both (sorted); "nvidia" when no GPU is listed (older summaries knew no other)."""
+        return "+".join(sorted({g.vendor for g in self.gpus})) or DEFAULT_VENDOR
 
     @property
     def spans(self) -> int:
@@ -91,11 +101,25 @@ def _gpu_list(gpus: Sequence[GpuSlices], short: bool) -> str:
     return "+".join(f"{g.uuid[:SHORT_UUID] if short else g.uuid}*{g.slices}" for g in gpus)
 
 
+def _vendors(gpus: Sequence[GpuSlices]) -> str:
+    """The `v:` field of the listed GPUs: "" when all are NVIDIA (the field is left out, so
+    NVIDIA-only summaries read as before), one vendor when all share it, else one per GPU in
+    g: order."""
+    vendors = [g.vendor for g in gpus]
+    if all(v == DEFAULT_VENDOR for v in vendors):
+        return ""
+    if len(set(vendors)) == 1:
+        return f";v:{vendors[0]}"
+    return ";v:" + "+".join(vendors)
+
+
 def format_summary(s: JobSummary, max_chars: int = MAX_CHARS) -> str:
     """Encode; at most max_chars characters, dropping detail in the documented order."""
     for g in s.gpus:
         if not _SAFE.match(g.uuid):
             raise SummaryError(f"GPU UUID {g.uuid!r} has characters outside [A-Za-z0-9._-]")
+        if not _SAFE.match(g.vendor) or "+" in g.vendor:
+            raise SummaryError(f"GPU vendor {g.vendor!r} has characters outside [A-Za-z0-9._-]")
     if s.node and not all(_SAFE.match(n) for n in s.node.split("+")):
         raise SummaryError(f"node name {s.node!r} has characters outside [A-Za-z0-9._-]")
     node = f";n:{s.node}" if s.node else ""
@@ -104,14 +128,16 @@ def format_summary(s: JobSummary, max_chars: int = MAX_CHARS) -> str:
             f"pk:{_num(s.peak_compute_pct)};mem:{int(s.peak_memory_mib)};"
             f"bor:{int(s.borrowed_s)};bf:{int(s.backfilled_s)};bs:{int(s.backstop_events)}")
     for short in (False, True):
-        text = f"{head};g:{_gpu_list(s.gpus, short)}{tail}" if s.gpus else head + tail
+        text = (f"{head};g:{_gpu_list(s.gpus, short)}{_vendors(s.gpus)}{tail}" if s.gpus
+                else head + tail)
         if len(text) <= max_chars:
             return text
     # cut the per-GPU list, keeping a count of what was dropped
     for keep in range(len(s.gpus) - 1, -1, -1):
         dropped = len(s.gpus) - keep
         listed = _gpu_list(s.gpus[:keep], True)
-        text = f"{head};g:{listed};gx:{dropped}{tail}" if keep else f"{head};gx:{dropped}{tail}"
+        text = (f"{head};g:{listed}{_vendors(s.gpus[:keep])};gx:{dropped}{tail}" if keep
+                else f"{head};gx:{dropped}{tail}")
         if len(text) <= max_chars:
             return text
     raise SummaryError(f"summary does not fit in {max_chars} characters")
@@ -149,10 +175,19 @@ def _parse_token(text: str) -> JobSummary:
     try:
         gpus: list[GpuSlices] = []
         if fields.get("g"):
-            for item in fields["g"].split("+"):
+            items = fields["g"].split("+")
+            # v: one vendor for every GPU, or one per GPU; absent: NVIDIA (older summaries)
+            vendors = [v.lower() for v in fields.get("v", "").split("+") if v]
+            if len(vendors) == 1:
+                vendors *= len(items)
+            if vendors and len(vendors) != len(items):
+                raise ValueError(f"v: names {len(vendors)} vendors for {len(items)} GPUs")
+            for i, item in enumerate(items):
                 uuid, _, n = item.rpartition("*")
-                gpus.append(GpuSlices(_restore_case(uuid), int(n)))
-        known = {"n", "sl", "spg", "g", "gx", "obs", "avg", "pk", "mem", "bor", "bf", "bs"}
+                gpus.append(GpuSlices(_restore_case(uuid), int(n),
+                                      vendors[i] if vendors else DEFAULT_VENDOR))
+        known = {"n", "sl", "spg", "g", "v", "gx", "obs", "avg", "pk", "mem", "bor", "bf",
+                 "bs"}
         return JobSummary(
             slices=int(fields["sl"]), slices_per_gpu=int(fields["spg"]), gpus=tuple(gpus),
             observed_s=int(fields.get("obs", "0")),

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from slurm_vgpu.policies.accounting.job_summary import (
+    DEFAULT_VENDOR,
     GpuSlices,
     JobSummary,
     SummaryError,
@@ -45,6 +46,7 @@ class JobRecord:
     slices: int = 0
     slices_per_gpu: int = 0
     gpus: dict[str, int] = field(default_factory=dict)  # uuid -> slices, placement order
+    vendors: dict[str, str] = field(default_factory=dict)  # uuid -> vendor (node inventory)
     nodes: tuple[str, ...] = ()  # this daemon's nodes the job runs on (its summary token's n:)
     placed: bool = False  # the last sighting had a placement (limits file)
     observed_s: float = 0.0
@@ -69,7 +71,8 @@ class JobRecord:
         avg = self.compute_pct_s / self.observed_s if self.observed_s > 0 else 0.0
         return JobSummary(
             slices=self.slices, slices_per_gpu=self.slices_per_gpu,
-            gpus=tuple(GpuSlices(u, n) for u, n in self.gpus.items()),
+            gpus=tuple(GpuSlices(u, n, self.vendors.get(u, DEFAULT_VENDOR))
+                       for u, n in self.gpus.items()),
             observed_s=int(self.observed_s), avg_compute_pct=round(avg, 1),
             peak_compute_pct=round(self.peak_compute_pct, 1),
             peak_memory_mib=-(-self.peak_memory_bytes // MIB),
@@ -102,6 +105,9 @@ class JobTracker:
     jobs: dict[int, JobRecord] = field(default_factory=dict)
     # job id -> last known AdminComment of the jobs the last update() found ended
     ended_comments: dict[int, str] = field(default_factory=dict)
+    # GPU uuid -> vendor ("nvidia", "amd"), from the node inventory (the daemon sets it); a
+    # GPU missing here counts as NVIDIA
+    gpu_vendors: dict[str, str] = field(default_factory=dict)
 
     def update(self, snapshot: Snapshot, backfilled: Collection[int] = (),
                backstop_jobs: Iterable[int] = ()) -> list[tuple[int, JobSummary]]:
@@ -137,6 +143,7 @@ class JobTracker:
                     rec.backfilled_s += dt
             if gpus:
                 rec.gpus = {jg.gpu_uuid: jg.slices for jg in gpus}
+                rec.vendors = {u: self.gpu_vendors.get(u, DEFAULT_VENDOR) for u in rec.gpus}
                 rec.slices_per_gpu = gpu_slices.get(gpus[0].gpu_uuid, rec.slices_per_gpu)
                 memory = sum(max(jg.memory_peak_bytes, jg.memory_used_bytes) for jg in gpus)
                 rec.peak_memory_bytes = max(rec.peak_memory_bytes, memory)

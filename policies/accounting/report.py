@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from slurm_vgpu.errors import VgpuError
@@ -38,6 +38,12 @@ class JobRecord:
     @property
     def alloc_slice_h(self) -> float:
         return self.slices * self.elapsed_s / 3600.0
+
+    @property
+    def vendor(self) -> str:
+        """The vendor(s) of the job's GPUs from its summary ("nvidia", "amd", "amd+nvidia";
+        summaries of older writers read as nvidia); "unknown" without a summary."""
+        return self.summary.vendor if self.summary is not None else "unknown"
 
     @property
     def used_slice_h(self) -> float:
@@ -136,6 +142,7 @@ class Report:
     by_account: list[Group]
     by_partition: list[Group]
     worst_jobs: list[JobRecord]
+    by_vendor: list[Group] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def group(g: Group) -> dict[str, Any]:
@@ -150,8 +157,9 @@ class Report:
             "by_user": [group(g) for g in self.by_user],
             "by_account": [group(g) for g in self.by_account],
             "by_partition": [group(g) for g in self.by_partition],
+            "by_vendor": [group(g) for g in self.by_vendor],
             "worst_jobs": [{"job_id": j.job_id, "user": j.user, "account": j.account,
-                            "partition": j.partition, "slices": j.slices,
+                            "partition": j.partition, "vendor": j.vendor, "slices": j.slices,
                             "elapsed_s": j.elapsed_s,
                             "alloc_slice_h": round(j.alloc_slice_h, 3),
                             "used_slice_h": round(j.used_slice_h, 3),
@@ -182,7 +190,8 @@ def build_report(records: list[JobRecord], start: str, end: str, worst: int = 10
     return Report(start, end, len(records), sum(1 for r in records if r.summary is None),
                   total, _grouped(records, lambda r: r.user),
                   _grouped(records, lambda r: r.account),
-                  _grouped(records, lambda r: r.partition), candidates[:worst])
+                  _grouped(records, lambda r: r.partition), candidates[:worst],
+                  _grouped(records, lambda r: r.vendor))
 
 
 def _eff(g: Group) -> str:
@@ -200,7 +209,7 @@ def format_table(rep: Report) -> str:
     lines.append(f"total: allocated {t.alloc_slice_h:.1f} slice-h, used {t.used_slice_h:.1f} "
                  f"slice-h, efficiency {_eff(t)}")
     for title, groups in (("user", rep.by_user), ("account", rep.by_account),
-                          ("partition", rep.by_partition)):
+                          ("partition", rep.by_partition), ("vendor", rep.by_vendor)):
         lines.append("")
         lines.append(f"{title.upper():<16} {'JOBS':>7} {'NO-SUM':>7} {'ALLOC-SH':>10} "
                      f"{'USED-SH':>10} {'EFFIC':>7}")
@@ -210,11 +219,12 @@ def format_table(rep: Report) -> str:
     if rep.worst_jobs:
         lines.append("")
         lines.append(f"{'WORST JOBS':<12} {'USER':<12} {'SLICES':>6} {'ALLOC-SH':>10} "
-                     f"{'USED-SH':>10} {'EFFIC':>7}")
+                     f"{'USED-SH':>10} {'EFFIC':>7} VENDOR")
         for j in rep.worst_jobs:
             eff = j.summary.efficiency_pct if j.summary else 0.0
             lines.append(f"{j.job_id:<12} {j.user[:12]:<12} {j.slices:>6} "
-                         f"{j.alloc_slice_h:>10.2f} {j.used_slice_h:>10.2f} {eff:>6.1f}%")
+                         f"{j.alloc_slice_h:>10.2f} {j.used_slice_h:>10.2f} {eff:>6.1f}% "
+                         f"{j.vendor}")
     return "\n".join(lines)
 
 
@@ -235,9 +245,9 @@ def format_job(r: JobRecord) -> str:
         return "\n".join(lines)
     pct = 100.0 / s.slices_per_gpu if s.slices_per_gpu else 0.0
     lines.append(f"  slices: {s.slices} of {s.slices_per_gpu} per GPU ({pct:.0f}% of a GPU "
-                 f"each), spanning {s.spans} GPU(s)")
+                 f"each), spanning {s.spans} GPU(s) ({s.vendor})")
     for g in s.gpus:
-        lines.append(f"    {g.uuid}: {g.slices} slices")
+        lines.append(f"    {g.uuid}: {g.slices} slices, {g.vendor}")
     if s.gpus_dropped:
         lines.append(f"    ... {s.gpus_dropped} more GPU(s) (cut by the summary size bound)")
     alloc = s.allocated_gpu_fraction * 100

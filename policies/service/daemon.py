@@ -32,7 +32,12 @@ from slurm_vgpu.policies.decide.snapshot import Snapshot
 from slurm_vgpu.policies.service.applier import Applier
 from slurm_vgpu.policies.service.job_files import JobFiles, RuntimeDirJobFiles
 from slurm_vgpu.policies.service.metrics import DaemonState
-from slurm_vgpu.policies.service.nvml_source import NvmlError, NvmlSource, PynvmlSource
+from slurm_vgpu.policies.service.nvml_source import (
+    NvmlError,
+    NvmlSource,
+    PynvmlSource,
+    VendorSources,
+)
 from slurm_vgpu.policies.service.observer import InventoryGpuInfo, Observer
 from slurm_vgpu.policies.slurm.slurm_client import SlurmClient, command_runner, make_slurm_client
 
@@ -60,7 +65,7 @@ def load_inventories(path_template: str, nodes: Sequence[str]
                               "use %n in the inventory path for several nodes")
         result[node] = [
             InventoryGpuInfo(g.index, g.uuid, g.slices, g.slice_bytes, g.slice_permille,
-                             g.memory_bytes)
+                             g.memory_bytes, g.vendor)
             for g in inv.gpus
         ]
     return result
@@ -286,10 +291,7 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
     if files is None:
         files = RuntimeDirJobFiles(runtime_dir)
     if nvml is None and cfg.nvml:
-        try:
-            nvml = PynvmlSource()
-        except (NvmlError, ImportError, OSError) as e:
-            log.warning("vgpu: %s; the memory backstop and device metrics are off", e)
+        nvml = device_source(inventories)
     initial, most = backoff or (cfg.slurm.backoff_initial_seconds,
                                 cfg.slurm.backoff_max_seconds)
     observer = Observer(nodes, inventories, slurm, files, cfg.policy.share, nvml=nvml,
@@ -297,6 +299,46 @@ def build_daemon(cfg: DaemonConfig, *, slurm: SlurmClient | None = None,
                         poll_interval=cfg.slurm.poll_interval_seconds,
                         lent_refused=runtime_dir / REFUSED_NAME)
     cls = daemon_class or Daemon
-    return cls(cfg, observer, Applier(slurm, files, dry_run=dry_run),
-               runtime_dir=runtime_dir, summary_runner=summary_runner)
+    daemon = cls(cfg, observer, Applier(slurm, files, dry_run=dry_run),
+                 runtime_dir=runtime_dir, summary_runner=summary_runner)
+    daemon.state.gpu_vendors = daemon.tracker.gpu_vendors = gpu_vendors(inventories)
+    return daemon
+
+
+def gpu_vendors(inventories: Mapping[str, Sequence[InventoryGpuInfo]]) -> dict[str, str]:
+    """GPU uuid -> vendor, from the node inventories (metrics and job summaries show it)."""
+    return {g.uuid: g.vendor for inv in inventories.values() for g in inv}
+
+
+def _open_source(vendor: str) -> NvmlSource | None:
+    try:
+        if vendor == "amd":
+            from slurm_vgpu.policies.service.rsmi_source import RsmiSource
+
+            return RsmiSource()
+        return PynvmlSource()
+    except (NvmlError, ImportError, OSError) as e:
+        log.warning("vgpu: %s; the memory backstop and device metrics of %s GPUs are off",
+                    e, vendor)
+        return None
+
+
+def device_source(inventories: Mapping[str, Sequence[InventoryGpuInfo]]
+                  ) -> NvmlSource | None:
+    """The device readings for the inventory's GPUs, chosen per GPU by its vendor: NVML for
+    nvidia, ROCm SMI for amd, both (VendorSources) on a node with both. A node whose
+    inventory lists no GPU gets NVML, as before vendors existed."""
+    by_vendor: dict[str, set[str]] = {}
+    for inv in inventories.values():
+        for g in inv:
+            by_vendor.setdefault(g.vendor if g.vendor == "amd" else "nvidia", set()).add(g.uuid)
+    if not by_vendor:
+        return _open_source("nvidia")
+    sources = {v: s for v in sorted(by_vendor, reverse=True)
+               if (s := _open_source(v)) is not None}
+    if not sources:
+        return None
+    if len(by_vendor) == 1:
+        return next(iter(sources.values()))
+    return VendorSources(sources, {v: by_vendor[v] for v in sources})
 

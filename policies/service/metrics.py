@@ -47,6 +47,9 @@ class DaemonState:
     backstop_events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     # current violations (the last cycle's), for the per-job gauge
     violations: list[RecordViolation] = field(default_factory=list)
+    # GPU uuid -> vendor ("nvidia", "amd") from the node inventory; a GPU missing here is
+    # labelled nvidia (as an inventory line without vendor= reads)
+    gpu_vendors: dict[str, str] = field(default_factory=dict)
 
 
 def _ratio(permille: int | None) -> float:
@@ -70,10 +73,11 @@ class DaemonCollector(Collector):
             actions, errors = Counter(st.actions), Counter(st.action_errors)
             backstop = Counter(st.backstop_events)
             violations = list(st.violations)
+            vendors = dict(st.gpu_vendors)
         yield from self._health(*health)
         yield from self._counters(actions, errors, backstop, violations)
         if snapshot is not None:
-            yield from self._gpus(snapshot, plan)
+            yield from self._gpus(snapshot, plan, vendors)
             yield from self._jobs(snapshot, plan)
 
     def _health(self, slurm_up: bool, last_success: float | None, failures: int, nvml_up: bool,
@@ -87,7 +91,8 @@ class DaemonCollector(Collector):
             value=last_success or 0.0)
         yield GaugeMetricFamily("vgpu_daemon_slurm_consecutive_failures",
                                 "Failed Slurm polls since the last success", value=failures)
-        yield GaugeMetricFamily("vgpu_daemon_nvml_up", "1 if the last NVML sample succeeded",
+        yield GaugeMetricFamily("vgpu_daemon_nvml_up",
+                                "1 if the last device sample (NVML, ROCm SMI) succeeded",
                                 value=nvml_up)
         yield CounterMetricFamily("vgpu_daemon_cycles", "Control cycles run", value=cycles)
         yield GaugeMetricFamily("vgpu_daemon_last_cycle_timestamp_seconds",
@@ -126,7 +131,8 @@ class DaemonCollector(Collector):
                             max(0, v.used_bytes - v.limit_bytes))
         yield over
 
-    def _gpus(self, snapshot: Snapshot, plan: CyclePlan | None) -> Iterator[Metric]:
+    def _gpus(self, snapshot: Snapshot, plan: CyclePlan | None, vendors: dict[str, str]
+              ) -> Iterator[Metric]:
         labels = ["node", "gpu", "uuid"]
         fams = {
             "slices": GaugeMetricFamily("vgpu_gpu_slices", "Slices the GPU is cut into",
@@ -136,9 +142,11 @@ class DaemonCollector(Collector):
                                        labels=labels),
             "mem": GaugeMetricFamily("vgpu_gpu_memory_bytes", "Device memory", labels=labels),
             "used": GaugeMetricFamily("vgpu_gpu_memory_used_bytes",
-                                      "Device memory in use (NVML)", labels=labels),
+                                      "Device memory in use (NVML or ROCm SMI)",
+                                      labels=labels),
             "util": GaugeMetricFamily("vgpu_gpu_utilization_ratio",
-                                      "Device utilization (NVML), 0..1", labels=labels),
+                                      "Device utilization (NVML or ROCm SMI busy percent), 0..1",
+                                      labels=labels),
             "lent": GaugeMetricFamily("vgpu_gpu_slices_lent",
                                       "Idle slices of this GPU offered back to Slurm",
                                       labels=labels),
@@ -149,6 +157,12 @@ class DaemonCollector(Collector):
                                       "Slices beyond the GPU's held by non-preemptible jobs",
                                       labels=labels),
         }
+        # The vendor of each GPU as an info metric (value 1) rather than a label on every
+        # per-GPU family: their label sets stay what dashboards and scrapers match on, and a
+        # query adds the vendor with `* on (node, uuid) group_left (vendor) vgpu_gpu_info`.
+        info = GaugeMetricFamily("vgpu_gpu_info",
+                                 "1 per sliced GPU; its vendor (nvidia, amd) as a label",
+                                 labels=[*labels, "vendor"])
         allocated: Counter[str] = Counter()
         backfilled: Counter[str] = Counter()
         backfilled_jobs = plan.backfilled if plan else set()
@@ -194,6 +208,7 @@ class DaemonCollector(Collector):
                                                    plan.backfilled_slices.get(node.name, 0))
             for gpu in node.gpus:
                 lv = [node.name, str(gpu.index), gpu.uuid]
+                info.add_metric([*lv, vendors.get(gpu.uuid, "nvidia")], 1)
                 fams["slices"].add_metric(lv, gpu.slices)
                 fams["alloc"].add_metric(lv, allocated.get(gpu.uuid, 0))
                 fams["mem"].add_metric(lv, gpu.memory_bytes)
@@ -204,6 +219,7 @@ class DaemonCollector(Collector):
                 fams["over"].add_metric(lv, overcommitted.get(gpu.uuid, 0))
                 fams["lent"].add_metric(lv, lent.get(gpu.uuid, 0))
                 fams["backfilled"].add_metric(lv, backfilled.get(gpu.uuid, 0))
+        yield info
         yield from fams.values()
         yield from node_fams.values()
 

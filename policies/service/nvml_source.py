@@ -1,13 +1,21 @@
 """Device readings from NVML (pynvml): per-GPU utilization and memory, and every process
 holding device memory. Independent of the hook: this is how the backstop sees processes that
-bypass it. On test machines pynvml loads the simulated libnvidia-ml.so.1."""
+bypass it. On test machines pynvml loads the simulated libnvidia-ml.so.1.
+
+`NvmlSource` is the vendor-neutral protocol (the name is historical): AMD GPUs are read through
+ROCm SMI by rsmi_source.RsmiSource, and a node with both vendors gets a `VendorSources` that
+asks each vendor's source for the GPUs the node inventory gives that vendor."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+log = logging.getLogger("slurm_vgpu.daemon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +145,44 @@ class PynvmlSource:
                     share = None if per_pid is None else min(1000, per_pid.get(pid, 0))
                     processes.append(ProcessReading(uuid, pid, used, share))
         return devices, processes
+
+
+class VendorSources:
+    """One NvmlSource per vendor, each answering for its vendor's GPUs (by UUID, from the node
+    inventory's vendor= tokens; None: every GPU it reports). One vendor failing leaves the
+    others' readings in the sample (logged once per distinct error); NvmlError only when every
+    source failed."""
+
+    def __init__(self, sources: Mapping[str, NvmlSource],
+                 uuids: Mapping[str, Collection[str] | None] | None = None) -> None:
+        self.sources = dict(sources)
+        self.uuids = {k: (set(v) if v is not None else None) for k, v in (uuids or {}).items()}
+        self.errors: dict[str, str] = {}
+
+    def sample(self) -> tuple[list[DeviceReading], list[ProcessReading]]:
+        devices: list[DeviceReading] = []
+        processes: list[ProcessReading] = []
+        failed: list[str] = []
+        for vendor, source in self.sources.items():
+            try:
+                d, p = source.sample()
+            except NvmlError as e:
+                if self.errors.get(vendor) != str(e):
+                    log.warning("vgpu: %s device readings failed: %s", vendor, e)
+                self.errors[vendor] = str(e)
+                failed.append(f"{vendor}: {e}")
+                continue
+            self.errors.pop(vendor, None)
+            mine = self.uuids.get(vendor)
+            devices.extend(r for r in d if mine is None or r.uuid in mine)
+            processes.extend(r for r in p if mine is None or r.uuid in mine)
+        if failed and len(failed) == len(self.sources):
+            raise NvmlError("; ".join(failed))
+        return devices, processes
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            close = getattr(source, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()

@@ -56,6 +56,9 @@ class InventoryGpuInfo:
     slice_bytes: int
     slice_permille: int
     memory_bytes: int
+    vendor: str = "nvidia"
+    """The inventory's vendor= ("nvidia" for lines without it): which device source reads
+    this GPU (NVML or ROCm SMI, daemon.device_source)."""
 
 
 @dataclass(slots=True)
