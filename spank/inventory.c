@@ -27,6 +27,31 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+const char *vgpu_vendor_name(uint32_t vendor)
+{
+	return vendor == VGPU_VENDOR_AMD ? "amd" : "nvidia";
+}
+
+int vgpu_inventory_find_uuid(const struct vgpu_inventory *inv, const char *uuid)
+{
+	for (uint32_t i = 0; i < inv->ngpus; i++)
+		if (!strcmp(inv->gpu[i].uuid, uuid))
+			return (int)i;
+	return -1;
+}
+
+/* An AMD GPU's uuid: "GPU-" and 16 lowercase hex digits (ROCm SMI's unique id, the form
+ * ROCR_VISIBLE_DEVICES accepts). */
+static int amd_uuid_ok(const char *uuid)
+{
+	if (strncmp(uuid, "GPU-", 4) || strlen(uuid) != 20)
+		return 0;
+	for (const char *p = uuid + 4; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return 0;
+	return 1;
+}
+
 /* One "gpu key=value ... model=rest" record (tokens after "gpu"). */
 static int parse_gpu_line(char *rest, struct vgpu_inv_gpu *g, const char *path, int lineno,
 			  char *err, size_t errlen)
@@ -69,6 +94,16 @@ static int parse_gpu_line(char *rest, struct vgpu_inv_gpu *g, const char *path, 
 				goto bad;
 			g->slice_permille = (uint32_t)v;
 			have_permille = 1;
+		} else if (!strcmp(tok, "vendor")) {
+			if (!strcmp(eq + 1, "nvidia")) {
+				g->vendor = VGPU_VENDOR_NVIDIA;
+			} else if (!strcmp(eq + 1, "amd")) {
+				g->vendor = VGPU_VENDOR_AMD;
+			} else {
+				snprintf(err, errlen, "%s line %d: bad value vendor=%s (this plugin "
+					 "knows vendor=nvidia and vendor=amd)", path, lineno, eq + 1);
+				return -1;
+			}
 		}
 		continue;
 bad:
@@ -78,6 +113,11 @@ bad:
 	if (!have_index || !have_uuid || !have_slices || !have_bytes || !have_permille) {
 		snprintf(err, errlen, "%s line %d: gpu record needs index=, uuid=, slices=, "
 			 "slice_bytes= and slice_permille=", path, lineno);
+		return -1;
+	}
+	if (g->vendor == VGPU_VENDOR_AMD && !amd_uuid_ok(g->uuid)) {
+		snprintf(err, errlen, "%s line %d: uuid=%s of an AMD GPU must be GPU- and 16 "
+			 "lowercase hex digits (its ROCm SMI unique id)", path, lineno, g->uuid);
 		return -1;
 	}
 	if ((uint64_t)g->slices * g->slice_permille > 1000) {

@@ -27,13 +27,39 @@ uint32_t vgpu_gpu_free(const struct vgpu_inventory *inv, const struct vgpu_place
 	return gpu_free_with(inv, cur, i, 0);
 }
 
+/* Span `want` slices over GPUs of one vendor, most-free first; 0 and taken[] filled, or -1
+ * when that vendor's GPUs lack them. *ngpus: how many GPUs the span uses. */
+static int span_vendor(const struct vgpu_inventory *inv, const uint32_t *free_of,
+		       uint32_t vendor, uint32_t want, uint32_t *taken, uint32_t *ngpus)
+{
+	uint32_t remaining = want;
+
+	*ngpus = 0;
+	memset(taken, 0, sizeof(*taken) * VGPU_MAX_GPUS);
+	while (remaining > 0) {
+		uint32_t pick = VGPU_MAX_GPUS;
+
+		for (uint32_t i = 0; i < inv->ngpus; i++)
+			if (inv->gpu[i].vendor == vendor && !taken[i] && free_of[i] > 0 &&
+			    (pick == VGPU_MAX_GPUS || free_of[i] > free_of[pick]))
+				pick = i;
+		if (pick == VGPU_MAX_GPUS)
+			return -1;
+		taken[pick] = free_of[pick] < remaining ? free_of[pick] : remaining;
+		remaining -= taken[pick];
+		(*ngpus)++;
+	}
+	return 0;
+}
+
 int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *cur,
 	       const uint32_t *lent, uint32_t want, struct vgpu_place_entry *out,
 	       uint32_t *nout, char *err, size_t errlen)
 {
-	uint32_t free_of[VGPU_MAX_GPUS], taken[VGPU_MAX_GPUS] = { 0 };
-	uint32_t best = VGPU_MAX_GPUS, remaining = want, n = 0;
-	uint64_t total_free = 0;
+	uint32_t free_of[VGPU_MAX_GPUS], taken[VGPU_MAX_GPUS] = { 0 }, span[VGPU_MAX_GPUS];
+	uint32_t best = VGPU_MAX_GPUS, n = 0, best_gpus = 0;
+	uint64_t total_free = 0, vendor_free[2] = { 0, 0 };
+	int found = 0;
 
 	*nout = 0;
 	if (want == 0 || inv->ngpus == 0) {
@@ -42,8 +68,11 @@ int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *c
 		return -1;
 	}
 	for (uint32_t i = 0; i < inv->ngpus; i++) {
+		uint32_t v = inv->gpu[i].vendor ? 1 : 0;
+
 		free_of[i] = gpu_free_with(inv, cur, i, lent ? lent[i] : 0);
 		total_free += free_of[i];
+		vendor_free[v] += free_of[i];
 		if (free_of[i] >= want && (best == VGPU_MAX_GPUS || free_of[i] < free_of[best]))
 			best = i;
 	}
@@ -59,20 +88,30 @@ int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *c
 			 (unsigned long long)total_free, lent ? " (counting lent slices)" : "");
 		return -1;
 	}
-	/* span: fewest GPUs by taking the most-free GPU first */
-	while (remaining > 0) {
-		uint32_t pick = VGPU_MAX_GPUS;
+	/* span: a job's slices stay on GPUs of one vendor (one visibility variable, one
+	 * runtime); of the vendors that can hold them, the span over the fewest GPUs (ties: the
+	 * vendor of the earlier GPU in the inventory), taking the most-free GPU first */
+	for (uint32_t i = 0; i < inv->ngpus; i++) {
+		uint32_t v = inv->gpu[i].vendor, ngpus, seen = 0;
 
-		for (uint32_t i = 0; i < inv->ngpus; i++)
-			if (!taken[i] && free_of[i] > 0 &&
-			    (pick == VGPU_MAX_GPUS || free_of[i] > free_of[pick]))
-				pick = i;
-		if (pick == VGPU_MAX_GPUS)
-			break; /* cannot happen: total_free >= want */
-		taken[pick] = free_of[pick] < remaining ? free_of[pick] : remaining;
-		remaining -= taken[pick];
+		for (uint32_t k = 0; k < i; k++)
+			seen |= inv->gpu[k].vendor == v;
+		if (seen || span_vendor(inv, free_of, v, want, span, &ngpus))
+			continue;
+		if (!found || ngpus < best_gpus) {
+			memcpy(taken, span, sizeof(taken));
+			best_gpus = ngpus;
+			found = 1;
+		}
 	}
-	/* report in inventory order so CUDA_VISIBLE_DEVICES lists ascending indices */
+	if (!found) {
+		snprintf(err, errlen, "%u slices wanted: %llu free on this node's NVIDIA GPUs and "
+			 "%llu on its AMD GPUs%s, and a job's slices stay on GPUs of one vendor",
+			 want, (unsigned long long)vendor_free[0],
+			 (unsigned long long)vendor_free[1], lent ? " (counting lent slices)" : "");
+		return -1;
+	}
+	/* report in inventory order so the visible devices list ascending indices */
 	for (uint32_t i = 0; i < inv->ngpus; i++) {
 		if (!taken[i])
 			continue;
@@ -82,7 +121,7 @@ int vgpu_place(const struct vgpu_inventory *inv, const struct vgpu_placements *c
 		n++;
 	}
 	*nout = n;
-	return remaining ? -1 : 0;
+	return 0;
 }
 
 static int parse_field(const char *tok, const char *key, uint32_t *out)

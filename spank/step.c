@@ -14,9 +14,11 @@
 
 #include "ctld.h"
 #include "fsutil.h"
+#include "inventory.h"
 #include "jobfiles.h"
 #include "log.h"
 #include "plugin.h"
+#include "visible.h"
 
 #define ERRLEN 512
 
@@ -28,7 +30,8 @@ enum step_mode {
 };
 
 static enum step_mode mode = STEP_UNTOUCHED;
-static char visible[256];
+static struct vgpu_inventory step_inventory; /* which vendor the job's GPUs are */
+static struct vgpu_env_ops visible;          /* the visibility variables, by vendor */
 static char limits_path[PATH_MAX + 16];
 static char state_path[PATH_MAX + 16];
 static struct vgpu_limits step_limits;
@@ -151,11 +154,15 @@ int vgpu_step_setup(spank_t sp, const struct vgpu_config *cfg)
 			 cfg->hook, strerror(errno));
 		return fail_step(cfg, job_id, msg);
 	}
-	if (vgpu_visible_devices(&step_limits, visible, sizeof(visible)))
-		return fail_step(cfg, job_id, "too many GPUs for CUDA_VISIBLE_DEVICES");
+	/* the inventory says each GPU's vendor, hence which variable selects it */
+	if (vgpu_inventory_load(inv_path, &step_inventory, err, sizeof(err)))
+		return fail_step(cfg, job_id, err);
 	mode = STEP_LIMITED;
 	if (!is_whole_job_step(step_id))
 		limit_srun_step(sp, cfg, dir, job_id, step_id);
+	if (vgpu_visible_env(cfg, &step_inventory, mode == STEP_NO_GPUS ? NULL : &step_limits,
+			     &visible, err, sizeof(err)))
+		return fail_step(cfg, job_id, err);
 	if (vgpu_step_anchor_write(job_id, step_id))
 		return fail_step(cfg, job_id, "cannot write its step anchor in " VGPU_STEP_DIR);
 	return 0;
@@ -293,15 +300,22 @@ void vgpu_step_exit(void)
 	}
 }
 
-/* Set every variable named in visible_env (comma-separated) to value. */
-static int set_visible(spank_t sp, const struct vgpu_config *cfg, const char *value)
+/* Set (or remove) the visibility variables chosen in step setup (visible.h). */
+static int set_visible(spank_t sp)
 {
-	char names[sizeof(cfg->visible_env)], *save = NULL;
+	for (uint32_t i = 0; i < visible.n; i++) {
+		const struct vgpu_env_op *o = &visible.op[i];
 
-	snprintf(names, sizeof(names), "%s", cfg->visible_env);
-	for (char *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save))
-		if (spank_setenv(sp, n, value, 1) != ESPANK_SUCCESS)
+		if (o->unset) {
+			spank_err_t rc = spank_unsetenv(sp, o->name);
+
+			/* unsetting a variable the task does not have is fine */
+			if (rc != ESPANK_SUCCESS && rc != ESPANK_ENV_NOEXIST)
+				return -1;
+		} else if (spank_setenv(sp, o->name, o->value, 1) != ESPANK_SUCCESS) {
 			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -336,9 +350,9 @@ int vgpu_task_setup(spank_t sp, const struct vgpu_config *cfg)
 		/* a step inside a vgpu job inherits the batch step's variables: drop them */
 		(void)spank_unsetenv(sp, "VGPU_LIMITS");
 		(void)spank_unsetenv(sp, "VGPU_STATE");
-		return set_visible(sp, cfg, "") ? -1 : 0;
+		return set_visible(sp) ? -1 : 0;
 	}
-	if (set_visible(sp, cfg, visible) || set_preload(sp, cfg->hook) ||
+	if (set_visible(sp) || set_preload(sp, cfg->hook) ||
 	    spank_setenv(sp, "VGPU_LIMITS", limits_path, 1) != ESPANK_SUCCESS ||
 	    spank_setenv(sp, "VGPU_STATE", state_path, 1) != ESPANK_SUCCESS) {
 		slurm_error("vgpu: cannot set the task environment");

@@ -20,6 +20,10 @@
  *   step-limits JOB_LIMITS SLICES OUT  -> "step" (OUT written) | "job" (job's limits apply)
  *   state PATH UID GID                 -> creates the empty state file
  *   lock PATH TIMEOUT_MS [HOLD_MS]     -> "locked" | "error: ..."
+ *   visible INVENTORY LIMITS|- VISIBLE_ENV
+ *                                      -> "vendor=<v>" then "set NAME=VALUE" / "unset NAME"
+ *                                         per variable, in order | "error: ..." (LIMITS "-":
+ *                                         a step holding no slices)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +38,7 @@
 #include "jobfiles.h"
 #include "lent.h"
 #include "placement.h"
+#include "visible.h"
 
 static struct vgpu_inventory inv;
 static struct vgpu_placements table;
@@ -194,9 +199,10 @@ int main(int argc, char **argv)
 		}
 		printf("node=%s gpus=%u\n", inv.node, inv.ngpus);
 		for (uint32_t i = 0; i < inv.ngpus; i++)
-			printf("gpu index=%u uuid=%s slices=%u slice_bytes=%llu slice_permille=%u\n",
+			printf("gpu index=%u uuid=%s slices=%u slice_bytes=%llu slice_permille=%u%s\n",
 			       inv.gpu[i].index, inv.gpu[i].uuid, inv.gpu[i].slices,
-			       (unsigned long long)inv.gpu[i].slice_bytes, inv.gpu[i].slice_permille);
+			       (unsigned long long)inv.gpu[i].slice_bytes, inv.gpu[i].slice_permille,
+			       inv.gpu[i].vendor == VGPU_VENDOR_AMD ? " vendor=amd" : "");
 		return 0;
 	}
 	if (!strcmp(cmd, "place") && (argc == 6 || argc == 8))
@@ -270,6 +276,30 @@ int main(int argc, char **argv)
 			nanosleep(&ts, NULL);
 		}
 		vgpu_unlock(fd);
+		return 0;
+	}
+	if (!strcmp(cmd, "visible") && argc == 5) {
+		static struct vgpu_env_ops ops;
+		struct vgpu_config cfg;
+		char arg[512];
+		char *cargv[1] = { arg };
+
+		snprintf(arg, sizeof(arg), "visible_env=%s", argv[4]);
+		if (vgpu_config_parse(&cfg, 1, cargv, err, sizeof(err)) ||
+		    vgpu_inventory_load(argv[2], &inv, err, sizeof(err)) ||
+		    (strcmp(argv[3], "-") && vgpu_limits_read(argv[3], &lim, err, sizeof(err))) ||
+		    vgpu_visible_env(&cfg, &inv, strcmp(argv[3], "-") ? &lim : NULL, &ops, err,
+				     sizeof(err))) {
+			printf("error: %s\n", err);
+			return 1;
+		}
+		printf("vendor=%s\n", strcmp(argv[3], "-") ? vgpu_vendor_name(ops.vendor) : "-");
+		for (uint32_t i = 0; i < ops.n; i++) {
+			if (ops.op[i].unset)
+				printf("unset %s\n", ops.op[i].name);
+			else
+				printf("set %s=%s\n", ops.op[i].name, ops.op[i].value);
+		}
 		return 0;
 	}
 	fprintf(stderr, "usage: see the comment at the top of test_driver.c\n");

@@ -4,6 +4,12 @@ SPANK benchmark.
 Two nodes (n1, n2), each with two simulated 10-slice GPUs in its own inventory
 (``<base>/inv/<node>.conf``) and its own runtime directory (``<base>/rt/<node>``): the
 plugstack arguments use ``%n``, which the plugin expands to the slurmd's node name.
+
+A node's GPUs are NVIDIA ones unless ``vendors`` (``spank_cluster(site_vendors=...)``) says
+``{"n2": "amd"}``: its inventory then has ``vendor=amd`` and AMD UUIDs ("GPU-" and 16 hex
+digits), and ``SpankSite.create_fake_gpus`` makes its simulated machine an AMD one whose ROCm
+SMI unique ids are those UUIDs. Jobs reach their node's machine through
+``FAKEGPU_STATE=<base>/fake/%n.state`` (``SpankSite.fake_export``).
 """
 
 from __future__ import annotations
@@ -19,24 +25,72 @@ from pathlib import Path
 from typing import Any
 
 from slurm_cluster import SlurmCluster
-from spank_helpers import PLUGIN, Limits, build_spank, decode_limits, write_inventory
+from spank_helpers import (
+    PLUGIN,
+    ROOT,
+    Limits,
+    build_spank,
+    decode_limits,
+    fake_state_uuid,
+    inventory_uuid,
+    write_inventory,
+)
 
 SLICE_BYTES = 1 << 30  # 1 GiB slices: a 10-slice simulated GPU has 10 GiB
 GPUS_PER_NODE = 2
 SLICES_PER_GPU = 10
+FAKEGPU = ROOT / "build" / "fakegpu"
+VENDORS = ("nvidia", "amd")
 
 
 class SpankSite:
     """Files the plugin reads and writes for one test cluster, and how to look at them."""
 
     def __init__(self, base: Path, hook: Path, nodes: tuple[str, ...] = ("n1", "n2"),
-                 gpus: list[tuple[int, int]] | None = None) -> None:
+                 gpus: list[tuple[int, int]] | None = None,
+                 vendors: dict[str, str] | None = None) -> None:
         self.base = base
         self.hook = hook
         self.nodes = nodes
         self.gpus = gpus or [(i, SLICES_PER_GPU) for i in range(GPUS_PER_NODE)]
+        self.vendors = dict(vendors or {})
+        for node, vendor in self.vendors.items():
+            if node not in nodes or vendor not in VENDORS:
+                raise ValueError(f"vendors: {node}={vendor} (nodes {nodes}, vendors {VENDORS})")
         for node in nodes:
-            write_inventory(self.inventory(node), node, self.gpus, slice_bytes=SLICE_BYTES)
+            # NVIDIA nodes keep the inventory without vendor= (what the plugin read before
+            # the token existed); a node named in vendors gets the token
+            write_inventory(self.inventory(node), node, self.gpus, slice_bytes=SLICE_BYTES,
+                            vendor=self.vendors.get(node))
+
+    def vendor(self, node: str) -> str:
+        return self.vendors.get(node, "nvidia")
+
+    def uuid(self, node: str, index: int) -> str:
+        """The inventory UUID of GPU `index` of `node` (its vendor's form)."""
+        return inventory_uuid(node, index, self.vendor(node))
+
+    def fake_state(self, node: str) -> Path:
+        return self.base / "fake" / f"{node}.state"
+
+    def fake_export(self) -> str:
+        """sbatch's --export for jobs that use the simulated GPUs (%n: the job's node)."""
+        return (f"--export=ALL,FAKEGPU_STATE={self.base}/fake/%n.state,"
+                f"LD_LIBRARY_PATH={FAKEGPU}")
+
+    def create_fake_gpus(self, mem: str = "10G", ctx_overhead: str = "0") -> None:
+        """One simulated machine per node (build/fakegpu/fakegpu-ctl), of the node's vendor,
+        with the inventory's GPUs and UUIDs; shared by every job user (mode 0666)."""
+        for node in self.nodes:
+            state = self.fake_state(node)
+            state.parent.mkdir(mode=0o755, exist_ok=True)
+            vendor = self.vendor(node)
+            uuids = ",".join(fake_state_uuid(node, i, vendor) for i, _ in self.gpus)
+            subprocess.run([str(FAKEGPU / "fakegpu-ctl"), "create", "--state", str(state),
+                            "--vendor", vendor, "--count", str(len(self.gpus)),
+                            "--mem", mem, "--uuid", uuids, "--ctx-overhead", ctx_overhead],
+                           check=True, capture_output=True, timeout=30)
+            state.chmod(0o666)
 
     def inventory(self, node: str) -> Path:
         return self.base / "inv" / f"{node}.conf"
@@ -99,8 +153,9 @@ def spank_cluster(hook: Path | None = None, plugstack_extra: dict[str, str] | No
     build_spank()
     base = make_base_dir()
     gpus = options.pop("site_gpus", None)
+    vendors = options.pop("site_vendors", None)
     nodes = tuple(options.get("nodes", ("n1", "n2")))
-    site = SpankSite(base, hook or standin_hook(base), nodes=nodes, gpus=gpus)
+    site = SpankSite(base, hook or standin_hook(base), nodes=nodes, gpus=gpus, vendors=vendors)
     options.setdefault("vgpu_per_node", sum(s for _, s in site.gpus))
     cluster = SlurmCluster(plugstack_conf=site.plugstack(**(plugstack_extra or {})),
                            keep_workdir=os.environ.get("VGPU_KEEP_CLUSTER") == "1", **options)

@@ -92,15 +92,41 @@ def gpu_uuid(node: str, index: int) -> str:
     return f"GPU-{node.encode().hex()[-8:]:0>8}-{index:04x}-0000-0000-000000000000"
 
 
+def amd_gpu_uuid(node: str, index: int) -> str:
+    """The inventory UUID of simulated AMD GPU `index` of `node`: "GPU-" and 16 lowercase hex
+    digits, ROCm SMI's unique id (docs/contracts.md), which the fake's rsmi_dev_unique_id_get
+    reads from the state's UUID bytes 8..15 as a big-endian u64 (see fake_state_uuid)."""
+    return f"GPU-{node.encode().hex()[-8:]:0>8}{0xa3d0_0000 + index:08x}"
+
+
+def fake_state_uuid(node: str, index: int, vendor: str = "nvidia") -> str:
+    """The UUID to create simulated GPU `index` of `node` with (fakegpu-ctl create --uuid),
+    so that what the device reports matches the inventory: the NVIDIA UUID itself, or for AMD
+    one whose bytes 8..15 are amd_gpu_uuid's 16 hex digits."""
+    if vendor != "amd":
+        return gpu_uuid(node, index)
+    unique = amd_gpu_uuid(node, index)[4:]
+    return f"GPU-{node.encode().hex()[-8:]:0>8}-{index:04x}-0000-{unique[:4]}-{unique[4:]}"
+
+
+def inventory_uuid(node: str, index: int, vendor: str = "nvidia") -> str:
+    """The inventory UUID of GPU `index` of `node` for its vendor."""
+    return amd_gpu_uuid(node, index) if vendor == "amd" else gpu_uuid(node, index)
+
+
 def write_inventory(path: Path, node: str, gpus: list[tuple[int, int]],
-                    slice_bytes: int = 1 << 30, mode: int = 0o644) -> Path:
-    """Inventory with one `gpu` line per (index, slices); slice_permille = 1000 // slices."""
+                    slice_bytes: int = 1 << 30, mode: int = 0o644,
+                    vendor: str | None = None) -> Path:
+    """Inventory with one `gpu` line per (index, slices); slice_permille = 1000 // slices.
+    vendor: None writes no vendor= token (an NVIDIA GPU, as before the token existed);
+    "nvidia" or "amd" writes it, with the vendor's UUID form (inventory_uuid)."""
     lines = ["# slurm-vgpu node inventory (test)", "version=1", f"node={node}"]
     for index, slices in gpus:
+        vendor_token = f"vendor={vendor} " if vendor else ""
         lines.append(
-            f"gpu index={index} uuid={gpu_uuid(node, index)} "
+            f"gpu index={index} uuid={inventory_uuid(node, index, vendor or 'nvidia')} "
             f"slices={slices} slice_bytes={slice_bytes} slice_permille={1000 // slices} "
-            f"memory_bytes={slices * slice_bytes} model=Simulated GPU {index}"
+            f"memory_bytes={slices * slice_bytes} {vendor_token}model=Simulated GPU {index}"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

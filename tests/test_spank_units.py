@@ -20,6 +20,7 @@ from spank_helpers import (
     LIMITS_SIZE,
     PLUGIN,
     SHARE_BURST,
+    amd_gpu_uuid,
     build_spank,
     decode_limits,
     gpu_uuid,
@@ -599,3 +600,189 @@ def test_reads_what_the_gres_generator_writes(tmp_path: Path, as_root: None) -> 
         "gpu index=2 uuid=GPU-0a1b2c3d-0000-1111-2222-333344445557 slices=4 "
         "slice_bytes=4294967296 slice_permille=250",
     ]
+
+
+# ----------------------------------------------------------------- GPU vendors (issue 17)
+
+
+def write_mixed_inventory(path: Path, node: str, gpus: list[tuple[int, int, str]]) -> Path:
+    """Inventory of (index, slices, vendor) GPUs, each line with its vendor= token."""
+    lines = ["version=1", f"node={node}"]
+    for index, slices, vendor in gpus:
+        uuid = amd_gpu_uuid(node, index) if vendor == "amd" else gpu_uuid(node, index)
+        lines.append(f"gpu index={index} uuid={uuid} slices={slices} slice_bytes={1 << 30} "
+                     f"slice_permille={1000 // slices} vendor={vendor} model=Sim {vendor}")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o644)
+    return path
+
+
+def test_inventory_reads_the_vendor_token(tmp_path: Path, as_root: None) -> None:
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 10, "nvidia"), (1, 10, "amd")])
+    lines = run_driver("inventory", str(inv), check=True).stdout.splitlines()
+    assert lines == [
+        "node=n1 gpus=2",
+        f"gpu index=0 uuid={gpu_uuid('n1', 0)} slices=10 slice_bytes={1 << 30} "
+        "slice_permille=100",
+        f"gpu index=1 uuid={amd_gpu_uuid('n1', 1)} slices=10 slice_bytes={1 << 30} "
+        "slice_permille=100 vendor=amd",
+    ]
+    assert amd_gpu_uuid("n1", 1) == "GPU-00006e31a3d00001"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gpu index=0 uuid=GPU-0123456789abcdef slices=1 slice_bytes=1 slice_permille=1 "
+         "vendor=intel model=X\n", "line 1: bad value vendor=intel (this plugin knows "
+         "vendor=nvidia and vendor=amd)"),
+        ("gpu index=0 uuid=GPU-0123456789ABCDEF slices=1 slice_bytes=1 slice_permille=1 "
+         "vendor=amd model=X\n", "line 1: uuid=GPU-0123456789ABCDEF of an AMD GPU must be "
+         "GPU- and 16 lowercase hex digits"),
+        ("gpu index=0 uuid=GPU-00006e31-0000-0000-0000-000000000000 slices=1 slice_bytes=1 "
+         "slice_permille=1 vendor=amd model=X\n", "of an AMD GPU must be"),
+    ],
+)
+def test_inventory_vendor_errors_name_the_line(tmp_path: Path, as_root: None, text: str,
+                                               message: str) -> None:
+    path = tmp_path / "inv.conf"
+    path.write_text(text)
+    result = run_driver("inventory", str(path))
+    assert result.returncode == 1
+    assert message in result.stdout
+
+
+def test_a_vendor_token_after_model_is_part_of_the_model(tmp_path: Path,
+                                                         as_root: None) -> None:
+    # model= takes the rest of the line: a GPU named "... vendor=amd" is still NVIDIA
+    path = tmp_path / "inv.conf"
+    path.write_text(f"gpu index=0 uuid={gpu_uuid('n1', 0)} slices=2 slice_bytes=1 "
+                    "slice_permille=500 model=Odd vendor=amd\n")
+    path.chmod(0o644)
+    lines = run_driver("inventory", str(path), check=True).stdout.splitlines()
+    assert not lines[1].endswith("vendor=amd")
+
+
+def test_one_gpu_placement_ignores_vendor(tmp_path: Path, rt: Path) -> None:
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 10, "nvidia"), (1, 10, "amd")])
+    assert place(rt, inv, 1, 7) == "placed gpu0:7"
+    assert place(rt, inv, 2, 3) == "placed gpu0:3"   # best fit, whatever the vendor
+    assert place(rt, inv, 3, 3) == "placed gpu1:3"
+
+
+def test_a_span_never_mixes_vendors(tmp_path: Path, rt: Path) -> None:
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 10, "nvidia"), (1, 10, "amd"), (2, 10, "amd")])
+    assert place(rt, inv, 1, 4) == "placed gpu0:4"   # nvidia: 6 free
+    assert place(rt, inv, 2, 8) == "placed gpu1:8"   # amd: 2 + 10 free
+    # 11: the NVIDIA GPU cannot hold them, the AMD ones can (the most-free first)
+    assert place(rt, inv, 3, 11) == "placed gpu1:1+gpu2:10"
+    # 7 free in all (6 on gpu0, 1 on gpu1), but not on GPUs of one vendor
+    out = place(rt, inv, 4, 7)
+    assert out == ("error: 7 slices wanted: 6 free on this node's NVIDIA GPUs and 1 on its "
+                   "AMD GPUs, and a job's slices stay on GPUs of one vendor")
+    assert "job=4" not in (rt / "placements").read_text()
+
+
+def test_a_span_takes_the_vendor_needing_fewer_gpus(tmp_path: Path, rt: Path) -> None:
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 4, "nvidia"), (1, 4, "nvidia"), (2, 4, "nvidia"),
+                                 (3, 6, "amd"), (4, 6, "amd")])
+    # 11: three NVIDIA GPUs (4+4+3) or two AMD ones (6+5): the AMD ones
+    assert place(rt, inv, 1, 11) == "placed gpu3:6+gpu4:5"
+
+
+def test_a_span_tie_goes_to_the_vendor_listed_first(tmp_path: Path, rt: Path) -> None:
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 5, "amd"), (1, 5, "amd"), (2, 5, "nvidia"),
+                                 (3, 5, "nvidia")])
+    assert place(rt, inv, 1, 7) == "placed gpu0:5+gpu1:2"
+    assert place(rt, inv, 2, 7) == "placed gpu2:5+gpu3:2"
+
+
+def visible(inv: Path, limits: str, env: str = "CUDA_VISIBLE_DEVICES") -> list[str]:
+    result = run_driver("visible", str(inv), limits, env)
+    return result.stdout.splitlines()
+
+
+def test_visibility_of_an_amd_job_is_rocr_by_index(tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n2", [(0, 10), (1, 10)], vendor="amd")
+    lim = tmp_path / "limits"
+    run_driver("limits", str(lim), str(inv), "5", "0", "0", "1:3", check=True)
+    assert decode_limits(lim.read_bytes()).gpus[0].uuid == amd_gpu_uuid("n2", 1)
+    # HIP reads HIP_VISIBLE_DEVICES, else CUDA_VISIBLE_DEVICES, as a second selection
+    # relative to ROCr's: both go, or an inherited value would pick from the wrong list
+    assert visible(inv, str(lim)) == [
+        "vendor=amd", "unset CUDA_VISIBLE_DEVICES", "unset HIP_VISIBLE_DEVICES",
+        "set ROCR_VISIBLE_DEVICES=1",
+    ]
+    # visible_env names NVIDIA's variables: an AMD job has none of them
+    assert visible(inv, str(lim), "CUDA_VISIBLE_DEVICES,ASCEND_RT_VISIBLE_DEVICES,"
+                   "ROCR_VISIBLE_DEVICES") == [
+        "vendor=amd", "unset CUDA_VISIBLE_DEVICES", "unset ASCEND_RT_VISIBLE_DEVICES",
+        "set ROCR_VISIBLE_DEVICES=1", "unset HIP_VISIBLE_DEVICES",
+    ]
+
+
+def test_visibility_of_an_amd_job_spanning_gpus(tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n2", [(0, 10), (1, 10), (3, 10)],
+                          vendor="amd")
+    lim = tmp_path / "limits"
+    run_driver("limits", str(lim), str(inv), "5", "0", "0", "1:10", "3:2", check=True)
+    assert visible(inv, str(lim))[-1] == "set ROCR_VISIBLE_DEVICES=1,3"
+
+
+def test_visibility_of_an_nvidia_job_is_unchanged(tmp_path: Path, as_root: None) -> None:
+    for name, vendor in (("plain.conf", None), ("token.conf", "nvidia")):
+        inv = write_inventory(tmp_path / name, "n1", [(0, 10), (1, 10)], vendor=vendor)
+        lim = tmp_path / f"{name}.limits"
+        run_driver("limits", str(lim), str(inv), "5", "0", "0", "1:3", check=True)
+        assert visible(inv, str(lim)) == ["vendor=nvidia", "set CUDA_VISIBLE_DEVICES=1"]
+        # on an all-NVIDIA node visible_env= is taken as written, ROCR included
+        assert visible(inv, str(lim), "CUDA_VISIBLE_DEVICES,ROCR_VISIBLE_DEVICES") == [
+            "vendor=nvidia", "set CUDA_VISIBLE_DEVICES=1", "set ROCR_VISIBLE_DEVICES=1"]
+
+
+def test_visibility_on_a_node_with_both_vendors(tmp_path: Path, as_root: None) -> None:
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 10, "nvidia"), (1, 10, "amd")])
+    nv, amd = tmp_path / "nv.limits", tmp_path / "amd.limits"
+    run_driver("limits", str(nv), str(inv), "5", "0", "0", "0:3", check=True)
+    run_driver("limits", str(amd), str(inv), "6", "0", "0", "1:3", check=True)
+    # an NVIDIA job sees no AMD GPU: ROCR_VISIBLE_DEVICES set but empty (ROCr: none)
+    assert visible(inv, str(nv)) == [
+        "vendor=nvidia", "set CUDA_VISIBLE_DEVICES=0", "set ROCR_VISIBLE_DEVICES="]
+    assert visible(inv, str(nv), "CUDA_VISIBLE_DEVICES,ROCR_VISIBLE_DEVICES") == [
+        "vendor=nvidia", "set CUDA_VISIBLE_DEVICES=0", "set ROCR_VISIBLE_DEVICES="]
+    assert visible(inv, str(amd))[-1] == "set ROCR_VISIBLE_DEVICES=1"
+    # a step holding no slices sees no GPU of either vendor
+    assert visible(inv, "-") == [
+        "vendor=-", "set CUDA_VISIBLE_DEVICES=", "set ROCR_VISIBLE_DEVICES="]
+
+
+def test_visibility_of_a_zero_slice_step_on_an_nvidia_node_is_unchanged(
+        tmp_path: Path, as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    assert visible(inv, "-") == ["vendor=-", "set CUDA_VISIBLE_DEVICES="]
+
+
+def test_visibility_needs_the_limits_gpus_in_the_inventory(tmp_path: Path,
+                                                           as_root: None) -> None:
+    inv = write_inventory(tmp_path / "inv.conf", "n1", [(0, 10)])
+    other = write_inventory(tmp_path / "other.conf", "n2", [(0, 10)], vendor="amd")
+    lim = tmp_path / "limits"
+    run_driver("limits", str(lim), str(other), "5", "0", "0", "0:3", check=True)
+    out = visible(inv, str(lim))
+    assert out == [f"error: GPU {amd_gpu_uuid('n2', 0)} of the job's limits is not in the "
+                   "node inventory (was the inventory regenerated?)"]
+
+
+def test_visibility_refuses_limits_spanning_two_vendors(tmp_path: Path, as_root: None) -> None:
+    # placement never does this; a limits file that does is refused, not half-applied
+    inv = write_mixed_inventory(tmp_path / "inv.conf", "n1",
+                                [(0, 10, "nvidia"), (1, 10, "amd")])
+    lim = tmp_path / "limits"
+    run_driver("limits", str(lim), str(inv), "5", "0", "0", "0:1", "1:1", check=True)
+    assert visible(inv, str(lim)) == ["error: the job's GPUs are of two vendors (nvidia and amd)"]
