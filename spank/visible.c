@@ -25,6 +25,23 @@ static int add_op(struct vgpu_env_ops *ops, const char *name, int unset, const c
 	return 0;
 }
 
+/* The limits' GPU UUIDs, comma-separated, in the limits' order. */
+static int uuid_list(const struct vgpu_limits *lim, char *out, size_t outlen)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (uint32_t k = 0; k < lim->ngpus && k < VGPU_MAX_GPUS; k++) {
+		int n = snprintf(out + used, outlen - used, "%s%.*s", k ? "," : "",
+				 (int)VGPU_UUID_LEN, lim->gpu[k].uuid);
+
+		if (n < 0 || (size_t)n >= outlen - used)
+			return -1;
+		used += (size_t)n;
+	}
+	return 0;
+}
+
 /* Each visible_env= name: set to value, or removed (unset). */
 static int each_configured(const struct vgpu_config *cfg, struct vgpu_env_ops *ops, int unset,
 			   const char *value)
@@ -42,7 +59,7 @@ int vgpu_visible_env(const struct vgpu_config *cfg, const struct vgpu_inventory 
 		     const struct vgpu_limits *lim, struct vgpu_env_ops *ops, char *err,
 		     size_t errlen)
 {
-	char indices[256];
+	char indices[256], uuids[VGPU_MAX_GPUS * (VGPU_UUID_LEN + 1)];
 	int node_has_amd = 0;
 
 	memset(ops, 0, sizeof(*ops));
@@ -74,16 +91,19 @@ int vgpu_visible_env(const struct vgpu_config *cfg, const struct vgpu_inventory 
 			return -1;
 		}
 	}
-	if (vgpu_visible_devices(lim, indices, sizeof(indices)))
-		goto too_long;
 	if (ops->vendor == VGPU_VENDOR_AMD) {
-		if (each_configured(cfg, ops, 1, "") ||
+		/* by UUID: ROCr numbers GPUs in its own order, which on some hosts is not ROCm
+		 * SMI's (the inventory's), and a node with both vendors numbers its AMD GPUs after
+		 * the NVIDIA ones in the inventory */
+		if (uuid_list(lim, uuids, sizeof(uuids)) || each_configured(cfg, ops, 1, "") ||
 		    add_op(ops, "CUDA_VISIBLE_DEVICES", 1, "") ||
 		    add_op(ops, "HIP_VISIBLE_DEVICES", 1, "") ||
-		    add_op(ops, VGPU_AMD_VISIBLE_ENV, 0, indices))
+		    add_op(ops, VGPU_AMD_VISIBLE_ENV, 0, uuids))
 			goto too_long;
 		return 0;
 	}
+	if (vgpu_visible_devices(lim, indices, sizeof(indices)))
+		goto too_long;
 	if (each_configured(cfg, ops, 0, indices) ||
 	    (node_has_amd && add_op(ops, VGPU_AMD_VISIBLE_ENV, 0, "")))
 		goto too_long;

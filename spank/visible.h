@@ -15,7 +15,7 @@
 struct vgpu_env_op {
 	char name[64];
 	int unset;          /* 1: remove the variable; 0: set it to value */
-	char value[256];
+	char value[VGPU_MAX_GPUS * (VGPU_UUID_LEN + 1)];
 };
 
 struct vgpu_env_ops {
@@ -32,7 +32,7 @@ struct vgpu_env_ops {
  * - NVIDIA GPUs: every variable of visible_env= gets their indices (CUDA_VISIBLE_DEVICES
  *   by default); on a node whose inventory lists AMD GPUs, ROCR_VISIBLE_DEVICES is set
  *   empty (no AMD GPU), whatever visible_env says.
- * - AMD GPUs: ROCR_VISIBLE_DEVICES gets their indices; CUDA_VISIBLE_DEVICES,
+ * - AMD GPUs: ROCR_VISIBLE_DEVICES gets their UUIDs (GPU-<16 hex>); CUDA_VISIBLE_DEVICES,
  *   HIP_VISIBLE_DEVICES and the other visible_env= variables are removed (HIP reads the
  *   first two as a second, relative selection; an empty one would hide every device).
  * - No slices: every visible_env= variable empty, and ROCR_VISIBLE_DEVICES empty on a node

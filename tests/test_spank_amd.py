@@ -4,7 +4,7 @@ n1 has two simulated NVIDIA GPUs, n2 two simulated AMD ones (fake libamdhip64 an
 an AMD state file; docs/fakegpu.md), each cut into ten 1 GiB slices. n2's inventory has
 `vendor=amd` and AMD UUIDs ("GPU-" and ROCm SMI's 16-hex-digit unique id). The plugin places
 a job's slices on one GPU of the node's vendor and makes it visible with that vendor's
-variable: ROCR_VISIBLE_DEVICES (physical index) for AMD, CUDA_VISIBLE_DEVICES for NVIDIA.
+variable: ROCR_VISIBLE_DEVICES (the GPUs' UUIDs) for AMD, CUDA_VISIBLE_DEVICES for NVIDIA.
 Jobs preload the real hook (build/native/libvgpu.so); what is asserted is what the plugin
 controls (placement, limits file, environment, which device a program sees).
 """
@@ -132,8 +132,8 @@ def test_three_slices_on_the_amd_node(cluster: SlurmCluster, site: SpankSite) ->
         rows = [(gpu, n) for job, gpu, n in site.placements("n2") if job == jobid]
         assert len(rows) == 1 and rows[0][1] == 3, site.placements("n2")
         index = rows[0][0]
-        # the AMD runtime's variable, by physical index; no CUDA GPU, no stale HIP selection
-        assert env["ROCR_VISIBLE_DEVICES"] == str(index)
+        # the AMD runtime's variable, by UUID; no CUDA GPU, no stale HIP selection
+        assert env["ROCR_VISIBLE_DEVICES"] == amd_gpu_uuid("n2", index)
         assert "CUDA_VISIBLE_DEVICES" not in env
         assert "HIP_VISIBLE_DEVICES" not in env
         assert env["LD_PRELOAD"].split(":")[0] == str(HOOK)
@@ -192,7 +192,8 @@ def test_jobs_land_on_either_node_each_with_its_vendors_variable(
             assert [(g.physical_index, g.slices) for g in limits.gpus] == [(0, 10), (1, 10)]
             assert [g.uuid for g in limits.gpus] == [site.uuid(nodes[job], i) for i in (0, 1)]
             if nodes[job] == "n2":
-                assert env["ROCR_VISIBLE_DEVICES"] == "0,1"
+                assert env["ROCR_VISIBLE_DEVICES"] == ",".join(
+                    amd_gpu_uuid("n2", i) for i in (0, 1))
                 assert "CUDA_VISIBLE_DEVICES" not in env
                 assert json.loads(job_props(cluster, job)[0])["count"] == 2
             else:
@@ -224,10 +225,10 @@ def test_srun_steps_of_an_amd_job(cluster: SlurmCluster, site: SpankSite) -> Non
     for line in text.splitlines():
         key, _, rest = line.partition(" ")
         out.setdefault(key, []).append(rest)
-    index = out["batch"][0].split()[0].removeprefix("rocr=")
-    assert out["batch"] == [f"rocr={index} cuda=unset"], text
+    uuid = out["batch"][0].split()[0].removeprefix("rocr=")
+    assert uuid.startswith("GPU-") and out["batch"] == [f"rocr={uuid} cuda=unset"], text
     # a step holding 1 of the job's 2 slices: the same GPU, its own smaller limits file
-    assert out["one"][0] == (f"rocr={index} "
+    assert out["one"][0] == (f"rocr={uuid} "
                              f"limits={site.job_dir('n2', jobid) / 'step.0.limits'}"), text
     assert json.loads(out["one"][1])["count"] == 1, text
     # a step holding none sees no GPU: ROCr's list and CUDA's both empty

@@ -707,7 +707,7 @@ def visible(inv: Path, limits: str, env: str = "CUDA_VISIBLE_DEVICES") -> list[s
     return result.stdout.splitlines()
 
 
-def test_visibility_of_an_amd_job_is_rocr_by_index(tmp_path: Path, as_root: None) -> None:
+def test_visibility_of_an_amd_job_is_rocr_by_uuid(tmp_path: Path, as_root: None) -> None:
     inv = write_inventory(tmp_path / "inv.conf", "n2", [(0, 10), (1, 10)], vendor="amd")
     lim = tmp_path / "limits"
     run_driver("limits", str(lim), str(inv), "5", "0", "0", "1:3", check=True)
@@ -716,13 +716,13 @@ def test_visibility_of_an_amd_job_is_rocr_by_index(tmp_path: Path, as_root: None
     # relative to ROCr's: both go, or an inherited value would pick from the wrong list
     assert visible(inv, str(lim)) == [
         "vendor=amd", "unset CUDA_VISIBLE_DEVICES", "unset HIP_VISIBLE_DEVICES",
-        "set ROCR_VISIBLE_DEVICES=1",
+        f"set ROCR_VISIBLE_DEVICES={amd_gpu_uuid('n2', 1)}",
     ]
     # visible_env names NVIDIA's variables: an AMD job has none of them
     assert visible(inv, str(lim), "CUDA_VISIBLE_DEVICES,ASCEND_RT_VISIBLE_DEVICES,"
                    "ROCR_VISIBLE_DEVICES") == [
         "vendor=amd", "unset CUDA_VISIBLE_DEVICES", "unset ASCEND_RT_VISIBLE_DEVICES",
-        "set ROCR_VISIBLE_DEVICES=1", "unset HIP_VISIBLE_DEVICES",
+        f"set ROCR_VISIBLE_DEVICES={amd_gpu_uuid('n2', 1)}", "unset HIP_VISIBLE_DEVICES",
     ]
 
 
@@ -731,7 +731,8 @@ def test_visibility_of_an_amd_job_spanning_gpus(tmp_path: Path, as_root: None) -
                           vendor="amd")
     lim = tmp_path / "limits"
     run_driver("limits", str(lim), str(inv), "5", "0", "0", "1:10", "3:2", check=True)
-    assert visible(inv, str(lim))[-1] == "set ROCR_VISIBLE_DEVICES=1,3"
+    assert visible(inv, str(lim))[-1] == (
+        f"set ROCR_VISIBLE_DEVICES={amd_gpu_uuid('n2', 1)},{amd_gpu_uuid('n2', 3)}")
 
 
 def test_visibility_of_an_nvidia_job_is_unchanged(tmp_path: Path, as_root: None) -> None:
@@ -756,7 +757,8 @@ def test_visibility_on_a_node_with_both_vendors(tmp_path: Path, as_root: None) -
         "vendor=nvidia", "set CUDA_VISIBLE_DEVICES=0", "set ROCR_VISIBLE_DEVICES="]
     assert visible(inv, str(nv), "CUDA_VISIBLE_DEVICES,ROCR_VISIBLE_DEVICES") == [
         "vendor=nvidia", "set CUDA_VISIBLE_DEVICES=0", "set ROCR_VISIBLE_DEVICES="]
-    assert visible(inv, str(amd))[-1] == "set ROCR_VISIBLE_DEVICES=1"
+    # by UUID: the inventory numbers a mixed node's AMD GPUs after its NVIDIA ones
+    assert visible(inv, str(amd))[-1] == f"set ROCR_VISIBLE_DEVICES={amd_gpu_uuid('n1', 1)}"
     # a step holding no slices sees no GPU of either vendor
     assert visible(inv, "-") == [
         "vendor=-", "set CUDA_VISIBLE_DEVICES=", "set ROCR_VISIBLE_DEVICES="]

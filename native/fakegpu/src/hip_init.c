@@ -4,14 +4,16 @@
  *
  * The runtime attaches on the first HIP call (as the real one initializes ROCr on first use).
  * ROCR_VISIBLE_DEVICES and then HIP_VISIBLE_DEVICES (CUDA_VISIBLE_DEVICES when that is unset)
- * select devices by index, each relative to the list before it; a list ends at the first
- * entry naming no device or repeating one. The first call that works on a device (memory,
+ * select devices by index, each relative to the list before it (ROCR_VISIBLE_DEVICES also by
+ * "GPU-<16 hex>" unique id, as ROCr accepts); a list ends at the first entry naming no device
+ * or repeating one. The first call that works on a device (memory,
  * launches, streams, synchronization, memory info) sets the process up there: that costs the
  * state's ctx_overhead of device memory, charged to the process, as the CUDA fake's context.
  */
 #include "hip_internal.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,8 +26,33 @@ static int ready[FG_MAX_DEVICES];
 static __thread int current;
 static __thread hipError_t last_error;
 
-/* Keep the entries of list[0..*n) that the variable's indices name, in its order. */
-static void filter(const char *var, uint32_t *list, int *n)
+/* The physical device whose ROCm unique id (the state's uuid bytes 8..15, big-endian: what
+ * the fake ROCm SMI reports) a "GPU-<16 hex>" token names, among list[0..n); -1: none. */
+static long by_uuid(const char *token, const char **end, const uint32_t *list, int n)
+{
+	unsigned long long want;
+	char *stop;
+
+	if (strncmp(token, "GPU-", 4) != 0 || !isxdigit((unsigned char)token[4]))
+		return -1;
+	want = strtoull(token + 4, &stop, 16);
+	if (stop - (token + 4) != 16)
+		return -1;
+	*end = stop;
+	for (int i = 0; i < n; i++) {
+		unsigned long long id = 0;
+
+		for (int b = 8; b < 16; b++)
+			id = (id << 8) | shm->config[list[i]].uuid[b];
+		if (id == want)
+			return i;
+	}
+	return -1;
+}
+
+/* Keep the entries of list[0..*n) that the variable names, in its order: by index, or (uuids:
+ * ROCR_VISIBLE_DEVICES, as ROCr) by "GPU-<16 hex>" unique id. */
+static void filter(const char *var, uint32_t *list, int *n, int uuids)
 {
 	const char *v = getenv(var);
 	uint32_t out[FG_MAX_DEVICES];
@@ -40,9 +67,18 @@ static void filter(const char *var, uint32_t *list, int *n)
 
 		while (isspace((unsigned char)*v))
 			v++;
-		if (!isdigit((unsigned char)*v))
+		if (uuids && *v == 'G') {
+			const char *stop = v;
+
+			idx = by_uuid(v, &stop, list, *n);
+			end = (char *)(uintptr_t)stop;
+			if (idx < 0)
+				break;
+		} else if (!isdigit((unsigned char)*v)) {
 			break;
-		idx = strtol(v, &end, 10);
+		} else {
+			idx = strtol(v, &end, 10);
+		}
 		while (isspace((unsigned char)*end))
 			end++;
 		if ((*end && *end != ',') || idx < 0 || idx >= *n)
@@ -71,11 +107,11 @@ static void attach(void)
 	count = (int)(shm->device_count < FG_MAX_DEVICES ? shm->device_count : FG_MAX_DEVICES);
 	for (int i = 0; i < count; i++)
 		visible[i] = (uint32_t)i;
-	filter("ROCR_VISIBLE_DEVICES", visible, &count);
+	filter("ROCR_VISIBLE_DEVICES", visible, &count, 1);
 	if (getenv("HIP_VISIBLE_DEVICES"))
-		filter("HIP_VISIBLE_DEVICES", visible, &count);
+		filter("HIP_VISIBLE_DEVICES", visible, &count, 0);
 	else
-		filter("CUDA_VISIBLE_DEVICES", visible, &count);
+		filter("CUDA_VISIBLE_DEVICES", visible, &count, 0);
 	if (fg_lock(shm) == 0) {
 		fg_reap_dead(shm);
 		fg_unlock(shm);
