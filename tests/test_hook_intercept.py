@@ -18,8 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _hook_list() -> list[str]:
-    text = (REPO / "native" / "src" / "hook_list.h").read_text()
-    return re.findall(r"X\((?:CU|NVML), (\w+),", text)
+    """Every function the X-macro lists name: the CUDA driver and NVML list, and the HIP one."""
+    names: list[str] = []
+    for header in ("hook_list.h", "hook_hip_list.h"):
+        text = (REPO / "native" / "src" / header).read_text()
+        names += re.findall(r"X\((?:CU|NVML|HIP), (\w+),", text)
+    return names
 
 
 def test_exports_exactly_the_hooked_functions_and_dlsym(hook_build: HookBuild) -> None:

@@ -1,7 +1,9 @@
 /*
  * Interception: how the application's calls reach the wrappers, on every lookup path.
- *   1. linked -lcuda / -lnvidia-ml: the wrappers are exported, LD_PRELOAD puts them first;
- *   2. dlopen + dlsym: dlsym() is interposed and hands out the wrapper for a hooked name;
+ *   1. linked -lcuda / -lnvidia-ml / -lamdhip64: the wrappers are exported, LD_PRELOAD puts
+ *      them first;
+ *   2. dlopen + dlsym: dlsym() is interposed and hands out the wrapper for a hooked name
+ *      (cu*, nvml*, hip*);
  *   3. cuGetProcAddress (what cudart 12/13 uses, _ptsz included): the wrapper asks the real
  *      one, then swaps a returned pointer that is (by address, or by name and version) a
  *      hooked function for the wrapper.
@@ -31,12 +33,12 @@ struct hook_info {
 
 static const struct hook_info hooks[VGPU_HOOK_COUNT] = {
 #define X(lib, name, base, ver, pt, params) {#name, #base, VGPU_LIB_##lib, ver, pt, (void *)name},
-	VGPU_HOOKS(X)
+	VGPU_ALL_HOOKS(X)
 #undef X
 };
 
 static void *(*real_dlsym)(void *, const char *);
-static void *lib_handles[2];
+static void *lib_handles[VGPU_LIB_COUNT];
 static void *driver_exports[VGPU_HOOK_COUNT]; /* the driver's own address of each name */
 static pthread_once_t exports_once = PTHREAD_ONCE_INIT;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -54,8 +56,15 @@ static void *lib_handle(int lib)
 	void *h = __atomic_load_n(&lib_handles[lib], __ATOMIC_ACQUIRE);
 	if (h)
 		return h;
-	h = dlopen(lib == VGPU_LIB_CU ? "libcuda.so.1" : "libnvidia-ml.so.1",
-		   RTLD_NOW | RTLD_LOCAL);
+	static const char *const names[VGPU_LIB_COUNT] = {
+		[VGPU_LIB_CU] = "libcuda.so.1",
+		[VGPU_LIB_NVML] = "libnvidia-ml.so.1",
+		[VGPU_LIB_HIP] = "libamdhip64.so.5",
+		[VGPU_LIB_RSMI] = "librocm_smi64.so.1",
+	};
+	if (lib < 0 || lib >= VGPU_LIB_COUNT)
+		return NULL;
+	h = dlopen(names[lib], RTLD_NOW | RTLD_LOCAL);
 	if (h)
 		__atomic_store_n(&lib_handles[lib], h, __ATOMIC_RELEASE);
 	return h;
@@ -160,6 +169,8 @@ static void *hooked_dlsym(void *handle, const char *symbol)
 			return NULL;
 		set_real(i, p);
 		vgpu_ensure_init();
+		if (hooks[i].lib == VGPU_LIB_HIP)
+			vgpu_hip_start(); /* HIP has no cuInit: the front starts on first use */
 		return hooks[i].wrapper;
 	}
 	return p;
@@ -176,6 +187,7 @@ VGPU_EXPORT void *dlsym(void *handle, const char *symbol)
 	const char *name = symbol;
 	__asm__("" : "+r"(name));
 	if (name && ((name[0] == 'c' && name[1] == 'u') ||
+		     (name[0] == 'h' && name[1] == 'i' && name[2] == 'p') ||
 		     (name[0] == 'n' && name[1] == 'v' && name[2] == 'm' && name[3] == 'l')))
 		return hooked_dlsym(handle, name);
 	/* A tail call: glibc's dlsym sees the caller's return address, so RTLD_NEXT keeps its
@@ -256,50 +268,25 @@ CUresult cuInit(unsigned int flags)
 	CUresult r = real(flags);
 	if (r == CUDA_SUCCESS && vgpu_rt.mode == VGPU_MODE_ENFORCE) {
 		vgpu_register_process();
-		vgpu_monitor_start();
+		vgpu_monitor_start(&vgpu_cuda_front);
 	}
 	return r;
 }
 
 /* ------------------------------------------------------------------ launches (hot path) */
 
-/* The unthrottled path is one load of the real pointer, one of the gate word and a tail
- * call that leaves every argument where the caller put it. Waiting at the gate and first-use
- * resolution happen out of line, in a call that takes no arguments and returns the function
- * to jump to. */
-#define VGPU_LAUNCH_WRAPPER(name, params, ...)                                            \
-	_Pragma("GCC diagnostic push")                                                    \
-	_Pragma("GCC diagnostic ignored \"-Wunused-parameter\"")                          \
-	static CUresult missing_##name params                                             \
-	{                                                                                 \
-		return CUDA_ERROR_NOT_FOUND;                                              \
-	}                                                                                 \
-	_Pragma("GCC diagnostic pop")                                                     \
-	static __attribute__((noinline, cold)) vgpu_fn_##name slow_##name(void)          \
-	{                                                                                 \
-		VGPU_GATE();                                                              \
-		vgpu_fn_##name real_ = VGPU_REAL(name);                                   \
-		return real_ ? real_ : missing_##name;                                    \
-	}                                                                                 \
-	CUresult name params                                                              \
-	{                                                                                 \
-		vgpu_fn_##name real_ = (vgpu_fn_##name)__atomic_load_n(                   \
-			&vgpu_real[VGPU_HOOK_##name], __ATOMIC_RELAXED);                  \
-		if (VGPU_UNLIKELY(real_ == NULL ||                                        \
-				  atomic_load_explicit(vgpu_gate, memory_order_relaxed))) \
-			real_ = slow_##name();                                            \
-		return real_(__VA_ARGS__);                                                \
-	}
+#define VGPU_CU_LAUNCH(name, params, ...) \
+	VGPU_LAUNCH_WRAPPER(CUresult, &vgpu_cuda_front, CUDA_ERROR_NOT_FOUND, name, params, __VA_ARGS__)
 
-VGPU_LAUNCH_WRAPPER(cuLaunchKernel, VGPU_LAUNCH_PARAMS, f, gx, gy, gz, bx, by, bz, shmem, stream,
+VGPU_CU_LAUNCH(cuLaunchKernel, VGPU_LAUNCH_PARAMS, f, gx, gy, gz, bx, by, bz, shmem, stream,
 		    params, extra)
-VGPU_LAUNCH_WRAPPER(cuLaunchKernel_ptsz, VGPU_LAUNCH_PARAMS, f, gx, gy, gz, bx, by, bz, shmem,
+VGPU_CU_LAUNCH(cuLaunchKernel_ptsz, VGPU_LAUNCH_PARAMS, f, gx, gy, gz, bx, by, bz, shmem,
 		    stream, params, extra)
-VGPU_LAUNCH_WRAPPER(cuLaunchKernelEx, VGPU_LAUNCH_EX_PARAMS, config, f, params, extra)
-VGPU_LAUNCH_WRAPPER(cuLaunchKernelEx_ptsz, VGPU_LAUNCH_EX_PARAMS, config, f, params, extra)
-VGPU_LAUNCH_WRAPPER(cuLaunchCooperativeKernel, VGPU_COOP_PARAMS, f, gx, gy, gz, bx, by, bz,
+VGPU_CU_LAUNCH(cuLaunchKernelEx, VGPU_LAUNCH_EX_PARAMS, config, f, params, extra)
+VGPU_CU_LAUNCH(cuLaunchKernelEx_ptsz, VGPU_LAUNCH_EX_PARAMS, config, f, params, extra)
+VGPU_CU_LAUNCH(cuLaunchCooperativeKernel, VGPU_COOP_PARAMS, f, gx, gy, gz, bx, by, bz,
 		    shmem, stream, params)
-VGPU_LAUNCH_WRAPPER(cuLaunchCooperativeKernel_ptsz, VGPU_COOP_PARAMS, f, gx, gy, gz, bx, by, bz,
+VGPU_CU_LAUNCH(cuLaunchCooperativeKernel_ptsz, VGPU_COOP_PARAMS, f, gx, gy, gz, bx, by, bz,
 		    shmem, stream, params)
-VGPU_LAUNCH_WRAPPER(cuGraphLaunch, (CUgraphExec graph, CUstream stream), graph, stream)
-VGPU_LAUNCH_WRAPPER(cuGraphLaunch_ptsz, (CUgraphExec graph, CUstream stream), graph, stream)
+VGPU_CU_LAUNCH(cuGraphLaunch, (CUgraphExec graph, CUstream stream), graph, stream)
+VGPU_CU_LAUNCH(cuGraphLaunch_ptsz, (CUgraphExec graph, CUstream stream), graph, stream)

@@ -16,6 +16,9 @@
  * at least that much (an integral controller: overshoot from queued kernels and measurement
  * lag is paid back as debt), and kernel length or grid size do not matter.
  *
+ * Where the device time comes from is the telemetry of the front that started the monitor
+ * (struct vgpu_telemetry): NVML here for CUDA, ROCm SMI (hook_rsmi.c) for HIP.
+ *
  * share = compute_limit_permille (the daemon moves it live). With share_policy=burst the job
  * may also use what other jobs leave idle: share = max(limit, 1000 - others - margin), where
  * `others` is the measured busy fraction of every other process on the GPU (work-conserving).
@@ -60,8 +63,6 @@ static struct {
 	nvml_running_fn running;       /* processes and the memory each holds */
 	nvmlDevice_t handle[VGPU_MAX_GPUS];
 } nvml;
-static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
-static int nvml_ok;
 
 /* What this process knows as the sampler of a gpu (reset when it loses the role). */
 static struct {
@@ -86,7 +87,7 @@ static long futex(void *addr, int op, uint32_t val, const struct timespec *timeo
 
 /* ------------------------------------------------------------------ launches */
 
-void vgpu_throttle_wait(void)
+void vgpu_throttle_wait(const struct vgpu_front *f)
 {
 	struct vgpu_state *s = vgpu_rt.state;
 	if (!s)
@@ -94,8 +95,8 @@ void vgpu_throttle_wait(void)
 	uint32_t mask = atomic_load_explicit(&s->gate_mask, memory_order_acquire);
 	int g = 0;
 	if (vgpu_rt.ngpus != 1) {
-		CUresult err;
-		g = vgpu_gpu_of_current_context(&err);
+		int err;
+		g = vgpu_gpu_of_current(f, &err);
 		if (g < 0 || g >= (int)VGPU_MAX_GPUS)
 			return;
 	}
@@ -164,17 +165,38 @@ static int nvml_open(void)
 	return 0;
 }
 
-static void nvml_open_once(void)
+/* The telemetry of the front that started the monitor (NVML for CUDA, ROCm SMI for HIP). */
+static const struct vgpu_telemetry *tele;
+static pthread_once_t tele_once = PTHREAD_ONCE_INIT;
+static int tele_ok;
+
+static void tele_open_once(void)
 {
-	nvml_ok = nvml_open() == 0;
+	const struct vgpu_telemetry *t = __atomic_load_n(&tele, __ATOMIC_ACQUIRE);
+	tele_ok = t && t->open() == 0;
 }
 
-int vgpu_nvml_process_used(uint32_t g, uint64_t *bytes)
+int vgpu_process_used(uint32_t g, uint64_t *bytes)
+{
+	const struct vgpu_telemetry *t = __atomic_load_n(&tele, __ATOMIC_ACQUIRE);
+	if (!t)
+		return -1;
+	pthread_once(&tele_once, tele_open_once);
+	if (!tele_ok)
+		return -1;
+	return t->process_used(g, bytes);
+}
+
+int vgpu_sampler_leads(uint32_t g)
+{
+	return g < VGPU_MAX_GPUS && lead[g].leading;
+}
+
+static int nvml_process_used(uint32_t g, uint64_t *bytes)
 {
 	nvmlProcessInfo_v2_t procs[64];
 	unsigned int n = 64;
-	pthread_once(&nvml_once, nvml_open_once);
-	if (!nvml_ok || !nvml.running || g >= vgpu_rt.ngpus || !nvml.handle[g])
+	if (!nvml.running || g >= vgpu_rt.ngpus || !nvml.handle[g])
 		return -1;
 	if (nvml.running(nvml.handle[g], &n, procs) != NVML_SUCCESS)
 		return -1;
@@ -201,9 +223,10 @@ static int job_slot_of(const struct vgpu_state *s, uint32_t pid)
  * period in which a process's kernels ran: device time. The older one reports the share in
  * which it had work queued or running (99 for each of two time-sliced busy processes on an
  * H200), which is used only when the newer one is missing. */
-static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns,
-		   uint64_t *others_queued_ns)
+static int nvml_measure(uint32_t g, uint64_t now, uint64_t *job_ns, uint64_t *others_ns,
+			uint64_t *others_queued_ns)
 {
+	(void)now;
 	struct vgpu_state *s = vgpu_rt.state;
 	unsigned int n = MAX_SAMPLES;
 	nvmlReturn_t r;
@@ -277,6 +300,25 @@ static int measure(uint32_t g, uint64_t *job_ns, uint64_t *others_ns,
 	lead[g].seen_us = newest;
 	return 1;
 }
+
+static int nvml_busy_percent(uint32_t g, unsigned int *pct)
+{
+	nvmlUtilization_t u;
+	if (!nvml.dev_util || !nvml.handle[g] ||
+	    nvml.dev_util(nvml.handle[g], &u) != NVML_SUCCESS)
+		return -1;
+	*pct = u.gpu;
+	return 0;
+}
+
+const struct vgpu_telemetry vgpu_nvml_telemetry = {
+	.name = "NVML",
+	.open = nvml_open,
+	.process_used = nvml_process_used,
+	.measure = nvml_measure,
+	.busy_percent = nvml_busy_percent,
+	.wait_until = NULL,
+};
 
 /* ------------------------------------------------------------------ the sampler */
 
@@ -356,7 +398,7 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		share = 1;
 
 	uint64_t job_ns = 0, others_ns = 0, others_queued_ns = 0;
-	int got = measure(g, &job_ns, &others_ns, &others_queued_ns);
+	int got = tele->measure(g, now, &job_ns, &others_ns, &others_queued_ns);
 	if (got < 0) {
 		set_gate(s, g, 0); /* cannot measure: never hold launches on a guess */
 		atomic_store(&sg->sampler_beat_ns, now);
@@ -379,9 +421,9 @@ static void sample_gpu(uint32_t g, uint64_t now)
 		/* idle: the part of the period in which no process had work (device-level
 		 * utilization counts time with any work queued) */
 		double idle = (double)span;
-		nvmlUtilization_t u;
-		if (nvml.dev_util && nvml.dev_util(nvml.handle[g], &u) == NVML_SUCCESS)
-			idle = u.gpu >= 100 ? 0 : (double)span * (100 - u.gpu) / 100.0;
+		unsigned int busy_pct;
+		if (tele->busy_percent(g, &busy_pct) == 0)
+			idle = busy_pct >= 100 ? 0 : (double)span * (100 - busy_pct) / 100.0;
 		else if (job_ns + others_ns < span)
 			idle = (double)(span - job_ns - others_ns);
 		/* burst: what the job uses plus what nobody uses, less a margin for others */
@@ -441,11 +483,11 @@ static void sample_gpu(uint32_t g, uint64_t now)
 static void *monitor_main(void *arg)
 {
 	(void)arg;
-	pthread_once(&nvml_once, nvml_open_once);
-	int have_nvml = nvml_ok;
+	pthread_once(&tele_once, tele_open_once);
+	int have_nvml = tele_ok; /* the telemetry (NVML or ROCm SMI) */
 	if (!have_nvml)
-		vgpu_log("NVML unavailable in pid %d: it will not measure compute for the job",
-			 (int)vgpu_rt.pid);
+		vgpu_log("%s unavailable in pid %d: it will not measure compute for the job",
+			 tele->name, (int)vgpu_rt.pid);
 	struct timespec next;
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (unsigned tick = 0;; tick++) {
@@ -454,7 +496,10 @@ static void *monitor_main(void *arg)
 			next.tv_nsec -= 1000000000L;
 			next.tv_sec++;
 		}
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+		if (have_nvml && tele->wait_until)
+			tele->wait_until(&next);
+		else
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
 		uint64_t now = vgpu_now_ns();
 		if (have_nvml)
 			for (uint32_t g = 0; g < vgpu_rt.ngpus; g++)
@@ -468,9 +513,14 @@ static void *monitor_main(void *arg)
 	return NULL;
 }
 
-void vgpu_monitor_start(void)
+void vgpu_monitor_start(const struct vgpu_front *f)
 {
-	if (vgpu_rt.mode != VGPU_MODE_ENFORCE || atomic_exchange(&monitor_started, 1))
+	if (vgpu_rt.mode != VGPU_MODE_ENFORCE)
+		return;
+	const struct vgpu_telemetry *none = NULL;
+	__atomic_compare_exchange_n(&tele, &none, f->telemetry, 0, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+	if (atomic_exchange(&monitor_started, 1))
 		return;
 	pthread_attr_t attr;
 	pthread_t tid;

@@ -1,7 +1,9 @@
 /*
- * Which of the job's GPUs (index into the limits file's gpu[]) a CUDA device ordinal or an
- * NVML handle is. Matched by UUID, so CUDA_VISIBLE_DEVICES renumbering does not matter. A
- * limits entry with an empty UUID matches the device ordinal equal to its index.
+ * Which of the job's GPUs (index into the limits file's gpu[]) a front's device ordinal is.
+ * Matched by UUID, so CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES
+ * renumbering does not matter. A limits entry with an empty UUID matches the device ordinal
+ * equal to its index. Vendor-neutral: each front says how to get an ordinal's uuid
+ * (struct vgpu_front).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -12,12 +14,8 @@
 
 #define MAX_ORDINALS 64
 
-/* 0: not looked up yet; otherwise job gpu + 2 (1 = not the job's). */
-static int ordinal_cache[MAX_ORDINALS];
-
-typedef CUresult (*ctx_get_device_fn)(CUdevice *);
-typedef CUresult (*device_get_uuid_fn)(CUuuid *, CUdevice);
-typedef nvmlReturn_t (*nvml_get_uuid_fn)(nvmlDevice_t, char *, unsigned int);
+/* Per front; 0: not looked up yet; otherwise job gpu + 2 (1 = not the job's). */
+static int ordinal_cache[VGPU_FRONTS][MAX_ORDINALS];
 
 static int match_uuid(const char *uuid, int ordinal)
 {
@@ -39,61 +37,35 @@ static int match_uuid(const char *uuid, int ordinal)
 	return -1;
 }
 
-int vgpu_gpu_of_ordinal(CUdevice ordinal)
+int vgpu_gpu_of_uuid(const char *uuid)
 {
-	if (ordinal < 0 || ordinal >= MAX_ORDINALS)
+	return match_uuid(uuid, -1);
+}
+
+int vgpu_gpu_of_ordinal(const struct vgpu_front *f, int ordinal)
+{
+	if (ordinal < 0 || ordinal >= MAX_ORDINALS || f->id < 0 || f->id >= VGPU_FRONTS)
 		return -1;
-	int cached = __atomic_load_n(&ordinal_cache[ordinal], __ATOMIC_RELAXED);
+	int *cache = &ordinal_cache[f->id][ordinal];
+	int cached = __atomic_load_n(cache, __ATOMIC_RELAXED);
 	if (cached)
 		return cached - 2;
-	device_get_uuid_fn get_uuid =
-		(device_get_uuid_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuDeviceGetUuid_v2");
-	if (!get_uuid)
-		get_uuid = (device_get_uuid_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuDeviceGetUuid");
-	CUuuid u;
-	char text[64];
-	const char *uuid = NULL;
-	if (get_uuid && get_uuid(&u, ordinal) == CUDA_SUCCESS) {
-		const unsigned char *b = (const unsigned char *)u.bytes;
-		snprintf(text, sizeof text,
-			 "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-			 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-			 b[12], b[13], b[14], b[15]);
-		uuid = text;
-	}
+	char text[VGPU_UUID_LEN + 16];
+	const char *uuid = f->uuid(ordinal, text, sizeof text) == 0 ? text : NULL;
 	int gpu = match_uuid(uuid, ordinal);
 	if (uuid) /* cache only a definite answer */
-		__atomic_store_n(&ordinal_cache[ordinal], gpu + 2, __ATOMIC_RELAXED);
+		__atomic_store_n(cache, gpu + 2, __ATOMIC_RELAXED);
 	return gpu;
 }
 
-int vgpu_gpu_of_current_context(CUresult *err)
+int vgpu_gpu_of_current(const struct vgpu_front *f, int *api_err)
 {
-	static ctx_get_device_fn get_device;
-	if (!get_device)
-		get_device = (ctx_get_device_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuCtxGetDevice");
-	CUdevice dev = -1;
-	CUresult r = get_device ? get_device(&dev) : CUDA_ERROR_NOT_INITIALIZED;
-	if (r != CUDA_SUCCESS) {
-		*err = r;
+	int dev = -1;
+	int r = f->current(&dev);
+	*api_err = r;
+	if (r != 0)
 		return -1;
-	}
-	int gpu = vgpu_gpu_of_ordinal(dev);
-	if (gpu < 0)
-		*err = CUDA_ERROR_OUT_OF_MEMORY; /* a device the job holds no slice of */
-	return gpu;
-}
-
-int vgpu_gpu_of_nvml(nvmlDevice_t device)
-{
-	static nvml_get_uuid_fn get_uuid;
-	if (!get_uuid)
-		get_uuid = (nvml_get_uuid_fn)vgpu_driver_sym(VGPU_LIB_NVML, "nvmlDeviceGetUUID");
-	char uuid[96];
-	if (!get_uuid || get_uuid(device, uuid, sizeof uuid) != NVML_SUCCESS)
-		return -1;
-	uuid[sizeof uuid - 1] = '\0';
-	return match_uuid(uuid, -1);
+	return vgpu_gpu_of_ordinal(f, dev); /* -1 with *api_err 0: a device the job has no slice of */
 }
 
 void vgpu_device_reset(void)

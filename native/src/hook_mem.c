@@ -6,7 +6,10 @@
  * and gives them back if the driver fails. A free gives them back after the driver freed.
  * This process remembers what it allocated (pointer, VMM handle or array -> bytes, gpu) in a
  * local table, so frees know what to return. Dead processes' reservations are reclaimed by
- * whoever finds them: a failed reservation, the monitor thread, cuMemGetInfo, a new process.
+ * whoever finds them: a failed reservation, the monitor thread, a new process.
+ *
+ * Vendor-neutral: the fronts (hook_cuda.c, hook_hip.c) call this core around their API's
+ * allocation and free calls and map its results to their errors.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +25,6 @@
 #define PITCH_ALIGN 512u
 #define ALLOC_GRANULARITY vgpu_alloc_granularity
 
-enum alloc_kind { KIND_PTR = 1, KIND_VMM, KIND_ARRAY, KIND_MIPMAP };
 
 /* ------------------------------------------------------------------ the shared state */
 
@@ -259,7 +261,7 @@ static void reconcile_gpu(int g)
 	uint64_t nv;
 	unsigned long epoch = atomic_load(&ops_epoch);
 	int quiet = atomic_load(&ops_inflight) == 0;
-	if (vgpu_nvml_process_used((uint32_t)g, &nv) != 0)
+	if (vgpu_process_used((uint32_t)g, &nv) != 0)
 		return;
 	quiet = quiet && atomic_load(&ops_inflight) == 0 && atomic_load(&ops_epoch) == epoch;
 	pthread_mutex_lock(&held_mu);
@@ -284,65 +286,79 @@ static void reconcile_gpu(int g)
  *
  * A context costs device memory (about 0.5 GiB on an H200) the moment the driver makes it,
  * before any allocation. The job's first context is measured right after the driver made it
- * (NVML, as above) and its size kept in the job's state (ctx_bytes); every later primary
+ * (NVML or ROCm SMI, as above) and its size kept in the job's state (ctx_bytes); every later
  * context of the job reserves that much before the driver makes it, and fails with
- * CUDA_ERROR_OUT_OF_MEMORY when it does not fit, as a full GPU answers. While the first one is
- * being measured, other processes wait for the figure (at most 2 s). */
+ * out-of-memory when it does not fit, as a full GPU answers. While the first one is being
+ * measured, other processes wait for the figure (at most 2 s). The fronts say when a context
+ * is made: CUDA at cuDevicePrimaryCtxRetain, HIP at the first hooked call on a device. */
 
 static int ctx_made[VGPU_MAX_GPUS];
 
-CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+int vgpu_ctx_needed(int g)
 {
-	vgpu_ensure_init();
-	vgpu_fn_cuDevicePrimaryCtxRetain real = VGPU_REAL(cuDevicePrimaryCtxRetain);
-	if (!real)
-		return CUDA_ERROR_NOT_FOUND;
-	int g = vgpu_rt.mode == VGPU_MODE_ENFORCE && vgpu_rt.state ? vgpu_gpu_of_ordinal(dev) : -1;
-	if (g < 0 || (uint32_t)g >= vgpu_rt.ngpus || __atomic_load_n(&ctx_made[g], __ATOMIC_ACQUIRE))
-		return real(pctx, dev);
+	return g >= 0 && (uint32_t)g < vgpu_rt.ngpus && vgpu_rt.mode == VGPU_MODE_ENFORCE &&
+	       vgpu_rt.state && !__atomic_load_n(&ctx_made[g], __ATOMIC_ACQUIRE);
+}
+
+int vgpu_ctx_begin(int g, struct vgpu_ctx_token *t)
+{
+	t->g = -1;
+	t->measurer = 0;
+	t->reserved = 0;
+	if (!vgpu_ctx_needed(g))
+		return VGPU_OK;
+	t->g = g;
 	struct vgpu_state_gpu *sg = &vgpu_rt.state->gpu[g];
-	uint64_t reserved = 0;
-	int measurer = 0;
 	for (uint64_t t0 = vgpu_now_ns(); vgpu_now_ns() - t0 < 2000000000ull;) {
 		uint64_t known = atomic_load(&sg->ctx_bytes);
 		if (known) {
-			reserved = known - 1;
-			if (reserved && reserve(g, reserved) != 0)
-				return CUDA_ERROR_OUT_OF_MEMORY;
+			t->reserved = known - 1;
+			if (t->reserved && reserve(g, t->reserved) != 0) {
+				t->g = -1;
+				return VGPU_ENOMEM;
+			}
 			break;
 		}
 		int32_t cur = atomic_load(&sg->ctx_measurer);
 		if ((cur == 0 || !vgpu_proc_alive(cur, 0)) &&
 		    atomic_compare_exchange_strong(&sg->ctx_measurer, &cur, (int32_t)vgpu_rt.pid)) {
-			measurer = 1;
+			t->measurer = 1;
 			break;
 		}
 		struct timespec ts = {0, 2000000};
 		nanosleep(&ts, NULL);
 	}
-	CUresult r = real(pctx, dev);
-	if (r != CUDA_SUCCESS) {
-		if (reserved)
-			release(g, reserved);
+	return VGPU_OK;
+}
+
+void vgpu_ctx_end(struct vgpu_ctx_token *t, int made)
+{
+	int g = t->g;
+	if (g < 0)
+		return;
+	struct vgpu_state_gpu *sg = &vgpu_rt.state->gpu[g];
+	if (!made) {
+		if (t->reserved)
+			release(g, t->reserved);
 	} else {
 		__atomic_store_n(&ctx_made[g], 1, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&held_mu);
-		held_other[g] += reserved; /* the reservation is now the context's */
+		held_other[g] += t->reserved; /* the reservation is now the context's */
 		pthread_mutex_unlock(&held_mu);
 		if (vgpu_register_process() >= 0)
 			reconcile_gpu(g);
-		if (measurer) {
+		if (t->measurer) {
 			pthread_mutex_lock(&held_mu);
 			uint64_t size = held_other[g];
 			pthread_mutex_unlock(&held_mu);
 			atomic_store(&sg->ctx_bytes, size + 1);
 		}
 	}
-	if (measurer) {
+	if (t->measurer) {
 		int32_t me = (int32_t)vgpu_rt.pid;
 		atomic_compare_exchange_strong(&sg->ctx_measurer, &me, 0);
 	}
-	return r;
+	t->g = -1;
 }
 
 void vgpu_mem_reconcile(void)
@@ -460,47 +476,60 @@ void vgpu_mem_atfork_child(void)
 	memset(ctx_made, 0, sizeof ctx_made);
 }
 
-/* ------------------------------------------------------------------ allocation wrappers */
+/* ------------------------------------------------------------------ the fronts' allocation core */
 
-/* Before the driver: *gpu = job gpu reserved on, or -1 when not accounting (pass through). */
-static CUresult before_alloc(int gpu, uint64_t bytes, int *reserved_gpu)
+int vgpu_mem_mode(int *account)
+{
+	vgpu_ensure_init();
+	*account = 0;
+	switch (__atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE)) {
+	case VGPU_MODE_ENFORCE:
+		*account = 1;
+		return VGPU_OK;
+	case VGPU_MODE_DENY:
+		return VGPU_ENOMEM;
+	default:
+		return VGPU_OK;
+	}
+}
+
+int vgpu_mem_reserve(int gpu, uint64_t bytes, int *reserved_gpu)
 {
 	*reserved_gpu = -1;
-	if (gpu < 0)
-		return CUDA_ERROR_OUT_OF_MEMORY;
+	if (gpu < 0 || (uint32_t)gpu >= vgpu_rt.ngpus)
+		return VGPU_ENOMEM;
 	if (!__atomic_load_n(&held_measured[gpu], __ATOMIC_ACQUIRE)) {
 		/* first allocation here: the context exists; charge what it holds first */
 		if (vgpu_register_process() >= 0)
 			reconcile_gpu(gpu);
 		__atomic_store_n(&held_measured[gpu], 1, __ATOMIC_RELEASE);
 	}
-	op_begin(); /* ended by after_alloc (or below, when refused) */
+	op_begin(); /* ended by vgpu_mem_settle (or below, when refused) */
 	if (reserve(gpu, round_up(bytes, ALLOC_GRANULARITY)) != 0) {
 		op_end();
-		return CUDA_ERROR_OUT_OF_MEMORY;
+		return VGPU_ENOMEM;
 	}
 	*reserved_gpu = gpu;
-	return CUDA_SUCCESS;
+	return VGPU_OK;
 }
 
-/* A pool allocation: served from what this process's pools keep (already charged) first. */
-static CUresult before_alloc_pooled(int gpu, uint64_t bytes, int *reserved_gpu)
+int vgpu_mem_reserve_pooled(int gpu, uint64_t bytes, int *reserved_gpu)
 {
 	uint64_t charge = round_up(bytes, ALLOC_GRANULARITY), take = 0;
 	*reserved_gpu = -1;
-	if (gpu < 0)
-		return CUDA_ERROR_OUT_OF_MEMORY;
+	if (gpu < 0 || (uint32_t)gpu >= vgpu_rt.ngpus)
+		return VGPU_ENOMEM;
 	pthread_mutex_lock(&held_mu);
 	take = held_pool[gpu] < charge ? held_pool[gpu] : charge;
 	held_pool[gpu] -= take;
 	pthread_mutex_unlock(&held_mu);
 	if (take == charge) {
-		op_begin(); /* ended by after_alloc */
+		op_begin(); /* ended by vgpu_mem_settle */
 		*reserved_gpu = gpu;
-		return CUDA_SUCCESS;
+		return VGPU_OK;
 	}
-	CUresult r = before_alloc(gpu, charge - take, reserved_gpu);
-	if (r != CUDA_SUCCESS && take) {
+	int r = vgpu_mem_reserve(gpu, charge - take, reserved_gpu);
+	if (r != VGPU_OK && take) {
 		pthread_mutex_lock(&held_mu);
 		held_pool[gpu] += take;
 		pthread_mutex_unlock(&held_mu);
@@ -508,254 +537,86 @@ static CUresult before_alloc_pooled(int gpu, uint64_t bytes, int *reserved_gpu)
 	return r;
 }
 
-/* Which job gpu the current context is; also says whether to account at all. */
-static CUresult accounting_gpu(int *gpu, int *account)
-{
-	vgpu_ensure_init();
-	*account = 0;
-	*gpu = -1;
-	switch (__atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE)) {
-	case VGPU_MODE_ENFORCE:
-		break;
-	case VGPU_MODE_DENY:
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	default:
-		return CUDA_SUCCESS;
-	}
-	CUresult err = CUDA_ERROR_OUT_OF_MEMORY;
-	*gpu = vgpu_gpu_of_current_context(&err);
-	if (*gpu < 0)
-		return err;
-	*account = 1;
-	return CUDA_SUCCESS;
-}
-
-static CUresult after_alloc(CUresult r, int gpu, uint8_t kind, uint64_t key, uint64_t bytes)
+void vgpu_mem_settle(int ok, int gpu, int kind, uint64_t key, uint64_t bytes)
 {
 	if (gpu < 0)
-		return r;
+		return;
 	uint64_t charged = round_up(bytes, ALLOC_GRANULARITY);
-	if (r != CUDA_SUCCESS) {
+	if (!ok) {
 		release(gpu, charged);
 		op_end();
-		return r;
+		return;
 	}
-	if (table_put(kind, key, charged, gpu) != 0)
+	if (table_put((uint8_t)kind, key, charged, gpu) != 0)
 		vgpu_log("out of host memory for the allocation table; %llu bytes stay reserved "
 			 "until this process exits", (unsigned long long)charged);
 	op_end();
-	return r;
 }
 
-static void after_free(CUresult r, uint8_t kind, uint64_t key)
+int vgpu_mem_resize(int gpu, uint64_t old_bytes, uint64_t new_bytes)
+{
+	uint64_t charged = round_up(old_bytes, ALLOC_GRANULARITY);
+	uint64_t needed = round_up(new_bytes, ALLOC_GRANULARITY);
+	if (gpu < 0)
+		return VGPU_OK;
+	if (needed > charged) {
+		if (reserve(gpu, needed - charged) != 0)
+			return VGPU_ENOMEM;
+	} else if (needed < charged) {
+		release(gpu, charged - needed);
+	}
+	return VGPU_OK;
+}
+
+void vgpu_mem_abandon(int gpu, uint64_t bytes)
+{
+	if (gpu < 0)
+		return;
+	release(gpu, round_up(bytes, ALLOC_GRANULARITY));
+	op_end();
+}
+
+void vgpu_mem_free_begin(void)
+{
+	vgpu_ensure_init();
+	op_begin(); /* ended by vgpu_mem_freed / vgpu_mem_freed_pooled */
+}
+
+static void freed(int ok, int kind, uint64_t key)
 {
 	uint64_t bytes;
 	int gpu;
-	if (r != CUDA_SUCCESS || vgpu_rt.mode != VGPU_MODE_ENFORCE)
+	if (!ok || vgpu_rt.mode != VGPU_MODE_ENFORCE)
 		return;
-	if (table_take(kind, key, &bytes, &gpu) && gpu >= 0 && (uint32_t)gpu < vgpu_rt.ngpus)
+	if (table_take((uint8_t)kind, key, &bytes, &gpu) && gpu >= 0 &&
+	    (uint32_t)gpu < vgpu_rt.ngpus)
 		release(gpu, bytes);
 }
 
-/* Does the pool of a stream-ordered allocation keep freed memory (release threshold > 0)?
- * Asked before the free, while the pointer is valid. */
-static int pool_keeps(CUdeviceptr ptr)
+void vgpu_mem_freed(int ok, int kind, uint64_t key)
 {
-	typedef CUresult (*ptr_attr_fn)(void *, int, CUdeviceptr);
-	typedef CUresult (*pool_attr_fn)(CUmemoryPool, int, void *);
-	static ptr_attr_fn ptr_attr;
-	static pool_attr_fn pool_attr;
-	CUmemoryPool pool = NULL;
-	uint64_t threshold = 0;
-	if (vgpu_rt.mode != VGPU_MODE_ENFORCE)
-		return 0;
-	if (!ptr_attr)
-		ptr_attr = (ptr_attr_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuPointerGetAttribute");
-	if (!pool_attr)
-		pool_attr = (pool_attr_fn)vgpu_driver_sym(VGPU_LIB_CU, "cuMemPoolGetAttribute");
-	if (!ptr_attr || !pool_attr)
-		return 1; /* cannot tell: keep it charged until NVML says */
-	if (ptr_attr(&pool, CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE, ptr) != CUDA_SUCCESS || !pool)
-		return 1;
-	if (pool_attr(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold) != CUDA_SUCCESS)
-		return 1;
-	return threshold > 0;
+	freed(ok, kind, key);
+	op_end();
 }
 
-/* cuMemFreeAsync: a pool whose release threshold is raised keeps the memory on the device:
- * it stays charged until NVML says the process no longer holds it. (With the default
- * threshold 0 the driver releases it at the next synchronization: returned at once.) */
-static void after_free_pooled(CUresult r, uint64_t key, int keeps)
+/* A pool whose release threshold is raised keeps freed memory on the device: it stays
+ * charged until the device says the process no longer holds it. (With the default threshold
+ * 0 the driver releases it at the next synchronization: returned at once.) */
+void vgpu_mem_freed_pooled(int ok, uint64_t key, int keeps)
 {
 	uint64_t bytes;
 	int gpu;
-	if (r != CUDA_SUCCESS || vgpu_rt.mode != VGPU_MODE_ENFORCE)
-		return;
-	if (!keeps) {
-		after_free(r, KIND_PTR, key);
-		return;
-	}
-	if (table_take(KIND_PTR, key, &bytes, &gpu) && gpu >= 0 &&
-	    (uint32_t)gpu < vgpu_rt.ngpus) {
-		pthread_mutex_lock(&held_mu);
-		held_pool[gpu] += bytes;
-		pthread_mutex_unlock(&held_mu);
-	}
-}
-
-/* The usual shape: account on the current context's gpu, call, settle. */
-#define ALLOC_ON_CURRENT(name, kind, keyexpr, bytes, ...)                          \
-	do {                                                                       \
-		int gpu_, account_, reserved_ = -1;                                \
-		CUresult r_ = accounting_gpu(&gpu_, &account_);                   \
-		if (r_ != CUDA_SUCCESS)                                            \
-			return r_;                                                 \
-		if (account_ && (r_ = before_alloc(gpu_, (bytes), &reserved_)))    \
-			return r_;                                                 \
-		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
-		r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;      \
-		return after_alloc(r_, reserved_, (kind), r_ ? 0 : (keyexpr), (bytes)); \
-	} while (0)
-
-/* Stream-ordered allocations: from what the pools keep first (before_alloc_pooled). */
-#define ALLOC_POOLED(name, keyexpr, bytes, ...)                                    \
-	do {                                                                       \
-		int gpu_, account_, reserved_ = -1;                                \
-		CUresult r_ = accounting_gpu(&gpu_, &account_);                   \
-		if (r_ != CUDA_SUCCESS)                                            \
-			return r_;                                                 \
-		if (account_ && (r_ = before_alloc_pooled(gpu_, (bytes), &reserved_))) \
-			return r_;                                                 \
-		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
-		r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;      \
-		return after_alloc(r_, reserved_, KIND_PTR, r_ ? 0 : (keyexpr), (bytes)); \
-	} while (0)
-
-#define FREE_POOLED(name, key, ...)                                                \
-	do {                                                                       \
-		vgpu_ensure_init();                                                \
-		int keeps_ = pool_keeps(key);                                      \
-		op_begin();                                                        \
-		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
-		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
-		after_free_pooled(r_, (key), keeps_);                              \
-		op_end();                                                          \
-		return r_;                                                         \
-	} while (0)
-
-#define FREE_FORWARD(name, kind, key, ...)                                         \
-	do {                                                                       \
-		vgpu_ensure_init();                                                \
-		op_begin();                                                        \
-		vgpu_fn_##name real_ = VGPU_REAL(name);                            \
-		CUresult r_ = real_ ? real_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND; \
-		after_free(r_, (kind), (key));                                     \
-		op_end();                                                          \
-		return r_;                                                         \
-	} while (0)
-
-CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
-{
-	ALLOC_ON_CURRENT(cuMemAlloc_v2, KIND_PTR, *dptr, bytes, dptr, bytes);
-}
-
-CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytes, unsigned int flags)
-{
-	ALLOC_ON_CURRENT(cuMemAllocManaged, KIND_PTR, *dptr, bytes, dptr, bytes, flags);
-}
-
-CUresult cuMemAllocAsync VGPU_ALLOC_ASYNC_PARAMS
-{
-	ALLOC_POOLED(cuMemAllocAsync, *dptr, bytes, dptr, bytes, stream);
-}
-
-CUresult cuMemAllocAsync_ptsz VGPU_ALLOC_ASYNC_PARAMS
-{
-	ALLOC_POOLED(cuMemAllocAsync_ptsz, *dptr, bytes, dptr, bytes, stream);
-}
-
-CUresult cuMemAllocFromPoolAsync VGPU_ALLOC_POOL_PARAMS
-{
-	ALLOC_POOLED(cuMemAllocFromPoolAsync, *dptr, bytes, dptr, bytes, pool, stream);
-}
-
-CUresult cuMemAllocFromPoolAsync_ptsz VGPU_ALLOC_POOL_PARAMS
-{
-	ALLOC_POOLED(cuMemAllocFromPoolAsync_ptsz, *dptr, bytes, dptr, bytes, pool, stream);
-}
-
-CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
-			    unsigned int elem)
-{
-	/* The pitch is known only afterwards: reserve an upper bound, then settle exactly. */
-	uint64_t estimate;
-	if (__builtin_mul_overflow(round_up(width, PITCH_ALIGN), (uint64_t)height, &estimate))
-		estimate = UINT64_MAX;
-	int gpu, account, reserved = -1;
-	CUresult r = accounting_gpu(&gpu, &account);
-	if (r != CUDA_SUCCESS)
-		return r;
-	if (account && (r = before_alloc(gpu, estimate, &reserved)))
-		return r;
-	vgpu_fn_cuMemAllocPitch_v2 real = VGPU_REAL(cuMemAllocPitch_v2);
-	r = real ? real(dptr, pitch, width, height, elem) : CUDA_ERROR_NOT_FOUND;
-	if (reserved < 0 || r != CUDA_SUCCESS)
-		return after_alloc(r, reserved, KIND_PTR, 0, estimate);
-	uint64_t actual = (uint64_t)*pitch * height;
-	uint64_t charged = round_up(estimate, ALLOC_GRANULARITY);
-	uint64_t needed = round_up(actual, ALLOC_GRANULARITY);
-	if (needed > charged) {
-		if (reserve(reserved, needed - charged) != 0) {
-			vgpu_fn_cuMemFree_v2 real_free = VGPU_REAL(cuMemFree_v2);
-			if (real_free)
-				real_free(*dptr);
-			release(reserved, charged);
-			op_end();
-			return CUDA_ERROR_OUT_OF_MEMORY;
+	if (ok && vgpu_rt.mode == VGPU_MODE_ENFORCE) {
+		if (!keeps) {
+			freed(ok, VGPU_KIND_PTR, key);
+		} else if (table_take(VGPU_KIND_PTR, key, &bytes, &gpu) && gpu >= 0 &&
+			   (uint32_t)gpu < vgpu_rt.ngpus) {
+			pthread_mutex_lock(&held_mu);
+			held_pool[gpu] += bytes;
+			pthread_mutex_unlock(&held_mu);
 		}
-	} else if (needed < charged) {
-		release(reserved, charged - needed);
 	}
-	return after_alloc(r, reserved, KIND_PTR, *dptr, needed);
-}
-
-CUresult cuMemFree_v2(CUdeviceptr dptr)
-{
-	FREE_FORWARD(cuMemFree_v2, KIND_PTR, dptr, dptr);
-}
-
-CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream)
-{
-	FREE_POOLED(cuMemFreeAsync, dptr, dptr, stream);
-}
-
-CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream)
-{
-	FREE_POOLED(cuMemFreeAsync_ptsz, dptr, dptr, stream);
-}
-
-CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t bytes,
-		     const CUmemAllocationProp *prop, unsigned long long flags)
-{
-	vgpu_ensure_init();
-	int mode = __atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE);
-	int on_device = prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE;
-	int reserved = -1;
-	if (on_device && mode == VGPU_MODE_DENY)
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	if (on_device && mode == VGPU_MODE_ENFORCE) {
-		CUresult r = before_alloc(vgpu_gpu_of_ordinal(prop->location.id), bytes, &reserved);
-		if (r != CUDA_SUCCESS)
-			return r;
-	}
-	vgpu_fn_cuMemCreate real = VGPU_REAL(cuMemCreate);
-	CUresult r = real ? real(handle, bytes, prop, flags) : CUDA_ERROR_NOT_FOUND;
-	return after_alloc(r, reserved, KIND_VMM, r ? 0 : *handle, bytes);
-}
-
-CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
-{
-	FREE_FORWARD(cuMemRelease, KIND_VMM, handle, handle);
+	op_end();
 }
 
 /* ------------------------------------------------------------------ arrays */
@@ -776,8 +637,8 @@ static uint64_t element_bytes(int format)
 	}
 }
 
-static uint64_t array_bytes(size_t w, size_t h, size_t d, int format, unsigned channels,
-			    unsigned levels, int depth_shrinks)
+uint64_t vgpu_array_bytes(size_t w, size_t h, size_t d, int format, unsigned channels,
+			  unsigned levels, int depth_shrinks)
 {
 	uint64_t total = 0, per = element_bytes(format) * (channels ? channels : 1);
 	uint64_t W = w ? w : 1, H = h ? h : 1, D = d ? d : 1;
@@ -791,49 +652,9 @@ static uint64_t array_bytes(size_t w, size_t h, size_t d, int format, unsigned c
 	return total;
 }
 
-CUresult cuArrayCreate_v2(CUarray *array, const CUDA_ARRAY_DESCRIPTOR *desc)
-{
-	uint64_t bytes = desc ? array_bytes(desc->Width, desc->Height, 1, desc->Format,
-					    desc->NumChannels, 1, 0)
-			      : 0;
-	ALLOC_ON_CURRENT(cuArrayCreate_v2, KIND_ARRAY, (uint64_t)(uintptr_t)*array, bytes, array,
-			 desc);
-}
-
-CUresult cuArray3DCreate_v2(CUarray *array, const CUDA_ARRAY3D_DESCRIPTOR *desc)
-{
-	uint64_t bytes = desc ? array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format,
-					    desc->NumChannels, 1, 0)
-			      : 0;
-	ALLOC_ON_CURRENT(cuArray3DCreate_v2, KIND_ARRAY, (uint64_t)(uintptr_t)*array, bytes, array,
-			 desc);
-}
-
-CUresult cuMipmappedArrayCreate(CUmipmappedArray *array, const CUDA_ARRAY3D_DESCRIPTOR *desc,
-				unsigned int levels)
-{
-	/* Layered and cubemap arrays keep their layer count at every level. */
-	uint64_t bytes = desc ? array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format,
-					    desc->NumChannels, levels, !(desc->Flags & 0x05))
-			      : 0;
-	ALLOC_ON_CURRENT(cuMipmappedArrayCreate, KIND_MIPMAP, (uint64_t)(uintptr_t)*array, bytes,
-			 array, desc, levels);
-}
-
-CUresult cuArrayDestroy(CUarray array)
-{
-	FREE_FORWARD(cuArrayDestroy, KIND_ARRAY, (uint64_t)(uintptr_t)array, array);
-}
-
-CUresult cuMipmappedArrayDestroy(CUmipmappedArray array)
-{
-	FREE_FORWARD(cuMipmappedArrayDestroy, KIND_MIPMAP, (uint64_t)(uintptr_t)array, array);
-}
-
 /* ------------------------------------------------------------------ what the job is told */
 
-/* cap and usage of job gpu g: what the job sees as its device's total and used memory. */
-static void slice_view(int g, uint64_t *cap, uint64_t *used)
+void vgpu_slice_view(int g, uint64_t *cap, uint64_t *used)
 {
 	struct vgpu_gpu_limit lim;
 	*cap = 0;
@@ -844,78 +665,9 @@ static void slice_view(int g, uint64_t *cap, uint64_t *used)
 	*used = atomic_load(&vgpu_rt.state->gpu[g].used_bytes);
 }
 
-static int reporting(void)
+int vgpu_mem_reporting(void)
 {
 	vgpu_ensure_init();
 	int mode = __atomic_load_n(&vgpu_rt.mode, __ATOMIC_ACQUIRE);
 	return mode == VGPU_MODE_ENFORCE || mode == VGPU_MODE_DENY;
-}
-
-CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
-{
-	vgpu_fn_cuMemGetInfo_v2 real = VGPU_REAL(cuMemGetInfo_v2);
-	CUresult r = real ? real(free_bytes, total) : CUDA_ERROR_NOT_FOUND;
-	if (r != CUDA_SUCCESS || !reporting() || !free_bytes || !total)
-		return r;
-	CUresult err;
-	uint64_t cap = 0, used = 0;
-	if (vgpu_rt.mode == VGPU_MODE_ENFORCE)
-		slice_view(vgpu_gpu_of_current_context(&err), &cap, &used);
-	uint64_t real_free = *free_bytes;
-	if (cap < *total)
-		*total = cap;
-	uint64_t avail = cap > used ? cap - used : 0;
-	*free_bytes = avail < real_free ? avail : real_free;
-	return r;
-}
-
-CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
-{
-	vgpu_fn_cuDeviceTotalMem_v2 real = VGPU_REAL(cuDeviceTotalMem_v2);
-	CUresult r = real ? real(bytes, dev) : CUDA_ERROR_NOT_FOUND;
-	if (r != CUDA_SUCCESS || !reporting() || !bytes)
-		return r;
-	uint64_t cap = 0, used = 0;
-	if (vgpu_rt.mode == VGPU_MODE_ENFORCE)
-		slice_view(vgpu_gpu_of_ordinal(dev), &cap, &used);
-	if (cap < *bytes)
-		*bytes = cap;
-	return r;
-}
-
-static void nvml_view(nvmlDevice_t device, unsigned long long *total,
-		      unsigned long long *free_bytes, unsigned long long *used)
-{
-	int g = vgpu_rt.mode == VGPU_MODE_ENFORCE ? vgpu_gpu_of_nvml(device) : -1;
-	if (vgpu_rt.mode == VGPU_MODE_ENFORCE && g < 0)
-		return; /* a GPU of the node that is not the job's: the truth */
-	uint64_t cap = 0, mine = 0;
-	slice_view(g, &cap, &mine);
-	if (cap < *total)
-		*total = cap;
-	*used = mine;
-	uint64_t avail = *total > mine ? *total - mine : 0;
-	if (avail < *free_bytes)
-		*free_bytes = avail;
-}
-
-nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
-{
-	vgpu_fn_nvmlDeviceGetMemoryInfo real = VGPU_REAL(nvmlDeviceGetMemoryInfo);
-	nvmlReturn_t r = real ? real(device, memory) : NVML_ERROR_NOT_FOUND;
-	if (r == NVML_SUCCESS && memory && reporting())
-		nvml_view(device, &memory->total, &memory->free, &memory->used);
-	return r;
-}
-
-nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory)
-{
-	vgpu_fn_nvmlDeviceGetMemoryInfo_v2 real = VGPU_REAL(nvmlDeviceGetMemoryInfo_v2);
-	nvmlReturn_t r = real ? real(device, memory) : NVML_ERROR_NOT_FOUND;
-	if (r == NVML_SUCCESS && memory && reporting()) {
-		nvml_view(device, &memory->total, &memory->free, &memory->used);
-		if (memory->reserved > memory->total)
-			memory->reserved = 0;
-	}
-	return r;
 }

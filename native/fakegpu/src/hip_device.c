@@ -290,7 +290,17 @@ hipError_t hipDeviceGetUuid(hipUUID *uuid, hipDevice_t dev)
 		return fg_hip_err(r);
 	if (!uuid)
 		return fg_hip_err(hipErrorInvalidValue);
-	memcpy(uuid->bytes, cfg(dev)->uuid, sizeof(uuid->bytes));
+	/* As the real runtime: the characters of the HSA agent's UUID after "GPU-", i.e. the 16
+	 * lowercase hex digits of ROCm SMI's unique id (rsmi_dev_unique_id_get: the UUID's last
+	 * eight bytes, big-endian), not 16 binary bytes. */
+	{
+		char text[17];
+		const unsigned char *b = cfg(dev)->uuid;
+
+		snprintf(text, sizeof(text), "%02x%02x%02x%02x%02x%02x%02x%02x", b[8], b[9], b[10],
+			 b[11], b[12], b[13], b[14], b[15]);
+		memcpy(uuid->bytes, text, sizeof(uuid->bytes));
+	}
 	return hipSuccess;
 }
 
