@@ -20,11 +20,11 @@ APT_PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server mariad
               libslurm-dev make gcc libc6-dev valgrind python3 python3-venv python3-dev
               dpkg-dev procps)
 # The simulated AMD GPU (native/fakegpu: fake libamdhip64.so.5 and librocm_smi64.so.1, its HIP
-# test programs) is built against HIP 5.2 and ROCm SMI as Debian 12 ships them; later releases
-# ship other HIP ABIs, so only on bookworm (elsewhere its tests skip).
-if [ "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" = bookworm ]; then
-  APT_PACKAGES+=(hipcc libamdhip64-dev librocm-smi-dev)
-fi
+# test programs) has HIP 5's ABI: Debian 12 ships HIP 5.2, Debian 13 HIP 5.7, one soname. sid's
+# HIP 6 is another ABI (libamdhip64.so.6), not simulated: there its tests skip (tests/conftest.py).
+case "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" in
+  bookworm|trixie) APT_PACKAGES+=(hipcc libamdhip64-dev librocm-smi-dev) ;;
+esac
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \

@@ -4,23 +4,22 @@ Real programs built with Debian 12's hipcc for the AMD platform (build/fakegpu/t
 a C program linked against Debian's librocm_smi64 (test-rsmi) run on a machine made with
 ``fakegpu-ctl create --vendor amd``; fakegpu-dump is the ground truth, as for CUDA.
 
-The AMD parts need Debian 12's ``hipcc libamdhip64-dev librocm-smi-dev`` (contrib/bootstrap.sh
-installs them on bookworm). Without them these tests skip; with VGPU_REQUIRE_NATIVE=1 they fail
-instead wherever those packages belong (bookworm, or wherever hipcc is installed).
+The AMD parts need Debian's ``hipcc libamdhip64-dev librocm-smi-dev`` (contrib/bootstrap.sh
+installs them on bookworm and trixie). Without them these tests skip; with VGPU_REQUIRE_NATIVE=1
+they fail instead wherever those packages belong (conftest.REQUIRE_AMD).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REQUIRE_NATIVE, skip_or_fail
+from conftest import REQUIRE_AMD, skip_or_fail
 from fakegpu import FakeGpuBuild, FakeMachine, PynvmlRunner, create_fake_machine
 
 pytestmark = pytest.mark.native
@@ -29,22 +28,12 @@ MIB = 1 << 20
 GIB = 1 << 30
 
 
-def _bookworm() -> bool:
-    try:
-        return "VERSION_CODENAME=bookworm" in Path("/etc/os-release").read_text()
-    except OSError:
-        return False
-
-
-#: Where bootstrap installs the HIP and ROCm SMI packages, their absence is a failure in CI.
-REQUIRE_AMD = REQUIRE_NATIVE and (_bookworm() or shutil.which("hipcc") is not None)
-
 
 def amd_program(build: FakeGpuBuild, name: str) -> Path:
     """An AMD test program or library of the build; skips (fails where required) if absent."""
     path = build.dir / name
     if not path.is_file():
-        skip_or_fail(f"{path} not built (make -C native/fakegpu; needs Debian 12's hipcc "
+        skip_or_fail(f"{path} not built (make -C native/fakegpu; needs Debian's hipcc "
                      "libamdhip64-dev librocm-smi-dev)", REQUIRE_AMD)
     return path
 

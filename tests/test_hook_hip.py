@@ -3,9 +3,9 @@ AMD GPU (fake libamdhip64.so.5 and librocm_smi64.so.1), judged by the simulated 
 ground truth (fakegpu-dump), as tests/test_hook_memory.py and test_hook_compute.py do for CUDA.
 
 The probe is build/fakegpu/test-hip-hook-probe (native/fakegpu/tests/hip_hook_probe.cpp). It
-needs Debian 12's hipcc, libamdhip64-dev and librocm-smi-dev: without them these tests skip;
-with VGPU_REQUIRE_NATIVE=1 they fail instead wherever those packages belong (bookworm, or
-wherever hipcc is installed), as tests/test_fakegpu_hip.py does.
+needs Debian's hipcc, libamdhip64-dev and librocm-smi-dev: without them these tests skip;
+with VGPU_REQUIRE_NATIVE=1 they fail instead wherever those packages belong (bookworm,
+trixie, or wherever hipcc is installed), as tests/test_fakegpu_hip.py does.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REQUIRE_NATIVE, skip_or_fail
+from conftest import REQUIRE_AMD, REQUIRE_NATIVE, skip_or_fail
 from hook_fixtures import GIB, MIB, HookBuild, Job, Run, parse_lines, proceed, wait_for_line
 
 from slurm_vgpu.native import GpuLimit, JobLimits, SharePolicy, read_usage, write_limits_file
@@ -30,15 +29,6 @@ pytestmark = pytest.mark.native
 REPO = Path(__file__).resolve().parents[1]
 SHARE_TOLERANCE = 3.0  # the issue's goal for contended jobs' shares of the work done
 
-
-def _bookworm() -> bool:
-    try:
-        return "VERSION_CODENAME=bookworm" in Path("/etc/os-release").read_text()
-    except OSError:
-        return False
-
-
-REQUIRE_AMD = REQUIRE_NATIVE and (_bookworm() or shutil.which("hipcc") is not None)
 
 
 class AmdHookEnv:
@@ -52,7 +42,7 @@ class AmdHookEnv:
         self.probe = fake / "test-hip-hook-probe"
         for needed in (fake / "libamdhip64.so.5", fake / "librocm_smi64.so.1", self.probe):
             if not needed.is_file():
-                skip_or_fail(f"{needed} not built (make; needs Debian 12's hipcc "
+                skip_or_fail(f"{needed} not built (make; needs Debian's hipcc "
                              "libamdhip64-dev librocm-smi-dev)", REQUIRE_AMD)
         self.state = root / "fakegpu.state"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("FAKEGPU_")}

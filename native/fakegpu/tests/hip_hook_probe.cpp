@@ -174,7 +174,7 @@ int main(int argc, char **argv)
 			int n = 0;
 			hipError_t r = hipMemGetInfo(&fr, &total);
 			hipError_t r2 = hipDeviceTotalMem(&dt, 0);
-			hipGetDeviceCount(&n);
+			(void)hipGetDeviceCount(&n);
 			std::printf("info rc=%d free=%zu total=%zu devtotal_rc=%d devtotal=%zu count=%d\n",
 				    (int)r, fr, total, (int)r2, dt, n);
 		} else if (cmd == "alloc") {
@@ -226,19 +226,19 @@ int main(int argc, char **argv)
 			double secs = std::atof(arg());
 			int batch = ns >= 1000000 ? 1 : (int)(1000000 / (ns ? ns : 1));
 			hipEvent_t ev[2];
-			hipEventCreate(&ev[0]);
-			hipEventCreate(&ev[1]);
+			(void)hipEventCreate(&ev[0]);
+			(void)hipEventCreate(&ev[1]);
 			hipError_t r = hipSuccess;
 			long n = 0;
 			double t0 = now_s();
 			for (int b = 0; now_s() - t0 < secs && r == hipSuccess; b++) {
 				for (int k = 0; k < batch && r == hipSuccess; k++, n++)
 					r = launch(kind, ns, 0);
-				hipEventRecord(ev[b & 1], 0);
+				(void)hipEventRecord(ev[b & 1], 0);
 				if (b > 0)
-					hipEventSynchronize(ev[(b + 1) & 1]); /* one batch stays queued */
+					(void)hipEventSynchronize(ev[(b + 1) & 1]); /* one batch stays queued */
 			}
-			hipDeviceSynchronize();
+			(void)hipDeviceSynchronize();
 			std::printf("spin rc=%d n=%ld\n", (int)r, n);
 		} else {
 			std::printf("%s rc=-1 unknown=1\n", cmd.c_str());
