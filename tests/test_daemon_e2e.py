@@ -109,17 +109,22 @@ def accounting_site(fake_state: Path) -> Iterator[tuple[Any, SpankSite]]:
 
 
 class Daemon:
-    def __init__(self, site: SpankSite, fake_state: Path, cluster: Any, extra: str) -> None:
+    """`vgpu daemon` for one node of the site (n1 unless told), polling every 0.5 s."""
+
+    def __init__(self, site: SpankSite, fake_state: Path, cluster: Any, extra: str,
+                 node: str = "n1") -> None:
         with socketless_port() as port:
             self.port = port
-        cfg = site.base / "vgpu-daemon.yaml"
+        suffix = "" if node == "n1" else f"-{node}"
+        cfg = site.base / f"vgpu-daemon{suffix}.yaml"
         cfg.write_text(
-            f"nodes: [n1]\ncontrol_period_seconds: 0.5\nruntime_dir: {site.runtime_dir('n1')}\n"
-            f"inventory: {site.inventory('n1')}\nlog_level: debug\n"
+            f"nodes: [{node}]\ncontrol_period_seconds: 0.5\n"
+            f"runtime_dir: {site.runtime_dir(node)}\n"
+            f"inventory: {site.inventory(node)}\nlog_level: debug\n"
             f"metrics: {{port: {self.port}, address: 127.0.0.1}}\n" + extra)
         env = dict(cluster.env)
         env.update({"FAKEGPU_STATE": str(fake_state), "LD_LIBRARY_PATH": str(FAKE)})
-        self.log = site.base / "daemon.log"
+        self.log = site.base / f"daemon{suffix}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "slurm_vgpu.cli", "daemon",
                                          "--config", str(cfg)], env=env, stdout=out,
@@ -135,7 +140,15 @@ class Daemon:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
+            # a cycle in flight and the summary flush each run Slurm commands bounded by
+            # slurm.command_timeout_seconds (10 s): up to about 30 s on a loaded machine
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+                raise AssertionError("the daemon did not stop within 40 s of SIGTERM:\n"
+                                     + self.log_text()) from None
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]

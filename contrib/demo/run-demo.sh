@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # slurm-vgpu demo (make demo): a real loopback Slurm 22.05 cluster whose two nodes each have two
-# simulated GPUs; the GRES generator, the SPANK plugin, the hook, the cluster controller and a
-# node agent per node, all real.
+# simulated GPUs (n2's are AMD where the simulated AMD GPU is built); the GRES generator, the
+# SPANK plugin, the hook, the cluster controller and a node agent per node, all real.
 # Jobs ask for slices with --gres=vgpu:N, run real CUDA programs (nvcc-built, cudart 13) and
 # driver-API programs, and are held to their slices' memory and compute. Runs as root.
 #
@@ -26,6 +26,14 @@ fi
 WORKDIR=${VGPU_DEMO_DIR:-$(mktemp -d /tmp/vgpu-demo-XXXXXX)}
 JOB_TIMEOUT=${VGPU_DEMO_TIMEOUT:-120}   # seconds any wait below may take
 NODES=(n1 n2)
+# n2's GPUs are simulated AMD ones (fake libamdhip64 + ROCm SMI) where the simulated AMD GPU is
+# built: Debian 12 and 13 ship the HIP 5 it needs (contrib/bootstrap.sh); elsewhere n2 is NVIDIA.
+if [ -e "$FAKE/libamdhip64.so.5" ] && [ -e "$FAKE/librocm_smi64.so.1" ] \
+   && [ -x "$FAKE/test-hip-hook-probe" ]; then
+  AMD_NODE=n2
+else
+  AMD_NODE=""
+fi
 JOBS=()
 DAEMON_PIDS=()  # the controller and the node agents
 
@@ -107,17 +115,30 @@ cuda_alloc() {  # cuda_alloc MIB: one cudaMalloc, then what cudaMemGetInfo says
 }
 
 step_simulated_gpus() {
-  step "1. Two simulated GPUs per node (fake libcuda + libnvidia-ml; 10 GiB, 108 SMs each)"
+  if [ -n "$AMD_NODE" ]; then
+    step "1. Two simulated GPUs per node, 10 GiB each: NVIDIA on n1 (fake libcuda + libnvidia-ml), AMD on $AMD_NODE (fake libamdhip64 + librocm_smi64)"
+  else
+    step "1. Two simulated GPUs per node (fake libcuda + libnvidia-ml; 10 GiB, 108 SMs each)"
+  fi
   mkdir -p "$WORKDIR/fake" "$WORKDIR/inv" "$WORKDIR/rt"
   chmod 755 "$WORKDIR" "$WORKDIR/fake"
-  local node i uuids
+  local node i uuids vendor
   for node in "${NODES[@]}"; do
     uuids=""
-    for i in 0 1; do
-      uuids+="${uuids:+,}GPU-de300000-0000-4000-8000-$(printf '%s%011d' "${node#n}" "$i")"
-    done
+    if [ "$node" = "$AMD_NODE" ]; then
+      # an AMD GPU's UUID is ROCm SMI's 64-bit unique id: bytes 8..15 of the state's UUID
+      for i in 0 1; do
+        uuids+="${uuids:+,}GPU-de300000-0000-4000-a3d0-$(printf '%s%011d' "${node#n}" "$i")"
+      done
+      vendor=(--vendor amd)
+    else
+      for i in 0 1; do
+        uuids+="${uuids:+,}GPU-de300000-0000-4000-8000-$(printf '%s%011d' "${node#n}" "$i")"
+      done
+      vendor=(--name "NVIDIA FakeGPU")
+    fi
     "$FAKE/fakegpu-ctl" create --force --state "$WORKDIR/fake/$node.state" --count 2 \
-      --mem 10G --name "NVIDIA FakeGPU" --uuid "$uuids" --ctx-overhead 0 >/dev/null
+      --mem 10G "${vendor[@]}" --uuid "$uuids" --ctx-overhead 0 >/dev/null
     # (contexts free, so the demo shows caps in round numbers; by default the simulated GPU
     # charges 512 MiB per context as an H200 does, and the hook counts it inside the cap)
     chmod 666 "$WORKDIR/fake/$node.state"  # every job's processes share the simulated node
@@ -126,15 +147,18 @@ step_simulated_gpus() {
 }
 
 step_generate() {
-  step "2. vgpu gres generate: discover the GPUs through NVML, write gres.conf + inventory"
+  step "2. vgpu gres generate: discover the GPUs (NVML; ROCm SMI on AMD), write gres.conf + inventory"
   cat >"$WORKDIR/vgpu-gres.yaml" <<EOF
 slices_per_gpu: 10     # a slice = 10 % of a card's memory (hard cap) and compute (share)
 reserved_memory: 0     # the simulated GPU has no driver overhead to hold back
 EOF
   local node
+  local library
   for node in "${NODES[@]}"; do
+    library=(--discovery nvml --library "$FAKE/libnvidia-ml.so.1")
+    [ "$node" != "$AMD_NODE" ] || library=(--discovery rsmi --library "$FAKE/librocm_smi64.so.1")
     FAKEGPU_STATE="$WORKDIR/fake/$node.state" "${VGPU[@]}" gres generate \
-      --config "$WORKDIR/vgpu-gres.yaml" --library "$FAKE/libnvidia-ml.so.1" --node "$node" \
+      --config "$WORKDIR/vgpu-gres.yaml" "${library[@]}" --node "$node" \
       --output-dir "$WORKDIR/gen/$node" >/dev/null
     cp "$WORKDIR/gen/$node/inventory.conf" "$WORKDIR/inv/$node.conf"
   done
@@ -142,6 +166,10 @@ EOF
   sed 's/^/  gres.conf:     /' <(grep -v '^#' "$WORKDIR/gen/n1/gres.conf")
   sed 's/^/  slurm.conf:    /' <(grep -v '^#' "$WORKDIR/gen/n1/slurm.conf.fragment")
   sed 's/^/  inventory.conf: /' <(grep '^gpu ' "$WORKDIR/gen/n1/inventory.conf")
+  if [ -n "$AMD_NODE" ]; then
+    printf '$ vgpu gres generate --node %s --discovery rsmi --library fakegpu/librocm_smi64.so.1 ...\n' "$AMD_NODE"
+    sed 's/^/  inventory.conf: /' <(grep '^gpu ' "$WORKDIR/gen/$AMD_NODE/inventory.conf")
+  fi
 }
 
 step_start_cluster() {
@@ -339,6 +367,35 @@ EOF
   wait_until "the owner and guest to end" none_left
 }
 
+amd_summarized() { sacct -n -X -j "$1" -o AdminComment%300 2>/dev/null | grep -q 'vgpu1;'; }
+amd_done() { [ -s "$WORKDIR/jobs/$1.hip" ] && ! job_state_is "$1" RUNNING && ! job_state_is "$1" PENDING; }
+
+step_amd() {
+  [ -n "$AMD_NODE" ] || return 0
+  step "12. The AMD node: --gres=vgpu:3 on $AMD_NODE, a hipcc-built program held to 3 of 10 GiB"
+  cd "$WORKDIR/jobs"
+  cat >"$WORKDIR/jobs/amd.sh" <<EOF
+#!/bin/bash
+export LD_LIBRARY_PATH=$FAKE FAKEGPU_STATE=$WORKDIR/fake/\$SLURMD_NODENAME.state
+echo "job \$SLURM_JOB_ID on \$SLURMD_NODENAME: ROCR_VISIBLE_DEVICES=\$ROCR_VISIBLE_DEVICES CUDA_VISIBLE_DEVICES=\${CUDA_VISIBLE_DEVICES-unset}"
+# hipMemGetInfo, 2.5 GiB (within the cap), 1 GiB more (past it: rc=2, hipErrorOutOfMemory);
+# then hold the 2.5 GiB for 3 s, so that the agent samples the job
+$FAKE/test-hip-hook-probe info alloc malloc 2560 alloc malloc 1024 sleep 3000 > "$WORKDIR/jobs/\$SLURM_JOB_ID.hip" 2>&1
+sed 's/^/  /' "$WORKDIR/jobs/\$SLURM_JOB_ID.hip"
+EOF
+  chmod 755 "$WORKDIR/jobs/amd.sh"
+  local jobid
+  jobid=$(sbatch --parsable -w "$AMD_NODE" --gres=vgpu:3 -J demo-amd -o "%x-%j.out" "$WORKDIR/jobs/amd.sh")
+  echo "sbatch -w $AMD_NODE --gres=vgpu:3 amd.sh  -> job $jobid"
+  wait_until "job $jobid to finish" amd_done "$jobid"
+  sed 's/^/  /' "$WORKDIR/jobs/demo-amd-$jobid.out"
+  grep -q "^alloc rc=2 " "$WORKDIR/jobs/$jobid.hip" || die "the AMD job was not held to its cap"
+  echo "(total = 3 GiB: the slices, not the card; the allocation past them is refused)"
+  wait_until "the AMD job's summary (n2's agent reads ROCm SMI)" amd_summarized "$jobid"
+  run sacct -X -j "$jobid" -o JobID,AdminComment%150
+  echo "(v:amd: the GPU's vendor, from the inventory; docs/accounting.md)"
+}
+
 step_rejected() {
   step "10. A request larger than any node is refused at submit; a bad option before the job starts"
   run sbatch --gres=vgpu:21 --wrap true 2>&1 || true
@@ -360,6 +417,7 @@ main() {
   step_show_accounting
   step_rejected
   step_backfill
+  step_amd
 }
 
 main "$@"
