@@ -6,10 +6,12 @@
       processes (the old deployment) against one `vgpu controller` + N `vgpu agent`. The
       cluster has 2 real slurmd nodes and 64 more node entries (DOWN, no slurmd) for agents to
       manage; an agent needs no slurmd, only its node name. Root, Debian's Slurm 22.05.
-  bench_scale.py agent [--seconds 60] [--period 5]
+  bench_scale.py agent [--seconds 60] [--period 5] [--vendor amd]
       `vgpu agent`'s CPU and memory on a node with 8 simulated GPUs and 40 jobs (limits files
       as the SPANK plugin writes them, NVML through the simulated GPU, a directive listing the
       40 jobs, the controller's heartbeat kept fresh by the bench). Needs `make` (fakegpu).
+      --vendor amd: the GPUs are simulated AMD ones, read through ROCm SMI, and each job has a
+      HIP process holding device memory (the agent's occupancy reads cover 40 processes).
   bench_scale.py controller [--capture DIR] [--nodes 10000] [--jobs 100000] [--read reader]
       the controller's cycle at 10,000 nodes x 8 GPUs with 100,000 queued jobs: the Slurm
       read (squeue --json + sinfo --json parsed by the controller's own client code), the
@@ -65,17 +67,31 @@ def machine() -> dict[str, Any]:
             "python": sys.version.split()[0], "note": "shared VM: other work ran meanwhile"}
 
 
-def inventory_text(node: str, gpus: int = 8) -> str:
+def inventory_text(node: str, gpus: int = 8, vendor: str = "nvidia") -> str:
     lines = ["# bench inventory", "version=1", f"node={node}"]
+    tail = " vendor=amd" if vendor == "amd" else ""
     for g in range(gpus):
-        lines.append(f"gpu index={g} uuid={gpu_uuid(node, g)} slices=10 slice_bytes={8 * GIB} "
-                     f"slice_permille=100 memory_bytes={80 * GIB} model=bench")
+        lines.append(f"gpu index={g} uuid={gpu_uuid(node, g, vendor)} slices=10 "
+                     f"slice_bytes={8 * GIB} slice_permille=100 memory_bytes={80 * GIB}"
+                     f"{tail} model=bench")
     return "\n".join(lines) + "\n"
 
 
-def gpu_uuid(node: str, g: int) -> str:
+def gpu_uuid(node: str, g: int, vendor: str = "nvidia") -> str:
+    """The inventory uuid; AMD: "GPU-" and ROCm SMI's 16-hex-digit unique id, which the
+    simulated GPU reads from bytes 8..15 of fake_uuid's (docs/contracts.md)."""
     digits = re.sub(r"\D", "", node) or "0"
+    if vendor == "amd":
+        return f"GPU-a3d0{int(digits):04d}{g:08x}"
     return f"GPU-{int(digits):08d}-0000-4000-8000-{g:012d}"
+
+
+def fake_uuid(node: str, g: int, vendor: str = "nvidia") -> str:
+    """The uuid to create simulated GPU g with, so that it reports gpu_uuid."""
+    if vendor != "amd":
+        return gpu_uuid(node, g)
+    unique = gpu_uuid(node, g, vendor)[4:]
+    return f"GPU-00000000-0000-4000-{unique[:4]}-{unique[4:]}"
 
 
 # --- sdiag ----------------------------------------------------------------------------------
@@ -169,7 +185,7 @@ def rpc(args: argparse.Namespace) -> dict[str, Any]:
             "backfill: {enabled: true, preemptible_partitions: [scavenger]}\n"
             "packing: {enabled: true}\n"
             + (f"slurm: {{reader: {REPO / 'build' / 'spank' / 'vgpu-slurm-read'}}}\n"
-               if args.reader else ""))
+               if getattr(args, "reader", False) else ""))
         vgpu = [sys.executable, "-m", "slurm_vgpu.cli"]
         runs = []
         plan = [("daemon", n) for n in daemons] + [("agents+controller", n) for n in agents]
@@ -254,16 +270,34 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
     fake = REPO / "build" / "fakegpu"
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-agent-"))
     node, gpus, jobs = "g1", 8, 40
+    vendor = getattr(args, "vendor", "nvidia")
+    holders: list[subprocess.Popen[bytes]] = []
     try:
         env = dict(os.environ)
         nvml = (fake / "fakegpu-ctl").exists()
+        holder = fake / ("test-hip-basic" if vendor == "amd" else "test-drv-api")
+        processes = getattr(args, "device_processes", None)
+        processes = (jobs if vendor == "amd" else 0) if processes is None else processes
+        if processes and not holder.exists():
+            raise SystemExit(f"bench_scale agent: {holder} is not built (make; on AMD it needs "
+                             "hipcc, libamdhip64-dev, librocm-smi-dev)")
         if nvml:
-            uuids = ",".join(gpu_uuid(node, g) for g in range(gpus))
+            uuids = ",".join(fake_uuid(node, g, vendor) for g in range(gpus))
             subprocess.run([str(fake / "fakegpu-ctl"), "create", "--force", "--state",
                             str(work / "gpu.state"), "--count", str(gpus), "--mem", "80G",
-                            "--uuid", uuids], check=True, capture_output=True)
+                            "--vendor", vendor, "--uuid", uuids, "--ctx-overhead", "0"],
+                           check=True, capture_output=True)
             env.update(FAKEGPU_STATE=str(work / "gpu.state"), LD_LIBRARY_PATH=str(fake))
-        (work / "inv.conf").write_text(inventory_text(node, gpus))
+        (work / "inv.conf").write_text(inventory_text(node, gpus, vendor))
+        # processes holding device memory (one per job, spread over the GPUs): what the
+        # device library then lists for the agent's per-period sample (and, on AMD, for its
+        # occupancy reads every 200 ms)
+        hold = ["hold", "64", str(int(args.seconds) + 60)]  # both programs: MIB, seconds
+        visible = "HIP_VISIBLE_DEVICES" if vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+        for j in range(processes):
+            holders.append(subprocess.Popen(
+                [str(holder), *hold], env={**env, visible: str(j % gpus)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         rt = work / "rt"
         slurm_jobs = []
         for j in range(jobs):  # 5 jobs per GPU, 2 slices each; every other one bursts
@@ -273,7 +307,7 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
             write_limits_file(d / "limits", JobLimits(
                 job_id=job_id, uid=1000,
                 share_policy=NativeShare.BURST if j % 2 else NativeShare.GUARANTEED,
-                gpus=(GpuLimit(gpu_uuid(node, g), g, 2, 16 * GIB, 200, 200),)))
+                gpus=(GpuLimit(gpu_uuid(node, g, vendor), g, 2, 16 * GIB, 200, 200),)))
             slurm_jobs.append(SlurmJob(job_id, "RUNNING", "gpu", "normal", 1000,
                                        time.time() - 60, {node: 2}))
         ex = ExchangeDir(work / "exchange")
@@ -289,7 +323,7 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
             "backfill: {enabled: true, preemptible_partitions: [scavenger]}\n"
             "packing: {enabled: true}\n"
             + (f"slurm: {{reader: {REPO / 'build' / 'spank' / 'vgpu-slurm-read'}}}\n"
-               if args.reader else ""))
+               if getattr(args, "reader", False) else ""))
         proc = _spawn([sys.executable, "-m", "slurm_vgpu.cli", "agent", "--config", str(cfg)],
                       env, work / "agent.log")
         try:
@@ -314,7 +348,11 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
         raised = len(re.findall(r"set_compute_limit: SetComputeLimit", log))
         return {
             "bench": "agent", "machine": machine(), "gpus": gpus, "jobs": jobs,
-            "nvml": "simulated GPU (fakegpu)" if nvml else "off (fakegpu not built)",
+            "vendor": vendor,
+            "device_processes": len(holders),
+            "nvml": ("simulated GPU (fakegpu)" + (": ROCm SMI, occupancy reads every 200 ms"
+                                                  if vendor == "amd" else "")
+                     if nvml else "off (fakegpu not built)"),
             "control_period_seconds": args.period, "measured_seconds": round(t1 - t0, 1),
             "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 3),
             "rss_mb": round(rss / 1024, 1), "peak_rss_mb": round(hwm / 1024, 1),
@@ -326,6 +364,9 @@ def agent(args: argparse.Namespace) -> dict[str, Any]:
             "note": "hook state files absent (no job computes): usage reads find none",
         }
     finally:
+        for h in holders:
+            h.kill()
+            h.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -776,6 +817,14 @@ def main() -> None:
     a = sub.add_parser("agent")
     a.add_argument("--seconds", type=float, default=60.0)
     a.add_argument("--period", type=float, default=5.0)
+    a.add_argument("--reader", action="store_true",
+                   help="configure slurm.reader (the agent itself reads no Slurm; kept so that "
+                        "its config is the README's)")
+    a.add_argument("--vendor", choices=["nvidia", "amd"], default="nvidia",
+                   help="amd: simulated AMD GPUs read through ROCm SMI")
+    a.add_argument("--device-processes", type=int, default=None,
+                   help="processes holding device memory, one per job round the GPUs "
+                        "(default: 40 on AMD, 0 on NVIDIA as in the committed result)")
     c = sub.add_parser("capture")
     c.add_argument("--slurm-conf", required=True)
     c.add_argument("--out", required=True)

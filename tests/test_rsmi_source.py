@@ -33,7 +33,7 @@ SAMPLE = """
 import json, sys
 from dataclasses import asdict
 from slurm_vgpu.policies.service.rsmi_source import RsmiSource
-src = RsmiSource(library=sys.argv[1])
+src = RsmiSource(library=sys.argv[1], poll_interval=None)
 devices, procs = src.sample()
 info = src.process_info(int(sys.argv[2])) if len(sys.argv) > 2 else None
 print(json.dumps({"devices": [asdict(d) for d in devices],
@@ -41,6 +41,22 @@ print(json.dumps({"devices": [asdict(d) for d in devices],
                   "cu": {str(k): v for k, v in src.cu_occupancy_percent.items()},
                   "by_pid": None if info is None else {"pid": info.process_id,
                                                        "vram": info.vram_usage}}))
+src.close()
+"""
+
+
+# the occupancy poller: 100 reads every 5 ms, then the sample that reports them
+POLLED = """
+import json, sys, time
+from dataclasses import asdict
+from slurm_vgpu.policies.service.rsmi_source import RsmiSource
+src = RsmiSource(library=sys.argv[1], poll_interval=0.005, window=100, min_reads=100)
+first = src.sample()[1]  # fewer than 100 reads yet: no figure
+deadline = time.monotonic() + 30
+while src.poller is not None and src.poller.reads < 100 and time.monotonic() < deadline:
+    time.sleep(0.05)
+procs = src.sample()[1]
+print(json.dumps({"first": [asdict(p) for p in first], "processes": [asdict(p) for p in procs]}))
 src.close()
 """
 
@@ -100,6 +116,61 @@ def test_reads_per_process_vram_of_running_hip_programs(mi: FakeMachine,
     gone = sample(mi, first.pid)
     assert gone["processes"] == [] and gone["by_pid"] is None
     assert [d["memory_used_bytes"] for d in gone["devices"]] == [0, 0]
+
+
+def test_the_occupancy_poller_measures_each_processs_device_time(
+        mi: FakeMachine, fakegpu_build: FakeGpuBuild) -> None:
+    """The root-side compute figure on AMD: a process launching kernels flat out alone on GPU 0
+    held it for nearly all reads (lower bound of 100 reads: at least 80 %), an idle one on GPU 1
+    for none; no figure before the window has its reads."""
+    hip = amd_program(fakegpu_build, "test-hip-basic")
+    idle = mi.popen([str(hip), "hold", "100", "30"], extra_env={"HIP_VISIBLE_DEVICES": "1"})
+    busy = mi.popen([str(hip), "launch", "50000000", "200"])  # 200 x 50 ms kernels
+    try:
+        wait_ready(idle)
+        time.sleep(0.5)
+        argv = [sys.executable, "-c", POLLED, str(mi.build.dir / "librocm_smi64.so.1")]
+        out = mi.run(argv, extra_env={"LD_LIBRARY_PATH": ""}, timeout=90)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        for p in (idle, busy):
+            p.kill()
+            p.wait()
+    assert {p["utilization_permille"] for p in got["first"]} == {None}, got
+    util = {p["pid"]: p["utilization_permille"] for p in got["processes"]}
+    assert util[idle.pid] == 0, util
+    assert util[busy.pid] is not None and util[busy.pid] >= 800, util
+
+
+def test_occupancy_window_slides_and_reports_a_lower_bound() -> None:
+    from slurm_vgpu.policies.service.rsmi_source import OccupancyPoller, busy_lower_bound_permille
+
+    reads = iter([[(7, 100), (8, 0)]] * 3 + [[(7, 0), (8, 40)]] * 1 + [[(8, 100)]] * 4)
+    poller = OccupancyPoller(lambda: next(reads), window=4, min_reads=4)
+    for _ in range(3):
+        poller.poll_once()
+    assert poller.take() is None  # 3 reads: too few
+    poller.poll_once()
+    assert poller.take() == {7: busy_lower_bound_permille(3, 4),
+                             8: busy_lower_bound_permille(1, 4)}
+    for _ in range(4):
+        poller.poll_once()
+    assert poller.take() == {8: busy_lower_bound_permille(4, 4)}  # pid 7 left the window
+
+
+def test_the_lower_bound_never_overstates_and_separates_abuse_quickly() -> None:
+    from slurm_vgpu.policies.service.rsmi_source import busy_lower_bound_permille
+
+    assert busy_lower_bound_permille(0, 10) == 0 and busy_lower_bound_permille(5, 0) == 0
+    for reads in (10, 25, 100):
+        for held in range(reads + 1):
+            assert busy_lower_bound_permille(held, reads) <= 1000 * held // reads
+    # a process holding the device in every read, against a 1-slice share (100) + 150
+    assert busy_lower_bound_permille(10, 10) > 250
+    assert busy_lower_bound_permille(25, 25) > 700
+    # one keeping to a 3-slice share (300) is never put above 300 + 150, whatever the window
+    assert all(busy_lower_bound_permille(round(0.35 * n), n) < 450 for n in range(10, 101))
 
 
 def test_busy_percent_while_a_kernel_runs(mi: FakeMachine, fakegpu_build: FakeGpuBuild) -> None:
