@@ -89,12 +89,14 @@ grep -q 'alloc rc=0 bytes=2147483648' "$work/job.out" \
   || die "2 GiB within the cap did not succeed"
 grep -q 'alloc rc=2 bytes=4294967296' "$work/job.out" \
   || die "4 GiB past the 3 GiB cap was not refused"
-ldd /usr/lib/slurm-vgpu/vgpu.so | grep -q libslurm || die "the plugin does not link libslurm"
+# (not `ldd | grep -q`: under pipefail, grep leaving early can fail the pipe with ldd's SIGPIPE)
+libs=$(ldd /usr/lib/slurm-vgpu/vgpu.so)
+grep -q libslurm <<<"$libs" || die "the plugin does not link libslurm"
 # the controller's reader, against this release's slurmctld: the running job, n1 with its GRES
 reader=/usr/lib/slurm-vgpu/vgpu-slurm-read
 "$reader" jobs > "$work/jobs.txt" || die "$reader jobs failed"
 "$reader" nodes > "$work/nodes.txt" || die "$reader nodes failed"
-head -n1 "$work/jobs.txt" | grep -q '^V|1|jobs|' || die "$reader jobs: $(head -n1 "$work/jobs.txt")"
+grep -q '^V|1|jobs|' <<<"$(head -n1 "$work/jobs.txt")" || die "$reader jobs: $(head -n1 "$work/jobs.txt")"
 grep -q '^N|n1|[^|]*|vgpu:' "$work/nodes.txt" || die "$reader nodes: $(cat "$work/nodes.txt")"
 say "vgpu-slurm-read (installed): $(grep -c '^N|' "$work/nodes.txt") nodes"
 say "OK: $(dpkg-query -W -f='${Package} ${Version}' slurm-vgpu) runs --gres=vgpu:3 with its cap enforced"
