@@ -122,21 +122,15 @@ step_simulated_gpus() {
   fi
   mkdir -p "$WORKDIR/fake" "$WORKDIR/inv" "$WORKDIR/rt"
   chmod 755 "$WORKDIR" "$WORKDIR/fake"
-  local node i uuids vendor
+  local node i uuids vendor group
   for node in "${NODES[@]}"; do
+    # (an AMD GPU's UUID is ROCm SMI's 64-bit unique id: bytes 8..15 of the state's UUID)
+    vendor=(--name "NVIDIA FakeGPU") group=8000
+    [ "$node" != "$AMD_NODE" ] || vendor=(--vendor amd) group=a3d0
     uuids=""
-    if [ "$node" = "$AMD_NODE" ]; then
-      # an AMD GPU's UUID is ROCm SMI's 64-bit unique id: bytes 8..15 of the state's UUID
-      for i in 0 1; do
-        uuids+="${uuids:+,}GPU-de300000-0000-4000-a3d0-$(printf '%s%011d' "${node#n}" "$i")"
-      done
-      vendor=(--vendor amd)
-    else
-      for i in 0 1; do
-        uuids+="${uuids:+,}GPU-de300000-0000-4000-8000-$(printf '%s%011d' "${node#n}" "$i")"
-      done
-      vendor=(--name "NVIDIA FakeGPU")
-    fi
+    for i in 0 1; do
+      uuids+="${uuids:+,}GPU-de300000-0000-4000-$group-$(printf '%s%011d' "${node#n}" "$i")"
+    done
     "$FAKE/fakegpu-ctl" create --force --state "$WORKDIR/fake/$node.state" --count 2 \
       --mem 10G "${vendor[@]}" --uuid "$uuids" --ctx-overhead 0 >/dev/null
     # (contexts free, so the demo shows caps in round numbers; by default the simulated GPU

@@ -162,7 +162,7 @@ class RsmiSource:
         # pid -> cu_occupancy (percent) of the last sample, for diagnostics only
         self.cu_occupancy_percent: dict[int, int] = {}
         self.poller: OccupancyPoller | None = None
-        self._poll_buf = (RsmiProcessInfo * 64)()
+        self._info_buf = (RsmiProcessInfo * 64)()
         # pid -> (its VRAM, its GPUs) at the last sample: a process's GPUs are asked again
         # only when its VRAM changed (using another GPU allocates there), which keeps the
         # sample at one ROCm SMI call per device, not one more per process
@@ -178,39 +178,24 @@ class RsmiSource:
             self.lib.close()
 
     def _occupancies(self) -> list[tuple[int, int]]:
-        """One rsmi_compute_process_info_get into a kept buffer (grown when too small): the
-        poller's read, half the calls of process_infos()."""
-        lib = self.lib.lib
+        """The poller's read: every process's pid and CU occupancy."""
         with self._lock:
-            for _ in range(4):
-                n = ctypes.c_uint32(len(self._poll_buf))
-                status = int(lib.rsmi_compute_process_info_get(self._poll_buf,
-                                                                ctypes.byref(n)))
-                if status == RSMI_STATUS_SUCCESS:
-                    return [(int(i.process_id), int(i.cu_occupancy))
-                            for i in self._poll_buf[: n.value]]
-                if status != RSMI_STATUS_INSUFFICIENT_SIZE:
-                    break
-                self._poll_buf = (RsmiProcessInfo * (2 * len(self._poll_buf)))()
-        raise NvmlError(f"rsmi_compute_process_info_get: {self.lib.text(status)}")
+            return [(int(i.process_id), int(i.cu_occupancy)) for i in self.process_infos()]
 
     def process_infos(self) -> list[RsmiProcessInfo]:
-        """Every compute process ROCm SMI knows (all AMD GPUs)."""
+        """Every compute process ROCm SMI knows (all AMD GPUs), as copies: one call into a
+        kept buffer, grown when too small (processes may start meanwhile). The caller holds
+        self._lock (the buffer is shared by the poller and the sample)."""
         lib = self.lib.lib
-        n = ctypes.c_uint32(0)
-        status = int(lib.rsmi_compute_process_info_get(None, ctypes.byref(n)))
-        if status != RSMI_STATUS_SUCCESS:
-            raise NvmlError(f"rsmi_compute_process_info_get: {self.lib.text(status)}")
-        for _ in range(4):  # processes may start between the two calls
-            size = n.value + 8
-            buf = (RsmiProcessInfo * size)()
-            n = ctypes.c_uint32(size)
-            status = int(lib.rsmi_compute_process_info_get(buf, ctypes.byref(n)))
+        status = RSMI_STATUS_INSUFFICIENT_SIZE
+        for _ in range(4):
+            n = ctypes.c_uint32(len(self._info_buf))
+            status = int(lib.rsmi_compute_process_info_get(self._info_buf, ctypes.byref(n)))
             if status == RSMI_STATUS_SUCCESS:
-                return list(buf[: n.value])
+                return [RsmiProcessInfo.from_buffer_copy(i) for i in self._info_buf[: n.value]]
             if status != RSMI_STATUS_INSUFFICIENT_SIZE:
                 break
-            n = ctypes.c_uint32(size * 2)
+            self._info_buf = (RsmiProcessInfo * (2 * len(self._info_buf)))()
         raise NvmlError(f"rsmi_compute_process_info_get: {self.lib.text(status)}")
 
     def process_info(self, pid: int) -> RsmiProcessInfo | None:
