@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The placement table: unallocated GPU % at 100 % arrived (the FGD paper's static protocol,
-seeds 42-51) for random, bestfit, vgpu and fgd on every openb job list in the shared data and
-on the generated variants in tests/data/openb-variants, beside the paper's own numbers where
-its artifacts publish them (fgd-analysis_allo_discrete.csv).
+seeds 42-51) for random, bestfit, vgpu, weights and fgd on every openb job list in the shared
+data and on the generated variants in tests/data/openb-variants, beside the paper's own
+numbers where its artifacts publish them (fgd-analysis_allo_discrete.csv).
 
-    python3 bench/placement_table.py [--seeds 42-51] [--jobs 2]
+    python3 bench/placement_table.py [--seeds 42-51] [--jobs 2] [--policies vgpu,fgd]
         [--out docs/results/placement_table.json]
 
-About 11 minutes on 2 cores (fgd is most of it). Prints the README's markdown table.
+About 35 minutes on 2 cores (fgd and vgpu are most of it); --policies reruns only those and
+keeps the other policies' figures from --out. Prints the README's markdown table.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from slurm_vgpu.policies.sim.traces import (  # noqa: E402
     trace_data_dir,
 )
 
-POLICIES = ("random", "bestfit", "vgpu", "fgd")
+POLICIES = ("random", "bestfit", "vgpu", "weights", "fgd")
 PAPER = {"01-Random": "random", "05-BestFit": "bestfit", "06-FGD": "fgd"}
 
 
@@ -80,9 +81,19 @@ def main() -> None:
     ap.add_argument("--seeds", default="42-51")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "placement_table.json"))
+    ap.add_argument("--policies", default=",".join(POLICIES),
+                    help="policies to run; the others' rows are kept from --out")
     a = ap.parse_args()
     seeds = parse_seeds(a.seeds)
-    runs = [(str(w), p, s) for w in workloads() for p in POLICIES for s in seeds]
+    run_policies = [p for p in a.policies.split(",") if p]
+    unknown = set(run_policies) - set(POLICIES)
+    if unknown:
+        ap.error(f"--policies: unknown {', '.join(sorted(unknown))}; "
+                 f"choose from {', '.join(POLICIES)}")
+    kept: dict[str, dict[str, object]] = {}
+    if set(run_policies) != set(POLICIES) and Path(a.out).exists():
+        kept = {r["workload"]: r for r in json.loads(Path(a.out).read_text())["table"]}
+    runs = [(str(w), p, s) for w in workloads() for p in run_policies for s in seeds]
     with ProcessPoolExecutor(a.jobs) as pool:
         results = list(pool.map(one, runs))
     paper = paper_numbers()
@@ -92,6 +103,10 @@ def main() -> None:
         row: dict[str, object] = {"workload": name, "generated": w.parent.name != "openb"}
         for p in POLICIES:
             un = [r[3] for r in results if r[0] == str(w) and r[1] == p]
+            if not un:
+                if p in kept.get(name, {}):
+                    row[p] = kept[name][p]
+                continue
             row[p] = {"mean": round(statistics.mean(un), 2),
                       "std": round(statistics.stdev(un), 2) if len(un) > 1 else 0.0}
         for p, values in paper.get(w.stem, {}).items():
@@ -107,13 +122,13 @@ def main() -> None:
         v = row.get(key)
         return f"{v['mean']:.2f} ± {v['std']:.2f}" if isinstance(v, dict) else "-"
 
-    print("| workload | random | bestfit | vgpu (ours) | fgd (ours) | Random, paper | "
-          "BestFit, paper | FGD, paper |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| workload | random | bestfit | weights only | vgpu (ours) | fgd (ours) | "
+          "Random, paper | BestFit, paper | FGD, paper |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in table:
         label = f"{row['workload']} (generated)" if row["generated"] else str(row["workload"])
         print(f"| {label} | " + " | ".join(cell(row, k) for k in (
-            "random", "bestfit", "vgpu", "fgd", "paper_random", "paper_bestfit",
+            "random", "bestfit", "weights", "vgpu", "fgd", "paper_random", "paper_bestfit",
             "paper_fgd")) + " |")
 
 

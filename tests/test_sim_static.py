@@ -158,14 +158,16 @@ def test_progress_bar_only_when_asked(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fgd_reference_leaves_least_unallocated_on_default() -> None:
     """The fgd reference does what the paper says FGD does on its default list: fewer GPUs
-    unallocated than BestFit and than the product's weight-based placement (3 seeds)."""
+    unallocated than BestFit and than node weights alone; the product's steered placement
+    (FGD's score, packing ties) leaves fewer still (3 seeds; deterministic)."""
     if not OPENB.is_dir():
         pytest.skip(f"trace data not found at {OPENB} (set VGPU_TRACE_DATA to the folder "
                     "holding openb/)")
     nodes = load_nodes(OPENB / "openb_node_list_gpu_node.csv")
     jobs = load_jobs(OPENB / "openb_pod_list_default.csv")
     mean = {p: statistics.mean(run_static(nodes, jobs, p, s).unallocated_pct_at_100
-                               for s in (42, 43, 44)) for p in ("fgd", "vgpu", "bestfit")}
-    assert mean["fgd"] < mean["vgpu"] < mean["bestfit"], mean
+                               for s in (42, 43, 44))
+            for p in ("vgpu", "fgd", "weights", "bestfit")}
+    assert mean["vgpu"] < mean["fgd"] < mean["weights"] < mean["bestfit"], mean
     paper, std = published("openb_pod_list_default", "06-FGD")
     assert abs(mean["fgd"] - paper) < 5 * std, (mean["fgd"], paper, std)

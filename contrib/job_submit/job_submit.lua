@@ -7,10 +7,20 @@ vgpu_check() call into a site's own job_submit.lua). It refuses
   --gres=vgpu:999, vgpu:-1, vgpu:abc (more slices than any node has, or not a count)
   --vgpu-share=... without any vgpu request
 and names the largest request a node can take: the largest Gres=vgpu:N on slurm.conf's
-NodeName lines (and the files it Includes). Nothing else is changed. docs/security.md.
+NodeName lines (and the files it Includes). docs/security.md.
+
+It also holds new vgpu batch jobs for the cluster controller's placement, while the
+controller steers (docs/placement.md): a single-node batch job with --gres=vgpu:N and no
+--begin, -w, -x or --constraint of its own gets a BeginTime a few seconds ahead; the
+controller's next cycle names its node and makes it eligible at once. Only while the
+controller's steering file (STEER_FILE, written by root every cycle) is fresh: when the
+controller stops, no job is held, and a held job starts at its BeginTime where Slurm puts it.
 ]]
 
 local GRES = "vgpu"
+-- steering.file in the controller's vgpu-daemon.yaml (the controller runs on this host)
+local STEER_FILE = "/run/slurm-vgpu/steering"
+local NO_VAL = 4294967294
 
 local function dirname(path)
    return path:match("^(.*)/[^/]*$") or "."
@@ -110,6 +120,44 @@ function vgpu_check(job_desc)
    return nil
 end
 
+-- seconds to hold a new job for the controller (nil: it is not steering now). The file is
+-- "<written, unix time> <hold seconds> <fresh for seconds>".
+local function steering_hold(now)
+   local f = io.open(STEER_FILE, "r")
+   if not f then return nil end
+   local line = f:read("*l") or ""
+   f:close()
+   local at, hold, fresh = line:match("^(%d+) (%d+) (%d+)$")
+   at, hold, fresh = tonumber(at), tonumber(hold), tonumber(fresh)
+   if not at or now - at > fresh or hold < 1 or hold > 600 then return nil end
+   return hold
+end
+
+local function unset(v)
+   return v == nil or v == "" or (type(v) == "number" and (v == 0 or v >= NO_VAL))
+end
+
+-- a job the controller can place: batch, one node, a vgpu count per node, nothing pinned
+local function steerable(job_desc)
+   if job_desc.script == nil then return false end  -- srun/salloc: nobody waits on a hold
+   local per_node = vgpu_requests(job_desc.tres_per_node)
+   if #per_node ~= 1 or not per_node[1]:match("^[:=]%d+$") then return false end
+   for _, field in ipairs({"tres_per_job", "tres_per_task", "tres_per_socket"}) do
+      if #vgpu_requests(job_desc[field]) > 0 then return false end
+   end
+   local nodes = job_desc.min_nodes
+   if not (unset(nodes) or nodes == 1) then return false end
+   return unset(job_desc.begin_time) and unset(job_desc.req_nodes) and
+      unset(job_desc.exc_nodes) and unset(job_desc.features)
+end
+
+function vgpu_hold(job_desc)
+   if not steerable(job_desc) then return end
+   local now = os.time()
+   local hold = steering_hold(now)
+   if hold then job_desc.begin_time = now + hold end
+end
+
 function slurm_job_submit(job_desc, part_list, submit_uid)
    local err = vgpu_check(job_desc)
    if err then
@@ -117,6 +165,7 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
       slurm.log_info("job_submit/lua: uid %s refused: %s", tostring(submit_uid), err)
       return slurm.ERROR
    end
+   vgpu_hold(job_desc)
    return slurm.SUCCESS
 end
 

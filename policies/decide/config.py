@@ -154,6 +154,23 @@ class ExchangeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SteeringConfig:
+    """The controller's placement steering (docs/placement.md): it names the node of each new
+    vgpu batch job that job_submit.lua holds for it."""
+
+    enabled: bool = False
+    # read by job_submit.lua (its STEER_FILE) on the slurmctld host, where the controller runs
+    file: str = "/run/slurm-vgpu/steering"
+    # how long the lua holds a new job (0: two control periods); a held job the controller
+    # does not steer in time starts then, where Slurm puts it
+    hold_seconds: float = 0.0
+    # a steered job still pending this long (its node filled up meanwhile) is steered again
+    resteer_after_seconds: float = 15.0
+    # the request mix the fragmentation is measured under: the last N held jobs' requests
+    history_jobs: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     # Slurm node name(s) this daemon manages; () means this host's short name.
     nodes: tuple[str, ...] = ()
@@ -167,6 +184,7 @@ class DaemonConfig:
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,6 +460,20 @@ def config_from_dict(data: object) -> DaemonConfig:
     if exchange.dir is not None and not exchange.dir.startswith("/"):
         raise ConfigError(f"exchange.dir: expected an absolute path, got {exchange.dir!r}")
 
+    sts = top.section("steering")
+    sd_ = SteeringConfig()
+    steering = SteeringConfig(
+        enabled=sts.boolean("enabled", sd_.enabled),
+        file=sts.string("file", sd_.file),
+        hold_seconds=sts.number("hold_seconds", sd_.hold_seconds, 0.0, 600.0),
+        resteer_after_seconds=sts.number("resteer_after_seconds", sd_.resteer_after_seconds,
+                                         1.0),
+        history_jobs=sts.integer("history_jobs", sd_.history_jobs, 10, 1_000_000),
+    )
+    sts.done()
+    if not steering.file.startswith("/"):
+        raise ConfigError(f"steering.file: expected an absolute path, got {steering.file!r}")
+
     sections = {k: top.data.get(k) for k in ("share", "backfill", "packing", "backstop")}
     policy = policy_config_from_dict({k: v for k, v in sections.items() if v is not None})
     top.used.update(sections)
@@ -450,6 +482,7 @@ def config_from_dict(data: object) -> DaemonConfig:
         nodes=nodes, control_period_seconds=period, runtime_dir=runtime_dir,
         inventory_path=inventory_path, log_level=log_level, nvml=nvml, slurm=slurm,
         metrics=metrics, accounting=accounting, policy=policy, exchange=exchange,
+        steering=steering,
     )
 
 

@@ -31,12 +31,14 @@ from pathlib import Path
 from slurm_vgpu.errors import ConfigError
 from slurm_vgpu.policies.accounting.job_summary import JobSummary, format_summary, merge_comment
 from slurm_vgpu.policies.decide.config import DaemonConfig
+from slurm_vgpu.policies.decide.policy_common import index_snapshot
 from slurm_vgpu.policies.decide.snapshot import PendingJob
 from slurm_vgpu.policies.service.daemon import Daemon, build_daemon, default_node_names
 from slurm_vgpu.policies.service.exchange import (
     Directive,
     ExchangeDir,
     ExchangeError,
+    GpuTenants,
     NodeReport,
     SummaryRequest,
     check_dir,
@@ -171,12 +173,28 @@ class NodeAgent(Daemon):
             # cut off (no fresh or trusted directive) while the controller may still read
             # this: it lends nothing, so slurmctld should not count lent slices either
             wanted = self._vgpu_configured
+        gpus, unplaced = self._tenants()
         return NodeReport(node=self.relay.node, time=self.observer.clock(),
                           vgpu_configured=self._vgpu_configured,
                           vgpu_wanted=wanted,
                           weight_wanted=self.relay.weight_wanted,
                           summaries=tuple(self.outbox[k] for k in sorted(self.outbox)),
-                          just_started=tuple(sorted(self.observer.just_started)))
+                          just_started=tuple(sorted(self.observer.just_started)),
+                          gpus=gpus, unplaced=unplaced)
+
+    def _tenants(self) -> tuple[tuple[GpuTenants, ...] | None, tuple[tuple[int, int], ...]]:
+        """This node's GPUs and who holds their slices, from the last cycle's snapshot."""
+        with self.state.lock:
+            snapshot = self.state.snapshot
+        if snapshot is None:
+            return None, ()
+        tenancy = index_snapshot(snapshot).get(self.relay.node)
+        if tenancy is None:
+            return None, ()
+        gpus = tuple(GpuTenants(t.gpu.slices, t.allocated_slices,
+                                tuple(sorted(j.job_id for j, _ in t.jobs)))
+                     for t in sorted(tenancy.gpus, key=lambda t: t.gpu.index))
+        return gpus, tuple(sorted((j.job_id, j.vgpu_slices) for j in tenancy.unplaced))
 
     def write_report(self) -> None:
         if self.applier.dry_run:

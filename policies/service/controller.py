@@ -44,6 +44,7 @@ from slurm_vgpu.policies.service.exchange import (
     report_from_dict,
     write_atomic,
 )
+from slurm_vgpu.policies.service.steerer import Steerer
 from slurm_vgpu.policies.slurm.job_table import JobTable
 from slurm_vgpu.policies.slurm.slurm_client import (
     CliSlurmClient,
@@ -58,6 +59,7 @@ from slurm_vgpu.policies.slurm.slurm_client import (
 from slurm_vgpu.policies.slurm.slurm_reader import PROGRAM as SLURM_READER
 from slurm_vgpu.policies.slurm.slurm_reader import ReaderSlurmClient, find_slurm_reader
 from slurm_vgpu.policies.slurm.squeue_formatted import FormattedSlurmClient
+from slurm_vgpu.policies.slurm.steering_reads import SteeringSlurm
 
 log = logging.getLogger("slurm_vgpu.controller")
 
@@ -154,6 +156,18 @@ class Controller:
         self.job_table = (JobTable(slurm, cfg.slurm.job_table_refresh_seconds)
                           if isinstance(slurm, ReaderSlurmClient) else None)
         self._asked_for: set[int] = set()  # just-started jobs a full read was started for
+        self.steerer = self._make_steerer(cfg)
+
+    def _make_steerer(self, cfg: DaemonConfig) -> Steerer | None:
+        if not cfg.steering.enabled:
+            return None
+        if not isinstance(self.slurm, CliSlurmClient):
+            log.warning("vgpu: steering needs Slurm's commands (slurm.client: cli or auto); "
+                        "new jobs are placed by node weights only")
+            return None
+        return Steerer(cfg.steering, cfg.policy.packing, cfg.control_period_seconds,
+                       SteeringSlurm(self.slurm._run), self.clock,
+                       cfg.exchange.stale_after_seconds, self.dry_run)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -372,6 +386,8 @@ class Controller:
         except SlurmUnavailable as e:
             self._slurm_failed(str(e), now)
             return
+        if self.steerer is not None:
+            self._steer(reports)
         written = 0
         for node in nodes:
             report = reports.get(node.name)
@@ -409,6 +425,18 @@ class Controller:
             st.nodes = len(nodes)
             st.directives_written += written
 
+    def _steer(self, reports: Mapping[str, NodeReport]) -> None:
+        assert self.steerer is not None
+        before = dict(self.steerer.counts)
+        try:
+            self.steerer.cycle(reports, self.heard)
+        except SlurmUnavailable as e:
+            log.warning("vgpu: steering: %s; held jobs start at their BeginTime", e)
+        with self.state.lock:
+            for kind, count in self.steerer.counts.items():
+                if count > before.get(kind, 0):
+                    self.state.actions[f"steer_{kind}"] += count - before.get(kind, 0)
+
     def _heartbeat(self, beat: Heartbeat) -> None:
         try:
             self._write(self.exchange.heartbeat, heartbeat_to_bytes(beat))
@@ -424,6 +452,8 @@ class Controller:
                     "retry in %.1fs", error, delay)
         # the agents hear it at once: they keep their last job lists and lend nothing new
         self._heartbeat(Heartbeat(now, False, error))
+        if self.steerer is not None:
+            self.steerer.withdraw()  # no new holds while nobody can steer them
         with self.state.lock:
             self.state.slurm_up = False
             self.state.slurm_failures = self._failures

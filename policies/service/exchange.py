@@ -220,6 +220,16 @@ class SummaryRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuTenants:
+    """One sliced GPU as its agent sees it: its slices, the slices allocated on it and the
+    jobs holding them (the controller's placement steering reads it; steering.py)."""
+
+    slices: int
+    used: int
+    jobs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NodeReport:
     """What an agent tells the controller each period: that it is alive, what its policies
     want slurmctld to know (the node's vgpu count and weight) and summaries to store."""
@@ -233,6 +243,10 @@ class NodeReport:
     # jobs the plugin placed on this node that the agent's directive does not list yet (the
     # controller reads the job table for them; job_table.py)
     just_started: tuple[int, ...] = ()
+    # the node's sliced GPUs in index order (None: an agent of an earlier version)
+    gpus: tuple[GpuTenants, ...] | None = None
+    # jobs Slurm started here whose GPU the plugin's limits file does not name yet: (job, slices)
+    unplaced: tuple[tuple[int, int], ...] = ()
 
 
 def report_to_bytes(r: NodeReport) -> bytes:
@@ -243,7 +257,20 @@ def report_to_bytes(r: NodeReport) -> bytes:
         "summaries": [{"job_id": s.job_id, "token": s.token, "running": s.running,
                        "known_comment": s.known_comment} for s in r.summaries],
         "just_started": list(r.just_started),
+        "gpus": None if r.gpus is None else [[g.slices, g.used, list(g.jobs)] for g in r.gpus],
+        "unplaced": [list(u) for u in r.unplaced],
     })
+
+
+def _gpus(doc: Any) -> tuple[GpuTenants, ...] | None:
+    if doc is None:
+        return None
+    gpus = []
+    for slices, used, jobs in doc:
+        if int(slices) < 1 or not int(used) >= 0:
+            raise ValueError("a GPU needs slices >= 1 and used >= 0")
+        gpus.append(GpuTenants(int(slices), int(used), tuple(int(j) for j in jobs)))
+    return tuple(gpus)
 
 
 def report_from_dict(doc: Mapping[str, Any], where: str) -> NodeReport:
@@ -261,7 +288,9 @@ def report_from_dict(doc: Mapping[str, Any], where: str) -> NodeReport:
                           weight_wanted=_opt_int(doc["weight_wanted"]),
                           summaries=tuple(summaries),
                           # absent from an agent of an earlier version
-                          just_started=tuple(int(j) for j in doc.get("just_started", ())))
+                          just_started=tuple(int(j) for j in doc.get("just_started", ())),
+                          gpus=_gpus(doc.get("gpus")),
+                          unplaced=tuple((int(j), int(n)) for j, n in doc.get("unplaced", ())))
     except (KeyError, TypeError, ValueError) as e:
         raise ExchangeError(f"{where}: malformed node report ({type(e).__name__}: {e})") from e
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from slurm_vgpu.policies.decide.config import PackingConfig
+from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig
 from slurm_vgpu.policies.decide.fragmentation import (
     Request,
     WorkloadMix,
@@ -34,9 +34,11 @@ from slurm_vgpu.policies.decide.fragmentation import (
 from slurm_vgpu.policies.decide.packing_policy import node_weight
 from slurm_vgpu.policies.decide.policy_common import GpuTenancy, NodeTenancy
 from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
+from slurm_vgpu.policies.decide.steering import JobRequest, MixHistory, NodeArrays, choose
 from slurm_vgpu.policies.sim.traces import GPU_MILLI, TraceJob, TraceNode
 
 PACKING = PackingConfig(enabled=True)
+STEERING = SteeringConfig(enabled=True)
 
 
 class ClusterState:
@@ -67,6 +69,8 @@ class ClusterState:
         self.mix: WorkloadMix | None = None
         self.frag: np.ndarray | None = None
         self.stranded: np.ndarray | None = None
+        # the vgpu policy's mix: what the controller has held so far (steering.MixHistory)
+        self.history: MixHistory | None = None
 
     def use_mix(self, jobs: list[TraceJob]) -> None:
         """Every request shape of the list with its frequency, without memory (the paper's
@@ -77,6 +81,12 @@ class ClusterState:
         self.frag = fragmentation(self.mix, self.cpu_free, self.mem_free, self.gpu_free,
                                   self.model_index)
         self.stranded = stranded(self.mix, self.gpu_free)
+
+    def measure_under(self, mix: WorkloadMix) -> None:
+        self.mix = mix
+        self.frag = fragmentation(mix, self.cpu_free, self.mem_free, self.gpu_free,
+                                  self.model_index)
+        self.stranded = stranded(mix, self.gpu_free)
 
     def packing_weight(self, node: int) -> int:
         """packing_policy.node_weight (the daemon's code) on this node's tenancy."""
@@ -177,20 +187,54 @@ def place_bestfit(state: ClusterState, job: TraceJob, per_gpu: int,
     return True
 
 
-def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
-               rng: np.random.Generator) -> bool:
+def _weights(state: ClusterState) -> np.ndarray:
+    if state.weight is None:
+        state.weight = np.array([state.packing_weight(i) for i in range(len(state.gpu_count))],
+                                dtype=np.int64)
+    return state.weight
+
+
+def place_weights(state: ClusterState, job: TraceJob, per_gpu: int,
+                  rng: np.random.Generator) -> bool:
     ok = state.feasible(job, per_gpu)
     nodes = np.flatnonzero(ok)
     if nodes.size == 0:
         return False
-    if state.weight is None:
-        state.weight = np.array([state.packing_weight(i) for i in range(len(state.gpu_count))],
-                                dtype=np.int64)
+    _weights(state)
+    assert state.weight is not None
     # slurmctld (select/cons_tres): the lowest weight; among those, best fit on CPUs (the
     # fewest free), then node order. tests/test_placement_slurm.py checks it on real Slurm.
     lowest = nodes[state.weight[nodes] == state.weight[nodes].min()]
     node = int(lowest[int(np.argmin(state.cpu_free[lowest]))])
     state.commit(node, job, per_gpu, _gpus_for(state, node, job, per_gpu, None))
+    return True
+
+
+def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
+                rng: np.random.Generator) -> bool:
+    """The product: the controller steers each GPU job (decide/steering.py, the daemon's own
+    code, on what it would see: every earlier job placed, the weights current, the mix of
+    the GPU jobs it held so far); jobs that ask for no GPU are not held and go where
+    slurmctld's weights send them."""
+    if job.num_gpu == 0:
+        return place_weights(state, job, per_gpu, rng)
+    request = JobRequest(job.cpu_milli, job.memory_mib, job.num_gpu, per_gpu, job.gpu_spec)
+    if state.history is None:
+        state.history = MixHistory(STEERING.history_jobs, state.model_names)
+    state.history.add(request)
+    if state.history.rebuild_due():
+        mix = state.history.rebuild()
+        assert mix is not None
+        state.measure_under(mix)
+    assert state.mix is not None and state.frag is not None and state.stranded is not None
+    arrays = NodeArrays(state.cpu_free, state.mem_free, state.gpu_free, state.model_index,
+                        _weights(state), state.frag, state.stranded)
+    choice = choose(state.mix, arrays, request,
+                    state.model_mask(job.gpu_spec) if job.gpu_spec else None)
+    if choice is None:
+        return False
+    gpus = [choice.gpu] if choice.gpu >= 0 else _gpus_for(state, choice.node, job, per_gpu, None)
+    state.commit(choice.node, job, per_gpu, gpus)
     return True
 
 
@@ -239,6 +283,7 @@ POLICIES: dict[str, PlaceFn] = {
     "random": place_random,
     "bestfit": place_bestfit,
     "vgpu": place_vgpu,
+    "weights": place_weights,
 }
 
 # policies that read the workload mix (the job list the protocol samples from)

@@ -57,7 +57,7 @@ def simulate() -> None:
 @click.option("--jobs", "jobs_path", type=click.Path(path_type=Path), required=True,
               help="openb-format job (pod) list CSV.")
 @click.option("--policy", "policies", multiple=True, default=("random", "bestfit", "vgpu"),
-              show_default=True, type=click.Choice(["random", "bestfit", "vgpu", "fgd"]),
+              show_default=True, type=click.Choice(["random", "bestfit", "vgpu", "weights", "fgd"]),
               help="Placement policies; fgd (the paper's, our implementation) is a reference "
                    "and about 10x slower.")
 @click.option("--seeds", default="42-51", show_default=True,

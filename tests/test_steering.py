@@ -1,0 +1,275 @@
+"""Placement steering: the pure choice (decide/steering.py), the Slurm reads it parses and the
+controller's Steerer against a scripted Slurm (no daemons; test_steering_slurm.py runs the
+real thing)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slurm_vgpu.errors import ConfigError
+from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig, config_from_dict
+from slurm_vgpu.policies.decide.fragmentation import Request, WorkloadMix, fragmentation, stranded
+from slurm_vgpu.policies.decide.steering import (
+    JobRequest,
+    MixHistory,
+    NodeArrays,
+    best_fit_gpu,
+    choose,
+)
+from slurm_vgpu.policies.service.exchange import (
+    GpuTenants,
+    NodeReport,
+    report_from_dict,
+    report_to_bytes,
+)
+from slurm_vgpu.policies.service.steerer import Steerer
+from slurm_vgpu.policies.slurm.slurm_client import SlurmRequestRejected
+from slurm_vgpu.policies.slurm.steering_reads import (
+    NodeRoom,
+    PendingVgpuJob,
+    memory_mib,
+    parse_pending,
+    parse_room,
+)
+
+
+def arrays(mix: WorkloadMix, gpu_free: list[list[int]], cpu: list[int],
+           weight: list[int] | None = None) -> NodeArrays:
+    g = np.array(gpu_free, dtype=np.int64)
+    c = np.array(cpu, dtype=np.int64)
+    m = np.full(len(cpu), 10**6, dtype=np.int64)
+    model = np.zeros(len(cpu), dtype=np.int64)
+    return NodeArrays(c, m, g, model, np.array(weight or [0] * len(cpu)),
+                      fragmentation(mix, c, m, g, model), stranded(mix, g))
+
+
+def test_a_share_goes_where_it_breaks_nothing_a_common_request_needs() -> None:
+    # most jobs want half a GPU: a 0.5 share belongs on the GPU that has exactly 0.5 left,
+    # not on an untouched one (which would leave 0.5 + a broken whole GPU)
+    mix = WorkloadMix([Request(1000, 0, 1, 500)] * 9 + [Request(1000, 0, 1, 1000)], ["any"])
+    nodes = arrays(mix, [[1000, 1000], [500, 1000]], [8000, 8000])
+    choice = choose(mix, nodes, JobRequest(1000, 0, 1, 500))
+    assert choice is not None and (choice.node, choice.gpu) == (1, 0)
+
+
+def test_ties_go_to_the_lowest_packing_weight_then_the_fewest_free_cpus() -> None:
+    mix = WorkloadMix([Request(1000, 0, 1, 300)], ["any"])
+    same = [[1000, 1000]] * 3
+    assert choose(mix, arrays(mix, same, [8000, 8000, 8000], [2100, 2100, 1100]),
+                  JobRequest(1000, 0, 1, 300)).node == 2  # type: ignore[union-attr]
+    assert choose(mix, arrays(mix, same, [8000, 4000, 6000], [2100, 2100, 2100]),
+                  JobRequest(1000, 0, 1, 300)).node == 1  # type: ignore[union-attr]
+
+
+def test_nothing_fits_means_no_choice() -> None:
+    mix = WorkloadMix([Request(1000, 0, 1, 300)], ["any"])
+    nodes = arrays(mix, [[200, 100]], [8000])
+    assert choose(mix, nodes, JobRequest(1000, 0, 1, 300)) is None
+    assert choose(mix, arrays(mix, [[1000, 1000]], [500]), JobRequest(1000, 0, 1, 300)) is None
+    nodes = arrays(mix, [[1000, 1000]], [8000])
+    nodes.eligible = np.array([False])
+    assert choose(mix, nodes, JobRequest(1000, 0, 1, 300)) is None
+
+
+def test_whole_gpu_jobs_need_untouched_gpus() -> None:
+    mix = WorkloadMix([Request(1000, 0, 2, 1000)], ["any"])
+    nodes = arrays(mix, [[1000, 900], [1000, 1000]], [8000, 8000])
+    choice = choose(mix, nodes, JobRequest(1000, 0, 2, 1000))
+    assert choice is not None and choice.node == 1 and choice.gpu == -1
+
+
+def test_best_fit_gpu_is_the_plugins_choice() -> None:
+    free = np.array([[1000, 400, 600, -1], [200, 100, -1, -1]])
+    assert best_fit_gpu(free, 300).tolist() == [1, -1]
+
+
+def test_the_mix_is_rebuilt_as_the_history_grows_by_a_tenth() -> None:
+    history = MixHistory(window=1000, models=["any"], refresh=100)
+    builds = 0
+    for i in range(600):
+        history.add(JobRequest(1000, 0, 1, 100 * (1 + i % 9)))
+        if history.rebuild_due():
+            history.rebuild()
+            builds += 1
+    assert history.mix is not None and 30 < builds < 80
+    assert len(history.requests) == 600
+
+
+# --- Slurm's output ------------------------------------------------------------------------------
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t).isoformat(timespec="seconds")
+
+
+def test_pending_jobs_are_parsed_and_the_held_ones_recognised() -> None:
+    now = 1_800_000_000.0
+    text = "\n".join([
+        f"12|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|2|1G|gres:vgpu:3|gpu,debug",
+        f"11|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|512M|gres/vgpu:2|gpu",
+        f"13|{iso(now)}|{iso(now + 3600)}|BeginTime||(null)|1|1|0|gres:vgpu:1|gpu",  # --begin
+        f"14|{iso(now)}|{iso(now + 10)}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
+        f"15|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|2|1|0|gres:vgpu:1|gpu",  # 2 nodes
+        f"16|{iso(now)}|{iso(now)}|Resources|n2|(null)|1|1|0|gres:vgpu:1|gpu",
+        f"17|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|0|(null)|gpu",  # no vgpu
+        "18_[1-4]|x|x|x|x|x|x|x|x|x|x",
+    ])
+    jobs = parse_pending(text)
+    assert [j.job_id for j in jobs] == [11, 12, 13, 16]
+    assert jobs[1] == PendingVgpuJob(12, now, now + 10, "BeginTime", "", ("gpu", "debug"), 2,
+                                     1024, 3)
+    assert [j.held_for_steering(10) for j in jobs] == [True, True, False, False]
+    assert not jobs[0].held_for_steering(5)
+
+
+def test_node_room_merges_partitions() -> None:
+    text = ("n1|2/6/0/8|16000|4000|mix|gpu*\nn1|2/6/0/8|16000|4000|mix|debug\n"
+            "n2|8/0/0/8|16000|16000|alloc|gpu*\nbad line\n")
+    room = parse_room(text)
+    assert room["n1"] == NodeRoom("n1", 6, 12000, "mix", ("gpu", "debug"))
+    assert room["n2"].cpus_free == 0 and room["n2"].memory_free_mib == 0
+
+
+@pytest.mark.parametrize(("text", "mib"), [("0", 0), ("512M", 512), ("4G", 4096), ("1T", 1 << 20),
+                                           ("2048", 2048)])
+def test_memory_units(text: str, mib: int) -> None:
+    assert memory_mib(text) == mib
+
+
+# --- the controller's steerer against a scripted Slurm -------------------------------------------
+
+class ScriptedSlurm:
+    def __init__(self, pending: list[PendingVgpuJob], room: dict[str, NodeRoom]) -> None:
+        self.jobs = pending
+        self.rooms = room
+        self.steered: list[tuple[int, str]] = []
+        self.released: list[int] = []
+        self.refuse: set[int] = set()
+
+    def pending(self) -> list[PendingVgpuJob]:
+        return list(self.jobs)
+
+    def room(self) -> dict[str, NodeRoom]:
+        return dict(self.rooms)
+
+    def steer(self, job_id: int, node: str) -> None:
+        if job_id in self.refuse:
+            raise SlurmRequestRejected("Invalid job id specified")
+        self.steered.append((job_id, node))
+
+    def release(self, job_id: int) -> None:
+        self.released.append(job_id)
+
+
+def held(job_id: int, vgpu: int, cpus: int = 1, now: float = 1000.0) -> PendingVgpuJob:
+    return PendingVgpuJob(job_id, now, now + 10, "BeginTime", "", ("gpu",), cpus, 100, vgpu)
+
+
+def report(node: str, used: tuple[int, int], jobs: tuple[tuple[int, ...], ...] = ((), ()),
+           at: float = 1000.0) -> NodeReport:
+    return NodeReport(node, at, 20, gpus=tuple(GpuTenants(10, u, j) for u, j in zip(used, jobs,
+                                                                                     strict=True)))
+
+
+def room(*names: str, cpus: int = 8) -> dict[str, NodeRoom]:
+    return {n: NodeRoom(n, cpus, 64000, "idle", ("gpu",)) for n in names}
+
+
+def steerer(slurm: ScriptedSlurm, tmp_path: Path, clock: list[float]) -> Steerer:
+    cfg = SteeringConfig(enabled=True, file=str(tmp_path / "run" / "steering"))
+    return Steerer(cfg, PackingConfig(enabled=True), 5.0, slurm,  # type: ignore[arg-type]
+                   lambda: clock[0], stale_after=30.0)
+
+
+def test_held_jobs_are_steered_in_order_each_counting_the_ones_before(tmp_path: Path) -> None:
+    # n2's GPU 0 has 3 slices free: the first 3-slice job fills it; the second cannot go
+    # there any more and takes n2's other GPU... or n1: whichever the policy says, never the
+    # same 3 free slices twice
+    slurm = ScriptedSlurm([held(5, 3), held(6, 3), held(7, 10)], room("n1", "n2"))
+    clock = [1001.0]
+    s = steerer(slurm, tmp_path, clock)
+    s.cycle({"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0), ((4,), ()))}, {})
+    assert [j for j, _ in slurm.steered] == [5, 6, 7]
+    assert slurm.steered[0] == (5, "n2")
+    placed = {j: n for j, n in slurm.steered}
+    # the whole-GPU job needs an untouched GPU: after two 3-slice jobs there is one left
+    assert placed[7] in ("n1", "n2")
+    text = (tmp_path / "run" / "steering").read_text().split()
+    assert text == ["1001", "10", "15"]
+    assert s.counts["steered"] == 3
+
+
+def test_a_job_that_fits_nowhere_is_released_to_slurm(tmp_path: Path) -> None:
+    slurm = ScriptedSlurm([held(5, 10, cpus=4)], room("n1", cpus=2))
+    s = steerer(slurm, tmp_path, [1001.0])
+    s.cycle({"n1": report("n1", (0, 0))}, {})
+    assert slurm.released == [5] and not slurm.steered
+
+
+def test_silent_agents_and_drained_nodes_are_never_chosen(tmp_path: Path) -> None:
+    rooms = room("n1", "n2", "n3")
+    rooms["n3"] = NodeRoom("n3", 8, 64000, "drain", ("gpu",))
+    slurm = ScriptedSlurm([held(5, 3)], rooms)
+    s = steerer(slurm, tmp_path, [1100.0])
+    s.cycle({"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0)),
+             "n3": report("n3", (7, 7), at=1100.0)}, {"n1": 1100.0, "n2": 1000.0, "n3": 1100.0})
+    assert slurm.steered == [(5, "n1")]  # n2 was last heard 100 s ago, n3 is drained
+
+
+def test_a_steered_job_still_waiting_is_steered_again(tmp_path: Path) -> None:
+    slurm = ScriptedSlurm([held(5, 3)], room("n1", "n2"))
+    clock = [1001.0]
+    s = steerer(slurm, tmp_path, clock)
+    reports = {"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0))}
+    s.cycle(reports, {})
+    assert slurm.steered == [(5, "n2")]
+    # slurmctld could not start it there (another job took n2's CPUs meanwhile)
+    slurm.jobs = [PendingVgpuJob(5, 1000, 1001, "Resources", "n2", ("gpu",), 1, 100, 3)]
+    slurm.rooms = {**room("n1"), "n2": NodeRoom("n2", 0, 64000, "mix", ("gpu",))}
+    clock[0] = 1005.0
+    s.cycle(reports, {})
+    assert slurm.steered == [(5, "n2")]  # not yet: resteer_after_seconds
+    clock[0] = 1020.0
+    s.cycle({n: NodeReport(n, 1020.0, 20, gpus=r.gpus) for n, r in reports.items()}, {})
+    assert slurm.steered[-1] == (5, "n1") and s.counts["resteered"] == 1
+
+
+def test_a_job_that_ended_meanwhile_is_not_an_error(tmp_path: Path) -> None:
+    slurm = ScriptedSlurm([held(5, 3), held(6, 3)], room("n1"))
+    slurm.refuse = {5}
+    s = steerer(slurm, tmp_path, [1001.0])
+    s.cycle({"n1": report("n1", (0, 0))}, {})
+    assert slurm.steered == [(6, "n1")] and s.counts["failed"] == 1
+
+
+def test_withdraw_removes_the_steering_file(tmp_path: Path) -> None:
+    s = steerer(ScriptedSlurm([], {}), tmp_path, [time.time()])
+    s.announce(time.time())
+    assert (tmp_path / "run" / "steering").exists()
+    s.withdraw()
+    assert not (tmp_path / "run" / "steering").exists()
+
+
+def test_the_report_carries_each_gpus_tenants() -> None:
+    r = NodeReport("n1", 5.0, 20, gpus=(GpuTenants(10, 3, (4, 5)), GpuTenants(10, 0)),
+                   unplaced=((9, 2),))
+    import json
+    assert report_from_dict(json.loads(report_to_bytes(r)), "x") == r
+    old = json.loads(report_to_bytes(NodeReport("n1", 5.0, 20)))
+    del old["gpus"], old["unplaced"]
+    assert report_from_dict(old, "x").gpus is None
+
+
+def test_steering_config_is_validated() -> None:
+    cfg = config_from_dict({"steering": {"enabled": True, "hold_seconds": 8}})
+    assert cfg.steering.enabled and cfg.steering.hold_seconds == 8
+    with pytest.raises(ConfigError, match=r"steering\.file"):
+        config_from_dict({"steering": {"file": "relative"}})
+    with pytest.raises(ConfigError, match=r"steering\.hold_seconds"):
+        config_from_dict({"steering": {"hold_seconds": 3600}})
+    with pytest.raises(ConfigError, match="steering"):
+        config_from_dict({"steering": {"enable": True}})

@@ -1,0 +1,118 @@
+"""Real Slurm starts each steered job where the simulator said (docs/placement.md).
+
+The shipped job_submit.lua (its STEER_FILE pointed at this test's) holds every new vgpu batch
+job; the controller's Steerer (service/steerer.py, with its real Slurm reads and writes)
+names each held job's node; slurmctld starts it there and the SPANK plugin picks the GPU.
+What the steerer knows of each node's GPUs is what an agent reports: the plugin's placements
+(here read from the plugin's table directly, as the agent does through the limits files).
+Before each submission the simulator's `vgpu` policy (the same decide/steering.py code, on
+the simulator's own state and mix history) predicts node and GPU; the test compares.
+Also: with the controller gone (stale steering file) the lua holds nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from slurm_cluster import SlurmCluster, require_slurm_cluster
+from spank_cluster import SpankSite, spank_cluster, wait_for
+
+from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig
+from slurm_vgpu.policies.service.exchange import GpuTenants, NodeReport
+from slurm_vgpu.policies.service.steerer import Steerer
+from slurm_vgpu.policies.sim.placement import ClusterState, place_vgpu
+from slurm_vgpu.policies.sim.traces import TraceJob, TraceNode
+from slurm_vgpu.policies.slurm.slurm_client import CliSlurmClient
+from slurm_vgpu.policies.slurm.steering_reads import SteeringSlurm
+
+pytestmark = [pytest.mark.slurm, pytest.mark.native, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+LUA = REPO / "contrib" / "job_submit" / "job_submit.lua"
+NODES = ("n1", "n2", "n3")
+CPUS = 8
+SLICES = 10
+# (slices of a 10-slice GPU, CPUs) per job in submission order: shares that fill, best-fit,
+# CPU-heavy jobs and whole GPUs, so that fragmentation, packing weight and CPUs all decide
+SEQUENCE = ((3, 1), (7, 2), (5, 1), (4, 3), (10, 1), (2, 1), (6, 2), (8, 1), (1, 4), (5, 1))
+
+
+def agent_reports(site: SpankSite) -> dict[str, NodeReport]:
+    reports = {}
+    for node in NODES:
+        used = [0, 0]
+        jobs: list[list[int]] = [[], []]
+        for job, gpu, slices in site.placements(node):
+            used[gpu] += slices
+            jobs[gpu].append(job)
+        reports[node] = NodeReport(node, time.time(), 2 * SLICES, gpus=tuple(
+            GpuTenants(SLICES, used[g], tuple(jobs[g])) for g in range(2)))
+    return reports
+
+
+def predict(state: ClusterState, job: TraceJob) -> tuple[str, int]:
+    before = state.gpu_free.copy()
+    assert place_vgpu(state, job, job.gpu_milli, np.random.default_rng(0)), job
+    node, gpu = (int(x[0]) for x in np.nonzero(state.gpu_free != before))
+    return NODES[node], gpu
+
+
+def where(cluster: SlurmCluster, site: SpankSite, job: int) -> tuple[str, int]:
+    node = str(cluster.job_info(job).get("NodeList"))
+    rows = [gpu for j, gpu, _ in site.placements(node) if j == job]
+    assert len(rows) == 1, (node, site.placements(node))
+    return node, rows[0]
+
+
+def test_real_slurm_starts_each_steered_job_where_the_simulator_said(tmp_path: Path) -> None:
+    require_slurm_cluster()
+    steer_file = tmp_path / "steering"
+    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
+    with spank_cluster(nodes=NODES, cpus_per_node=CPUS, job_submit_lua=lua) as (cluster, site):
+        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60)
+        steerer = Steerer(cfg, PackingConfig(enabled=True), 5.0,
+                          SteeringSlurm(CliSlurmClient(env=cluster.env)._run), time.time,
+                          stale_after=60.0)
+        state = ClusterState([TraceNode(n, CPUS * 1000, 10**6, 2, "sim") for n in NODES])
+        # a CPU-only job on n3 (Slurm's own placement; the steerer never sees it)
+        cpu_job = cluster.sbatch("-w", "n3", "-c", "3", "--mem=1", "-o", "/dev/null",
+                                 "--wrap", "sleep 600")
+        wait_for(lambda: cluster.job_state(cpu_job) == "RUNNING", "the CPU-only job")
+        state.commit(2, TraceJob("cpu", 3000, 1, 0, 0, ()), 0, [])
+        steerer.announce(time.time())
+        jobs = []
+        for i, (slices, cpus) in enumerate(SEQUENCE):
+            job = TraceJob(f"j{i}", cpus * 1000, 1, 1, slices * 100, ())
+            expected = predict(state, job)
+            jobid = cluster.sbatch("-c", str(cpus), "--mem=1", f"--gres=vgpu:{slices}",
+                                   "-o", "/dev/null", "--wrap", "sleep 600")
+            info = cluster.job_info(jobid)
+            assert info.get("JobState") == "PENDING" and info.get("Reason") == "BeginTime", info
+            steerer.cycle(agent_reports(site), {})
+            wait_for(lambda j=jobid: cluster.job_state(j) == "RUNNING", f"job {jobid}")
+            got = where(cluster, site, jobid)
+            jobs.append((slices, cpus, expected, got))
+            assert got == expected, jobs
+        assert steerer.counts["steered"] == len(SEQUENCE), steerer.counts
+
+
+def test_a_stale_steering_file_holds_nothing(tmp_path: Path) -> None:
+    require_slurm_cluster()
+    steer_file = tmp_path / "steering"
+    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
+    with spank_cluster(nodes=NODES, cpus_per_node=CPUS, job_submit_lua=lua) as (cluster, _):
+        # the controller wrote it 100 s ago and promised 15 s: it is gone
+        steer_file.write_text(f"{int(time.time()) - 100} 10 15\n")
+        jobid = cluster.sbatch("-c", "1", "--mem=1", "--gres=vgpu:2", "-o", "/dev/null",
+                               "--wrap", "sleep 600")
+        wait_for(lambda: cluster.job_state(jobid) == "RUNNING", f"job {jobid}")
+        # fresh: held, and started at its BeginTime when nobody steers it
+        steer_file.write_text(f"{int(time.time())} 3 15\n")
+        held = cluster.sbatch("-c", "1", "--mem=1", "--gres=vgpu:2", "-o", "/dev/null",
+                              "--wrap", "sleep 600")
+        assert cluster.job_info(held).get("Reason") == "BeginTime"
+        # srun/salloc jobs are never held (nobody waits on a prompt)
+        wait_for(lambda: cluster.job_state(held) == "RUNNING", f"job {held}", timeout=90)
