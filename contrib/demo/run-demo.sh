@@ -180,8 +180,13 @@ PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 PartitionName=scavenger Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=0 PreemptMode=REQUEUE
 EOF
+  # the shipped job_submit.lua (refusals at submit; holds new batch jobs for the controller's
+  # placement steering while its steering file is fresh: step 13), pointed at this work dir
+  sed "s|\"/run/slurm-vgpu/steering\"|\"$WORKDIR/steering\"|" \
+    "$REPO/contrib/job_submit/job_submit.lua" >"$WORKDIR/job_submit.lua"
   exports=$("${DEVCLUSTER[@]}" up --workdir "$WORKDIR" --vgpu "$count" \
-    --plugstack "$WORKDIR/plugstack.conf" --extra-conf "$WORKDIR/preemption.conf")
+    --plugstack "$WORKDIR/plugstack.conf" --extra-conf "$WORKDIR/preemption.conf" \
+    --job-submit-lua "$WORKDIR/job_submit.lua")
   eval "$exports"
   echo "$exports"
   run sinfo -N -o "%N %T %G"
@@ -202,6 +207,8 @@ exchange: {dir: $WORKDIR/exchange, stale_after_seconds: 10}
 slurm: {reader: $BUILD/spank/vgpu-slurm-read}  # libslurm, not squeue/sinfo (installed: auto)
 # lend slices idle for 2 s (300 s by default) to jobs of the scavenger partition, 4 at most
 backfill: {enabled: true, idle_after_seconds: 2, max_offer_slices: 4, preemptible_partitions: [scavenger]}
+# name the node of each new unpinned batch job (job_submit.lua holds it; docs/placement.md)
+steering: {enabled: true, file: $WORKDIR/steering}
 EOF
   port=$(free_port)
   "${VGPU[@]}" controller --config "$WORKDIR/vgpu-daemon.yaml" --metrics-port "$port" \
@@ -390,6 +397,30 @@ EOF
   echo "(v:amd: the GPU's vendor, from the inventory; docs/accounting.md)"
 }
 
+job_started() { ! job_state_is "$1" PENDING; }
+
+step_steering() {
+  step "13. Placement steering: the controller names the node of each new batch job"
+  cd "$WORKDIR/jobs"
+  local spec jobid node gpu ids=()
+  for spec in 6 4 3; do
+    jobid=$(sbatch --parsable --gres="vgpu:$spec" -J "steer$spec" -o /dev/null --wrap "sleep 8")
+    echo "sbatch --gres=vgpu:$spec --wrap 'sleep 8'  -> job $jobid (held by job_submit.lua: Reason=BeginTime)"
+    ids+=("$jobid")
+  done
+  for jobid in "${ids[@]}"; do wait_until "job $jobid to be steered and started" job_started "$jobid"; done
+  echo "\$ grep 'steering: job' controller.log"
+  grep -E "steering: job ($(IFS='|'; echo "${ids[*]}")) " "$WORKDIR/controller.log" \
+    | sed -e 's/^[0-9-]* [0-9:,]* INFO vgpu: /  controller: /'
+  for jobid in "${ids[@]}"; do
+    node=$(squeue -h -j "$jobid" -o %N)
+    gpu=$(sed -n "s/^job=$jobid gpu=\([0-9]*\) .*/\1/p" "$WORKDIR/rt/$node/placements" 2>/dev/null)
+    echo "  job $jobid: started on $node, GPU ${gpu:-?} (the plugin's best fit there)"
+  done
+  echo "(each node is the one where FGD's expected fragmentation under the held jobs' request"
+  echo " mix grows least, ties to the fullest node; srun and -w jobs are never held)"
+}
+
 step_rejected() {
   step "10. A request larger than any node is refused at submit; a bad option before the job starts"
   run sbatch --gres=vgpu:21 --wrap true 2>&1 || true
@@ -412,6 +443,7 @@ main() {
   step_rejected
   step_backfill
   step_amd
+  step_steering
 }
 
 main "$@"

@@ -1365,6 +1365,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vgpu", type=int, default=20, help="vgpu slices per node (up)")
     parser.add_argument("--plugstack", help="file whose content becomes plugstack.conf (up)")
     parser.add_argument("--extra-conf", help="file appended to slurm.conf (up)")
+    parser.add_argument("--job-submit-lua",
+                        help="file that becomes job_submit.lua, with JobSubmitPlugins=lua (up)")
     parser.add_argument("--slurmd-env", action="append", default=[], metavar="VAR=VALUE",
                         help="extra environment for slurmd/slurmstepd (up; repeatable)")
     parser.add_argument("--debug", default="info", help="Slurm daemons' debug level (up)")
@@ -1388,6 +1390,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 workdir=args.workdir, nodes=args.nodes.split(","), vgpu_per_node=args.vgpu,
                 plugstack_conf=Path(args.plugstack).read_text() if args.plugstack else "",
                 extra_conf=Path(args.extra_conf).read_text() if args.extra_conf else "",
+                job_submit_lua=(Path(args.job_submit_lua).read_text()
+                                if args.job_submit_lua else ""),
                 slurmd_env=slurmd_env, debug=args.debug,
             )
             if (cluster.conf_dir / "cluster.json").exists():

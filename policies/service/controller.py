@@ -461,10 +461,10 @@ class Controller:
     def reload(self, new: DaemonConfig) -> None:
         """SIGHUP: take the new policy (backfill's preemptible partitions/QOS), accounting,
         exchange timing and period; the Slurm client, paths and metrics need a restart."""
-        if (new.exchange.dir, new.slurm, new.metrics) != (self.cfg.exchange.dir, self.cfg.slurm,
-                                                          self.cfg.metrics):
-            log.warning("vgpu: reload: exchange.dir, slurm or metrics changed; restart the "
-                        "controller to apply")
+        if (new.exchange.dir, new.slurm, new.metrics, new.steering) != (
+                self.cfg.exchange.dir, self.cfg.slurm, self.cfg.metrics, self.cfg.steering):
+            log.warning("vgpu: reload: exchange.dir, slurm, metrics or steering changed; "
+                        "restart the controller to apply")
         self.cfg = dataclasses.replace(
             self.cfg, policy=new.policy, accounting=new.accounting, log_level=new.log_level,
             control_period_seconds=new.control_period_seconds,
@@ -490,6 +490,8 @@ class Controller:
             if max_cycles is not None and done >= max_cycles:
                 return
             stop.wait(self.cfg.control_period_seconds)
+        if self.steerer is not None:
+            self.steerer.withdraw()  # stopping: job_submit.lua holds no new job
 
 
 def _reader_client(cfg: DaemonConfig) -> CliSlurmClient:
