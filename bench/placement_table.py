@@ -82,7 +82,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "placement_table.json"))
     ap.add_argument("--policies", default=",".join(POLICIES),
-                    help="policies to run; the others' rows are kept from --out")
+                    help="policies to run; the others' figures are kept from --out")
+    ap.add_argument("--workloads", default="",
+                    help="comma list of workloads to run (e.g. default,gpuspec33); the others' "
+                         "figures are kept from --out")
     a = ap.parse_args()
     seeds = parse_seeds(a.seeds)
     run_policies = [p for p in a.policies.split(",") if p]
@@ -90,10 +93,12 @@ def main() -> None:
     if unknown:
         ap.error(f"--policies: unknown {', '.join(sorted(unknown))}; "
                  f"choose from {', '.join(POLICIES)}")
+    only = {w for w in a.workloads.split(",") if w}
     kept: dict[str, dict[str, object]] = {}
-    if set(run_policies) != set(POLICIES) and Path(a.out).exists():
+    if (only or set(run_policies) != set(POLICIES)) and Path(a.out).exists():
         kept = {r["workload"]: r for r in json.loads(Path(a.out).read_text())["table"]}
-    runs = [(str(w), p, s) for w in workloads() for p in run_policies for s in seeds]
+    runs = [(str(w), p, s) for w in workloads() for p in run_policies for s in seeds
+            if not only or w.stem.removeprefix("openb_pod_list_") in only]
     with ProcessPoolExecutor(a.jobs) as pool:
         results = list(pool.map(one, runs))
     paper = paper_numbers()

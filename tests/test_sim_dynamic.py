@@ -1,4 +1,4 @@
-"""Dynamic replay: determinism, the three regimes on a tiny synthetic trace."""
+"""Dynamic replay: determinism, the four regimes on a tiny synthetic trace."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def test_deterministic_and_sane() -> None:
     again, _ = build_jobs(philly, shares, utils, cfg, seed=3)
     assert [(j.share_milli, j.series_offset) for j in jobs] == \
         [(j.share_milli, j.series_offset) for j in again]
-    results = {m: run_dynamic(jobs, gpus, m, 3, cfg) for m in ("whole", "slices", "shared")}
+    results = {m: run_dynamic(jobs, gpus, m, 3, cfg)
+               for m in ("whole", "slices", "shared", "steered")}
     assert run_dynamic(jobs, gpus, "shared", 3, cfg) == results["shared"]
+    assert run_dynamic(jobs, gpus, "steered", 3, cfg) == results["steered"]
     for r in results.values():
         assert r.finished == 120
         assert 0 <= r.effective_util_pct <= r.allocation_pct + 100
@@ -60,7 +62,7 @@ def test_cli_dynamic_on_files(tmp_path: Path) -> None:
     res = CliRunner().invoke(simulate, args)
     assert res.exit_code == 0, res.output
     first = json.loads(out.read_text())
-    assert [r["mode"] for r in first["summary"]] == ["whole", "slices", "shared"]
+    assert [r["mode"] for r in first["summary"]] == ["whole", "slices", "shared", "steered"]
     CliRunner().invoke(simulate, args)
     assert json.loads(out.read_text()) == first
     res = CliRunner().invoke(simulate, [*args[:-2], "--first-job", "99"])
@@ -108,3 +110,16 @@ def test_cli_capacity_on_files(tmp_path: Path) -> None:
     res = CliRunner().invoke(simulate, [*args[:-2], "--target-min", "0.001",
                                         "--max-nodes", "1"])
     assert res.exit_code == 1 and "raise --max-nodes or the target" in res.output
+
+
+def test_the_steered_regime_fills_a_broken_gpu_before_breaking_a_whole_one() -> None:
+    from slurm_vgpu.policies.sim.sim_dynamic import Cluster, SimJob
+
+    cluster = Cluster(4, DynamicConfig(gpus_per_node=2))  # 2 nodes x 2 GPUs of 10 slices
+    first = SimJob(0, 0, 5, 1, 300, [0.1], 0)
+    assert cluster.place(first, 3, False) and first.placed == [0]
+    job = SimJob(1, 0, 5, 1, 700, [0.1], 0)
+    assert cluster.steer(job, 7) and job.placed == [0]  # 3 + 7: GPU 0 is full, 3 stay whole
+    pair = SimJob(2, 0, 5, 2, 1000, [0.1], 0)
+    assert cluster.steer(pair, 10) and pair.placed == [2, 3]  # the node with 2 whole GPUs
+    assert cluster.free == [0, 10, 0, 0]

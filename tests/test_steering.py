@@ -118,7 +118,8 @@ def test_pending_jobs_are_parsed_and_the_held_ones_recognised() -> None:
         f"17|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|0|(null)|gpu",  # no vgpu
         "18_[1-4]|x|x|x|x|x|x|x|x|x|x",
     ])
-    jobs = parse_pending(text)
+    assert [j.job_id for j in parse_pending(text)] == [11, 12, 13]  # 16: not held, not ours
+    jobs = parse_pending(text, also={16})
     assert [j.job_id for j in jobs] == [11, 12, 13, 16]
     assert jobs[1] == PendingVgpuJob(12, now, now + 10, "BeginTime", "", ("gpu", "debug"), 2,
                                      1024, 3)
@@ -150,7 +151,7 @@ class ScriptedSlurm:
         self.released: list[int] = []
         self.refuse: set[int] = set()
 
-    def pending(self) -> list[PendingVgpuJob]:
+    def pending(self, also: object = ()) -> list[PendingVgpuJob]:
         return list(self.jobs)
 
     def room(self) -> dict[str, NodeRoom]:

@@ -84,6 +84,7 @@ class Steerer:
         self._seen: set[int] = set()
         self.counts = {"steered": 0, "released": 0, "resteered": 0, "failed": 0}
         self._slices = 10  # slices per GPU on most nodes (set each cycle)
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}  # partitions -> nodes, per cycle
 
     @property
     def hold_seconds(self) -> float:
@@ -112,7 +113,7 @@ class Steerer:
     def cycle(self, reports: Mapping[str, NodeReport], heard: Mapping[str, float]) -> None:
         now = self.clock()
         self.announce(now)
-        pending = self.slurm.pending()
+        pending = self.slurm.pending(self.steered.keys())
         room = self.slurm.room()
         waiting = {j.job_id: j for j in pending}
         for job_id in [j for j in self.steered if j not in waiting and
@@ -129,6 +130,7 @@ class Steerer:
         if not todo:
             return
         names, arrays, slices = self._arrays(reports, heard, room, waiting)
+        self._masks = {}
         for job, _ in todo:
             if job.job_id not in self._seen and (request := _request(job, slices)) is not None:
                 self._seen.add(job.job_id)
@@ -151,9 +153,7 @@ class Steerer:
         if request is not None and mix is not None and names:
             if again:  # its own claim is no longer in the way of its next choice
                 self._unclaim(job.job_id, names, arrays, mix)
-            arrays.eligible = np.array([not job.partitions or
-                                        bool(set(job.partitions) & set(room[n].partitions))
-                                        for n in names])
+            arrays.eligible = self._eligible(job.partitions, names, room)
             choice = choose(mix, arrays, request)
         if choice is None:
             self.steered.pop(job.job_id, None)
@@ -168,6 +168,18 @@ class Steerer:
             return
         self.steered[job.job_id] = _Steered(node, request, job.vgpu, now)
         self._claim(choice.node, request, arrays, mix, whole_job=True)
+
+    def _eligible(self, partitions: tuple[str, ...], names: list[str],
+                  room: Mapping[str, NodeRoom]) -> np.ndarray:
+        """(N,) the nodes in any of the job's partitions (one mask per partition list and
+        cycle)."""
+        mask = self._masks.get(partitions)
+        if mask is None:
+            wanted = set(partitions)
+            mask = self._masks[partitions] = np.array(
+                [not wanted or bool(wanted.intersection(room[n].partitions)) for n in names],
+                dtype=bool)
+        return mask
 
     def _write(self, kind: str, job_id: int, what: str, call: Callable[[], None]) -> bool:
         if self.dry_run:

@@ -214,11 +214,11 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
                 rng: np.random.Generator) -> bool:
     """The product: the controller steers each GPU job (decide/steering.py, the daemon's own
     code, on what it would see: every earlier job placed, the weights current, the mix of
-    the GPU jobs it held so far); jobs that ask for no GPU are not held and go where
-    slurmctld's weights send them."""
-    if job.num_gpu == 0:
+    the GPU jobs it held so far); jobs that ask for no GPU or name GPU models (a
+    --constraint) are not held and go where slurmctld's weights send them."""
+    if job.num_gpu == 0 or job.gpu_spec:  # job_submit.lua holds neither (nor --constraint)
         return place_weights(state, job, per_gpu, rng)
-    request = JobRequest(job.cpu_milli, job.memory_mib, job.num_gpu, per_gpu, job.gpu_spec)
+    request = JobRequest(job.cpu_milli, job.memory_mib, job.num_gpu, per_gpu)
     if state.history is None:
         state.history = MixHistory(STEERING.history_jobs, state.model_names)
     state.history.add(request)
@@ -229,8 +229,7 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
     assert state.mix is not None and state.frag is not None and state.stranded is not None
     arrays = NodeArrays(state.cpu_free, state.mem_free, state.gpu_free, state.model_index,
                         _weights(state), state.frag, state.stranded)
-    choice = choose(state.mix, arrays, request,
-                    state.model_mask(job.gpu_spec) if job.gpu_spec else None)
+    choice = choose(state.mix, arrays, request)
     if choice is None:
         return False
     gpus = [choice.gpu] if choice.gpu >= 0 else _gpus_for(state, choice.node, job, per_gpu, None)

@@ -75,7 +75,8 @@ def plot_capacity(data: dict[str, Any], path: Path) -> None:
     Right: capacity per regime (whole GPUs' count over the regime's), seeds' range."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    colors = {"whole": "tab:gray", "slices": "tab:blue", "shared": "tab:green"}
+    colors = {"whole": "tab:gray", "slices": "tab:blue", "shared": "tab:green",
+              "steered": "tab:orange"}
     for run in data["runs"]:
         # (log scale: a delay under 0.1 min is drawn at 0.1)
         pts = sorted((int(g), max(0.1, w / 60)) for g, w in run["probes"].items()

@@ -1,5 +1,5 @@
 """Dynamic replay: Philly arrivals and durations on a smaller cluster, fractional requests and
-per-minute utilization, under three regimes.
+per-minute utilization, under four regimes.
 
 - whole: Slurm today; every job holds whole GPUs, nothing shared.
 - slices: vgpu slices; a job holds its request rounded up to slices, hard-capped at them.
@@ -7,6 +7,10 @@ per-minute utilization, under three regimes.
   own code, every job --vgpu-share=burst) + idle-slice backfill: a job that does not fit may
   start on slices whose owners have been idle for backfill.idle_after_seconds; it is
   throttled to throttle_permille while any owner of its GPU is active (what the daemon does).
+- steered: shared + the controller's placement steering (decide/steering.py, the daemon's own
+  code): a new job is placed once, at its first cycle, on the node its request mix fragments
+  least; a job that fits nowhere then waits and is placed later by the packing weights, as
+  Slurm does with a released job. The hold (at most two control periods) is under a tick.
 
 Modelling choices (docs/simulator.md): the cluster is shrunk so the window's whole-GPU demand
 is `load` x capacity; durations are capped at `max_duration_s`; one tick is one minute and a
@@ -27,14 +31,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slurm_vgpu.policies.decide.config import ShareConfig
+from slurm_vgpu.policies.decide.config import ShareConfig, SteeringConfig
+from slurm_vgpu.policies.decide.fragmentation import fragmentation, stranded
 from slurm_vgpu.policies.decide.policy_common import GpuTenancy
 from slurm_vgpu.policies.decide.share_policy import gpu_targets
 from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
+from slurm_vgpu.policies.decide.steering import JobRequest, MixHistory, NodeArrays, choose
 from slurm_vgpu.policies.sim.traces import GPU_MILLI, PhillyJob
 
 TICK_S = 60
-MODES = ("whole", "slices", "shared")
+MODES = ("whole", "slices", "shared", "steered")
+# the regimes with share adjustment and idle-slice backfill
+LENDING = frozenset({"shared", "steered"})
 
 
 @dataclass
@@ -68,6 +76,7 @@ class SimJob:
     placed: list[int] = field(default_factory=list)  # GPU indices
     backfilled: bool = False
     idle_ticks: int = 0
+    held: bool = False  # seen by the steering controller (steered regime)
 
     def demand(self, tick: int) -> float:
         return self.series[(self.series_offset + tick) % len(self.series)]
@@ -130,11 +139,48 @@ class Cluster:
     def __init__(self, gpus: int, cfg: DynamicConfig) -> None:
         self.cfg = cfg
         self.n = gpus
+        self.history = MixHistory(SteeringConfig().history_jobs, ["any"])
         self.free = [cfg.slices_per_gpu] * gpus  # owner slices free
         self.lent_free = [0] * gpus  # slices lent by idle owners, not yet used
         self.owners: list[list[SimJob]] = [[] for _ in range(gpus)]
         self.guests: list[list[SimJob]] = [[] for _ in range(gpus)]
         self.node_of = [g // cfg.gpus_per_node for g in range(gpus)]
+
+    def steer(self, job: SimJob, slices: int) -> bool:
+        """The controller's steering (decide/steering.py) for a job it holds: the node where
+        the held jobs' mix fragments least, the plugin's best fit there. No CPUs here: every
+        node has room for every job's CPUs."""
+        spg, per_node = self.cfg.slices_per_gpu, self.cfg.gpus_per_node
+        whole = job.gpus > 1 or slices == spg
+        request = JobRequest(0, 0, job.gpus, GPU_MILLI if whole else slices * GPU_MILLI // spg)
+        self.history.add(request)
+        mix = self.history.rebuild() if self.history.rebuild_due() else self.history.mix
+        assert mix is not None
+        nodes = -(-self.n // per_node)
+        free = np.full((nodes, per_node), -1, dtype=np.int64)
+        for g in range(self.n):
+            free[self.node_of[g], g % per_node] = self.free[g] * GPU_MILLI // spg
+        untouched = (free == GPU_MILLI).sum(axis=1)
+        partial = np.where((free >= 0) & (free < GPU_MILLI), free, 0) * spg // GPU_MILLI
+        weight = 100 + 1000 * untouched + partial.sum(axis=1)
+        big = np.full(nodes, 1 << 40, dtype=np.int64)
+        model = np.zeros(nodes, dtype=np.int64)
+        arrays = NodeArrays(big, big.copy(), free, model, weight,
+                            fragmentation(mix, big, big, free, model), stranded(mix, free))
+        choice = choose(mix, arrays, request)
+        if choice is None:
+            return False
+        base = choice.node * per_node
+        if whole:
+            chosen = [base + i for i in range(per_node)
+                      if base + i < self.n and self.free[base + i] == spg][: job.gpus]
+        else:
+            chosen = [base + choice.gpu]
+        for g in chosen:
+            self.free[g] -= slices
+            self.owners[g].append(job)
+        job.placed, job.slices, job.backfilled = chosen, slices, False
+        return True
 
     def place(self, job: SimJob, slices: int, backfill: bool) -> bool:
         spg = self.cfg.slices_per_gpu
@@ -203,7 +249,8 @@ def run_dynamic(jobs_in: list[SimJob], gpus: int, mode: str, seed: int,
                    j.series_offset) for j in jobs_in]
     cluster = Cluster(gpus, cfg)
     spg = cfg.slices_per_gpu
-    share_cfg = ShareConfig(enabled=(mode == "shared"), idle_after_seconds=cfg.idle_after_s,
+    lending = mode in LENDING
+    share_cfg = ShareConfig(enabled=lending, idle_after_seconds=cfg.idle_after_s,
                             active_threshold_permille=int(cfg.active_threshold * 1000))
     slice_permille = GPU_MILLI // spg
     pending = sorted(jobs, key=lambda j: j.submit_tick)
@@ -221,7 +268,7 @@ def run_dynamic(jobs_in: list[SimJob], gpus: int, mode: str, seed: int,
             queue.append(pending[nxt])
             nxt += 1
         # lending: idle owners' slices become available to backfill jobs
-        if mode == "shared":
+        if lending:
             for g in range(gpus):
                 idle = sum(o.slices for o in cluster.owners[g] if o.idle_ticks >= idle_limit)
                 lent_used = sum(x.slices for x in cluster.guests[g])
@@ -229,8 +276,12 @@ def run_dynamic(jobs_in: list[SimJob], gpus: int, mode: str, seed: int,
         started: list[SimJob] = []
         for job in queue[: cfg.queue_scan]:
             slices = _slices_for(job, mode, spg)
-            if cluster.place(job, slices, False) or (
-                    mode == "shared" and cluster.place(job, slices, True)):
+            # steered: a new job is held and steered once, at its first cycle; one that fits
+            # nowhere then is released and waits in Slurm's queue, placed by the weights
+            steer = mode == "steered" and not job.held and job.gpus <= cfg.gpus_per_node
+            job.held = True
+            if (cluster.steer(job, slices) if steer else cluster.place(job, slices, False)) or (
+                    lending and cluster.place(job, slices, True)):
                 job.start_tick = tick
                 started.append(job)
         if started:
@@ -303,7 +354,7 @@ def _grants(g: int, tenants: list[SimJob], demands: list[float], share_cfg: Shar
                          compute_used_permille=int(d * 1000),
                          idle_seconds=t.idle_ticks * TICK_S if d < cfg.active_threshold else 0)
         job = JobState(job_id=i, node="sim", uid=0, partition="sim", qos="normal",
-                       share=SharePolicy.BURST if mode == "shared" else SharePolicy.GUARANTEED,
+                       share=SharePolicy.BURST if mode in LENDING else SharePolicy.GUARANTEED,
                        start_time=0.0, vgpu_slices=t.slices, gpus=(jg,))
         if t.backfilled:
             backfilled.add(i)

@@ -197,8 +197,9 @@ def _replay_options(seeds_default: str) -> Callable[[Callable[..., None]], Calla
                      type=click.FloatRange(0.05, 5.0),
                      help="Whole-GPU demand of the window over cluster capacity (sizes the "
                           "cluster)."),
-        click.option("--mode", "modes", multiple=True, default=("whole", "slices", "shared"),
-                     show_default=True, type=click.Choice(["whole", "slices", "shared"])),
+        click.option("--mode", "modes", multiple=True,
+                     default=("whole", "slices", "shared", "steered"), show_default=True,
+                     type=click.Choice(["whole", "slices", "shared", "steered"])),
         click.option("--seeds", default=seeds_default, show_default=True),
         click.option("--json", "json_path", type=click.Path(path_type=Path), default=None),
         click.option("--png", type=click.Path(path_type=Path), default=None),

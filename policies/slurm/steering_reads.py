@@ -9,7 +9,7 @@ from now) and `scontrol update jobid=X StartTime=now` (release: Slurm places it)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,16 +72,24 @@ def memory_mib(text: str) -> int:
     return int(float(text)) if text else 0
 
 
-def parse_pending(text: str) -> list[PendingVgpuJob]:
-    """Pending single-node vgpu jobs without a constraint, in job id order (submission)."""
+def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
+    """Pending single-node vgpu jobs without a constraint, in job id order (submission): the
+    ones waiting for their BeginTime (held ones among them) and the ones in `also` (jobs the
+    controller steered); every other line is skipped before it is parsed (20,000 pending
+    jobs are one squeue read per cycle)."""
     out: list[PendingVgpuJob] = []
+    counts: dict[str, int | None] = {}
     for line in text.splitlines():
         f = line.split("|")
         if len(f) != 11 or not f[0].isdigit():
             continue  # array meta records and anything unexpected
         job_id, submit, eligible, reason, req, feature, num, cpus, mem, tres, part = f
-        vgpu = gres_count(tres)
-        if not vgpu or _null(feature) or num.strip() not in ("1", "1-1"):
+        if reason != "BeginTime" and int(job_id) not in also:
+            continue
+        vgpu = counts.get(tres, -1)
+        if vgpu == -1:
+            vgpu = counts[tres] = gres_count(tres)
+        if not vgpu or _null(feature) or num.strip() != "1":
             continue
         try:
             out.append(PendingVgpuJob(int(job_id), _time(submit), _time(eligible), reason,
@@ -120,8 +128,9 @@ class SteeringSlurm:
     def __init__(self, run: Callable[..., str]) -> None:
         self._run = run
 
-    def pending(self) -> list[PendingVgpuJob]:
-        return parse_pending(self._run("squeue", "-h", "-t", "PD", "-O", PENDING_FORMAT))
+    def pending(self, also: Collection[int] = ()) -> list[PendingVgpuJob]:
+        return parse_pending(self._run("squeue", "-h", "-t", "PD", "-O", PENDING_FORMAT),
+                             also)
 
     def room(self) -> dict[str, NodeRoom]:
         return parse_room(self._run("sinfo", "-h", "-N", "-O", ROOM_FORMAT))
