@@ -223,6 +223,10 @@ def test_agents_read_nothing_from_slurm_and_the_controller_reads_twice(tmp_path:
     assert snap is not None and snap.slurm_ok
     assert [(j.job_id, j.partition, j.admin_comment) for j in snap.jobs] == \
         [(1, "normal", "site-note")]
+    # its report tells the controller who holds which GPU's slices (placement steering)
+    report = c.agents["n3"].report()
+    assert report.gpus is not None and [(g.slices, g.used, g.jobs) for g in report.gpus] == \
+        [(10, 3, (1,)), (10, 0, ())] and report.unplaced == ()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ControllerCollector(c.controller.state))
     text = generate_latest(registry).decode()
