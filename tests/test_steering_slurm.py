@@ -12,6 +12,7 @@ Also: with the controller gone (stale steering file) the lua holds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -116,3 +117,52 @@ def test_a_stale_steering_file_holds_nothing(tmp_path: Path) -> None:
         assert cluster.job_info(held).get("Reason") == "BeginTime"
         # srun/salloc jobs are never held (nobody waits on a prompt)
         wait_for(lambda: cluster.job_state(held) == "RUNNING", f"job {held}", timeout=90)
+
+
+def test_a_job_steered_to_a_node_that_filled_up_is_steered_again_or_released(
+        tmp_path: Path) -> None:
+    """The race: the controller read the nodes before a job Slurm placed itself took n2's
+    CPUs. The steered job waits there (Reason=Resources) until the next cycle steers it again
+    with a fresh read; when no node fits, it is released with its node list cleared."""
+    require_slurm_cluster()
+    steer_file = tmp_path / "steering"
+    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
+    nodes = ("n1", "n2")
+    with spank_cluster(nodes=nodes, cpus_per_node=4, job_submit_lua=lua) as (cluster, _):
+        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
+                             resteer_after_seconds=1.0)
+        reads = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
+        steerer = Steerer(cfg, PackingConfig(enabled=True), 5.0, reads, time.time,
+                          stale_after=60.0)
+        steerer.announce(time.time())
+        blocker = cluster.sbatch("-w", "n2", "-c", "4", "--mem=1", "-o", "/dev/null",
+                                 "--wrap", "sleep 600")
+        wait_for(lambda: cluster.job_state(blocker) == "RUNNING", "the blocker")
+        job = cluster.sbatch("-c", "2", "--mem=1", "--gres=vgpu:3", "-o", "/dev/null",
+                             "--wrap", "sleep 600")
+        # a stale read: n2 looked idle and n1 busy, so the job goes to n2 (where it cannot run)
+        fresh = reads.room()
+        stale = {"n1": dataclasses.replace(fresh["n1"], cpus_free=1),
+                 "n2": dataclasses.replace(fresh["n2"], cpus_free=4)}
+        reports = {n: NodeReport(n, time.time(), 20, gpus=(GpuTenants(10, 0), GpuTenants(10, 0)))
+                   for n in nodes}
+        real_room = reads.room
+        reads.room = lambda: stale  # type: ignore[method-assign]
+        steerer.cycle(reports, {})
+        reads.room = real_room  # type: ignore[method-assign]
+        assert steerer.steered[job].node == "n2"
+        wait_for(lambda: cluster.job_info(job).get("Reason") == "Resources", "Resources")
+        time.sleep(1.5)  # resteer_after_seconds
+        steerer.cycle(reports, {})
+        assert steerer.counts["resteered"] == 1
+        wait_for(lambda: cluster.job_state(job) == "RUNNING", f"job {job}")
+        assert cluster.job_info(job).get("NodeList") == "n1"
+        # nothing fits: released, its node list cleared, Slurm queues it
+        other = cluster.sbatch("-c", "4", "--mem=1", "--gres=vgpu:3", "-o", "/dev/null",
+                               "--wrap", "sleep 600")
+        steerer.cycle({n: dataclasses.replace(r, time=time.time()) for n, r in reports.items()},
+                      {})
+        assert steerer.counts["released"] == 1
+        wait_for(lambda: cluster.job_info(other).get("Reason") in ("Resources", "Priority"),
+                 "the released job to wait in Slurm's queue")
+        assert cluster.job_info(other).get("ReqNodeList") in (None, "(null)", "")

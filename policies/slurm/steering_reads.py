@@ -3,7 +3,8 @@
 Two reads per cycle, both one RPC: the pending jobs (`squeue -t PD`, only the fields the
 steering needs) and every node's free CPUs and memory (`sinfo -N`). Two writes per job:
 `scontrol update jobid=X ReqNodeList=N StartTime=now` (steer: the job may start only on N,
-from now) and `scontrol update jobid=X StartTime=now` (release: Slurm places it).
+from now) and `scontrol update jobid=X ReqNodeList= StartTime=now` (release: Slurm places it;
+the empty list clears a node the job was steered to before).
 `StartTime` is the job's begin time (Slurm 22.05 refuses `BeginTime=` in an update).
 """
 
@@ -140,4 +141,6 @@ class SteeringSlurm:
                   "StartTime=now")
 
     def release(self, job_id: int) -> None:
-        self._run("scontrol", "update", f"jobid={int(job_id)}", "StartTime=now")
+        """Eligible now, on any node (an empty ReqNodeList clears one steered before)."""
+        self._run("scontrol", "update", f"jobid={int(job_id)}", "ReqNodeList=",
+                  "StartTime=now")
