@@ -63,6 +63,9 @@ def predict(state: ClusterState, job: TraceJob) -> tuple[str, int]:
 
 def where(cluster: SlurmCluster, site: SpankSite, job: int) -> tuple[str, int]:
     node = str(cluster.job_info(job).get("NodeList"))
+    # RUNNING can come before the plugin's prolog has written its row (seen on 24.11)
+    wait_for(lambda: any(j == job for j, _, _ in site.placements(node)),
+             f"job {job}'s placement on {node}")
     rows = [gpu for j, gpu, _ in site.placements(node) if j == job]
     assert len(rows) == 1, (node, site.placements(node))
     return node, rows[0]

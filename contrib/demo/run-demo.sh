@@ -208,7 +208,7 @@ slurm: {reader: $BUILD/spank/vgpu-slurm-read}  # libslurm, not squeue/sinfo (ins
 # lend slices idle for 2 s (300 s by default) to jobs of the scavenger partition, 4 at most
 backfill: {enabled: true, idle_after_seconds: 2, max_offer_slices: 4, preemptible_partitions: [scavenger]}
 # name the node of each new unpinned batch job (job_submit.lua holds it; docs/placement.md)
-steering: {enabled: true, file: $WORKDIR/steering}
+steering: {enabled: true, file: $WORKDIR/steering, hold_seconds: 10}
 EOF
   port=$(free_port)
   "${VGPU[@]}" controller --config "$WORKDIR/vgpu-daemon.yaml" --metrics-port "$port" \
@@ -398,14 +398,15 @@ EOF
 }
 
 job_started() { ! job_state_is "$1" PENDING; }
+placed_on() { grep -q "^job=$2 " "$WORKDIR/rt/$1/placements" 2>/dev/null; }
 
 step_steering() {
   step "13. Placement steering: the controller names the node of each new batch job"
   cd "$WORKDIR/jobs"
   local spec jobid node gpu ids=()
   for spec in 6 4 3; do
-    jobid=$(sbatch --parsable --gres="vgpu:$spec" -J "steer$spec" -o /dev/null --wrap "sleep 8")
-    echo "sbatch --gres=vgpu:$spec --wrap 'sleep 8'  -> job $jobid (held by job_submit.lua: Reason=BeginTime)"
+    jobid=$(sbatch --parsable --gres="vgpu:$spec" -J "steer$spec" -o /dev/null --wrap "sleep 30")
+    echo "sbatch --gres=vgpu:$spec --wrap 'sleep 30'  -> job $jobid (held by job_submit.lua: Reason=BeginTime)"
     ids+=("$jobid")
   done
   for jobid in "${ids[@]}"; do wait_until "job $jobid to be steered and started" job_started "$jobid"; done
@@ -414,6 +415,8 @@ step_steering() {
     | sed -e 's/^[0-9-]* [0-9:,]* INFO vgpu: /  controller: /'
   for jobid in "${ids[@]}"; do
     node=$(squeue -h -j "$jobid" -o %N)
+    # RUNNING can come before the plugin's prolog has written the placement (24.11)
+    wait_until "job $jobid's placement on $node" placed_on "$node" "$jobid"
     gpu=$(sed -n "s/^job=$jobid gpu=\([0-9]*\) .*/\1/p" "$WORKDIR/rt/$node/placements" 2>/dev/null)
     echo "  job $jobid: started on $node, GPU ${gpu:-?} (the plugin's best fit there)"
   done
