@@ -19,7 +19,7 @@ import pytest
 from slurm_cluster import SlurmCluster, require_slurm_cluster
 from spank_cluster import SpankSite, spank_cluster, wait_for
 
-from slurm_vgpu.policies.sim.placement import ClusterState, place_weights
+from slurm_vgpu.policies.sim.placement import ClusterState, PlaceFn, place_weights
 from slurm_vgpu.policies.sim.traces import TraceJob, TraceNode
 
 pytestmark = [pytest.mark.slurm, pytest.mark.native, pytest.mark.slow]
@@ -38,9 +38,11 @@ def apply_weights(cluster: SlurmCluster, state: ClusterState) -> dict[str, int]:
     return weights
 
 
-def predict(state: ClusterState, job: TraceJob) -> tuple[str, int]:
+def predict(state: ClusterState, job: TraceJob,
+            place: PlaceFn = place_weights) -> tuple[str, int]:
+    """The node and GPU the simulator's policy puts the job on (committed to its state)."""
     before = state.gpu_free.copy()
-    assert place_weights(state, job, job.gpu_milli, np.random.default_rng(0)), job
+    assert place(state, job, job.gpu_milli, np.random.default_rng(0)), job
     node, gpu = (int(x[0]) for x in np.nonzero(state.gpu_free != before))
     return NODES[node], gpu
 

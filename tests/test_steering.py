@@ -196,9 +196,10 @@ def test_held_jobs_are_steered_in_order_each_counting_the_ones_before(tmp_path: 
     s.cycle({"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0), ((4,), ()))}, {})
     assert [j for j, _ in slurm.steered] == [5, 6, 7]
     assert slurm.steered[0] == (5, "n2")
-    placed = {j: n for j, n in slurm.steered}
-    # the whole-GPU job needs an untouched GPU: after two 3-slice jobs there is one left
-    assert placed[7] in ("n1", "n2")
+    placed = dict(slurm.steered)
+    # job 5 filled n2's GPU 0; had job 6 then broken n2's GPU 1 too, n2 would have no whole
+    # GPU left for job 7: the steerer counts its own claims within the cycle
+    assert (placed[6], placed[7]) != ("n2", "n2"), placed
     text = (tmp_path / "run" / "steering").read_text().split()
     assert text == ["1001", "10", "15"]
     assert s.counts["steered"] == 3
@@ -274,3 +275,15 @@ def test_steering_config_is_validated() -> None:
         config_from_dict({"steering": {"hold_seconds": 3600}})
     with pytest.raises(ConfigError, match="steering"):
         config_from_dict({"steering": {"enable": True}})
+
+
+def test_node_weights_on_arrays_are_the_packing_policys_node_weight() -> None:
+    from slurm_vgpu.policies.decide.packing_policy import node_weights
+    from slurm_vgpu.policies.sim.placement import PACKING, ClusterState
+    from slurm_vgpu.policies.sim.traces import TraceNode
+
+    state = ClusterState([TraceNode(f"n{i}", 8000, 10**6, 4, "sim") for i in range(3)])
+    state.gpu_free[0] = [1000, 700, 1000, 0]
+    state.gpu_free[1] = [300, 300, 0, 100]
+    assert node_weights(state.gpu_free, 10, PACKING).tolist() == \
+        [state.packing_weight(i) for i in range(3)]

@@ -16,10 +16,10 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from slurm_cluster import SlurmCluster, require_slurm_cluster
+from slurm_cluster import require_slurm_cluster
 from spank_cluster import SpankSite, spank_cluster, wait_for
+from test_placement_slurm import CPUS, NODES, predict, where
 
 from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig
 from slurm_vgpu.policies.service.exchange import GpuTenants, NodeReport
@@ -33,8 +33,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.native, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 LUA = REPO / "contrib" / "job_submit" / "job_submit.lua"
-NODES = ("n1", "n2", "n3")
-CPUS = 8
 SLICES = 10
 # (slices of a 10-slice GPU, CPUs) per job in submission order: shares that fill, best-fit,
 # CPU-heavy jobs and whole GPUs, so that fragmentation, packing weight and CPUs all decide
@@ -52,23 +50,6 @@ def agent_reports(site: SpankSite) -> dict[str, NodeReport]:
         reports[node] = NodeReport(node, time.time(), 2 * SLICES, gpus=tuple(
             GpuTenants(SLICES, used[g], tuple(jobs[g])) for g in range(2)))
     return reports
-
-
-def predict(state: ClusterState, job: TraceJob) -> tuple[str, int]:
-    before = state.gpu_free.copy()
-    assert place_vgpu(state, job, job.gpu_milli, np.random.default_rng(0)), job
-    node, gpu = (int(x[0]) for x in np.nonzero(state.gpu_free != before))
-    return NODES[node], gpu
-
-
-def where(cluster: SlurmCluster, site: SpankSite, job: int) -> tuple[str, int]:
-    node = str(cluster.job_info(job).get("NodeList"))
-    # RUNNING can come before the plugin's prolog has written its row (seen on 24.11)
-    wait_for(lambda: any(j == job for j, _, _ in site.placements(node)),
-             f"job {job}'s placement on {node}")
-    rows = [gpu for j, gpu, _ in site.placements(node) if j == job]
-    assert len(rows) == 1, (node, site.placements(node))
-    return node, rows[0]
 
 
 def test_real_slurm_starts_each_steered_job_where_the_simulator_said(tmp_path: Path) -> None:
@@ -90,7 +71,7 @@ def test_real_slurm_starts_each_steered_job_where_the_simulator_said(tmp_path: P
         jobs = []
         for i, (slices, cpus) in enumerate(SEQUENCE):
             job = TraceJob(f"j{i}", cpus * 1000, 1, 1, slices * 100, ())
-            expected = predict(state, job)
+            expected = predict(state, job, place_vgpu)
             jobid = cluster.sbatch("-c", str(cpus), "--mem=1", f"--gres=vgpu:{slices}",
                                    "-o", "/dev/null", "--wrap", "sleep 600")
             info = cluster.job_info(jobid)

@@ -17,6 +17,8 @@ yet are assumed to occupy free GPUs, which errs towards packing onto the node th
 
 from __future__ import annotations
 
+import numpy as np
+
 from slurm_vgpu.policies.decide.actions import SetNodeWeight
 from slurm_vgpu.policies.decide.config import PackingConfig
 from slurm_vgpu.policies.decide.policy_common import NodeTenancy, index_snapshot
@@ -29,6 +31,16 @@ def node_weight(tenancy: NodeTenancy, cfg: PackingConfig) -> int:
     """The weight packing wants for one node."""
     free_gpus, free_slices = _free(tenancy)
     return cfg.base_weight + cfg.free_gpu_weight * free_gpus + cfg.free_slice_weight * free_slices
+
+
+def node_weights(gpu_free_milli: np.ndarray, slices: int, cfg: PackingConfig) -> np.ndarray:
+    """node_weight for many nodes at once, from free milli-GPU per GPU slot (-1: no such slot;
+    GPUs of `slices` slices): the order the placement steering breaks ties by."""
+    untouched = (gpu_free_milli == 1000).sum(axis=1)
+    partial = np.where((gpu_free_milli >= 0) & (gpu_free_milli < 1000), gpu_free_milli, 0)
+    free_slices = (partial * max(1, slices) // 1000).sum(axis=1)
+    return np.asarray(cfg.base_weight + cfg.free_gpu_weight * untouched
+                      + cfg.free_slice_weight * free_slices)
 
 
 def _free(tenancy: NodeTenancy) -> tuple[int, int]:

@@ -38,7 +38,14 @@ from slurm_vgpu.policies.decide.fragmentation import (
     fragmentation,
     stranded,
 )
-from slurm_vgpu.policies.decide.steering import JobRequest, MixHistory, NodeArrays, choose
+from slurm_vgpu.policies.decide.packing_policy import node_weights
+from slurm_vgpu.policies.decide.steering import (
+    JobRequest,
+    MixHistory,
+    NodeArrays,
+    best_fit_gpu,
+    choose,
+)
 from slurm_vgpu.policies.service.exchange import NodeReport, write_atomic
 from slurm_vgpu.policies.slurm.slurm_client import SlurmRequestRejected
 from slurm_vgpu.policies.slurm.steering_reads import NodeRoom, PendingVgpuJob, SteeringSlurm
@@ -52,7 +59,6 @@ UNUSABLE = ("down", "drain", "fail", "maint", "future", "boot", "powered", "rese
 class _Steered:
     node: str
     request: JobRequest
-    slices: int
     at: float
 
 
@@ -166,7 +172,7 @@ class Steerer:
                            f"to {node} (score {choice.score})",
                            lambda: self.slurm.steer(job.job_id, node)):
             return
-        self.steered[job.job_id] = _Steered(node, request, job.vgpu, now)
+        self.steered[job.job_id] = _Steered(node, request, now)
         self._claim(choice.node, request, arrays, mix, whole_job=True)
 
     def _eligible(self, partitions: tuple[str, ...], names: list[str],
@@ -240,17 +246,8 @@ class Steerer:
                 arrays.mem_free[i] -= s.request.memory_mib
             if not shown:
                 _take(gpu_free[i], s.request)
-        arrays.weight = self._weights(gpu_free, slices)
+        arrays.weight = node_weights(gpu_free, slices, self.packing)
         return names, arrays, slices
-
-    def _weights(self, gpu_free: np.ndarray, slices: int) -> np.ndarray:
-        """packing_policy.node_weight on these arrays (the order slurmctld would use)."""
-        p = self.packing
-        untouched = (gpu_free == WHOLE).sum(axis=1)
-        partial = np.where((gpu_free >= 0) & (gpu_free < WHOLE), gpu_free, 0)
-        free_slices = (partial * max(1, slices) // WHOLE).sum(axis=1)
-        return np.asarray(p.base_weight + p.free_gpu_weight * untouched
-                          + p.free_slice_weight * free_slices)
 
     def _claim(self, i: int, request: JobRequest, arrays: NodeArrays, mix: WorkloadMix,
                whole_job: bool) -> None:
@@ -276,13 +273,13 @@ class Steerer:
         arrays.frag[i] = fragmentation(mix, arrays.cpu_free[sl], arrays.mem_free[sl],
                                        arrays.gpu_free[sl], arrays.model[sl])[0]
         arrays.stranded[i] = stranded(mix, arrays.gpu_free[sl])[0]
-        arrays.weight[i] = self._weights(arrays.gpu_free[sl], self._slices)[0]
+        arrays.weight[i] = node_weights(arrays.gpu_free[sl], self._slices, self.packing)[0]
 
 
 def _take_best_fit(row: np.ndarray, milli: int) -> None:
-    fit = np.flatnonzero(row >= milli)
-    if fit.size:
-        row[fit[np.argmin(row[fit])]] -= milli
+    g = int(best_fit_gpu(row[None, :], milli)[0])
+    if g >= 0:
+        row[g] -= milli
 
 
 def _take(row: np.ndarray, request: JobRequest) -> None:

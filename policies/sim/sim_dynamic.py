@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slurm_vgpu.policies.decide.config import ShareConfig, SteeringConfig
+from slurm_vgpu.policies.decide.config import PackingConfig, ShareConfig, SteeringConfig
 from slurm_vgpu.policies.decide.fragmentation import fragmentation, stranded
+from slurm_vgpu.policies.decide.packing_policy import node_weights
 from slurm_vgpu.policies.decide.policy_common import GpuTenancy
 from slurm_vgpu.policies.decide.share_policy import gpu_targets
 from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
@@ -160,9 +161,7 @@ class Cluster:
         free = np.full((nodes, per_node), -1, dtype=np.int64)
         for g in range(self.n):
             free[self.node_of[g], g % per_node] = self.free[g] * GPU_MILLI // spg
-        untouched = (free == GPU_MILLI).sum(axis=1)
-        partial = np.where((free >= 0) & (free < GPU_MILLI), free, 0) * spg // GPU_MILLI
-        weight = 100 + 1000 * untouched + partial.sum(axis=1)
+        weight = node_weights(free, spg, PackingConfig(enabled=True))
         big = np.full(nodes, 1 << 40, dtype=np.int64)
         model = np.zeros(nodes, dtype=np.int64)
         arrays = NodeArrays(big, big.copy(), free, model, weight,
