@@ -12,6 +12,7 @@ from slurm_vgpu.policies.decide.fragmentation import (
     fragmentation,
     fragmentation_after_share,
     fragmentation_after_whole,
+    popular,
     stranded,
 )
 
@@ -45,6 +46,15 @@ def test_models_and_cpu_only_and_absent_slots() -> None:
 def test_mix_needs_requests() -> None:
     with pytest.raises(ValueError, match="at least one request"):
         WorkloadMix([], MODELS)
+
+
+def test_popular_keeps_the_most_frequent_classes_up_to_the_share() -> None:
+    a, b, c = Request(1000, 0, 1, 500), Request(2000, 0, 0, 0), Request(4000, 0, 2, 1000)
+    requests = [a] * 6 + [b] * 3 + [c]
+    # 6 of 10 is under 85 %, 9 of 10 reaches it: the rare class counts for nothing
+    assert popular(requests, 0.85) == [a] * 6 + [b] * 3
+    assert popular(requests, 0.6) == [a] * 6
+    assert popular(requests, 1.0) == requests
 
 
 def random_state(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:

@@ -132,7 +132,8 @@ def published(workload: str, policy: str) -> tuple[float, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("policy", "published_name"),
-                         [("random", "01-Random"), ("bestfit", "05-BestFit")])
+                         [("random", "01-Random"), ("bestfit", "05-BestFit"),
+                          ("fgd", "06-FGD")])
 def test_reproduces_fgd_published_numbers(policy: str, published_name: str) -> None:
     if not OPENB.is_dir():
         pytest.skip(f"trace data not found at {OPENB} (set VGPU_TRACE_DATA to the folder "
@@ -159,7 +160,7 @@ def test_progress_bar_only_when_asked(tmp_path: Path) -> None:
 def test_fgd_reference_leaves_least_unallocated_on_default() -> None:
     """The fgd reference does what the paper says FGD does on its default list: fewer GPUs
     unallocated than BestFit and than node weights alone; the product's steered placement
-    (FGD's score, packing ties) leaves fewer still (3 seeds; deterministic)."""
+    (FGD's score, ties to used nodes) leaves fewer still (3 seeds; deterministic)."""
     if not OPENB.is_dir():
         pytest.skip(f"trace data not found at {OPENB} (set VGPU_TRACE_DATA to the folder "
                     "holding openb/)")
@@ -169,5 +170,3 @@ def test_fgd_reference_leaves_least_unallocated_on_default() -> None:
                                for s in (42, 43, 44))
             for p in ("vgpu", "fgd", "weights", "bestfit")}
     assert mean["vgpu"] < mean["fgd"] < mean["weights"] < mean["bestfit"], mean
-    paper, std = published("openb_pod_list_default", "06-FGD")
-    assert abs(mean["fgd"] - paper) < 5 * std, (mean["fgd"], paper, std)

@@ -57,13 +57,18 @@ def test_a_share_goes_where_it_breaks_nothing_a_common_request_needs() -> None:
     assert choice is not None and (choice.node, choice.gpu) == (1, 0)
 
 
-def test_ties_go_to_the_lowest_packing_weight_then_the_fewest_free_cpus() -> None:
+def test_ties_go_to_a_node_already_in_use_then_to_node_order() -> None:
+    # a 0.3 share leaves every GPU able to serve the mix's 0.3 requests: every node scores
+    # the same; the idle node 0 loses to the used ones, and of those the first wins, whatever
+    # its weight or free CPUs
     mix = WorkloadMix([Request(1000, 0, 1, 300)], ["any"])
-    same = [[1000, 1000]] * 3
-    assert choose(mix, arrays(mix, same, [8000, 8000, 8000], [2100, 2100, 1100]),
-                  JobRequest(1000, 0, 1, 300)).node == 2  # type: ignore[union-attr]
-    assert choose(mix, arrays(mix, same, [8000, 4000, 6000], [2100, 2100, 2100]),
-                  JobRequest(1000, 0, 1, 300)).node == 1  # type: ignore[union-attr]
+    nodes = arrays(mix, [[1000, 1000], [1000, 900], [1000, 900]], [8000, 8000, 2000],
+                   [100, 2100, 1100])
+    choice = choose(mix, nodes, JobRequest(1000, 0, 1, 300))
+    assert choice is not None and (choice.node, choice.gpu) == (1, 1)
+    # a node lacking GPU slots (-1) is idle when the slots it has are untouched
+    nodes = arrays(mix, [[1000, -1], [900, -1]], [8000, 8000])
+    assert choose(mix, nodes, JobRequest(1000, 0, 1, 300)).node == 1  # type: ignore[union-attr]
 
 
 def test_nothing_fits_means_no_choice() -> None:

@@ -64,6 +64,25 @@ class WorkloadMix:
         self.gpu_classes = self.num > 0
 
 
+def popular(requests: Iterable[Request], share: float) -> list[Request]:
+    """The requests whose class is among the most popular ones that together cover `share`
+    of all requests (the FGD paper's "typical pods": classes are added, most frequent first,
+    until they cover the share; 1.0 keeps every request). Rare classes then count for
+    nothing, which is what the paper's scheduler ran with (share 0.95)."""
+    requests = list(requests)
+    counts = Counter(requests)
+    keep: set[Request] = set()
+    covered = 0
+    for request, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].num_gpu,
+                                                               kv[0].gpu_milli,
+                                                               kv[0].cpu_milli)):
+        if covered >= share * len(requests):
+            break
+        keep.add(request)
+        covered += n
+    return [r for r in requests if r in keep]
+
+
 def _fits(mix: WorkloadMix, cpu_free: np.ndarray, mem_free: np.ndarray,
           model: np.ndarray, top_free: np.ndarray, whole_free: np.ndarray) -> np.ndarray:
     """(N, K): class k fits on node n (resources, model, a GPU with room or enough whole)."""

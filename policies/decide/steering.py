@@ -1,4 +1,4 @@
-"""Which node a new vgpu job should start on: fragmentation gradient descent, packing ties.
+"""Which node a new vgpu job should start on: fragmentation gradient descent, used nodes first.
 
 The controller holds a new vgpu batch job for one control period (job_submit.lua gives it a
 BeginTime a few seconds ahead) and then steers it: it names the node (`scontrol update
@@ -6,12 +6,13 @@ jobid= ReqNodeList= BeginTime=now`), and the SPANK plugin picks the GPU there (b
 one GPU). The node is the one where the expected fragmentation of the cluster's GPUs under
 the workload's own mix of requests grows least (decide/fragmentation.py; the FGD paper's
 score, Weng et al., USENIX ATC 2023), on the paper's 0..100 integer scale, so that changes
-of a few dozen milli-GPU tie. Ties go to the node with the fewest untouched GPUs, then to
-the one whose GPU the job fills most tightly, then to the lowest packing weight (fewer free
-slices on the used GPUs), then to the fewest free CPUs, then to node order. The paper breaks
-them at random; on CPU-bound workloads that strands whole GPUs on nodes whose CPUs run out
-(docs/placement.md: gpushare100 19.2 % of the GPUs unallocated with random ties, 13.4 % with
-these).
+of a few dozen milli-GPU tie. Ties go to a node whose GPUs are already in use before one
+whose GPUs are all untouched, then to node order: a fixed order, as in the paper's own
+scheduler (its simulator draws one random node order per run and keeps the first best
+node), so that ties fill the same nodes instead of spreading over idle ones. Random ties
+spread jobs over idle nodes and strand whole GPUs on nodes whose CPUs run out
+(docs/placement.md: FGD with random ties left 19.2 % of gpushare100's GPUs unallocated,
+this rule 13.3 %).
 
 The candidate GPU on each node is the one the plugin will take (the fitting GPU with the
 least free capacity; untouched GPUs for whole-GPU jobs), so what the controller scores is
@@ -152,12 +153,9 @@ def choose(mix: WorkloadMix, nodes: NodeArrays, job: JobRequest,
     # the paper's node score: int(100 x sigmoid(-delta / 1000)); clipped so exp never
     # overflows (a delta of 50 GPUs already scores 0)
     score = np.floor(100.0 / (1.0 + np.exp(np.clip(delta / SCORE_SCALE, -50.0, 50.0))))
-    untouched = (nodes.gpu_free[cand] == WHOLE).sum(axis=1)
-    # what the job's GPU keeps free after it (whole-GPU jobs leave nothing on theirs)
-    left = nodes.gpu_free[cand, np.maximum(gpu, 0)] - job.gpu_milli if share \
-        else np.zeros(len(cand), dtype=np.int64)
+    # a node none of whose GPUs carries a job yet (slots a node lacks are -1, never WHOLE)
+    idle = ((nodes.gpu_free[cand] == WHOLE) | (nodes.gpu_free[cand] < 0)).all(axis=1)
     # lexsort: the last key is the first criterion
-    order = np.lexsort((cand, nodes.cpu_free[cand], nodes.weight[cand], left, untouched,
-                        -score))
+    order = np.lexsort((cand, idle, -score))
     i = int(order[0])
     return Choice(node=int(cand[i]), gpu=int(gpu[i]), score=int(score[i]))
