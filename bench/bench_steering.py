@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_scale import machine  # noqa: E402
 
-from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig  # noqa: E402
+from slurm_vgpu.policies.decide.config import SteeringConfig  # noqa: E402
 from slurm_vgpu.policies.service.exchange import GpuTenants, NodeReport  # noqa: E402
 from slurm_vgpu.policies.service.steerer import Steerer  # noqa: E402
 from slurm_vgpu.policies.slurm.steering_reads import SteeringSlurm  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> None:
 
     work = Path("/tmp") / f"vgpu-bench-steering-{int(now)}"
     cfg = SteeringConfig(enabled=True, file=str(work / "steering"))
-    steerer = Steerer(cfg, PackingConfig(enabled=True), 5.0, SteeringSlurm(run),
+    steerer = Steerer(cfg, 5.0, SteeringSlurm(run),
                       lambda: now + 1, stale_after=30.0)
     seconds = []
     for c in range(a.cycles):

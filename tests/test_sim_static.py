@@ -170,3 +170,5 @@ def test_fgd_reference_leaves_least_unallocated_on_default() -> None:
                                for s in (42, 43, 44))
             for p in ("vgpu", "fgd", "weights", "bestfit")}
     assert mean["vgpu"] < mean["fgd"] < mean["weights"] < mean["bestfit"], mean
+    paper, std = published("openb_pod_list_default", "06-FGD")
+    assert abs(mean["fgd"] - paper) < 5 * std, (mean["fgd"], paper, std)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from slurm_vgpu.errors import ConfigError
-from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig, config_from_dict
+from slurm_vgpu.policies.decide.config import SteeringConfig, config_from_dict
 from slurm_vgpu.policies.decide.fragmentation import Request, WorkloadMix, fragmentation, stranded
 from slurm_vgpu.policies.decide.steering import (
     JobRequest,
@@ -38,14 +38,12 @@ from slurm_vgpu.policies.slurm.steering_reads import (
 )
 
 
-def arrays(mix: WorkloadMix, gpu_free: list[list[int]], cpu: list[int],
-           weight: list[int] | None = None) -> NodeArrays:
+def arrays(mix: WorkloadMix, gpu_free: list[list[int]], cpu: list[int]) -> NodeArrays:
     g = np.array(gpu_free, dtype=np.int64)
     c = np.array(cpu, dtype=np.int64)
     m = np.full(len(cpu), 10**6, dtype=np.int64)
     model = np.zeros(len(cpu), dtype=np.int64)
-    return NodeArrays(c, m, g, model, np.array(weight or [0] * len(cpu)),
-                      fragmentation(mix, c, m, g, model), stranded(mix, g))
+    return NodeArrays(c, m, g, model, fragmentation(mix, c, m, g, model), stranded(mix, g))
 
 
 def test_a_share_goes_where_it_breaks_nothing_a_common_request_needs() -> None:
@@ -60,10 +58,9 @@ def test_a_share_goes_where_it_breaks_nothing_a_common_request_needs() -> None:
 def test_ties_go_to_a_node_already_in_use_then_to_node_order() -> None:
     # a 0.3 share leaves every GPU able to serve the mix's 0.3 requests: every node scores
     # the same; the idle node 0 loses to the used ones, and of those the first wins, whatever
-    # its weight or free CPUs
+    # its free CPUs
     mix = WorkloadMix([Request(1000, 0, 1, 300)], ["any"])
-    nodes = arrays(mix, [[1000, 1000], [1000, 900], [1000, 900]], [8000, 8000, 2000],
-                   [100, 2100, 1100])
+    nodes = arrays(mix, [[1000, 1000], [1000, 900], [1000, 900]], [8000, 8000, 2000])
     choice = choose(mix, nodes, JobRequest(1000, 0, 1, 300))
     assert choice is not None and (choice.node, choice.gpu) == (1, 1)
     # a node lacking GPU slots (-1) is idle when the slots it has are untouched
@@ -187,7 +184,7 @@ def room(*names: str, cpus: int = 8) -> dict[str, NodeRoom]:
 
 def steerer(slurm: ScriptedSlurm, tmp_path: Path, clock: list[float]) -> Steerer:
     cfg = SteeringConfig(enabled=True, file=str(tmp_path / "run" / "steering"))
-    return Steerer(cfg, PackingConfig(enabled=True), 5.0, slurm,  # type: ignore[arg-type]
+    return Steerer(cfg, 5.0, slurm,  # type: ignore[arg-type]
                    lambda: clock[0], stale_after=30.0)
 
 

@@ -21,7 +21,7 @@ from slurm_cluster import require_slurm_cluster
 from spank_cluster import SpankSite, spank_cluster, wait_for
 from test_placement_slurm import CPUS, NODES, predict, where
 
-from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig
+from slurm_vgpu.policies.decide.config import SteeringConfig
 from slurm_vgpu.policies.service.exchange import GpuTenants, NodeReport
 from slurm_vgpu.policies.service.steerer import Steerer
 from slurm_vgpu.policies.sim.placement import ClusterState, place_vgpu
@@ -58,7 +58,7 @@ def test_real_slurm_starts_each_steered_job_where_the_simulator_said(tmp_path: P
     lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
     with spank_cluster(nodes=NODES, cpus_per_node=CPUS, job_submit_lua=lua) as (cluster, site):
         cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60)
-        steerer = Steerer(cfg, PackingConfig(enabled=True), 5.0,
+        steerer = Steerer(cfg, 5.0,
                           SteeringSlurm(CliSlurmClient(env=cluster.env)._run), time.time,
                           stale_after=60.0)
         state = ClusterState([TraceNode(n, CPUS * 1000, 10**6, 2, "sim") for n in NODES])
@@ -116,7 +116,7 @@ def test_a_job_steered_to_a_node_that_filled_up_is_steered_again_or_released(
         cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
                              resteer_after_seconds=1.0)
         reads = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
-        steerer = Steerer(cfg, PackingConfig(enabled=True), 5.0, reads, time.time,
+        steerer = Steerer(cfg, 5.0, reads, time.time,
                           stale_after=60.0)
         steerer.announce(time.time())
         blocker = cluster.sbatch("-w", "n2", "-c", "4", "--mem=1", "-o", "/dev/null",

@@ -66,7 +66,6 @@ class NodeArrays:
     mem_free: np.ndarray
     gpu_free: np.ndarray
     model: np.ndarray  # index into the mix's model list
-    weight: np.ndarray  # the packing weight (what slurmctld orders by)
     frag: np.ndarray
     stranded: np.ndarray
     eligible: np.ndarray | None = None  # bool: nodes the job may use (partition, state)

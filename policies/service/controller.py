@@ -165,7 +165,7 @@ class Controller:
             log.warning("vgpu: steering needs Slurm's commands (slurm.client: cli or auto); "
                         "new jobs are placed by node weights only")
             return None
-        return Steerer(cfg.steering, cfg.policy.packing, cfg.control_period_seconds,
+        return Steerer(cfg.steering, cfg.control_period_seconds,
                        SteeringSlurm(self.slurm._run), self.clock,
                        cfg.exchange.stale_after_seconds, self.dry_run)
 

@@ -31,14 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from slurm_vgpu.policies.decide.config import PackingConfig, SteeringConfig
+from slurm_vgpu.policies.decide.config import SteeringConfig
 from slurm_vgpu.policies.decide.fragmentation import (
     WHOLE,
     WorkloadMix,
     fragmentation,
     stranded,
 )
-from slurm_vgpu.policies.decide.packing_policy import node_weights
 from slurm_vgpu.policies.decide.steering import (
     JobRequest,
     MixHistory,
@@ -75,11 +74,10 @@ def _request(job: PendingVgpuJob, slices: int) -> JobRequest | None:
 
 
 class Steerer:
-    def __init__(self, cfg: SteeringConfig, packing: PackingConfig, period: float,
+    def __init__(self, cfg: SteeringConfig, period: float,
                  slurm: SteeringSlurm, clock: Callable[[], float],
                  stale_after: float, dry_run: bool = False) -> None:
         self.cfg = cfg
-        self.packing = packing
         self.period = period
         self.slurm = slurm
         self.clock = clock
@@ -89,7 +87,6 @@ class Steerer:
         self.history = MixHistory(cfg.history_jobs, ["any"])
         self._seen: set[int] = set()
         self.counts = {"steered": 0, "released": 0, "resteered": 0, "failed": 0}
-        self._slices = 10  # slices per GPU on most nodes (set each cycle)
         self._masks: dict[tuple[str, ...], np.ndarray] = {}  # partitions -> nodes, per cycle
 
     @property
@@ -220,7 +217,6 @@ class Steerer:
         gpu_free = np.full((n, width), -1, dtype=np.int64)
         slice_counts = [g.slices for _, r in usable for g in r.gpus or ()]
         slices = max(set(slice_counts), key=slice_counts.count) if slice_counts else 0
-        self._slices = slices or 10
         cpu = np.zeros(n, dtype=np.int64)
         mem = np.zeros(n, dtype=np.int64)
         for i, (name, r) in enumerate(usable):
@@ -230,8 +226,8 @@ class Steerer:
                 _take_best_fit(gpu_free[i], held * WHOLE // max(1, slices))
             cpu[i] = room[name].cpus_free * 1000
             mem[i] = room[name].memory_free_mib
-        arrays = NodeArrays(cpu, mem, gpu_free, np.zeros(n, dtype=np.int64),
-                            np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros((n, 0)))
+        arrays = NodeArrays(cpu, mem, gpu_free, np.zeros(n, dtype=np.int64), np.zeros(n),
+                            np.zeros((n, 0)))
         names = [name for name, _ in usable]
         index = {name: i for i, name in enumerate(names)}
         for job_id, s in self.steered.items():
@@ -246,7 +242,6 @@ class Steerer:
                 arrays.mem_free[i] -= s.request.memory_mib
             if not shown:
                 _take(gpu_free[i], s.request)
-        arrays.weight = node_weights(gpu_free, slices, self.packing)
         return names, arrays, slices
 
     def _claim(self, i: int, request: JobRequest, arrays: NodeArrays, mix: WorkloadMix,
@@ -273,7 +268,6 @@ class Steerer:
         arrays.frag[i] = fragmentation(mix, arrays.cpu_free[sl], arrays.mem_free[sl],
                                        arrays.gpu_free[sl], arrays.model[sl])[0]
         arrays.stranded[i] = stranded(mix, arrays.gpu_free[sl])[0]
-        arrays.weight[i] = node_weights(arrays.gpu_free[sl], self._slices, self.packing)[0]
 
 
 def _take_best_fit(row: np.ndarray, milli: int) -> None:

@@ -242,7 +242,7 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
         state.measure_under(mix)
     assert state.mix is not None and state.frag is not None and state.stranded is not None
     arrays = NodeArrays(state.cpu_free, state.mem_free, state.gpu_free, state.model_index,
-                        _weights(state), state.frag, state.stranded)
+                        state.frag, state.stranded)
     choice = choose(state.mix, arrays, request)
     if choice is None:
         return False

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slurm_vgpu.policies.decide.config import PackingConfig, ShareConfig, SteeringConfig
+from slurm_vgpu.policies.decide.config import ShareConfig, SteeringConfig
 from slurm_vgpu.policies.decide.fragmentation import fragmentation, stranded
-from slurm_vgpu.policies.decide.packing_policy import node_weights
 from slurm_vgpu.policies.decide.policy_common import GpuTenancy
 from slurm_vgpu.policies.decide.share_policy import gpu_targets
 from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
@@ -161,10 +160,9 @@ class Cluster:
         free = np.full((nodes, per_node), -1, dtype=np.int64)
         for g in range(self.n):
             free[self.node_of[g], g % per_node] = self.free[g] * GPU_MILLI // spg
-        weight = node_weights(free, spg, PackingConfig(enabled=True))
         big = np.full(nodes, 1 << 40, dtype=np.int64)
         model = np.zeros(nodes, dtype=np.int64)
-        arrays = NodeArrays(big, big.copy(), free, model, weight,
+        arrays = NodeArrays(big, big.copy(), free, model,
                             fragmentation(mix, big, big, free, model), stranded(mix, free))
         choice = choose(mix, arrays, request)
         if choice is None:
