@@ -69,33 +69,53 @@ def test_cli_dynamic_on_files(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "window is empty" in res.output
 
 
-def test_fewest_gpus_bisects_to_the_threshold_and_keeps_every_probe() -> None:
+def test_monotone_fit_pools_violators_and_carries_unfinished_sizes() -> None:
+    from slurm_vgpu.policies.sim.capacity import monotone_fit
+
+    assert monotone_fit([9.0, 7.0, 3.0, 1.0]) == [9.0, 7.0, 3.0, 1.0]
+    # 4 then 6 at the next size: both read 5; the later 2 stays
+    assert monotone_fit([8.0, 4.0, 6.0, 2.0]) == [8.0, 5.0, 5.0, 2.0]
+    assert monotone_fit([5.0, float("inf"), 1.0])[:2] == [float("inf")] * 2
+    assert monotone_fit([]) == []
+
+
+def test_fewest_gpus_reads_the_fitted_curve_not_one_lucky_size() -> None:
     from slurm_vgpu.policies.sim.capacity import CapacityError, fewest_gpus
     from slurm_vgpu.policies.sim.sim_dynamic import DynamicResult, SimJob
 
     cfg = DynamicConfig(gpus_per_node=4)
     jobs = [SimJob(0, 0, 1, 2, 1000, [1.0], 0)]
     calls: list[int] = []
+    # mean delay per node count: falls, dips under the target of 1200 once at 6 nodes
+    # (1000), rises over it at 7 (1700), meets it from 8 on
+    curve = {1: 6000.0, 2: 5000.0, 3: 4000.0, 4: 3000.0, 5: 2000.0, 6: 1000.0, 7: 1700.0,
+             8: 1200.0, 9: 900.0, 10: 0.0}
 
     def run(_jobs: list[SimJob], gpus: int, mode: str, seed: int,
             _cfg: DynamicConfig) -> DynamicResult:
-        calls.append(gpus)  # mean wait falls as GPUs are added: 100 min at 4, 0 from 44 up
-        wait = max(0.0, 6000.0 - 600.0 * (gpus // 4 - 1))
-        return DynamicResult(mode, seed, gpus, 1, 1, wait, wait, 0, 0, 1, 1, 0, 1,
-                             mean_delay_s=wait)
+        calls.append(gpus)
+        delay = curve[gpus // 4]
+        return DynamicResult(mode, seed, gpus, 1, 1, delay, delay, 0, 0, 1, 1, 0, 1,
+                             mean_delay_s=delay)
 
-    r = fewest_gpus(jobs, "slices", 1, cfg, target_s=1200.0, max_nodes=20, run=run)
-    assert (r.gpus, r.at.mean_delay_s) == (36, 1200.0)  # 9 nodes: 6000 - 600 * 8
-    assert len(calls) == len(set(calls)) <= 6 and r.probes[80] == 0.0
+    r = fewest_gpus(jobs, "slices", 1, cfg, target_s=1200.0, max_nodes=10, run=run)
+    # the fit pools 6 and 7 nodes to 1350, over the target: 8 nodes, not the dip at 6
+    assert r.gpus == 32 and r.fit[24] == r.fit[28] == 1350.0
+    # from 10 nodes down to 4, the first over 2 x the target
+    assert sorted(calls) == [4 * n for n in range(4, 11)] and r.probes[24] == 1000.0
+    assert r.at.mean_delay_s == 1200.0
     with pytest.raises(CapacityError, match="raise --max-nodes or the target"):
         fewest_gpus(jobs, "slices", 1, cfg, target_s=1200.0, max_nodes=5, run=run)
+    with pytest.raises(ValueError, match="unknown metric"):
+        fewest_gpus(jobs, "slices", 1, cfg, target_s=1200.0, max_nodes=5, metric="p99",
+                    run=run)
 
 
 def test_cli_capacity_on_files(tmp_path: Path) -> None:
     out = tmp_path / "c.json"
     args = ["capacity", *trace_files(tmp_path, 1800, 60, (300, 200)),
             "--jobs", "40", "--first-job", "0", "--load", "5.0", "--seeds", "1-2",
-            "--json", str(out)]
+            "--workers", "1", "--json", str(out)]
     res = CliRunner().invoke(simulate, args)
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
@@ -105,8 +125,12 @@ def test_cli_capacity_on_files(tmp_path: Path) -> None:
     assert by_mode["slices"]["capacity"] > 1.0 and by_mode["slices"]["gpus"] < \
         by_mode["whole"]["gpus"]
     for run in data["runs"]:
-        assert run["at"]["mean_delay_s"] <= run["target_s"]
+        assert run["fit"][str(run["gpus"])] <= run["target_s"]
         assert run["at"]["finished"] == 40
+    # replays spread over processes give the same figures
+    res = CliRunner().invoke(simulate, [*args, "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text()) == data
     res = CliRunner().invoke(simulate, [*args[:-2], "--target-min", "0.001",
                                         "--max-nodes", "1"])
     assert res.exit_code == 1 and "raise --max-nodes or the target" in res.output

@@ -70,20 +70,24 @@ def plot_dynamic(data: dict[str, Any], path: Path) -> None:
 
 
 def plot_capacity(data: dict[str, Any], path: Path) -> None:
-    """Left: mean delay (or wait) against cluster size, every probe of every seed, the target
-    dashed.
+    """Left: mean delay (or wait) against cluster size, every replay of every seed as a dot, its
+    non-increasing fit (what the size found is read from) as a line, the target dashed.
     Right: capacity per regime (whole GPUs' count over the regime's), seeds' range."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     colors = {"whole": "tab:gray", "slices": "tab:blue", "shared": "tab:green",
               "steered": "tab:orange"}
     for run in data["runs"]:
+        color = colors.get(run["mode"], "black")
         # (log scale: a delay under 0.1 min is drawn at 0.1)
         pts = sorted((int(g), max(0.1, w / 60)) for g, w in run["probes"].items()
                      if w != float("inf"))
-        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, alpha=0.6,
-                     color=colors.get(run["mode"], "black"),
-                     label=run["mode"] if run["seed"] == data["seeds"][0] else None)
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], "o", ms=2.5, alpha=0.5,
+                     color=color)
+        fit = sorted((int(g), max(0.1, w / 60)) for g, w in run.get("fit", {}).items()
+                     if w != float("inf"))
+        axes[0].plot([p[0] for p in fit], [p[1] for p in fit], "-", lw=1.2, alpha=0.8,
+                     color=color, label=run["mode"] if run["seed"] == data["seeds"][0] else None)
     for target in sorted({r["target_s"] for r in data["runs"]}):
         axes[0].axhline(target / 60, ls="--", lw=0.8, color="black")
     axes[0].set_xlabel("cluster GPUs")

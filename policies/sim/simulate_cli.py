@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import sys
@@ -286,6 +287,34 @@ def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, f
     _write_json(json_path, data)
 
 
+# one worker's replay inputs and job windows, so that a task names them instead of carrying them
+_WORKER_INPUTS: dict[tuple[str, str, str], Any] = {}
+
+
+def _worker_window(philly: Path, shares_path: Path, util_path: Path, cfg: Any,
+                   seed: int) -> Any:
+    from slurm_vgpu.policies.sim.sim_dynamic import build_jobs
+
+    key = (str(philly), str(shares_path), str(util_path))
+    if key not in _WORKER_INPUTS:
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[key] = (_replay_inputs(philly, shares_path, util_path), {})
+    (philly_jobs, shares, utils), windows = _WORKER_INPUTS[key]
+    window = (seed, repr(cfg))
+    if window not in windows:
+        windows[window] = build_jobs(philly_jobs, shares, utils, cfg, seed)[0]
+    return windows[window]
+
+
+def _capacity_scan(task: tuple[Path, Path, Path, Any, int, str, float, int, str]) -> Any:
+    """One regime and seed in a worker process: capacity.scan_down."""
+    from slurm_vgpu.policies.sim.capacity import scan_down
+
+    philly, shares_path, util_path, cfg, seed, mode, target, top, metric = task
+    jobs = _worker_window(philly, shares_path, util_path, cfg, seed)
+    return scan_down(jobs, mode, seed, cfg, target, top, metric)
+
+
 @simulate.command("capacity")
 @_replay_options("1-3")
 @click.option("--metric", type=click.Choice(["delay", "wait"]), default="delay",
@@ -296,14 +325,21 @@ def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, f
               help="Mean delay (or wait) to hold, in minutes. Default: what whole GPUs give "
                    "on the --load cluster, per seed.")
 @click.option("--max-nodes", type=click.IntRange(1), default=None,
-              help="Largest cluster searched (default: twice the --load cluster).")
+              help="Largest cluster replayed (default: twice the --load cluster).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Processes replaying cluster sizes in parallel (default: one per CPU).")
 def capacity_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, first_job: int,
                  load: float, modes: tuple[str, ...], seeds: str, json_path: Path | None,
                  png: Path | None, progress: bool | None, metric: str,
-                 target_min: float | None, max_nodes: int | None) -> None:
+                 target_min: float | None, max_nodes: int | None,
+                 workers: int | None) -> None:
     """The fewest GPUs that serve the same jobs as well as whole GPUs do, per regime;
-    capacity = whole GPUs' count over the regime's."""
-    from slurm_vgpu.policies.sim.capacity import CapacityError, fewest_gpus, measure
+    capacity = whole GPUs' count over the regime's. Every cluster size is replayed (about
+    20 minutes on 2 CPUs for the defaults)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from slurm_vgpu.policies.sim.capacity import CapacityError, fewest_gpus_of, measure
     from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
 
     seed_list = parse_seeds(seeds)
@@ -311,30 +347,46 @@ def capacity_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, 
         modes = ("whole", *modes)  # the reference every capacity is relative to
     philly_jobs, shares, utils = _replay_inputs(philly, shares_path, util_path)
     cfg = DynamicConfig(jobs=n_jobs, first_job=first_job, load=load)
-    runs: list[dict[str, Any]] = []
-    bar = Progress(len(seed_list) * len(modes), "capacity", _progress_enabled(progress))
+    targets: dict[int, float] = {}
+    ref_of: dict[int, int] = {}
+    tasks = []
     for seed in seed_list:
         try:
-            jobs, ref_gpus = build_jobs(philly_jobs, shares, utils, cfg, seed)
+            jobs, ref_of[seed] = build_jobs(philly_jobs, shares, utils, cfg, seed)
         except ValueError as e:
             raise click.ClickException(str(e)) from e
-        target = (target_min * 60 if target_min is not None
-                  else measure(run_dynamic(jobs, ref_gpus, "whole", seed, cfg), metric))
-        top = max_nodes or 2 * ref_gpus // cfg.gpus_per_node
+        targets[seed] = (target_min * 60 if target_min is not None
+                         else measure(run_dynamic(jobs, ref_of[seed], "whole", seed, cfg),
+                                      metric))
+        top = max_nodes or 2 * ref_of[seed] // cfg.gpus_per_node
+        tasks += [(philly, shares_path, util_path, cfg, seed, mode, targets[seed], top, metric)
+                  for mode in modes]
+    bar = Progress(len(tasks), "capacity", _progress_enabled(progress))
+    replays: dict[tuple[int, str], dict[int, Any]] = {}
+    n_workers = min(len(tasks), workers or os.cpu_count() or 1)
+    with ProcessPoolExecutor(n_workers) if n_workers > 1 else contextlib.nullcontext() as pool:
+        mapped = pool.map(_capacity_scan, tasks) if pool else map(_capacity_scan, tasks)
+        for task, results in zip(tasks, mapped, strict=True):
+            replays[(task[4], task[5])] = results
+            bar.tick()
+    runs: list[dict[str, Any]] = []
+    for seed in seed_list:
+        ref = ref_of[seed]
+        target = targets[seed]
         found = {}
         for mode in modes:
             try:
-                found[mode] = fewest_gpus(jobs, mode, seed, cfg, target, top, metric)
+                found[mode] = fewest_gpus_of(mode, seed, metric, target, replays[(seed, mode)])
             except CapacityError as e:
                 raise click.ClickException(str(e)) from e
-            bar.tick()
         for mode in modes:
             r = found[mode]
-            runs.append({"mode": mode, "seed": seed, "reference_gpus": ref_gpus,
+            runs.append({"mode": mode, "seed": seed, "reference_gpus": ref,
                          "target_s": round(target, 1), "gpus": r.gpus,
                          "capacity": round(found["whole"].gpus / r.gpus, 3),
                          "at": r.at.__dict__,
-                         "probes": {str(g): v for g, v in r.probes.items()}})
+                         "probes": {str(g): v for g, v in r.probes.items()},
+                         "fit": {str(g): v for g, v in r.fit.items()}})
     summary = []
     for mode in modes:
         rs = [r for r in runs if r["mode"] == mode]
