@@ -291,8 +291,11 @@ def dynamic_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, f
 _WORKER_INPUTS: dict[tuple[str, str, str], Any] = {}
 
 
-def _worker_window(philly: Path, shares_path: Path, util_path: Path, cfg: Any,
+def _replay_window(philly: Path, shares_path: Path, util_path: Path, cfg: Any,
                    seed: int) -> Any:
+    """build_jobs' (jobs, reference GPUs) for one seed, the traces read once per process and
+    each window built once: the command builds them for the targets, and forked workers (or
+    the serial path) find them built."""
     from slurm_vgpu.policies.sim.sim_dynamic import build_jobs
 
     key = (str(philly), str(shares_path), str(util_path))
@@ -302,7 +305,7 @@ def _worker_window(philly: Path, shares_path: Path, util_path: Path, cfg: Any,
     (philly_jobs, shares, utils), windows = _WORKER_INPUTS[key]
     window = (seed, repr(cfg))
     if window not in windows:
-        windows[window] = build_jobs(philly_jobs, shares, utils, cfg, seed)[0]
+        windows[window] = build_jobs(philly_jobs, shares, utils, cfg, seed)
     return windows[window]
 
 
@@ -311,7 +314,7 @@ def _capacity_scan(task: tuple[Path, Path, Path, Any, int, str, float, int, str]
     from slurm_vgpu.policies.sim.capacity import scan_down
 
     philly, shares_path, util_path, cfg, seed, mode, target, top, metric = task
-    jobs = _worker_window(philly, shares_path, util_path, cfg, seed)
+    jobs, _ = _replay_window(philly, shares_path, util_path, cfg, seed)
     return scan_down(jobs, mode, seed, cfg, target, top, metric)
 
 
@@ -340,23 +343,18 @@ def capacity_cmd(philly: Path, shares_path: Path, util_path: Path, n_jobs: int, 
     from concurrent.futures import ProcessPoolExecutor
 
     from slurm_vgpu.policies.sim.capacity import CapacityError, fewest_gpus_of, measure
-    from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, build_jobs, run_dynamic
+    from slurm_vgpu.policies.sim.sim_dynamic import DynamicConfig, run_dynamic
 
     seed_list = parse_seeds(seeds)
     if "whole" not in modes:
         modes = ("whole", *modes)  # the reference every capacity is relative to
-    philly_jobs, shares, utils = _replay_inputs(philly, shares_path, util_path)
-    # the serial path and forked workers find the traces loaded, not read again
-    _WORKER_INPUTS.clear()
-    _WORKER_INPUTS[(str(philly), str(shares_path), str(util_path))] = (
-        (philly_jobs, shares, utils), {})
     cfg = DynamicConfig(jobs=n_jobs, first_job=first_job, load=load)
     targets: dict[int, float] = {}
     ref_of: dict[int, int] = {}
     tasks = []
     for seed in seed_list:
         try:
-            jobs, ref_of[seed] = build_jobs(philly_jobs, shares, utils, cfg, seed)
+            jobs, ref_of[seed] = _replay_window(philly, shares_path, util_path, cfg, seed)
         except ValueError as e:
             raise click.ClickException(str(e)) from e
         targets[seed] = (target_min * 60 if target_min is not None
