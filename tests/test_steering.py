@@ -20,6 +20,7 @@ from slurm_vgpu.policies.decide.steering import (
     NodeArrays,
     best_fit_gpu,
     choose,
+    cpu_jobs_steered,
 )
 from slurm_vgpu.policies.service.exchange import (
     GpuTenants,
@@ -117,15 +118,18 @@ def test_pending_jobs_are_parsed_and_the_held_ones_recognised() -> None:
         f"14|{iso(now)}|{iso(now + 10)}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
         f"15|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|2|1|0|gres:vgpu:1|gpu",  # 2 nodes
         f"16|{iso(now)}|{iso(now)}|Resources|n2|(null)|1|1|0|gres:vgpu:1|gpu",
-        f"17|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|0|(null)|gpu",  # no vgpu
+        f"17|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|4|0|(null)|gpu",  # CPU-only
+        f"19|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|0|gres:gpu:1|gpu",  # other GRES
         "18_[1-4]|x|x|x|x|x|x|x|x|x|x",
     ])
-    assert [j.job_id for j in parse_pending(text)] == [11, 12, 13]  # 16: not held, not ours
+    # 16: not held, not ours; 19: asks for GRES the steering does not place
+    assert [j.job_id for j in parse_pending(text)] == [11, 12, 13, 17]
+    assert parse_pending(text)[3].vgpu == 0 and parse_pending(text)[3].cpus == 4
     jobs = parse_pending(text, also={16})
-    assert [j.job_id for j in jobs] == [11, 12, 13, 16]
+    assert [j.job_id for j in jobs] == [11, 12, 13, 16, 17]
     assert jobs[1] == PendingVgpuJob(12, now, now + 10, "BeginTime", "", ("gpu", "debug"), 2,
                                      1024, 3)
-    assert [j.held_for_steering(10) for j in jobs] == [True, True, False, False]
+    assert [j.held_for_steering(10) for j in jobs] == [True, True, False, False, True]
     assert not jobs[0].held_for_steering(5)
 
 
@@ -133,8 +137,9 @@ def test_node_room_merges_partitions() -> None:
     text = ("n1|2/6/0/8|16000|4000|mix|gpu*\nn1|2/6/0/8|16000|4000|mix|debug\n"
             "n2|8/0/0/8|16000|16000|alloc|gpu*\nbad line\n")
     room = parse_room(text)
-    assert room["n1"] == NodeRoom("n1", 6, 12000, "mix", ("gpu", "debug"))
+    assert room["n1"] == NodeRoom("n1", 6, 12000, "mix", ("gpu", "debug"), 8, "gpu")
     assert room["n2"].cpus_free == 0 and room["n2"].memory_free_mib == 0
+    assert parse_room("n3|0/4/0/4|100|0|idle|debug\n")["n3"].default_partition == ""
 
 
 @pytest.mark.parametrize(("text", "mib"), [("0", 0), ("512M", 512), ("4G", 4096), ("1T", 1 << 20),
@@ -250,6 +255,47 @@ def test_a_job_that_ended_meanwhile_is_not_an_error(tmp_path: Path) -> None:
     assert slurm.steered == [(6, "n1")] and s.counts["failed"] == 1
 
 
+def test_cpu_jobs_are_steered_only_while_nearly_all_cpus_and_more_than_gpus_are_used() -> None:
+    assert cpu_jobs_steered(95, 100, 50, 100, 0.9)
+    assert not cpu_jobs_steered(85, 100, 50, 100, 0.9)  # CPUs left: the weights are fine
+    assert not cpu_jobs_steered(95, 100, 98, 100, 0.9)  # the GPUs bind more
+    assert not cpu_jobs_steered(100, 100, 0, 100, 1.0)  # 1: never
+    assert not cpu_jobs_steered(0, 0, 0, 0, 0.0)
+
+
+def cpu_held(job_id: int, cpus: int, partitions: tuple[str, ...] = ("gpu",)) -> PendingVgpuJob:
+    return PendingVgpuJob(job_id, 1000.0, 1010.0, "BeginTime", "", partitions, cpus, 100, 0)
+
+
+def test_cpu_only_jobs_are_held_and_steered_while_the_cpus_bind(tmp_path: Path) -> None:
+    # n1 and n2 form partition gpu (the default); c1, a CPU node the controller does not
+    # manage, is in partition cpu: only partition gpu's CPU-only jobs are the controller's
+    rooms = {"n1": NodeRoom("n1", 3, 64000, "mix", ("gpu",), 32, "gpu"),
+             "n2": NodeRoom("n2", 0, 64000, "mix", ("gpu",), 32, "gpu"),
+             "c1": NodeRoom("c1", 8, 64000, "idle", ("cpu",), 8, "")}
+    reports = {"n1": report("n1", (3, 0), ((4,), ())), "n2": report("n2", (10, 10))}
+    slurm = ScriptedSlurm([], rooms)
+    clock = [1001.0]
+    s = steerer(slurm, tmp_path, clock)
+    s.cycle(reports, {})  # 61 of 64 CPUs allocated, 23 of 40 slices: the CPUs bind
+    assert s.cpu_jobs_steered and s.cpu_partitions == ("gpu*",)
+    clock[0] = 1002.0
+    slurm.jobs = [held(4, 2), cpu_held(5, 1), cpu_held(6, 1, ("cpu",))]
+    s.cycle(reports, {})
+    assert (tmp_path / "run" / "steering").read_text().split() == ["1002", "10", "15", "gpu*"]
+    assert slurm.steered[1] == (5, "n1") and len(slurm.steered) == 2  # 6: not ours
+    assert slurm.released == []
+    # the CPUs no longer bind: the job the lua held meanwhile is released, and the file
+    # names no partition any more
+    slurm.rooms = {**rooms, "n2": NodeRoom("n2", 32, 64000, "idle", ("gpu",), 32, "gpu")}
+    slurm.jobs = [cpu_held(7, 1)]
+    clock[0] = 1003.0
+    s.cycle(reports, {})
+    assert not s.cpu_jobs_steered and slurm.released == [7]
+    s.announce(1004.0)
+    assert (tmp_path / "run" / "steering").read_text().split() == ["1004", "10", "15"]
+
+
 def test_withdraw_removes_the_steering_file(tmp_path: Path) -> None:
     s = steerer(ScriptedSlurm([], {}), tmp_path, [time.time()])
     s.announce(time.time())
@@ -277,6 +323,9 @@ def test_steering_config_is_validated() -> None:
         config_from_dict({"steering": {"hold_seconds": 3600}})
     with pytest.raises(ConfigError, match="steering"):
         config_from_dict({"steering": {"enable": True}})
+    assert config_from_dict({}).steering.cpu_jobs_above == 0.9
+    with pytest.raises(ConfigError, match=r"steering\.cpu_jobs_above"):
+        config_from_dict({"steering": {"cpu_jobs_above": 1.5}})
 
 
 def test_node_weights_on_arrays_are_the_packing_policys_node_weight() -> None:

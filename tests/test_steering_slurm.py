@@ -16,6 +16,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from slurm_cluster import require_slurm_cluster
 from spank_cluster import SpankSite, spank_cluster, wait_for
@@ -150,3 +151,59 @@ def test_a_job_steered_to_a_node_that_filled_up_is_steered_again_or_released(
         wait_for(lambda: cluster.job_info(other).get("Reason") in ("Resources", "Priority"),
                  "the released job to wait in Slurm's queue")
         assert cluster.job_info(other).get("ReqNodeList") in (None, "(null)", "")
+
+
+def test_cpu_only_jobs_are_held_and_steered_only_while_the_cpus_bind(tmp_path: Path) -> None:
+    """Above steering.cpu_jobs_above (here 0.5) of the CPUs allocated, and more of them than
+    of the GPUs, the steering file names the partition and the lua holds CPU-only batch jobs
+    too (named partition or the default one); the steerer puts each where the simulator's
+    vgpu policy says. Below it, a CPU-only job is not held."""
+    require_slurm_cluster()
+    steer_file = tmp_path / "steering"
+    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
+    with spank_cluster(nodes=NODES, cpus_per_node=CPUS, job_submit_lua=lua) as (cluster, site):
+        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
+                             cpu_jobs_above=0.5)
+        steerer = Steerer(cfg, 5.0,
+                          SteeringSlurm(CliSlurmClient(env=cluster.env)._run), time.time,
+                          stale_after=60.0)
+        state = ClusterState([TraceNode(n, CPUS * 1000, 10**6, 2, "sim") for n in NODES])
+        state.steering = cfg
+        # CPU work Slurm placed itself (pinned: never held): 15 of 24 CPUs
+        for i, cpus in enumerate((7, 6, 2)):
+            pinned = cluster.sbatch("-w", NODES[i], "-c", str(cpus), "--mem=1", "-o",
+                                    "/dev/null", "--wrap", "sleep 600")
+            wait_for(lambda j=pinned: cluster.job_state(j) == "RUNNING", f"job {pinned}")
+            state.commit(i, TraceJob(f"pinned{i}", cpus * 1000, 1, 0, 0, ()), 0, [])
+        steerer.announce(time.time())
+        # a vgpu job first: the mix the CPU-only jobs are scored under
+        gpu_job = TraceJob("g", 1000, 1, 1, 300, ())
+        expected_gpu = predict(state, gpu_job, place_vgpu)
+        jobid = cluster.sbatch("-c", "1", "--mem=1", "--gres=vgpu:3", "-o", "/dev/null",
+                               "--wrap", "sleep 600")
+        steerer.cycle(agent_reports(site), {})
+        wait_for(lambda: cluster.job_state(jobid) == "RUNNING", f"job {jobid}")
+        assert where(cluster, site, jobid) == expected_gpu
+        assert steerer.cpu_jobs_steered and steerer.cpu_partitions == ("debug*",)
+        steerer.announce(time.time())
+        for extra in ((), ("-p", "debug")):
+            cpu_job = TraceJob("c", 1000, 1, 0, 0, ())
+            before = state.cpu_free.copy()
+            assert place_vgpu(state, cpu_job, 0, np.random.default_rng(0))
+            expected = NODES[int(np.flatnonzero(state.cpu_free != before)[0])]
+            jobid = cluster.sbatch(*extra, "-c", "1", "--mem=1", "-o", "/dev/null",
+                                   "--wrap", "sleep 600")
+            info = cluster.job_info(jobid)
+            assert info.get("Reason") == "BeginTime", (extra, info)
+            steerer.cycle(agent_reports(site), {})
+            wait_for(lambda j=jobid: cluster.job_state(j) == "RUNNING", f"job {jobid}")
+            assert cluster.job_info(jobid).get("NodeList") == expected, extra
+        assert steerer.counts["steered"] == 3, steerer.counts
+        # the CPUs no longer bind: the file names no partition, a CPU-only job is not held
+        cluster.run("scancel", "-u", "root")
+        wait_for(lambda: not cluster.run("squeue", "-h").stdout.strip(), "the queue to empty")
+        steerer.cycle(agent_reports(site), {})
+        assert not steerer.cpu_jobs_steered
+        steerer.announce(time.time())
+        jobid = cluster.sbatch("-c", "1", "--mem=1", "-o", "/dev/null", "--wrap", "sleep 600")
+        assert cluster.job_info(jobid).get("Reason") != "BeginTime"

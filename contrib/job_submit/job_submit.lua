@@ -15,6 +15,8 @@ controller steers (docs/placement.md): a single-node batch job with --gres=vgpu:
 controller's next cycle names its node and makes it eligible at once. Only while the
 controller's steering file (STEER_FILE, written by root every cycle) is fresh: when the
 controller stops, no job is held, and a held job starts at its BeginTime where Slurm puts it.
+While the GPU nodes' CPUs bind, the file also names the partitions (all of whose nodes are
+managed GPU nodes) whose new single-node CPU-only batch jobs are held too.
 ]]
 
 local GRES = "vgpu"
@@ -120,42 +122,80 @@ function vgpu_check(job_desc)
    return nil
 end
 
--- seconds to hold a new job for the controller (nil: it is not steering now). The file is
--- "<written, unix time> <hold seconds> <fresh for seconds>".
+-- seconds to hold a new job for the controller (nil: it is not steering now), and the set
+-- of partitions whose CPU-only jobs it steers too ("*" names the default partition). The
+-- file is "<written, unix time> <hold seconds> <fresh for seconds>[ <partition>,...]", the
+-- default partition's name followed by "*".
 local function steering_hold(now)
    local f = io.open(STEER_FILE, "r")
    if not f then return nil end
    local line = f:read("*l") or ""
    f:close()
-   local at, hold, fresh = line:match("^(%d+) (%d+) (%d+)$")
+   local at, hold, fresh, parts = line:match("^(%d+) (%d+) (%d+)$")
+   if not at then
+      at, hold, fresh, parts = line:match("^(%d+) (%d+) (%d+) ([%w_%-%.%*,]+)$")
+   end
    at, hold, fresh = tonumber(at), tonumber(hold), tonumber(fresh)
    if not at or now - at > fresh or hold < 1 or hold > 600 then return nil end
-   return hold
+   local cpu = {}
+   for name in (parts or ""):gmatch("[^,]+") do
+      if name:sub(-1) == "*" then
+         name = name:sub(1, -2)
+         cpu["*"] = true
+      end
+      cpu[name] = true
+   end
+   return hold, cpu
 end
 
 local function unset(v)
    return v == nil or v == "" or (type(v) == "number" and (v == 0 or v >= NO_VAL))
 end
 
--- a job the controller can place: batch, one node, a vgpu count per node, nothing pinned
-local function steerable(job_desc)
+-- batch, one node, nothing pinned: a job the controller may place
+local function placeable(job_desc)
    if job_desc.script == nil then return false end  -- srun/salloc: nobody waits on a hold
-   local per_node = vgpu_requests(job_desc.tres_per_node)
-   if #per_node ~= 1 or not per_node[1]:match("^[:=]%d+$") then return false end
-   for _, field in ipairs({"tres_per_job", "tres_per_task", "tres_per_socket"}) do
-      if #vgpu_requests(job_desc[field]) > 0 then return false end
-   end
    local nodes = job_desc.min_nodes
    if not (unset(nodes) or nodes == 1) then return false end
    return unset(job_desc.begin_time) and unset(job_desc.req_nodes) and
       unset(job_desc.exc_nodes) and unset(job_desc.features)
 end
 
+-- "vgpu": a vgpu count per node and no other vgpu request; "cpu": no GRES at all; else nil
+local function request_kind(job_desc)
+   local per_node = vgpu_requests(job_desc.tres_per_node)
+   for _, field in ipairs({"tres_per_job", "tres_per_task", "tres_per_socket"}) do
+      if #vgpu_requests(job_desc[field]) > 0 then return nil end
+   end
+   if #per_node == 1 and per_node[1]:match("^[:=]%d+$") then return "vgpu" end
+   if #per_node == 0 then
+      for _, field in ipairs({"tres_per_node", "tres_per_job", "tres_per_task",
+                              "tres_per_socket"}) do
+         if not unset(job_desc[field]) then return nil end
+      end
+      return "cpu"
+   end
+   return nil
+end
+
+-- every partition the job names (or the default one) is one the controller steers
+local function in_partitions(job_desc, cpu)
+   local named = job_desc.partition
+   if unset(named) then return cpu["*"] == true end
+   for name in tostring(named):gmatch("[^,]+") do
+      if not cpu[name] then return false end
+   end
+   return true
+end
+
 function vgpu_hold(job_desc)
-   if not steerable(job_desc) then return end
+   if not placeable(job_desc) then return end
+   local kind = request_kind(job_desc)
+   if kind == nil then return end
    local now = os.time()
-   local hold = steering_hold(now)
-   if hold then job_desc.begin_time = now + hold end
+   local hold, cpu = steering_hold(now)
+   if not hold or (kind == "cpu" and not in_partitions(job_desc, cpu)) then return end
+   job_desc.begin_time = now + hold
 end
 
 function slurm_job_submit(job_desc, part_list, submit_uid)

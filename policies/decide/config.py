@@ -168,6 +168,10 @@ class SteeringConfig:
     resteer_after_seconds: float = 15.0
     # the request mix the fragmentation is measured under: the last N held jobs' requests
     history_jobs: int = 2000
+    # CPU-only batch jobs in partitions of managed GPU nodes only are held and steered too
+    # while more than this share of those nodes' CPUs is allocated, and more than of their
+    # GPUs (1: never)
+    cpu_jobs_above: float = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +473,7 @@ def config_from_dict(data: object) -> DaemonConfig:
         resteer_after_seconds=sts.number("resteer_after_seconds", sd_.resteer_after_seconds,
                                          1.0),
         history_jobs=sts.integer("history_jobs", sd_.history_jobs, 10, 1_000_000),
+        cpu_jobs_above=sts.number("cpu_jobs_above", sd_.cpu_jobs_above, 0.0, 1.0),
     )
     sts.done()
     if not steering.file.startswith("/"):

@@ -16,8 +16,10 @@ this rule 13.3 %).
 
 The candidate GPU on each node is the one the plugin will take (the fitting GPU with the
 least free capacity; untouched GPUs for whole-GPU jobs), so what the controller scores is
-what happens. Jobs that ask for no GPU are not steered: Slurm places them by the packing
-weights, which sends them to nodes whose GPUs are already in use.
+what happens. Jobs that ask for no GPU are left to Slurm's packing weights (which send them
+to nodes whose GPUs are already in use) except while the GPU nodes' CPUs are nearly all
+allocated and bind more than their GPUs (cpu_jobs_steered): then a CPU-only job on a GPU
+node may strand that node's free GPUs, and it is steered by the same score.
 
 Pure: numpy arrays in, a node index out. The trace simulator calls the same function.
 """
@@ -101,6 +103,19 @@ class MixHistory:
         return self.mix
 
 
+def cpu_jobs_steered(cpu_used: float, cpu_total: float, gpu_used: float, gpu_total: float,
+                     above: float) -> bool:
+    """Whether CPU-only jobs are steered too: while more than `above` of the nodes' CPUs are
+    allocated and a larger share of their CPUs than of their GPUs. Below that, packing them
+    by the weights onto nodes whose GPUs are busy costs nothing; above it (openb's cpu300,
+    where thousands of GPU jobs find no node with CPUs left) the weights put them where free
+    GPUs lose their last CPUs (docs/placement.md)."""
+    if cpu_total <= 0 or gpu_total <= 0:
+        return False
+    cpu, gpu = cpu_used / cpu_total, gpu_used / gpu_total
+    return cpu > above and cpu > gpu
+
+
 @dataclass(frozen=True)
 class Choice:
     node: int
@@ -132,7 +147,8 @@ def best_fit_gpu(gpu_free: np.ndarray, need: int) -> np.ndarray:
 
 def choose(mix: WorkloadMix, nodes: NodeArrays, job: JobRequest,
            model_ok: np.ndarray | None = None) -> Choice | None:
-    """The node a GPU job should start on, or None where it fits on no node."""
+    """The node a job should start on, or None where it fits on no node (a CPU-only job,
+    num_gpu 0, scores the fragmentation its CPUs and memory cause)."""
     cand = np.flatnonzero(fits(nodes, job, model_ok))
     if cand.size == 0:
         return None

@@ -4,11 +4,15 @@ decide/steering.py chooses (docs/placement.md).
 job_submit.lua holds a new single-node vgpu batch job (a BeginTime `hold` seconds ahead)
 while this controller's steering file is fresh. Every cycle the controller:
 
-1. writes the steering file ("<now> <hold> <fresh>"), so the lua keeps holding;
-2. reads the pending vgpu jobs and every node's free CPUs and memory (one RPC each);
+1. writes the steering file ("<now> <hold> <fresh>[ <partitions>]"), so the lua keeps
+   holding (CPU-only jobs too, in the partitions named, while the CPUs bind);
+2. reads the pending vgpu jobs and every node's free CPUs and memory (one RPC each), and
+   decides whether CPU-only jobs are steered (decide/steering.cpu_jobs_steered on the nodes
+   of the partitions whose nodes are all managed);
 3. builds each node's free capacity per GPU from its agent's report (`gpus`), less what the
    jobs it steered itself hold that the report does not show yet;
-4. steers every held job in submission order: `ReqNodeList=<node> StartTime=now`, counting
+4. steers every held job (CPU-only ones while the CPUs bind, else releases them) in
+   submission order: `ReqNodeList=<node> StartTime=now`, counting
    each choice before the next; a job that fits nowhere now is released (`StartTime=now`)
    for Slurm to queue as usual;
 5. a job it steered that still waits after `resteer_after` (its node filled up between the
@@ -44,6 +48,7 @@ from slurm_vgpu.policies.decide.steering import (
     NodeArrays,
     best_fit_gpu,
     choose,
+    cpu_jobs_steered,
 )
 from slurm_vgpu.policies.service.exchange import NodeReport, write_atomic
 from slurm_vgpu.policies.slurm.slurm_client import SlurmRequestRejected
@@ -64,6 +69,8 @@ class _Steered:
 def _request(job: PendingVgpuJob, slices: int) -> JobRequest | None:
     """The job in fragmentation units on GPUs of `slices` slices (None: a request the
     plugin does not place as one share or as whole GPUs)."""
+    if job.vgpu == 0:
+        return JobRequest(job.cpus * 1000, job.memory_mib, 0, 0)
     if job.vgpu <= slices:
         num, milli = 1, job.vgpu * WHOLE // slices
     elif job.vgpu % slices == 0:
@@ -88,6 +95,10 @@ class Steerer:
         self._seen: set[int] = set()
         self.counts = {"steered": 0, "released": 0, "resteered": 0, "failed": 0}
         self._masks: dict[tuple[str, ...], np.ndarray] = {}  # partitions -> nodes, per cycle
+        # partitions whose CPU-only jobs the lua holds (announced) and whether they are
+        # steered now (the CPUs bind); the default partition is written with a `*`
+        self.cpu_partitions: tuple[str, ...] = ()
+        self.cpu_jobs_steered = False
 
     @property
     def hold_seconds(self) -> float:
@@ -98,7 +109,8 @@ class Steerer:
         if self.dry_run:
             return
         fresh = max(3 * self.period, self.hold_seconds)
-        text = f"{int(now)} {round(self.hold_seconds)} {round(fresh)}\n"
+        cpu = f" {','.join(self.cpu_partitions)}" if self.cpu_jobs_steered else ""
+        text = f"{int(now)} {round(self.hold_seconds)} {round(fresh)}{cpu}\n"
         try:
             os.makedirs(os.path.dirname(self.cfg.file), mode=0o755, exist_ok=True)
             write_atomic(Path(self.cfg.file), text.encode())
@@ -119,6 +131,7 @@ class Steerer:
         pending = self.slurm.pending(self.steered.keys())
         room = self.slurm.room()
         waiting = {j.job_id: j for j in pending}
+        cpu_parts = self._cpu_binding(reports, room)
         for job_id in [j for j in self.steered if j not in waiting and
                        now - self.steered[j].at > self.stale_after]:
             del self.steered[job_id]
@@ -128,14 +141,16 @@ class Steerer:
             if mine is not None:
                 if job.req_nodes == mine.node and now - mine.at > self.cfg.resteer_after_seconds:
                     todo.append((job, True))
-            elif job.held_for_steering(self.hold_seconds):
+            elif job.held_for_steering(self.hold_seconds) and (
+                    job.vgpu or (job.partitions and set(job.partitions) <= cpu_parts)):
                 todo.append((job, False))
         if not todo:
             return
         names, arrays, slices = self._arrays(reports, heard, room, waiting)
         self._masks = {}
         for job, _ in todo:
-            if job.job_id not in self._seen and (request := _request(job, slices)) is not None:
+            if job.vgpu and job.job_id not in self._seen and \
+                    (request := _request(job, slices)) is not None:
                 self._seen.add(job.job_id)
                 self.history.add(request)
         if len(self._seen) > 4 * self.cfg.history_jobs:
@@ -152,6 +167,8 @@ class Steerer:
                slices: int, mix: WorkloadMix | None, room: Mapping[str, NodeRoom],
                now: float) -> None:
         request = _request(job, slices) if slices else None
+        if not job.vgpu and not self.cpu_jobs_steered:
+            request = None  # held while the CPUs bound; they no longer do
         choice = None
         if request is not None and mix is not None and names:
             if again:  # its own claim is no longer in the way of its next choice
@@ -160,8 +177,9 @@ class Steerer:
             choice = choose(mix, arrays, request)
         if choice is None:
             self.steered.pop(job.job_id, None)
-            self._write("released", job.job_id, "fits on no node now; Slurm queues it",
-                        lambda: self.slurm.release(job.job_id))
+            why = "fits on no node now; Slurm queues it" if job.vgpu or self.cpu_jobs_steered \
+                else "CPU-only and the CPUs no longer bind; Slurm places it"
+            self._write("released", job.job_id, why, lambda: self.slurm.release(job.job_id))
             return
         node = names[choice.node]
         assert request is not None and mix is not None
@@ -171,6 +189,29 @@ class Steerer:
             return
         self.steered[job.job_id] = _Steered(node, request, now)
         self._claim(choice.node, request, arrays, mix, whole_job=True)
+
+    def _cpu_binding(self, reports: Mapping[str, NodeReport],
+                     room: Mapping[str, NodeRoom]) -> set[str]:
+        """The partitions whose nodes are all managed GPU nodes (returned), and whether CPU-only
+        jobs there are steered from now on: decide/steering.cpu_jobs_steered on those nodes'
+        allocated CPUs (Slurm's) and GPU slices (the agents')."""
+        managed = {n for n, r in reports.items() if r.gpus and n in room}
+        members: dict[str, set[str]] = {}
+        default = ""
+        for name, r in room.items():
+            default = default or r.default_partition
+            for part in r.partitions:
+                members.setdefault(part, set()).add(name)
+        parts = {p for p, nodes in members.items() if nodes <= managed}
+        nodes = set().union(*(members[p] for p in parts)) if parts else set()
+        cpu_used = sum(room[n].cpus_total - room[n].cpus_free for n in nodes)
+        cpu_total = sum(room[n].cpus_total for n in nodes)
+        gpus = [g for n in nodes for g in reports[n].gpus or ()]
+        gpu_used = sum(min(g.used, g.slices) / g.slices for g in gpus if g.slices)
+        self.cpu_jobs_steered = bool(parts) and cpu_jobs_steered(
+            cpu_used, cpu_total, gpu_used, len(gpus), self.cfg.cpu_jobs_above)
+        self.cpu_partitions = tuple(p + ("*" if p == default else "") for p in sorted(parts))
+        return parts
 
     def _eligible(self, partitions: tuple[str, ...], names: list[str],
                   room: Mapping[str, NodeRoom]) -> np.ndarray:

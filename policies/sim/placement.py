@@ -16,8 +16,10 @@
 - vgpu: what this product does. The controller steers each GPU job it holds
   (decide/steering.choose, its own code, on the simulator's state and on the mix of the GPU
   jobs it has held so far); on the node the SPANK plugin places the slices on the fitting GPU
-  with the least free slices (best fit on one GPU), whole-GPU jobs take untouched GPUs. Jobs
-  it does not hold (CPU-only, GPU models named) go where slurmctld sends them (`weights`).
+  with the least free slices (best fit on one GPU), whole-GPU jobs take untouched GPUs.
+  CPU-only jobs are steered too while more than 90 % of the CPUs and more of them than of
+  the GPUs are allocated (steering.cpu_jobs_steered). Jobs it does not hold (CPU-only jobs
+  below that, GPU models named) go where slurmctld sends them (`weights`).
 - weights: slurmctld alone. It picks the eligible node with the lowest weight, ties to the
   one with the fewest free CPUs (cons_tres's best fit), then node order; the weights are what
   the daemon's packing policy sets, computed by its own code (packing_policy.node_weight,
@@ -43,7 +45,13 @@ from slurm_vgpu.policies.decide.fragmentation import (
 from slurm_vgpu.policies.decide.packing_policy import node_weight
 from slurm_vgpu.policies.decide.policy_common import GpuTenancy, NodeTenancy
 from slurm_vgpu.policies.decide.snapshot import GpuState, JobGpuState, JobState, SharePolicy
-from slurm_vgpu.policies.decide.steering import JobRequest, MixHistory, NodeArrays, choose
+from slurm_vgpu.policies.decide.steering import (
+    JobRequest,
+    MixHistory,
+    NodeArrays,
+    choose,
+    cpu_jobs_steered,
+)
 from slurm_vgpu.policies.sim.traces import GPU_MILLI, TraceJob, TraceNode
 
 PACKING = PackingConfig(enabled=True)
@@ -84,6 +92,8 @@ class ClusterState:
         self.history: MixHistory | None = None
         # the fgd reference's tie order: node i's rank, drawn once per run
         self.tie_rank: np.ndarray | None = None
+        # the controller's steering settings the vgpu policy runs with
+        self.steering = STEERING
 
     def use_mix(self, jobs: list[TraceJob]) -> None:
         """The list's request shapes with their frequency, CPU-only jobs included, without
@@ -228,18 +238,28 @@ def place_vgpu(state: ClusterState, job: TraceJob, per_gpu: int,
                 rng: np.random.Generator) -> bool:
     """The product: the controller steers each GPU job (decide/steering.py, the daemon's own
     code, on what it would see: every earlier job placed, the weights current, the mix of
-    the GPU jobs it held so far); jobs that ask for no GPU or name GPU models (a
-    --constraint) are not held and go where slurmctld's weights send them."""
-    if job.num_gpu == 0 or job.gpu_spec:  # job_submit.lua holds neither (nor --constraint)
+    the GPU jobs it held so far), and CPU-only jobs while the CPUs bind; jobs that name GPU
+    models (a --constraint), and CPU-only jobs while the CPUs do not bind, are not held and
+    go where slurmctld's weights send them."""
+    if job.gpu_spec:  # job_submit.lua does not hold it (nor any --constraint)
         return place_weights(state, job, per_gpu, rng)
     request = JobRequest(job.cpu_milli, job.memory_mib, job.num_gpu, per_gpu)
-    if state.history is None:
-        state.history = MixHistory(STEERING.history_jobs, state.model_names)
-    state.history.add(request)
-    if state.history.rebuild_due():
-        mix = state.history.rebuild()
-        assert mix is not None
-        state.measure_under(mix)
+    if job.num_gpu == 0:
+        # held and steered only while the CPUs bind (the controller's announcement), and
+        # never counted in the mix; before any GPU job there is no mix to score under
+        if state.mix is None or not cpu_jobs_steered(
+                float(state.cpu_cap.sum() - state.cpu_free.sum()), float(state.cpu_cap.sum()),
+                float(state.allocated_milli), float(state.capacity_milli),
+                state.steering.cpu_jobs_above):
+            return place_weights(state, job, per_gpu, rng)
+    else:
+        if state.history is None:
+            state.history = MixHistory(state.steering.history_jobs, state.model_names)
+        state.history.add(request)
+        if state.history.rebuild_due():
+            mix = state.history.rebuild()
+            assert mix is not None
+            state.measure_under(mix)
     assert state.mix is not None and state.frag is not None and state.stranded is not None
     arrays = NodeArrays(state.cpu_free, state.mem_free, state.gpu_free, state.model_index,
                         state.frag, state.stranded)

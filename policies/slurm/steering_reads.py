@@ -23,7 +23,7 @@ ROOM_FORMAT = "NodeHost:|,CPUsState:|,Memory:|,AllocMem:|,StateCompact:|,Partiti
 
 @dataclass(frozen=True)
 class PendingVgpuJob:
-    """A pending single-node vgpu job as the steering sees it."""
+    """A pending single-node vgpu job (or a CPU-only one: vgpu 0) as the steering sees it."""
 
     job_id: int
     submit_time: float
@@ -51,6 +51,8 @@ class NodeRoom:
     memory_free_mib: int
     state: str
     partitions: tuple[str, ...]
+    cpus_total: int = 0
+    default_partition: str = ""  # the cluster's default partition where the node is in it
 
 
 def _time(text: str) -> float:
@@ -74,10 +76,10 @@ def memory_mib(text: str) -> int:
 
 
 def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
-    """Pending single-node vgpu jobs without a constraint, in job id order (submission): the
-    ones waiting for their BeginTime (held ones among them) and the ones in `also` (jobs the
-    controller steered); every other line is skipped before it is parsed (20,000 pending
-    jobs are one squeue read per cycle)."""
+    """Pending single-node vgpu jobs and CPU-only jobs (vgpu 0: no GRES at all) without a
+    constraint, in job id order (submission): the ones waiting for their BeginTime (held ones
+    among them) and the ones in `also` (jobs the controller steered); every other line is
+    skipped before it is parsed (20,000 pending jobs are one squeue read per cycle)."""
     out: list[PendingVgpuJob] = []
     counts: dict[str, int | None] = {}
     for line in text.splitlines():
@@ -87,10 +89,15 @@ def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]
         job_id, submit, eligible, reason, req, feature, num, cpus, mem, tres, part = f
         if reason != "BeginTime" and int(job_id) not in also:
             continue
-        vgpu = counts.get(tres, -1)
-        if vgpu == -1:
-            vgpu = counts[tres] = gres_count(tres)
-        if not vgpu or _null(feature) or num.strip() != "1":
+        vgpu = 0  # no GRES: CPU-only (held only while the CPUs bind)
+        if _null(tres):
+            count = counts.get(tres, -1)
+            if count == -1:
+                count = counts[tres] = gres_count(tres)
+            if not count:
+                continue  # other GRES only (gpu:1, ...): never held
+            vgpu = count
+        if _null(feature) or num.strip() != "1":
             continue
         try:
             out.append(PendingVgpuJob(int(job_id), _time(submit), _time(eligible), reason,
@@ -103,7 +110,8 @@ def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]
 
 
 def parse_room(text: str) -> dict[str, NodeRoom]:
-    """Free CPUs and memory per node (a node in several partitions is listed once each)."""
+    """Free and total CPUs and free memory per node (a node in several partitions is listed
+    once each; sinfo marks the default partition with a `*`)."""
     rooms: dict[str, NodeRoom] = {}
     for line in text.splitlines():
         f = line.split("|")
@@ -112,13 +120,15 @@ def parse_room(text: str) -> dict[str, NodeRoom]:
         name, cpus, memory, alloc, state, part = f
         try:
             counts = [int(x) for x in cpus.split("/")]  # allocated/idle/other/total
-            free = counts[1] if len(counts) == 4 else 0
+            free, total = (counts[1], counts[3]) if len(counts) == 4 else (0, 0)
             mem_free = int(memory) - int(alloc or 0)
         except ValueError:
             continue
         known = rooms.get(name)
         parts = (known.partitions if known else ()) + ((part.rstrip("*"),) if part else ())
-        rooms[name] = NodeRoom(name, free, mem_free, state, parts)
+        default = part.rstrip("*") if part.endswith("*") else \
+            (known.default_partition if known else "")
+        rooms[name] = NodeRoom(name, free, mem_free, state, parts, total, default)
     return rooms
 
 
