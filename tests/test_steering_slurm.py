@@ -100,6 +100,10 @@ def test_a_stale_steering_file_holds_nothing(tmp_path: Path) -> None:
         held = cluster.sbatch("-c", "1", "--mem=1", "--gres=vgpu:2", "-o", "/dev/null",
                               "--wrap", "sleep 600")
         assert cluster.job_info(held).get("Reason") == "BeginTime"
+        # nor is an array (its pending tasks are one record the controller does not steer)
+        array = cluster.sbatch("--array=1-2", "-c", "1", "--mem=1", "--gres=vgpu:2", "-o",
+                               "/dev/null", "--wrap", "sleep 1")
+        assert cluster.job_info(array).get("Reason") != "BeginTime"
         # srun/salloc jobs are never held (nobody waits on a prompt)
         wait_for(lambda: cluster.job_state(held) == "RUNNING", f"job {held}", timeout=90)
 

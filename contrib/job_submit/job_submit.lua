@@ -155,6 +155,8 @@ end
 -- batch, one node, nothing pinned: a job the controller may place
 local function placeable(job_desc)
    if job_desc.script == nil then return false end  -- srun/salloc: nobody waits on a hold
+   -- an array's pending tasks are one squeue record the controller does not steer
+   if not unset(job_desc.array_inx) then return false end
    local nodes = job_desc.min_nodes
    if not (unset(nodes) or nodes == 1) then return false end
    return unset(job_desc.begin_time) and unset(job_desc.req_nodes) and
