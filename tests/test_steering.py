@@ -274,11 +274,14 @@ def test_cpu_only_jobs_are_held_and_steered_while_the_cpus_bind(tmp_path: Path) 
              "n2": NodeRoom("n2", 0, 64000, "mix", ("gpu",), 32, "gpu"),
              "c1": NodeRoom("c1", 8, 64000, "idle", ("cpu",), 8, "")}
     reports = {"n1": report("n1", (3, 0), ((4,), ())), "n2": report("n2", (10, 10))}
-    slurm = ScriptedSlurm([], rooms)
+    # a CPU-only job with a short --begin of its own before the file named any partition:
+    # the lua did not hold it, so the steerer leaves it alone
+    slurm = ScriptedSlurm([cpu_held(3, 1)], rooms)
     clock = [1001.0]
     s = steerer(slurm, tmp_path, clock)
     s.cycle(reports, {})  # 61 of 64 CPUs allocated, 23 of 40 slices: the CPUs bind
     assert s.cpu_jobs_steered and s.cpu_partitions == ("gpu*",)
+    assert slurm.steered == [] and slurm.released == []
     clock[0] = 1002.0
     slurm.jobs = [held(4, 2), cpu_held(5, 1), cpu_held(6, 1, ("cpu",))]
     s.cycle(reports, {})

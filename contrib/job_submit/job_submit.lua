@@ -133,7 +133,7 @@ local function steering_hold(now)
    f:close()
    local at, hold, fresh, parts = line:match("^(%d+) (%d+) (%d+)$")
    if not at then
-      at, hold, fresh, parts = line:match("^(%d+) (%d+) (%d+) ([%w_%-%.%*,]+)$")
+      at, hold, fresh, parts = line:match("^(%d+) (%d+) (%d+) (%S+)$")
    end
    at, hold, fresh = tonumber(at), tonumber(hold), tonumber(fresh)
    if not at or now - at > fresh or hold < 1 or hold > 600 then return nil end

@@ -131,6 +131,10 @@ class Steerer:
         pending = self.slurm.pending(self.steered.keys())
         room = self.slurm.room()
         waiting = {j.job_id: j for j in pending}
+        # the lua holds CPU-only jobs only while the file names partitions (it did, this
+        # cycle, if the last one found the CPUs binding); others that look held are a user's
+        # own short --begin, left alone
+        announced = self.cpu_jobs_steered
         cpu_parts = self._cpu_binding(reports, room)
         for job_id in [j for j in self.steered if j not in waiting and
                        now - self.steered[j].at > self.stale_after]:
@@ -142,7 +146,8 @@ class Steerer:
                 if job.req_nodes == mine.node and now - mine.at > self.cfg.resteer_after_seconds:
                     todo.append((job, True))
             elif job.held_for_steering(self.hold_seconds) and (
-                    job.vgpu or (job.partitions and set(job.partitions) <= cpu_parts)):
+                    job.vgpu or (announced and job.partitions
+                                 and set(job.partitions) <= cpu_parts)):
                 todo.append((job, False))
         if not todo:
             return
