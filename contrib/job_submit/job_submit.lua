@@ -163,6 +163,15 @@ local function placeable(job_desc)
       unset(job_desc.exc_nodes) and unset(job_desc.features)
 end
 
+-- any GRES item in a TRES string (Slurm 23.02 on also puts "cpu=N" there for -c)
+local function has_gres(tres)
+   if type(tres) ~= "string" then return false end
+   for item in (tres .. ","):gmatch("([^,]*),") do
+      if item:match("^gres[:/]") then return true end
+   end
+   return false
+end
+
 -- "vgpu": a vgpu count per node and no other vgpu request; "cpu": no GRES at all; else nil
 local function request_kind(job_desc)
    local per_node = vgpu_requests(job_desc.tres_per_node)
@@ -170,14 +179,11 @@ local function request_kind(job_desc)
       if #vgpu_requests(job_desc[field]) > 0 then return nil end
    end
    if #per_node == 1 and per_node[1]:match("^[:=]%d+$") then return "vgpu" end
-   if #per_node == 0 then
-      for _, field in ipairs({"tres_per_node", "tres_per_job", "tres_per_task",
-                              "tres_per_socket"}) do
-         if not unset(job_desc[field]) then return nil end
-      end
-      return "cpu"
+   for _, field in ipairs({"tres_per_node", "tres_per_job", "tres_per_task",
+                           "tres_per_socket"}) do
+      if has_gres(job_desc[field]) then return nil end
    end
-   return nil
+   return "cpu"
 end
 
 -- every partition the job names (or the default one) is one the controller steers
