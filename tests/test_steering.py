@@ -295,6 +295,15 @@ def test_cpu_only_jobs_are_held_and_steered_while_the_cpus_bind(tmp_path: Path) 
     clock[0] = 1003.0
     s.cycle(reports, {})
     assert not s.cpu_jobs_steered and slurm.released == [7]
+    # one held under that cycle's file (it still named the partition) is released too
+    slurm.jobs = [cpu_held(8, 1)]
+    clock[0] = 1004.0
+    s.cycle(reports, {})
+    assert slurm.released == [7, 8]
+    slurm.jobs = [cpu_held(9, 1)]  # two files without partitions: a user's own --begin
+    clock[0] = 1005.0
+    s.cycle(reports, {})
+    assert slurm.released == [7, 8]
     s.announce(1004.0)
     assert (tmp_path / "run" / "steering").read_text().split() == ["1004", "10", "15"]
 

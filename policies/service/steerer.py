@@ -99,6 +99,7 @@ class Steerer:
         # steered now (the CPUs bind); the default partition is written with a `*`
         self.cpu_partitions: tuple[str, ...] = ()
         self.cpu_jobs_steered = False
+        self._cpu_named_before = False  # the file of the cycle before this one named them
 
     @property
     def hold_seconds(self) -> float:
@@ -131,10 +132,11 @@ class Steerer:
         pending = self.slurm.pending(self.steered.keys())
         room = self.slurm.room()
         waiting = {j.job_id: j for j in pending}
-        # the lua holds CPU-only jobs only while the file names partitions (it did, this
-        # cycle, if the last one found the CPUs binding); others that look held are a user's
-        # own short --begin, left alone
-        announced = self.cpu_jobs_steered
+        # the lua holds CPU-only jobs only while the file names partitions: the one this cycle
+        # wrote, or the last one (jobs it held wait for this cycle); others that look held
+        # are a user's own short --begin, left alone
+        announced = self.cpu_jobs_steered or self._cpu_named_before
+        self._cpu_named_before = self.cpu_jobs_steered
         cpu_parts = self._cpu_binding(reports, room)
         for job_id in [j for j in self.steered if j not in waiting and
                        now - self.steered[j].at > self.stale_after]:

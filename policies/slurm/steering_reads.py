@@ -90,7 +90,7 @@ def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]
         if reason != "BeginTime" and int(job_id) not in also:
             continue
         vgpu = 0  # no GRES: CPU-only (held only while the CPUs bind)
-        if _null(tres):
+        if _null(tres):  # some GRES: vgpu slices, or a job the steering never holds
             count = counts.get(tres, -1)
             if count == -1:
                 count = counts[tres] = gres_count(tres)
