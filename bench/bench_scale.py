@@ -22,9 +22,11 @@
   bench_scale.py reader [--jobs 20000] [--out DIR]
       the controller's job read on a loopback cluster holding that many queued vgpu jobs:
       squeue's formatted read against vgpu-slurm-read (libslurm, only vgpu jobs printed,
-      waiting ones folded), each timed; the program's output saved for `controller`.
+      waiting ones folded), and the steering's pending read (squeue -t PD against
+      vgpu-slurm-read held), each timed; the program's output saved for `controller`.
   bench_scale.py sinfo [--nodes 10000]
-      sinfo's own time on a loopback cluster with that many node entries.
+      the node reads' own time on a loopback cluster with that many node entries (sinfo
+      --json and formatted, vgpu-slurm-read nodes, scontrol show nodes/partitions -o).
   bench_scale.py capture --slurm-conf FILE --out DIR
       save `squeue --json`/`sinfo --json` of a running loopback cluster and time squeue
       (JSON and a formatted read) at its current job count.
@@ -420,6 +422,8 @@ def reader_at(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{program}: run make first")
     from concurrent.futures import ThreadPoolExecutor
 
+    from slurm_vgpu.policies.slurm.steering_reads import PENDING_FORMAT
+
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-reader-"))
     cluster = start_cluster(work / "cluster", args.nodes)
     try:
@@ -452,7 +456,12 @@ def reader_at(args: argparse.Namespace) -> dict[str, Any]:
                                                  "UserID:|,StartTime:|,NodeList:|,"
                                                  "tres-per-node:|,Reason:"]),
                            ("vgpu_slurm_read_jobs", [str(program), "jobs"]),
-                           ("vgpu_slurm_read_nodes", [str(program), "nodes"])]:
+                           ("vgpu_slurm_read_nodes", [str(program), "nodes"]),
+                           # the placement steering's read of the jobs held for it: squeue's
+                           # every pending job, the reader's only those held (none here)
+                           ("squeue_steering_pending", ["squeue", "-h", "-t", "PD", "-O",
+                                                        PENDING_FORMAT]),
+                           ("vgpu_slurm_read_held", [str(program), "held", "5"])]:
             import resource
 
             times, cpu, out = [], [], b""
@@ -460,7 +469,8 @@ def reader_at(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(3):
                 r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
-                out = subprocess.run(argv, env=env, capture_output=True, check=True).stdout
+                out = subprocess.run(argv, env=env, capture_output=True, check=True,
+                                     input=b"").stdout
                 times.append(time.perf_counter() - t0)
                 r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
@@ -470,7 +480,8 @@ def reader_at(args: argparse.Namespace) -> dict[str, Any]:
                          "lines": out.count(b"\n"),
                          "ms_per_1000_jobs": round(1e6 * best / res["jobs"], 2),
                          "job_info_rpcs": sdiag_counts(env).get("REQUEST_JOB_INFO", 0) - before}
-            if name.startswith("vgpu_slurm_read_") and args.out:
+            if name.startswith("vgpu_slurm_read_") and name != "vgpu_slurm_read_held" \
+                    and args.out:
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 (Path(args.out) / f"reader-{name[16:]}-sample.txt").write_bytes(out)
         res["slurmctld_job_info_ms_average"] = _sdiag_average(env, "REQUEST_JOB_INFO")
@@ -759,7 +770,10 @@ def controller(args: argparse.Namespace) -> dict[str, Any]:
 
 def sinfo_at(args: argparse.Namespace) -> dict[str, Any]:
     """`sinfo` at `--nodes` nodes: a loopback cluster with that many node entries (DOWN, no
-    slurmd), sinfo --json and a formatted sinfo timed (best of 3)."""
+    slurmd), sinfo --json, formatted sinfo (the daemon's old read and the steering's old
+    room read), vgpu-slurm-read nodes and the steering's scontrol reads timed (best of 3)."""
+    from slurm_vgpu.policies.slurm.steering_reads import ROOM_FORMAT
+
     work = Path(tempfile.mkdtemp(prefix="vgpu-bench-sinfo-"))
     cluster = start_cluster(work / "cluster", args.nodes)
     try:
@@ -771,7 +785,12 @@ def sinfo_at(args: argparse.Namespace) -> dict[str, Any]:
                                                 "NodeList:|,StateLong:|,Gres:|,GresUsed:|,"
                                                 "Weight:|,Partition:"]),
                            ("vgpu_slurm_read_nodes",
-                            [str(REPO / "build" / "spank" / "vgpu-slurm-read"), "nodes"])]:
+                            [str(REPO / "build" / "spank" / "vgpu-slurm-read"), "nodes"]),
+                           # the placement steering's node read (free CPUs and memory)
+                           ("sinfo_steering_room", ["sinfo", "-h", "-N", "-O", ROOM_FORMAT]),
+                           ("scontrol_nodes_oneliner", ["scontrol", "show", "nodes", "-o"]),
+                           ("scontrol_partitions_oneliner",
+                            ["scontrol", "show", "partitions", "-o"])]:
             times, size = [], 0
             for _ in range(3):
                 t0 = time.perf_counter()

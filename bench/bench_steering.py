@@ -3,15 +3,17 @@
 with 20,000 pending jobs, of which `--held` are new jobs job_submit.lua holds for it.
 
     python3 bench/bench_steering.py [--nodes 1000] [--pending 20000] [--held 50]
-        [--cycles 20] [--out bench/results/steering.json]
+        [--read reader|squeue] [--cycles 20] [--out bench/results/steering.json]
 
-What is timed is the controller's own work in a cycle: parsing squeue's and sinfo's output
-(texts built here, in the format the commands print), the agents' reports into arrays, the
-mix, fragmentation of every node, and one choice per held job; the `scontrol update` calls
-are not run (one per held job; about 10 ms of CLI each). The Slurm reads themselves are one
-job-info RPC (`squeue -t PD`) and one node-info RPC (`sinfo -N`); their time on a real
-slurmctld is bench_scale.py reader's (squeue's formatted read: about 11 ms per 1,000 jobs on
-Slurm 22.05, bench/results/scale-reader.json).
+What is timed is the controller's own work in a cycle: parsing the reads' output (texts built
+here, in the format the commands print: `vgpu-slurm-read held`, which prints only the held
+jobs, or with `--read squeue` squeue's line for every pending job; `scontrol show nodes -o`
+and `scontrol show partitions -o`), the agents' reports into arrays, the mix, fragmentation
+of every node, and one choice per held job; the `scontrol update` calls are not run (one per
+held job; about 10 ms of CLI each). The reads themselves are one job-info RPC, one node-info
+RPC and one partition-info RPC; their time on a real slurmctld is bench_scale.py's (`reader
+--jobs 20000`: bench/results/scale-reader-20000.json; `sinfo --nodes 1000`:
+bench/results/scale-sinfo-1000.json), added here as `reads_seconds` where those files are.
 """
 
 from __future__ import annotations
@@ -42,11 +44,30 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t).isoformat(timespec="seconds")
 
 
+def _measured_reads(read: str) -> dict[str, float]:
+    """The cycle's Slurm reads as bench_scale.py measured them on a loopback slurmctld at
+    20,000 jobs and 1,000 nodes (best of 3 each), where those result files are."""
+    results = REPO / "bench" / "results"
+    try:
+        jobs = json.loads((results / "scale-reader-20000.json").read_text())
+        nodes = json.loads((results / "scale-sinfo-1000.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    pending = "vgpu_slurm_read_held" if read == "reader" else "squeue_steering_pending"
+    return {pending: jobs[pending]["seconds_best_of_3"],
+            "scontrol_nodes_oneliner": nodes["scontrol_nodes_oneliner"]["seconds_best_of_3"],
+            "scontrol_partitions_oneliner":
+                nodes.get("scontrol_partitions_oneliner", {}).get("seconds_best_of_3", 0.0)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--pending", type=int, default=20000)
     ap.add_argument("--held", type=int, default=50)
+    ap.add_argument("--read", choices=["reader", "squeue"], default="reader",
+                    help="the pending read: vgpu-slurm-read held (installed: what the "
+                         "controller uses) or squeue's every pending job")
     ap.add_argument("--cycles", type=int, default=20)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -55,13 +76,29 @@ def main() -> None:
     names = [f"gpu{i:05d}" for i in range(a.nodes)]
     shapes = [1, 2, 3, 5, 10, 20]
     reports: dict[str, NodeReport] = {}
-    sinfo_lines = []
+    node_allocs: list[tuple[str, int]] = []
     for n in names:
         used = [int(x) for x in rng.choice([0, 0, 3, 5, 7, 10], size=8)]
         reports[n] = NodeReport(n, now, 80, gpus=tuple(GpuTenants(10, u, ()) for u in used))
-        alloc = int(rng.integers(0, 64))
-        sinfo_lines.append(f"{n}|{alloc}/{64 - alloc}/0/64|512000|{alloc * 4000}|mix|gpu*")
-    sinfo = "\n".join(sinfo_lines) + "\n"
+        node_allocs.append((n, int(rng.integers(0, 64))))
+
+    def scontrol_node(n: str, alloc: int) -> str:
+        return (f"NodeName={n} Arch=x86_64 CoresPerSocket=16 CPUAlloc={alloc} CPUEfctv=64 "
+                f"CPUTot=64 CPULoad=1.00 AvailableFeatures=(null) ActiveFeatures=(null) "
+                f"Gres=vgpu:80 NodeAddr={n} NodeHostName={n} Version=22.05.8 OS=Linux 6.1.0 "
+                f"#1 SMP RealMemory=512000 AllocMem={alloc * 4000} FreeMem=400000 Sockets=2 "
+                f"Boards=1 State=MIXED ThreadsPerCore=2 TmpDisk=0 Weight=1 Owner=N/A "
+                f"MCS_label=N/A Partitions=gpu BootTime=2026-12-01T00:00:00 "
+                f"CfgTRES=cpu=64,mem=500G,billing=64,gres/vgpu=80 AllocTRES=cpu={alloc}")
+
+    partitions = "PartitionName=gpu AllowGroups=ALL Default=YES State=UP TotalNodes=1000\n"
+
+    def held_text(first_id: int) -> str:
+        lines = [f"V|1|held|{a.pending}"]
+        for k in range(a.held):
+            lines.append(f"H|{first_id + k}|{int(now)}|{int(now) + 10}|BeginTime|||1|"
+                         f"{1 + k % 8}|8192|gres:vgpu:{shapes[k % len(shapes)]}|gpu")
+        return "\n".join(lines) + "\n"
 
     def squeue_text(first_id: int) -> str:
         lines = []
@@ -73,22 +110,30 @@ def main() -> None:
                          f"{1 + k % 8}|8G|gres:vgpu:{shapes[k % len(shapes)]}|gpu")
         return "\n".join(lines) + "\n"
 
+    nodes_text = "\n".join(scontrol_node(n, alloc) for n, alloc in node_allocs) + "\n"
     cycle_ids = [10_000_000 + c * a.held for c in range(a.cycles)]
-    texts = {c: squeue_text(cycle_ids[c]) for c in range(a.cycles)}
+    text_of = held_text if a.read == "reader" else squeue_text
+    texts = {c: text_of(cycle_ids[c]) for c in range(a.cycles)}
     current = [0]
     steered = [0]
 
     def run(tool: str, *args: str) -> str:
         if tool == "squeue":
             return texts[current[0]]
-        if tool == "sinfo":
-            return sinfo
+        if args[:2] == ("show", "nodes"):
+            return nodes_text
+        if args[:2] == ("show", "partitions"):
+            return partitions
         steered[0] += 1  # scontrol update: not run
         return ""
 
+    def read_held(max_wait: int, also: object) -> str:
+        return texts[current[0]]
+
     work = Path("/tmp") / f"vgpu-bench-steering-{int(now)}"
     cfg = SteeringConfig(enabled=True, file=str(work / "steering"))
-    steerer = Steerer(cfg, 5.0, SteeringSlurm(run),
+    steerer = Steerer(cfg, 5.0,
+                      SteeringSlurm(run, read_held if a.read == "reader" else None),
                       lambda: now + 1, stale_after=30.0)
     seconds = []
     for c in range(a.cycles):
@@ -97,8 +142,10 @@ def main() -> None:
         steerer.cycle(reports, {})
         seconds.append(time.perf_counter() - t0)
         steerer.steered.clear()  # they started; the next cycle's held jobs are new ones
+    reads = _measured_reads(a.read)
+    own = statistics.median(seconds)
     result = {
-        "bench": "steering", "machine": machine(),
+        "bench": "steering", "machine": machine(), "read": a.read,
         "nodes": a.nodes, "gpus_per_node": 8, "pending_jobs": a.pending,
         "held_jobs_per_cycle": a.held, "cycles": a.cycles,
         "cycle_seconds_median": round(statistics.median(seconds), 4),
@@ -106,7 +153,13 @@ def main() -> None:
         "per_held_job_ms": round(1000 * statistics.median(seconds[1:] or seconds) / a.held, 3),
         "steered": steerer.counts["steered"], "released": steerer.counts["released"],
         "goal": "a cycle at 1,000 nodes x 8 GPUs with 20,000 jobs under 200 ms",
-        "not_timed": "the two Slurm reads (one RPC each) and one scontrol update per held job",
+        "reads_seconds": reads,
+        "cycle_with_reads_seconds": (round(own + sum(reads.values()), 3)
+                                     if reads and a.nodes == 1000 and a.pending == 20000
+                                     else None),
+        "not_timed": "the Slurm reads (reads_seconds: measured on a loopback slurmctld at "
+                     "20,000 jobs and 1,000 nodes by bench_scale.py) and one scontrol update "
+                     "per held job",
         "command": "python3 bench/bench_steering.py",
     }
     text = json.dumps(result, indent=1)

@@ -23,6 +23,17 @@
  *   S|<job id>|<R, P, or - (neither: ended, left the queue, held in another state)>
  *       only the asked jobs whose state is not the believed one (one REQUEST_JOB_STATE RPC:
  *       ids and states only). Exit 3 on an older Slurm, which has no such RPC.
+ * `vgpu-slurm-read held <seconds>`, on stdin the ids of jobs the controller steered (may be
+ * none), white space between them:
+ *   V|1|held|<jobs in the table>
+ *   H|<job id>|<submit time>|<eligible time>|<reason>|<requested nodes>|<features>|<nodes>|
+ *       <CPUs per node>|<memory per node or per CPU, MiB>|<tres per node>|<partitions>
+ *       one line per pending job (not an array task, not a heterogeneous component) that
+ *       waits for a begin time at most <seconds> after its submission (reason BeginTime, as
+ *       job_submit.lua holds jobs for the placement steering), or whose id is on stdin
+ *       (reason BeginTime or -); times in seconds since the epoch. The controller's
+ *       steering reads these instead of every pending job's squeue line
+ *       (policies/slurm/steering_reads.py keeps the same filters for both).
  * `vgpu-slurm-read nodes`:
  *   V|1|nodes|<nodes in the table>
  *   N|<name>|<state>|<gres>|<gres used>|<weight>|<partitions>
@@ -195,6 +206,105 @@ static int print_jobs(void)
 	rv = 0;
 fail:
 	free(pending);
+	slurm_free_job_info_msg(msg);
+	return rv;
+}
+
+static int by_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Job ids on stdin, white space between them, into a sorted array (*ids; NULL when none). */
+static int read_ids(uint32_t **ids, uint32_t *n, const char *mode)
+{
+	uint32_t cap = 0;
+	unsigned long id;
+	int got;
+
+	*ids = NULL;
+	*n = 0;
+	while ((got = scanf("%lu", &id)) == 1) {
+		if (id == 0 || id > UINT32_MAX) {
+			fprintf(stderr, "vgpu: vgpu-slurm-read: %s: token %u on stdin is not a job "
+					"id\n", mode, *n + 1);
+			return -1;
+		}
+		if (*n == cap) {
+			size_t more_cap = cap ? 2 * (size_t)cap : 256;
+			uint32_t *more = realloc(*ids, more_cap * sizeof(*more));
+
+			if (!more) {
+				fprintf(stderr, "vgpu: vgpu-slurm-read: out of memory for %u job ids\n",
+					*n);
+				return -1;
+			}
+			*ids = more;
+			cap = (uint32_t)more_cap;
+		}
+		(*ids)[(*n)++] = (uint32_t)id;
+	}
+	if (got != EOF || ferror(stdin)) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: %s: stdin must hold job ids separated by "
+				"white space; token %u is not one\n", mode, *n + 1);
+		return -1;
+	}
+	if (*n)
+		qsort(*ids, *n, sizeof(**ids), by_u32);
+	return 0;
+}
+
+/* Memory per node (or per CPU, as squeue's MinMemory prints it) in MiB; 0 when unset. */
+static unsigned long long min_memory_mib(uint64_t mem)
+{
+	if (mem == NO_VAL64 || mem == INFINITE64)
+		return 0;
+	return (unsigned long long)(mem & ~MEM_PER_CPU);
+}
+
+static int print_held(const char *max_wait_text)
+{
+	int rv = -1;
+	job_info_msg_t *msg = NULL;
+	uint32_t *asked = NULL, n_asked = 0;
+	char *end = NULL;
+	long max_wait = strtol(max_wait_text, &end, 10);
+
+	if (!*max_wait_text || *end || max_wait < 1 || max_wait > 86400) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: held: '%s' is not a number of seconds from "
+				"1 to 86400 (the longest begin-time hold to report)\n", max_wait_text);
+		return 2;
+	}
+	if (read_ids(&asked, &n_asked, "held"))
+		goto fail;
+	if (slurm_load_jobs((time_t)0, &msg, SHOW_ALL) != SLURM_SUCCESS) {
+		fprintf(stderr, "vgpu: vgpu-slurm-read: cannot read the job table from slurmctld: "
+				"%s\n", slurm_strerror(vgpu_slurm_errno()));
+		goto fail;
+	}
+	printf("V|1|held|%u\n", msg->record_count);
+	for (uint32_t i = 0; i < msg->record_count; i++) {
+		const slurm_job_info_t *j = &msg->job_array[i];
+		int begin = j->state_reason == WAIT_TIME;
+		long long wait = (long long)j->eligible_time - (long long)j->submit_time;
+
+		if ((j->job_state & JOB_STATE_BASE) != JOB_PENDING || j->array_job_id ||
+		    j->het_job_id)
+			continue;
+		if (!(begin && wait > 0 && wait <= max_wait) &&
+		    !(n_asked && bsearch(&j->job_id, asked, n_asked, sizeof(*asked), by_u32)))
+			continue;
+		printf("H|%u|%lld|%lld|%s|%s|%s|%u|%u|%llu|%s|%s\n", j->job_id,
+		       (long long)j->submit_time, (long long)j->eligible_time,
+		       begin ? "BeginTime" : "-", str(j->req_nodes), str(j->features),
+		       j->num_nodes, (unsigned)j->pn_min_cpus, min_memory_mib(j->pn_min_memory),
+		       str(j->tres_per_node), str(j->partition));
+	}
+	rv = 0;
+fail:
+	free(asked);
 	slurm_free_job_info_msg(msg);
 	return rv;
 }
@@ -380,16 +490,22 @@ fail:
 int main(int argc, char **argv)
 {
 	int rv;
+	int held = argc == 3 && !strcmp(argv[1], "held");
 
-	if (argc != 2 ||
-	    (strcmp(argv[1], "jobs") && strcmp(argv[1], "nodes") && strcmp(argv[1], "states"))) {
-		fprintf(stderr, "vgpu: usage: vgpu-slurm-read jobs|nodes|states (the vgpu jobs, "
-				"the nodes, or the states of the job ids on stdin, of the cluster in "
-				"SLURM_CONF, for the cluster controller)\n");
+	if (!held && (argc != 2 || (strcmp(argv[1], "jobs") && strcmp(argv[1], "nodes") &&
+				    strcmp(argv[1], "states")))) {
+		fprintf(stderr, "vgpu: usage: vgpu-slurm-read jobs|nodes|states|held SECONDS (the "
+				"vgpu jobs, the nodes, the states of the job ids on stdin, or the jobs "
+				"held for placement and those on stdin, of the cluster in SLURM_CONF, "
+				"for the cluster controller)\n");
 		return 2;
 	}
 	vgpu_slurm_api_init();
-	if (!strcmp(argv[1], "states")) {
+	if (held) {
+		rv = print_held(argv[2]);
+		if (rv == 2)
+			return 2;
+	} else if (!strcmp(argv[1], "states")) {
 		rv = print_states();
 		if (rv == 3)
 			return 3;

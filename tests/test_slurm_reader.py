@@ -15,6 +15,7 @@ from slurm_vgpu.policies.decide.config import (
     DaemonConfig,
     ExchangeConfig,
     SlurmConfig,
+    SteeringConfig,
     config_from_dict,
 )
 from slurm_vgpu.policies.decide.snapshot import PendingJob
@@ -24,10 +25,12 @@ from slurm_vgpu.policies.slurm.slurm_client import CliSlurmClient, SlurmNode, Sl
 from slurm_vgpu.policies.slurm.slurm_reader import (
     ReaderParser,
     ReaderSlurmClient,
+    ReaderTooOld,
     SlurmReaderError,
     find_slurm_reader,
 )
 from slurm_vgpu.policies.slurm.squeue_formatted import FormattedSlurmClient
+from slurm_vgpu.policies.slurm.steering_reads import ROOM_FORMAT, PendingVgpuJob, SteeringSlurm
 
 REPO = Path(__file__).resolve().parent.parent
 READER = REPO / "build" / "spank" / "vgpu-slurm-read"
@@ -116,6 +119,25 @@ def test_reader_setting(tmp_path: Path) -> None:
     with pytest.raises(SlurmUnavailable, match=r"reader jobs failed \(exit 1\): vgpu: cannot "
                                                r"read the job table"):
         slurm.running_jobs()
+
+    # the steering reads its held jobs through the same program; an older one (no `held`
+    # table: its usage, exit 2) is a ReaderTooOld, which sends the steering back to squeue
+    c = DaemonConfig(exchange=ExchangeConfig(dir=str(tmp_path / "x")),
+                     slurm=SlurmConfig(client="cli", reader=str(program)),
+                     steering=SteeringConfig(enabled=True, file=str(tmp_path / "steering")))
+    steerer = build_controller(c).steerer
+    assert steerer is not None
+    program.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/argv\ncat > {tmp_path}/stdin\n"
+                       "printf 'V|1|held|0\\n'\n")
+    assert steerer.slurm.pending([12, 5], 2.5) == []
+    assert (tmp_path / "argv").read_text() == "held 4\n"
+    assert (tmp_path / "stdin").read_text() == "12 5"
+    program.write_text("#!/bin/sh\necho 'vgpu: usage: vgpu-slurm-read jobs|nodes|states' >&2\n"
+                       "exit 2\n")
+    assert isinstance(slurm, ReaderSlurmClient)
+    with pytest.raises(ReaderTooOld, match=r"has no 'held' table .*install the "
+                                           r"vgpu-slurm-read of this slurm-vgpu version"):
+        slurm.held_jobs(4, [1])
 
 
 def test_reader_usage_error() -> None:
@@ -216,3 +238,69 @@ def test_reader_agrees_with_squeue_and_sinfo_on_a_real_slurm(slurm_cluster_facto
              set(other_view.partitions)), name
     assert "drain" in nodes["n2"].state and "drain" in listed["n2"].state
     assert nodes["n1"].vgpu_used == 2
+
+
+@pytest.mark.slurm
+def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
+        slurm_cluster_factory: Any) -> None:
+    """The steering's pending read through `vgpu-slurm-read held` gives the jobs squeue's
+    gives it and the steerer keeps (held for at most the hold, or asked for), with the same
+    times, CPUs, memory (per CPU as squeue prints it) and slices; not a later --begin, a job
+    array, a job on two nodes or a held job nobody asked for. Its node read (scontrol) gives
+    the free CPUs and memory and the default partition sinfo -N gives."""
+    assert READER.is_file(), "build/spank/vgpu-slurm-read: run make"
+    cluster = slurm_cluster_factory(nodes=("n1", "n2"), accounting=False)
+    busy = cluster.sbatch("-w", "n1", "-c", "1", "--mem=50", "-o", "/dev/null", "--wrap",
+                          "sleep 300")
+    _wait(lambda: cluster.job_state(busy) == "RUNNING", "the running job")
+    begin = ("--begin=now+40", "-o", "/dev/null", "--wrap", "true")
+    vgpu = cluster.sbatch("--gres=vgpu:2", "-c", "2", "--mem-per-cpu=100", *begin)
+    cpu_only = cluster.sbatch("-c", "3", "--mem=200", *begin)
+    later = cluster.sbatch("--begin=now+3600", "--gres=vgpu:1", "-o", "/dev/null", "--wrap",
+                           "true")
+    array = cluster.sbatch("--array=1-2", "--gres=vgpu:1", *begin)
+    two_nodes = cluster.sbatch("-N", "2", "--gres=vgpu:1", *begin)
+    user_held = cluster.sbatch("-H", "--gres=vgpu:3", "-o", "/dev/null", "--wrap", "true")
+    asked = cluster.sbatch("-H", "--gres=vgpu:4", "-w", "n2", "-o", "/dev/null", "--wrap",
+                           "true")
+    _wait(lambda: all(cluster.job_state(j) == "PENDING"
+                      for j in (vgpu, cpu_only, later, two_nodes, user_held, asked)),
+          "the pending jobs")
+    hold = 45.0
+    cli = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
+    reader = ReaderSlurmClient(str(READER))
+    reader.env = cluster.env
+    via_reader = SteeringSlurm(CliSlurmClient(env=cluster.env)._run, reader.held_jobs)
+
+    def seen(jobs: list[PendingVgpuJob]) -> list[tuple[Any, ...]]:
+        return [(j.job_id, j.submit_time, j.eligible_time, j.reason == "BeginTime",
+                 j.req_nodes, j.partitions, j.cpus, j.memory_mib, j.vgpu) for j in jobs]
+
+    want = [j for j in cli.pending([asked], hold)
+            if j.held_for_steering(hold) or j.job_id == asked]
+    got = via_reader.pending([asked], hold)
+    assert seen(got) == seen(want)
+    assert [j.job_id for j in got] == [vgpu, cpu_only, asked]
+    assert (got[0].cpus, got[0].memory_mib, got[0].vgpu) == (2, 100, 2)
+    assert (got[1].vgpu, got[1].memory_mib, got[2].req_nodes) == (0, 200, "n2")
+    assert all(j.held_for_steering(hold) for j in got[:2]) and not got[2].held_for_steering(hold)
+    # nothing asked: the two held jobs and the 2-node one (the steering drops it), not the
+    # later --begin, the array's tasks or the user's held jobs
+    out = cluster.run(str(READER), "held", "46", input="").stdout.splitlines()
+    assert out[0].startswith("V|1|held|")
+    assert sorted(int(x.split("|")[1]) for x in out[1:]) == [vgpu, cpu_only, two_nodes]
+    assert array and later and user_held
+    bad = cluster.run(str(READER), "held", "0", check=False, input="")
+    assert bad.returncode == 2 and bad.stderr.startswith("vgpu: ")
+
+    # the node read (scontrol show nodes -o): what sinfo -N says, without its quadratic time
+    room = cli.room()
+    lines = cluster.run("sinfo", "-h", "-N", "-O", ROOM_FORMAT).stdout.splitlines()
+    assert {x.split("|")[0] for x in lines} == set(room) == {"n1", "n2"}
+    for line in lines:
+        name, cpus, memory, alloc, _, part = line.split("|")
+        _, idle, _, total = (int(x) for x in cpus.split("/"))
+        assert (room[name].cpus_free, room[name].cpus_total,
+                room[name].memory_free_mib) == (idle, total, int(memory) - int(alloc or 0))
+        assert room[name].default_partition == (part[:-1] if part.endswith("*") else "")
+    assert room["n1"].cpus_free == room["n1"].cpus_total - 1

@@ -5,6 +5,7 @@ real thing)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -30,10 +31,13 @@ from slurm_vgpu.policies.service.exchange import (
 )
 from slurm_vgpu.policies.service.steerer import Steerer
 from slurm_vgpu.policies.slurm.slurm_client import SlurmRequestRejected
+from slurm_vgpu.policies.slurm.slurm_reader import ReaderTooOld, SlurmReaderError
 from slurm_vgpu.policies.slurm.steering_reads import (
     NodeRoom,
     PendingVgpuJob,
+    SteeringSlurm,
     memory_mib,
+    parse_held,
     parse_pending,
     parse_room,
 )
@@ -133,13 +137,84 @@ def test_pending_jobs_are_parsed_and_the_held_ones_recognised() -> None:
     assert not jobs[0].held_for_steering(5)
 
 
-def test_node_room_merges_partitions() -> None:
-    text = ("n1|2/6/0/8|16000|4000|mix|gpu*\nn1|2/6/0/8|16000|4000|mix|debug\n"
-            "n2|8/0/0/8|16000|16000|alloc|gpu*\nbad line\n")
-    room = parse_room(text)
-    assert room["n1"] == NodeRoom("n1", 6, 12000, "mix", ("gpu", "debug"), 8, "gpu")
+def test_held_jobs_from_the_reader_are_the_same_jobs() -> None:
+    """vgpu-slurm-read held prints epochs and MiB, and only held jobs and asked ones; the
+    filters (other GRES, constraint, several nodes) are the squeue read's."""
+    now = 1_800_000_000
+    text = "\n".join([
+        "V|1|held|40",
+        f"H|12|{now}|{now + 10}|BeginTime|||1|2|1024|gres:vgpu:3|gpu,debug",
+        f"H|11|{now}|{now + 10}|BeginTime|||1|1|512|gres/vgpu:2|gpu",
+        f"H|14|{now}|{now + 10}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
+        f"H|15|{now}|{now + 10}|BeginTime|||2|1|0|gres:vgpu:1|gpu",  # 2 nodes
+        f"H|16|{now}|{now}|-|n2||1|1|0|gres:vgpu:1|gpu",  # steered before, asked
+        f"H|17|{now}|{now + 10}|BeginTime|||1|4|0||gpu",  # CPU-only
+        f"H|19|{now}|{now + 10}|BeginTime|||1|1|0|gres:gpu:1|gpu",  # other GRES
+    ])
+    jobs = parse_held(text, also={16})
+    assert [j.job_id for j in jobs] == [11, 12, 16, 17]
+    assert jobs[1] == PendingVgpuJob(12, now, now + 10, "BeginTime", "", ("gpu", "debug"), 2,
+                                     1024, 3)
+    assert jobs[2].req_nodes == "n2" and jobs[3].vgpu == 0
+    assert [j.job_id for j in parse_held(text)] == [11, 12, 17]
+    with pytest.raises(SlurmReaderError, match="format 1 header"):
+        parse_held("V|1|jobs|3\n")
+    with pytest.raises(SlurmReaderError, match="cannot read the line"):
+        parse_held("V|1|held|3\nH|1|2\n")
+
+
+def test_steering_reads_held_jobs_from_the_reader_and_falls_back_to_squeue() -> None:
+    calls: list[tuple[str, ...]] = []
+    now = 1_800_000_000
+
+    def run(*argv: str) -> str:
+        calls.append(argv)
+        return f"21|{iso(now)}|{iso(now + 4)}|BeginTime||(null)|1|1|0|gres:vgpu:1|gpu\n"
+
+    def held(max_wait: int, also: Collection[int]) -> str:
+        calls.append(("held", str(max_wait), *map(str, sorted(also))))
+        return f"V|1|held|9\nH|21|{now}|{now + 4}|BeginTime|||1|1|0|gres:vgpu:1|gpu\n"
+
+    reads = SteeringSlurm(run, held)
+    assert [j.job_id for j in reads.pending([7], 2.5)] == [21]
+    assert calls == [("held", "4", "7")]  # the hold rounded up, plus the lua's second
+    assert [j.job_id for j in reads.pending([7])] == [21]  # no hold known: squeue
+    assert calls[-1][0] == "squeue"
+
+    def too_old(max_wait: int, also: Collection[int]) -> str:
+        raise ReaderTooOld("vgpu-slurm-read has no 'held' table")
+
+    calls.clear()
+    reads = SteeringSlurm(run, too_old)
+    assert [j.job_id for j in reads.pending((), 4.0)] == [21]
+    assert [c[0] for c in calls] == ["squeue"]
+    reads.pending((), 4.0)  # no second try of the old program
+    assert [c[0] for c in calls] == ["squeue", "squeue"]
+
+
+def test_node_room_from_scontrol() -> None:
+    nodes = "\n".join([
+        "NodeName=n1 Arch=x86_64 CoresPerSocket=1 CPUAlloc=2 CPUEfctv=8 CPUTot=10 CPULoad=0.0 "
+        "Gres=vgpu:80 OS=Linux 6.1.0 #1 SMP Debian RealMemory=16000 AllocMem=4000 "
+        "State=MIXED ThreadsPerCore=1 Partitions=gpu,debug Reason=State=DOWN by admin",
+        "NodeName=n2 CPUAlloc=8 CPUTot=8 RealMemory=16000 AllocMem=16000 State=ALLOCATED "
+        "Partitions=gpu",
+        "NodeName=n3 CPUAlloc=0 CPUTot=4 RealMemory=100 State=IDLE+DRAIN Partitions=debug",
+        "NodeName=n4 CPUAlloc=0 CPUTot=4 RealMemory=100 AllocMem=0 State=IDLE "
+        "Partitions=(null)",
+        "NodeName=n5 CPUAlloc=x CPUTot=4 RealMemory=100 State=IDLE",  # unreadable: skipped
+        "not a node line",
+    ])
+    parts = ("PartitionName=debug AllowGroups=ALL Default=NO State=UP\n"
+             "PartitionName=gpu AllowGroups=ALL Default=YES State=UP\n")
+    room = parse_room(nodes, parts)
+    # 22.05 has no CPUEfctv (specialised cores left out): CPUTot is the total there
+    assert room["n1"] == NodeRoom("n1", 6, 12000, "mixed", ("gpu", "debug"), 8, "gpu")
     assert room["n2"].cpus_free == 0 and room["n2"].memory_free_mib == 0
-    assert parse_room("n3|0/4/0/4|100|0|idle|debug\n")["n3"].default_partition == ""
+    assert room["n3"] == NodeRoom("n3", 0, 100, "idle+drain", ("debug",), 4, "")
+    assert room["n4"].partitions == () and room["n4"].cpus_free == 4
+    assert set(room) == {"n1", "n2", "n3", "n4"}
+    assert parse_room(nodes)["n1"].default_partition == ""
 
 
 @pytest.mark.parametrize(("text", "mib"), [("0", 0), ("512M", 512), ("4G", 4096), ("1T", 1 << 20),
@@ -158,7 +233,7 @@ class ScriptedSlurm:
         self.released: list[int] = []
         self.refuse: set[int] = set()
 
-    def pending(self, also: object = ()) -> list[PendingVgpuJob]:
+    def pending(self, also: object = (), hold_seconds: float = 0.0) -> list[PendingVgpuJob]:
         return list(self.jobs)
 
     def room(self) -> dict[str, NodeRoom]:

@@ -166,7 +166,10 @@ class Controller:
                         "new jobs are placed by node weights only")
             return None
         return Steerer(cfg.steering, cfg.control_period_seconds,
-                       SteeringSlurm(self.slurm._run), self.clock,
+                       SteeringSlurm(self.slurm._run,
+                                     self.slurm.held_jobs
+                                     if isinstance(self.slurm, ReaderSlurmClient) else None),
+                       self.clock,
                        cfg.exchange.stale_after_seconds, self.dry_run)
 
     # --- reads -------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ class Steerer:
     def cycle(self, reports: Mapping[str, NodeReport], heard: Mapping[str, float]) -> None:
         now = self.clock()
         self.announce(now)
-        pending = self.slurm.pending(self.steered.keys())
+        pending = self.slurm.pending(self.steered.keys(), self.hold_seconds)
         room = self.slurm.room()
         waiting = {j.job_id: j for j in pending}
         # the lua holds CPU-only jobs only while the file names partitions: the one this cycle

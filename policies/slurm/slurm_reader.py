@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from slurm_vgpu.policies.decide.snapshot import PendingJob
@@ -43,6 +43,15 @@ class SlurmReaderError(SlurmUnavailable):
 
 class _NotInThisRelease(Exception):
     pass
+
+
+class ReaderTooOld(SlurmUnavailable):
+    """The installed program predates a table this controller reads (it answers with its
+    usage); the caller falls back to Slurm's commands for that read."""
+
+
+# what the program exits with on a usage error, a table it does not know among them
+USAGE = 2
 
 
 def find_slurm_reader(setting: str) -> str | None:
@@ -200,6 +209,17 @@ class ReaderSlurmClient(FormattedSlurmClient):
         self.has_job_states = True
         return self.parser.states(text)
 
+    def held_jobs(self, max_wait_seconds: int, also: Collection[int] = ()) -> str:
+        """`vgpu-slurm-read held`: the pending jobs waiting for a begin time at most
+        `max_wait_seconds` after their submission (as job_submit.lua holds them for the
+        steering) and the jobs in `also`; parsed by steering_reads.parse_held."""
+        try:
+            return self._read("held", " ".join(str(int(i)) for i in also),
+                              str(int(max_wait_seconds)))
+        except _NotInThisRelease as e:
+            raise ReaderTooOld(f"{self.program} has no 'held' table ({e}): install the "
+                               f"{PROGRAM} of this slurm-vgpu version") from e
+
     def running_jobs(self, nodes: Sequence[str] | None = None) -> list[SlurmJob]:
         running, self._pending = self.parser.jobs(self._read("jobs"))
         if nodes is not None:
@@ -210,9 +230,9 @@ class ReaderSlurmClient(FormattedSlurmClient):
     def nodes(self, names: Sequence[str] | None = None) -> list[SlurmNode]:
         return self.parser.nodes(self._read("nodes"), names)
 
-    def _read(self, table: str, stdin: str = "") -> str:
+    def _read(self, table: str, stdin: str = "", *args: str) -> str:
         self.calls += 1
-        argv = [self.program, table]
+        argv = [self.program, table, *args]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
                                   env=self.env, check=False, input=stdin)
@@ -221,7 +241,8 @@ class ReaderSlurmClient(FormattedSlurmClient):
                                    f"installed {PROGRAM}, or cli)") from e
         except subprocess.TimeoutExpired as e:
             raise SlurmUnavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s") from e
-        if done.returncode == NOT_IN_THIS_RELEASE and table == "states":
+        if (done.returncode == NOT_IN_THIS_RELEASE and table == "states") or \
+                (done.returncode == USAGE and table == "held" and "usage" in done.stderr):
             raise _NotInThisRelease(done.stderr.strip())
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()

@@ -1,23 +1,31 @@
 """What the controller's placement steering reads from Slurm and writes to it.
 
-Two reads per cycle, both one RPC: the pending jobs (`squeue -t PD`, only the fields the
-steering needs) and every node's free CPUs and memory (`sinfo -N`). Two writes per job:
-`scontrol update jobid=X ReqNodeList=N StartTime=now` (steer: the job may start only on N,
-from now) and `scontrol update jobid=X ReqNodeList= StartTime=now` (release: Slurm places it;
-the empty list clears a node the job was steered to before).
+Three reads per cycle, one RPC each: the pending jobs (`vgpu-slurm-read held` where it is
+installed, else `squeue -t PD` with only the fields the steering needs), every node's free
+CPUs and memory (`scontrol show nodes -o`) and the partitions (which one is the default).
+Two writes per job: `scontrol update jobid=X ReqNodeList=N StartTime=now` (steer: the job
+may start only on N, from now) and `scontrol update jobid=X ReqNodeList= StartTime=now`
+(release: Slurm places it; the empty list clears a node the job was steered to before).
 `StartTime` is the job's begin time (Slurm 22.05 refuses `BeginTime=` in an update).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from slurm_vgpu.policies.slurm.slurm_client import gres_count
+from slurm_vgpu.policies.slurm.slurm_reader import PROGRAM as READER
+from slurm_vgpu.policies.slurm.slurm_reader import ReaderTooOld, SlurmReaderError
+
+log = logging.getLogger(__name__)
 
 PENDING_FORMAT = ("JobID:|,SubmitTime:|,EligibleTime:|,Reason:|,ReqNodes:|,Feature:|,"
                   "NumNodes:|,MinCpus:|,MinMemory:|,tres-per-node:|,Partition:")
+# what sinfo printed for the room before scontrol (kept for bench_scale.py sinfo's comparison)
 ROOM_FORMAT = "NodeHost:|,CPUsState:|,Memory:|,AllocMem:|,StateCompact:|,Partition:"
 
 
@@ -89,62 +97,149 @@ def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]
         job_id, submit, eligible, reason, req, feature, num, cpus, mem, tres, part = f
         if reason != "BeginTime" and int(job_id) not in also:
             continue
-        vgpu = 0  # no GRES: CPU-only (held only while the CPUs bind)
-        if _null(tres):  # some GRES: vgpu slices, or a job the steering never holds
-            count = counts.get(tres, -1)
-            if count == -1:
-                count = counts[tres] = gres_count(tres)
-            if not count:
-                continue  # other GRES only (gpu:1, ...): never held
-            vgpu = count
-        if _null(feature) or num.strip() != "1":
-            continue
-        try:
-            out.append(PendingVgpuJob(int(job_id), _time(submit), _time(eligible), reason,
-                                      _null(req), tuple(p for p in part.split(",") if p),
-                                      int(cpus or 1), memory_mib(mem), vgpu))
-        except ValueError:
-            continue
+        job = _pending_job(job_id, _time(submit), _time(eligible), reason, req, feature, num,
+                           cpus, mem, tres, part, counts)
+        if job is not None:
+            out.append(job)
     out.sort(key=lambda j: j.job_id)
     return out
 
 
-def parse_room(text: str) -> dict[str, NodeRoom]:
-    """Free and total CPUs and free memory per node (a node in several partitions is listed
-    once each; sinfo marks the default partition with a `*`)."""
-    rooms: dict[str, NodeRoom] = {}
-    for line in text.splitlines():
+def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
+    """The same jobs from `vgpu-slurm-read held` (spank/slurm_read.c), which prints only the
+    pending jobs held for at most the hold, and the ones in `also`: a few lines, not one per
+    pending job. Times are seconds since the epoch."""
+    lines = text.splitlines()
+    head = lines[0].split("|") if lines else []
+    if len(head) != 4 or head[:3] != ["V", "1", "held"]:
+        raise SlurmReaderError(
+            f"{READER} held printed {lines[0][:60] if lines else 'nothing'!r}, not its "
+            f"format 1 header: install the {READER} of this slurm-vgpu version")
+    out: list[PendingVgpuJob] = []
+    counts: dict[str, int | None] = {}
+    for line in lines[1:]:
         f = line.split("|")
-        if len(f) != 6:
+        if len(f) != 12 or f[0] != "H" or not f[1].isdigit():
+            raise SlurmReaderError(f"{READER}: cannot read the line {line[:80]!r} (not an "
+                                   f"H line of 12 fields)")
+        _, job_id, submit, eligible, reason, req, feature, num, cpus, mem, tres, part = f
+        if reason != "BeginTime" and int(job_id) not in also:
             continue
-        name, cpus, memory, alloc, state, part = f
         try:
-            counts = [int(x) for x in cpus.split("/")]  # allocated/idle/other/total
-            free, total = (counts[1], counts[3]) if len(counts) == 4 else (0, 0)
-            mem_free = int(memory) - int(alloc or 0)
+            at = (float(submit), float(eligible))
         except ValueError:
             continue
-        known = rooms.get(name)
-        parts = (known.partitions if known else ()) + ((part.rstrip("*"),) if part else ())
-        default = part.rstrip("*") if part.endswith("*") else \
-            (known.default_partition if known else "")
-        rooms[name] = NodeRoom(name, free, mem_free, state, parts, total, default)
+        job = _pending_job(job_id, *at, reason, req, feature, num, cpus, mem + "M", tres, part,
+                           counts)
+        if job is not None:
+            out.append(job)
+    out.sort(key=lambda j: j.job_id)
+    return out
+
+
+def _pending_job(job_id: str, submit: float, eligible: float, reason: str, req: str,
+                 feature: str, num: str, cpus: str, mem: str, tres: str, part: str,
+                 counts: dict[str, int | None]) -> PendingVgpuJob | None:
+    """One pending job as the steering sees it, or None where it never steers it (other GRES
+    only, a constraint, several nodes, a field it cannot read); `counts` caches gres_count
+    per tres string."""
+    vgpu = 0  # no GRES: CPU-only (held only while the CPUs bind)
+    if _null(tres):  # some GRES: vgpu slices, or a job the steering never holds
+        count = counts.get(tres, -1)
+        if count == -1:
+            count = counts[tres] = gres_count(tres)
+        if not count:
+            return None  # other GRES only (gpu:1, ...): never held
+        vgpu = count
+    if _null(feature) or num.strip() != "1":
+        return None
+    try:
+        return PendingVgpuJob(int(job_id), submit, eligible, reason, _null(req),
+                              tuple(p for p in part.split(",") if p), int(cpus or 1),
+                              memory_mib(mem), vgpu)
+    except ValueError:
+        return None
+
+
+# node states whose CPUs sinfo counts as "other", not idle: nothing can start there
+_CPUS_UNAVAILABLE = ("down", "drain", "fail", "not_responding", "powered_down", "powering")
+
+
+def _fields(line: str, keys: frozenset[str]) -> dict[str, str]:
+    """`Key=value` tokens of one `scontrol show -o` line, the first of each wanted key (free
+    text such as OS= or Reason= may hold spaces, never before the keys read here)."""
+    out: dict[str, str] = {}
+    for token in line.split(" "):
+        key, eq, value = token.partition("=")
+        if eq and key in keys and key not in out:
+            out[key] = value
+    return out
+
+
+_NODE_KEYS = frozenset({"NodeName", "CPUAlloc", "CPUTot", "CPUEfctv", "RealMemory", "AllocMem",
+                        "State", "Partitions"})
+
+
+def parse_room(nodes: str, partitions: str = "") -> dict[str, NodeRoom]:
+    """Free and total CPUs and free memory per node from `scontrol show nodes -o`, and the
+    cluster's default partition from `scontrol show partitions -o`. sinfo -N gives the same
+    but takes time quadratic in the nodes (10 s at 10,000 nodes on 22.05, 0.08 s for this;
+    bench_scale.py sinfo). A node that is down, drained or failing has no free CPUs (sinfo's
+    "other")."""
+    default = ""
+    for line in partitions.splitlines():
+        f = _fields(line, frozenset({"PartitionName", "Default"}))
+        if f.get("Default", "").upper() == "YES":
+            default = f.get("PartitionName", "")
+            break
+    rooms: dict[str, NodeRoom] = {}
+    for line in nodes.splitlines():
+        f = _fields(line, _NODE_KEYS)
+        name = f.get("NodeName", "")
+        try:
+            total = int(f.get("CPUEfctv") or f["CPUTot"])  # CPUEfctv: 23.02+, less spec cores
+            alloc = int(f["CPUAlloc"])
+            mem_free = int(f["RealMemory"]) - int(f.get("AllocMem") or 0)
+        except (KeyError, ValueError):
+            continue
+        if not name:
+            continue
+        state = f.get("State", "").lower()
+        free = 0 if any(s in state for s in _CPUS_UNAVAILABLE) else max(0, total - alloc)
+        parts = tuple(p for p in _null(f.get("Partitions", "")).split(",") if p)
+        rooms[name] = NodeRoom(name, free, mem_free, state, parts, total,
+                               default if default in parts else "")
     return rooms
 
 
 class SteeringSlurm:
     """The steering's reads and writes through Slurm's commands (`run(tool, *args)` returns
-    stdout and raises SlurmUnavailable / SlurmRequestRejected, as CliSlurmClient._run)."""
+    stdout and raises SlurmUnavailable / SlurmRequestRejected, as CliSlurmClient._run).
+    With `read_held` (ReaderSlurmClient.held_jobs: the installed vgpu-slurm-read) the pending
+    jobs come from it instead of squeue: one RPC either way, but a few lines instead of one
+    per pending job (bench/bench_scale.py reader)."""
 
-    def __init__(self, run: Callable[..., str]) -> None:
+    def __init__(self, run: Callable[..., str],
+                 read_held: Callable[[int, Collection[int]], str] | None = None) -> None:
         self._run = run
+        self._read_held = read_held
 
-    def pending(self, also: Collection[int] = ()) -> list[PendingVgpuJob]:
+    def pending(self, also: Collection[int] = (), hold_seconds: float = 0.0
+                ) -> list[PendingVgpuJob]:
+        """The jobs held for at most `hold_seconds` (a begin time that far after submission;
+        0: any begin time, as squeue's read) and the ones in `also`."""
+        if self._read_held is not None and hold_seconds > 0:
+            try:
+                return parse_held(self._read_held(math.ceil(hold_seconds) + 1, also), also)
+            except ReaderTooOld as e:
+                log.warning("vgpu: steering: %s; reading pending jobs with squeue", e)
+                self._read_held = None
         return parse_pending(self._run("squeue", "-h", "-t", "PD", "-O", PENDING_FORMAT),
                              also)
 
     def room(self) -> dict[str, NodeRoom]:
-        return parse_room(self._run("sinfo", "-h", "-N", "-O", ROOM_FORMAT))
+        return parse_room(self._run("scontrol", "show", "nodes", "-o"),
+                          self._run("scontrol", "show", "partitions", "-o"))
 
     def steer(self, job_id: int, node: str) -> None:
         self._run("scontrol", "update", f"jobid={int(job_id)}", f"ReqNodeList={node}",
