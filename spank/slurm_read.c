@@ -169,6 +169,17 @@ fail:
 	return rv;
 }
 
+/* The whole job table (REQUEST_JOB_INFO, every partition, as `squeue -a`); 0 or -1 with one
+ * `vgpu: ` line on stderr. */
+static int load_job_table(job_info_msg_t **msg)
+{
+	if (slurm_load_jobs((time_t)0, msg, SHOW_ALL) == SLURM_SUCCESS)
+		return 0;
+	fprintf(stderr, "vgpu: vgpu-slurm-read: cannot read the job table from slurmctld: %s\n",
+		slurm_strerror(vgpu_slurm_errno()));
+	return -1;
+}
+
 static int print_jobs(void)
 {
 	int rv = -1;
@@ -176,11 +187,8 @@ static int print_jobs(void)
 	const slurm_job_info_t **pending = NULL;
 	size_t n_pending = 0;
 
-	if (slurm_load_jobs((time_t)0, &msg, SHOW_ALL) != SLURM_SUCCESS) {
-		fprintf(stderr, "vgpu: vgpu-slurm-read: cannot read the job table from slurmctld: "
-				"%s\n", slurm_strerror(vgpu_slurm_errno()));
+	if (load_job_table(&msg))
 		goto fail;
-	}
 	pending = calloc(msg->record_count + 1, sizeof(*pending));
 	if (!pending) {
 		fprintf(stderr, "vgpu: vgpu-slurm-read: out of memory for %u jobs\n",
@@ -279,11 +287,8 @@ static int print_held(const char *max_wait_text)
 	}
 	if (read_ids(&asked, &n_asked, "held"))
 		goto fail;
-	if (slurm_load_jobs((time_t)0, &msg, SHOW_ALL) != SLURM_SUCCESS) {
-		fprintf(stderr, "vgpu: vgpu-slurm-read: cannot read the job table from slurmctld: "
-				"%s\n", slurm_strerror(vgpu_slurm_errno()));
+	if (load_job_table(&msg))
 		goto fail;
-	}
 	printf("V|1|held|%u\n", msg->record_count);
 	for (uint32_t i = 0; i < msg->record_count; i++) {
 		const slurm_job_info_t *j = &msg->job_array[i];
