@@ -57,7 +57,7 @@ def _measured_reads(read: str) -> dict[str, float]:
     return {pending: jobs[pending]["seconds_best_of_3"],
             "scontrol_nodes_oneliner": nodes["scontrol_nodes_oneliner"]["seconds_best_of_3"],
             "scontrol_partitions_oneliner":
-                nodes.get("scontrol_partitions_oneliner", {}).get("seconds_best_of_3", 0.0)}
+                nodes["scontrol_partitions_oneliner"]["seconds_best_of_3"]}
 
 
 def main() -> None:

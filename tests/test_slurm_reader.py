@@ -289,7 +289,10 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
     out = cluster.run(str(READER), "held", "46", input="").stdout.splitlines()
     assert out[0].startswith("V|1|held|")
     assert sorted(int(x.split("|")[1]) for x in out[1:]) == [vgpu, cpu_only, two_nodes]
-    assert array and later and user_held
+    # still pending, in the table, just not printed
+    for job in (array, later, user_held):
+        assert cluster.run("squeue", "-h", "-j", str(job), "-o", "%T").stdout.split() \
+            == ["PENDING"], job
     bad = cluster.run(str(READER), "held", "0", check=False, input="")
     assert bad.returncode == 2 and bad.stderr.startswith("vgpu: ")
 

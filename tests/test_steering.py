@@ -161,6 +161,8 @@ def test_held_jobs_from_the_reader_are_the_same_jobs() -> None:
         parse_held("V|1|jobs|3\n")
     with pytest.raises(SlurmReaderError, match="cannot read the line"):
         parse_held("V|1|held|3\nH|1|2\n")
+    with pytest.raises(SlurmReaderError, match="times are not seconds"):
+        parse_held("V|1|held|3\nH|1|x|2|BeginTime|||1|1|0||gpu\n")
 
 
 def test_steering_reads_held_jobs_from_the_reader_and_falls_back_to_squeue() -> None:

@@ -127,8 +127,9 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
             continue
         try:
             at = (float(submit), float(eligible))
-        except ValueError:
-            continue
+        except ValueError as e:
+            raise SlurmReaderError(f"{READER}: cannot read the line {line[:80]!r} (times "
+                                   f"are not seconds)") from e
         job = _pending_job(job_id, *at, reason, req, feature, num, cpus, mem + "M", tres, part,
                            counts)
         if job is not None:
@@ -183,9 +184,9 @@ _NODE_KEYS = frozenset({"NodeName", "CPUAlloc", "CPUTot", "CPUEfctv", "RealMemor
 def parse_room(nodes: str, partitions: str = "") -> dict[str, NodeRoom]:
     """Free and total CPUs and free memory per node from `scontrol show nodes -o`, and the
     cluster's default partition from `scontrol show partitions -o`. sinfo -N gives the same
-    but takes time quadratic in the nodes (10 s at 10,000 nodes on 22.05, 0.08 s for this;
-    bench_scale.py sinfo). A node that is down, drained or failing has no free CPUs (sinfo's
-    "other")."""
+    but takes time quadratic in the nodes (7 s at 10,000 nodes on 22.05, 0.07 s for this;
+    bench_scale.py sinfo --nodes 10000, bench/results/scale-sinfo.json). A node that is
+    down, drained or failing has no free CPUs (sinfo's "other")."""
     default = ""
     for line in partitions.splitlines():
         f = _fields(line, frozenset({"PartitionName", "Default"}))
