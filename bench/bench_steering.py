@@ -94,20 +94,22 @@ def main() -> None:
     partitions = "PartitionName=gpu AllowGroups=ALL Default=YES State=UP TotalNodes=1000\n"
 
     def held_text(first_id: int) -> str:
-        lines = [f"V|1|held|{a.pending}"]
+        lines = [f"V|2|held|{a.pending}"]
         for k in range(a.held):
             lines.append(f"H|{first_id + k}|{int(now)}|{int(now) + 10}|BeginTime|||1|"
-                         f"{1 + k % 8}|8192|gres:vgpu:{shapes[k % len(shapes)]}|gpu")
+                         f"{1 + k % 8}|cpu={1 + k % 8},mem=8G,node=1,billing={1 + k % 8}|"
+                         f"gres:vgpu:{shapes[k % len(shapes)]}|gpu")
         return "\n".join(lines) + "\n"
 
     def squeue_text(first_id: int) -> str:
         lines = []
         for i in range(a.pending - a.held):  # waiting for resources, not ours
             lines.append(f"{i + 1}|{iso(now - 3600)}|{iso(now - 3600)}|Resources||(null)|1|4|"
-                         f"16G|gres:vgpu:{shapes[i % len(shapes)]}|gpu")
+                         f"cpu=4,mem=16G,node=1,billing=4|gres:vgpu:{shapes[i % len(shapes)]}|gpu")
         for k in range(a.held):  # new, held by the lua
             lines.append(f"{first_id + k}|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|"
-                         f"{1 + k % 8}|8G|gres:vgpu:{shapes[k % len(shapes)]}|gpu")
+                         f"{1 + k % 8}|cpu={1 + k % 8},mem=8G,node=1,billing={1 + k % 8}|"
+                         f"gres:vgpu:{shapes[k % len(shapes)]}|gpu")
         return "\n".join(lines) + "\n"
 
     nodes_text = "\n".join(scontrol_node(n, alloc) for n, alloc in node_allocs) + "\n"
@@ -124,6 +126,8 @@ def main() -> None:
             return nodes_text
         if args[:2] == ("show", "partitions"):
             return partitions
+        if args[:2] == ("show", "config"):  # once, then every 10 minutes
+            return "SelectTypeParameters    = CR_CORE_MEMORY\n"
         steered[0] += 1  # scontrol update: not run
         return ""
 

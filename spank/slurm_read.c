@@ -25,15 +25,21 @@
  *       ids and states only). Exit 3 on an older Slurm, which has no such RPC.
  * `vgpu-slurm-read held <seconds>`, on stdin the ids of jobs the controller steered (may be
  * none), white space between them:
- *   V|1|held|<jobs in the table>
+ *   V|2|held|<jobs in the table>
  *   H|<job id>|<submit time>|<eligible time>|<reason>|<requested nodes>|<features>|<nodes>|
- *       <CPUs per node>|<memory per node or per CPU, MiB>|<tres per node>|<partitions>
+ *       <CPUs>|<requested TRES>|<tres per node>|<partitions>
  *       one line per pending job (not an array task, not a heterogeneous component) that
  *       waits for a begin time at most <seconds> after its submission (reason BeginTime, as
  *       job_submit.lua holds jobs for the placement steering), or whose id is on stdin
  *       (reason BeginTime or -); times in seconds since the epoch. The controller's
  *       steering reads these instead of every pending job's squeue line
- *       (policies/slurm/steering_reads.py keeps the same filters for both).
+ *       (policies/slurm/steering_reads.py keeps the same filters for both). <CPUs> is
+ *       the job's whole count (squeue's NumCPUs: `-n 4` is 4, where the per-node minimum
+ *       says 1), <requested TRES> what slurmctld computed for the request (squeue's
+ *       tres-alloc of a pending job: `cpu=4,mem=400M,node=1,...`), whose mem is the job's
+ *       memory with --mem-per-cpu already multiplied out and the node's whole memory where
+ *       the job names none; format 1 printed the per-node minimum and MinMemory (per CPU
+ *       for --mem-per-cpu), which under-asked.
  * `vgpu-slurm-read nodes`:
  *   V|1|nodes|<nodes in the table>
  *   N|<name>|<state>|<gres>|<gres used>|<weight>|<partitions>
@@ -264,14 +270,6 @@ static int read_ids(uint32_t **ids, uint32_t *n, const char *mode)
 	return 0;
 }
 
-/* Memory per node (or per CPU, as squeue's MinMemory prints it) in MiB; 0 when unset. */
-static unsigned long long min_memory_mib(uint64_t mem)
-{
-	if (mem == NO_VAL64 || mem == INFINITE64)
-		return 0;
-	return (unsigned long long)(mem & ~MEM_PER_CPU);
-}
-
 static int print_held(const char *max_wait_text)
 {
 	int rv = -1;
@@ -289,7 +287,7 @@ static int print_held(const char *max_wait_text)
 		goto fail;
 	if (load_job_table(&msg))
 		goto fail;
-	printf("V|1|held|%u\n", msg->record_count);
+	printf("V|2|held|%u\n", msg->record_count);
 	for (uint32_t i = 0; i < msg->record_count; i++) {
 		const slurm_job_info_t *j = &msg->job_array[i];
 		int begin = j->state_reason == WAIT_TIME;
@@ -301,11 +299,11 @@ static int print_held(const char *max_wait_text)
 		if (!(begin && wait > 0 && wait <= max_wait) &&
 		    !(n_asked && bsearch(&j->job_id, asked, n_asked, sizeof(*asked), by_u32)))
 			continue;
-		printf("H|%u|%lld|%lld|%s|%s|%s|%u|%u|%llu|%s|%s\n", j->job_id,
+		printf("H|%u|%lld|%lld|%s|%s|%s|%u|%u|%s|%s|%s\n", j->job_id,
 		       (long long)j->submit_time, (long long)j->eligible_time,
 		       begin ? "BeginTime" : "-", str(j->req_nodes), str(j->features),
-		       j->num_nodes, (unsigned)j->pn_min_cpus, min_memory_mib(j->pn_min_memory),
-		       str(j->tres_per_node), str(j->partition));
+		       j->num_nodes, j->num_cpus, str(j->tres_req_str), str(j->tres_per_node),
+		       str(j->partition));
 	}
 	rv = 0;
 fail:

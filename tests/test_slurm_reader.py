@@ -128,7 +128,7 @@ def test_reader_setting(tmp_path: Path) -> None:
     steerer = build_controller(c).steerer
     assert steerer is not None
     program.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/argv\ncat > {tmp_path}/stdin\n"
-                       "printf 'V|1|held|0\\n'\n")
+                       "printf 'V|2|held|0\\n'\n")
     assert steerer.slurm.pending([12, 5], 2.5) == []
     assert (tmp_path / "argv").read_text() == "held 4\n"
     assert (tmp_path / "stdin").read_text() == "12 5"
@@ -245,7 +245,8 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
         slurm_cluster_factory: Any) -> None:
     """The steering's pending read through `vgpu-slurm-read held` gives the jobs squeue's
     gives it and the steerer keeps (held for at most the hold, or asked for), with the same
-    times, CPUs, memory (per CPU as squeue prints it) and slices; not a later --begin, a job
+    times, CPUs (all of the job's), memory (all of it: --mem-per-cpu multiplied out, the
+    node's whole memory where a job names none) and slices; not a later --begin, a job
     array, a job on two nodes or a held job nobody asked for. Its node read (scontrol) gives
     the free CPUs and memory and the default partition sinfo -N gives."""
     assert READER.is_file(), "build/spank/vgpu-slurm-read: run make"
@@ -254,7 +255,7 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
                           "sleep 300")
     _wait(lambda: cluster.job_state(busy) == "RUNNING", "the running job")
     begin = ("--begin=now+40", "-o", "/dev/null", "--wrap", "true")
-    vgpu = cluster.sbatch("--gres=vgpu:2", "-c", "2", "--mem-per-cpu=100", *begin)
+    vgpu = cluster.sbatch("--gres=vgpu:2", "-n", "2", "-c", "2", "--mem-per-cpu=100", *begin)
     cpu_only = cluster.sbatch("-c", "3", "--mem=200", *begin)
     later = cluster.sbatch("--begin=now+3600", "--gres=vgpu:1", "-o", "/dev/null", "--wrap",
                            "true")
@@ -281,13 +282,16 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
     got = via_reader.pending([asked], hold)
     assert seen(got) == seen(want)
     assert [j.job_id for j in got] == [vgpu, cpu_only, asked]
-    assert (got[0].cpus, got[0].memory_mib, got[0].vgpu) == (2, 100, 2)
-    assert (got[1].vgpu, got[1].memory_mib, got[2].req_nodes) == (0, 200, "n2")
+    # 2 tasks of 2 CPUs with 100 MiB each: what slurmctld places, not the per-node minimum
+    # (2 CPUs) and the per-CPU figure (100) squeue's MinCpus and MinMemory print
+    assert (got[0].cpus, got[0].memory_mib, got[0].vgpu) == (4, 400, 2)
+    assert (got[1].cpus, got[1].vgpu, got[1].memory_mib) == (3, 0, 200)
+    assert (got[2].req_nodes, got[2].memory_mib) == ("n2", cluster.real_memory_mb)
     assert all(j.held_for_steering(hold) for j in got[:2]) and not got[2].held_for_steering(hold)
     # nothing asked: the two held jobs and the 2-node one (the steering drops it), not the
     # later --begin, the array's tasks or the user's held jobs
     out = cluster.run(str(READER), "held", "46", input="").stdout.splitlines()
-    assert out[0].startswith("V|1|held|")
+    assert out[0].startswith("V|2|held|")
     assert sorted(int(x.split("|")[1]) for x in out[1:]) == [vgpu, cpu_only, two_nodes]
     # still pending, in the table, just not printed
     for job in (array, later, user_held):

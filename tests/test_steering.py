@@ -37,9 +37,11 @@ from slurm_vgpu.policies.slurm.steering_reads import (
     PendingVgpuJob,
     SteeringSlurm,
     memory_mib,
+    memory_placed,
     parse_held,
     parse_pending,
     parse_room,
+    requested_memory_mib,
 )
 
 
@@ -116,8 +118,9 @@ def iso(t: float) -> str:
 def test_pending_jobs_are_parsed_and_the_held_ones_recognised() -> None:
     now = 1_800_000_000.0
     text = "\n".join([
-        f"12|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|2|1G|gres:vgpu:3|gpu,debug",
-        f"11|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|512M|gres/vgpu:2|gpu",
+        f"12|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|2|cpu=2,mem=1G,node=1|gres:vgpu:3|"
+        "gpu,debug",
+        f"11|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|cpu=1,mem=512M|gres/vgpu:2|gpu",
         f"13|{iso(now)}|{iso(now + 3600)}|BeginTime||(null)|1|1|0|gres:vgpu:1|gpu",  # --begin
         f"14|{iso(now)}|{iso(now + 10)}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
         f"15|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|2|1|0|gres:vgpu:1|gpu",  # 2 nodes
@@ -142,9 +145,10 @@ def test_held_jobs_from_the_reader_are_the_same_jobs() -> None:
     filters (other GRES, constraint, several nodes) are the squeue read's."""
     now = 1_800_000_000
     text = "\n".join([
-        "V|1|held|40",
-        f"H|12|{now}|{now + 10}|BeginTime|||1|2|1024|gres:vgpu:3|gpu,debug",
-        f"H|11|{now}|{now + 10}|BeginTime|||1|1|512|gres/vgpu:2|gpu",
+        "V|2|held|40",
+        f"H|12|{now}|{now + 10}|BeginTime|||1|2|cpu=2,mem=1G,node=1,billing=2|gres:vgpu:3|"
+        "gpu,debug",
+        f"H|11|{now}|{now + 10}|BeginTime|||1|1|cpu=1,mem=512M|gres/vgpu:2|gpu",
         f"H|14|{now}|{now + 10}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
         f"H|15|{now}|{now + 10}|BeginTime|||2|1|0|gres:vgpu:1|gpu",  # 2 nodes
         f"H|16|{now}|{now}|-|n2||1|1|0|gres:vgpu:1|gpu",  # steered before, asked
@@ -157,12 +161,15 @@ def test_held_jobs_from_the_reader_are_the_same_jobs() -> None:
                                      1024, 3)
     assert jobs[2].req_nodes == "n2" and jobs[3].vgpu == 0
     assert [j.job_id for j in parse_held(text)] == [11, 12, 17]
-    with pytest.raises(SlurmReaderError, match="format 1 header"):
-        parse_held("V|1|jobs|3\n")
+    with pytest.raises(SlurmReaderError, match="format 2 header"):
+        parse_held("V|2|jobs|3\n")
     with pytest.raises(SlurmReaderError, match="cannot read the line"):
-        parse_held("V|1|held|3\nH|1|2\n")
+        parse_held("V|2|held|3\nH|1|2\n")
     with pytest.raises(SlurmReaderError, match="times are not seconds"):
-        parse_held("V|1|held|3\nH|1|x|2|BeginTime|||1|1|0||gpu\n")
+        parse_held("V|2|held|3\nH|1|x|2|BeginTime|||1|1|0||gpu\n")
+    # an older program's table (CPUs per node, memory per CPU): the caller goes to squeue
+    with pytest.raises(ReaderTooOld, match="format 1"):
+        parse_held(f"V|1|held|3\nH|11|{now}|{now + 10}|BeginTime|||1|1|512|gres:vgpu:2|gpu\n")
 
 
 def test_steering_reads_held_jobs_from_the_reader_and_falls_back_to_squeue() -> None:
@@ -175,7 +182,7 @@ def test_steering_reads_held_jobs_from_the_reader_and_falls_back_to_squeue() -> 
 
     def held(max_wait: int, also: Collection[int]) -> str:
         calls.append(("held", str(max_wait), *map(str, sorted(also))))
-        return f"V|1|held|9\nH|21|{now}|{now + 4}|BeginTime|||1|1|0|gres:vgpu:1|gpu\n"
+        return f"V|2|held|9\nH|21|{now}|{now + 4}|BeginTime|||1|1|0|gres:vgpu:1|gpu\n"
 
     reads = SteeringSlurm(run, held)
     assert [j.job_id for j in reads.pending([7], 2.5)] == [21]
@@ -220,9 +227,19 @@ def test_node_room_from_scontrol() -> None:
 
 
 @pytest.mark.parametrize(("text", "mib"), [("0", 0), ("512M", 512), ("4G", 4096), ("1T", 1 << 20),
-                                           ("2048", 2048)])
+                                           ("2048", 2048), ("1.50G", 1536)])
 def test_memory_units(text: str, mib: int) -> None:
     assert memory_mib(text) == mib
+
+
+@pytest.mark.parametrize(("tres", "mib"), [
+    ("cpu=4,mem=400M,node=1,billing=4", 400),  # --mem-per-cpu=100 -n 4: multiplied out
+    ("cpu=1,mem=1.50G,node=1,billing=1,gres/vgpu=2", 1536),
+    ("cpu=1,node=1", 0),  # an AccountingStorageTRES without mem
+    ("", 0),
+])
+def test_requested_memory_is_the_jobs_whole_memory(tres: str, mib: int) -> None:
+    assert requested_memory_mib(tres) == mib
 
 
 # --- the controller's steerer against a scripted Slurm -------------------------------------------
@@ -234,9 +251,13 @@ class ScriptedSlurm:
         self.steered: list[tuple[int, str]] = []
         self.released: list[int] = []
         self.refuse: set[int] = set()
+        self.memory = True  # SelectTypeParameters CR_*_Memory
 
     def pending(self, also: object = (), hold_seconds: float = 0.0) -> list[PendingVgpuJob]:
         return list(self.jobs)
+
+    def memory_placed(self) -> bool:
+        return self.memory
 
     def room(self) -> dict[str, NodeRoom]:
         return dict(self.rooms)
@@ -287,6 +308,41 @@ def test_held_jobs_are_steered_in_order_each_counting_the_ones_before(tmp_path: 
     text = (tmp_path / "run" / "steering").read_text().split()
     assert text == ["1001", "10", "15"]
     assert s.counts["steered"] == 3
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_memory_counts_only_where_slurm_places_by_it(tmp_path: Path, memory: bool) -> None:
+    """Two jobs that name no memory (the node's whole 64,000 MiB in their requested TRES):
+    where memory is a consumable resource the second cannot go where the first went; under
+    CR_Core Slurm starts both on one node, and the steering counts no memory either."""
+    whole = [PendingVgpuJob(j, 1000.0, 1010.0, "BeginTime", "", ("gpu",), 1, 64000, 3)
+             for j in (5, 6)]
+    slurm = ScriptedSlurm(whole, room("n1", "n2"))
+    slurm.memory = memory
+    s = steerer(slurm, tmp_path, [1001.0])
+    s.cycle({"n1": report("n1", (0, 0)), "n2": report("n2", (7, 7))}, {})
+    nodes = [n for _, n in slurm.steered]
+    assert nodes == (["n2", "n1"] if memory else ["n2", "n2"]), nodes
+
+
+def test_memory_placed_reads_select_type_parameters_every_ten_minutes() -> None:
+    config = {"mem": "SelectTypeParameters    = CR_CORE_MEMORY\nSelectType = select/cons_tres\n",
+              "core": "SelectType              = select/cons_tres\n"
+                      "SelectTypeParameters    = CR_CORE\n"}
+    assert memory_placed(config["mem"]) and not memory_placed(config["core"])
+    assert memory_placed("")  # unreadable: memory counts
+    calls: list[tuple[str, ...]] = []
+    which, clock = ["core"], [0.0]
+
+    def run(*argv: str) -> str:
+        calls.append(argv)
+        return config[which[0]]
+
+    reads = SteeringSlurm(run, clock=lambda: clock[0])
+    assert not reads.memory_placed() and not reads.memory_placed()
+    assert calls == [("scontrol", "show", "config")]
+    which[0], clock[0] = "mem", 601.0
+    assert reads.memory_placed() and len(calls) == 2
 
 
 def test_a_job_that_fits_nowhere_is_released_to_slurm(tmp_path: Path) -> None:

@@ -66,18 +66,20 @@ class _Steered:
     at: float
 
 
-def _request(job: PendingVgpuJob, slices: int) -> JobRequest | None:
+def _request(job: PendingVgpuJob, slices: int, memory: bool) -> JobRequest | None:
     """The job in fragmentation units on GPUs of `slices` slices (None: a request the
-    plugin does not place as one share or as whole GPUs)."""
+    plugin does not place as one share or as whole GPUs); its memory only where Slurm
+    places by memory (`memory`)."""
+    mib = job.memory_mib if memory else 0
     if job.vgpu == 0:
-        return JobRequest(job.cpus * 1000, job.memory_mib, 0, 0)
+        return JobRequest(job.cpus * 1000, mib, 0, 0)
     if job.vgpu <= slices:
         num, milli = 1, job.vgpu * WHOLE // slices
     elif job.vgpu % slices == 0:
         num, milli = job.vgpu // slices, WHOLE
     else:
         return None
-    return JobRequest(job.cpus * 1000, job.memory_mib, num, milli)
+    return JobRequest(job.cpus * 1000, mib, num, milli)
 
 
 class Steerer:
@@ -100,6 +102,7 @@ class Steerer:
         self.cpu_partitions: tuple[str, ...] = ()
         self.cpu_jobs_steered = False
         self._cpu_named_before = False  # the file of the cycle before this one named them
+        self._memory = True  # Slurm places by memory (SteeringSlurm.memory_placed, per cycle)
 
     @property
     def hold_seconds(self) -> float:
@@ -155,9 +158,10 @@ class Steerer:
             return
         names, arrays, slices = self._arrays(reports, heard, room, waiting)
         self._masks = {}
+        self._memory = self.slurm.memory_placed()
         for job, _ in todo:
             if job.vgpu and job.job_id not in self._seen and \
-                    (request := _request(job, slices)) is not None:
+                    (request := _request(job, slices, self._memory)) is not None:
                 self._seen.add(job.job_id)
                 self.history.add(request)
         if len(self._seen) > 4 * self.cfg.history_jobs:
@@ -173,7 +177,7 @@ class Steerer:
     def _place(self, job: PendingVgpuJob, again: bool, names: list[str], arrays: NodeArrays,
                slices: int, mix: WorkloadMix | None, room: Mapping[str, NodeRoom],
                now: float) -> None:
-        request = _request(job, slices) if slices else None
+        request = _request(job, slices, self._memory) if slices else None
         if not job.vgpu and not self.cpu_jobs_steered:
             request = None  # held while the CPUs bound; they no longer do
         choice = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,7 @@ from slurm_vgpu.policies.slurm.slurm_reader import ReaderTooOld, SlurmReaderErro
 log = logging.getLogger(__name__)
 
 PENDING_FORMAT = ("JobID:|,SubmitTime:|,EligibleTime:|,Reason:|,ReqNodes:|,Feature:|,"
-                  "NumNodes:|,MinCpus:|,MinMemory:|,tres-per-node:|,Partition:")
+                  "NumNodes:|,NumCPUs:|,tres-alloc:|,tres-per-node:|,Partition:")
 # what sinfo printed for the room before scontrol (kept for bench_scale.py sinfo's comparison)
 ROOM_FORMAT = "NodeHost:|,CPUsState:|,Memory:|,AllocMem:|,StateCompact:|,Partition:"
 
@@ -39,8 +40,8 @@ class PendingVgpuJob:
     reason: str
     req_nodes: str
     partitions: tuple[str, ...]
-    cpus: int
-    memory_mib: int
+    cpus: int  # all of the job's CPUs (it runs on one node)
+    memory_mib: int  # all of its memory (--mem-per-cpu multiplied out)
     vgpu: int
 
     def held_for_steering(self, hold_seconds: float) -> bool:
@@ -75,12 +76,26 @@ def _null(text: str) -> str:
 
 
 def memory_mib(text: str) -> int:
-    """squeue's MinMemory ("0", "512M", "4G", "1T") in MiB."""
+    """A Slurm memory figure ("0", "512M", "1.50G", "1T") in MiB."""
     text = text.strip()
     units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
     if text and text[-1].upper() in units:
         return int(float(text[:-1]) * units[text[-1].upper()])
     return int(float(text)) if text else 0
+
+
+def requested_memory_mib(tres: str) -> int:
+    """The memory of a pending job's requested TRES (squeue's tres-alloc, the reader's
+    tres_req_str: `cpu=4,mem=400M,node=1,billing=4`), 0 where it names none. slurmctld has
+    multiplied --mem-per-cpu out there and put the node's whole memory for a job that names
+    none (what it gives such a job where memory is a consumable resource); squeue's
+    MinMemory is the per-CPU figure for --mem-per-cpu and 0 for no --mem, both under-asks
+    for a job on one node."""
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key == "mem":
+            return memory_mib(value)
+    return 0
 
 
 def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
@@ -94,11 +109,11 @@ def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]
         f = line.split("|")
         if len(f) != 11 or not f[0].isdigit():
             continue  # array meta records and anything unexpected
-        job_id, submit, eligible, reason, req, feature, num, cpus, mem, tres, part = f
+        job_id, submit, eligible, reason, req, feature, num, cpus, requested, tres, part = f
         if reason != "BeginTime" and int(job_id) not in also:
             continue
         job = _pending_job(job_id, _time(submit), _time(eligible), reason, req, feature, num,
-                           cpus, mem, tres, part, counts)
+                           cpus, requested, tres, part, counts)
         if job is not None:
             out.append(job)
     out.sort(key=lambda j: j.job_id)
@@ -111,10 +126,14 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
     pending job. Times are seconds since the epoch."""
     lines = text.splitlines()
     head = lines[0].split("|") if lines else []
-    if len(head) != 4 or head[:3] != ["V", "1", "held"]:
+    if len(head) == 4 and head[:3] == ["V", "1", "held"]:
+        # format 1 printed the per-node CPU minimum and the per-CPU memory of --mem-per-cpu
+        raise ReaderTooOld(f"{READER} held prints format 1 (CPUs per node, memory per CPU), "
+                           f"not 2: install the {READER} of this slurm-vgpu version")
+    if len(head) != 4 or head[:3] != ["V", "2", "held"]:
         raise SlurmReaderError(
             f"{READER} held printed {lines[0][:60] if lines else 'nothing'!r}, not its "
-            f"format 1 header: install the {READER} of this slurm-vgpu version")
+            f"format 2 header: install the {READER} of this slurm-vgpu version")
     out: list[PendingVgpuJob] = []
     counts: dict[str, int | None] = {}
     for line in lines[1:]:
@@ -122,7 +141,7 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
         if len(f) != 12 or f[0] != "H" or not f[1].isdigit():
             raise SlurmReaderError(f"{READER}: cannot read the line {line[:80]!r} (not an "
                                    f"H line of 12 fields)")
-        _, job_id, submit, eligible, reason, req, feature, num, cpus, mem, tres, part = f
+        _, job_id, submit, eligible, reason, req, feature, num, cpus, requested, tres, part = f
         if reason != "BeginTime" and int(job_id) not in also:
             continue
         try:
@@ -130,7 +149,7 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
         except ValueError as e:
             raise SlurmReaderError(f"{READER}: cannot read the line {line[:80]!r} (times "
                                    f"are not seconds)") from e
-        job = _pending_job(job_id, *at, reason, req, feature, num, cpus, mem + "M", tres, part,
+        job = _pending_job(job_id, *at, reason, req, feature, num, cpus, requested, tres, part,
                            counts)
         if job is not None:
             out.append(job)
@@ -139,7 +158,7 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
 
 
 def _pending_job(job_id: str, submit: float, eligible: float, reason: str, req: str,
-                 feature: str, num: str, cpus: str, mem: str, tres: str, part: str,
+                 feature: str, num: str, cpus: str, requested: str, tres: str, part: str,
                  counts: dict[str, int | None]) -> PendingVgpuJob | None:
     """One pending job as the steering sees it, or None where it never steers it (other GRES
     only, a constraint, several nodes, a field it cannot read); `counts` caches gres_count
@@ -157,7 +176,7 @@ def _pending_job(job_id: str, submit: float, eligible: float, reason: str, req: 
     try:
         return PendingVgpuJob(int(job_id), submit, eligible, reason, _null(req),
                               tuple(p for p in part.split(",") if p), int(cpus or 1),
-                              memory_mib(mem), vgpu)
+                              requested_memory_mib(_null(requested)), vgpu)
     except ValueError:
         return None
 
@@ -213,6 +232,16 @@ def parse_room(nodes: str, partitions: str = "") -> dict[str, NodeRoom]:
     return rooms
 
 
+def memory_placed(config: str) -> bool:
+    """`scontrol show config`: SelectTypeParameters names MEMORY (CR_Core_Memory, CR_Memory,
+    ...); true where the line is missing (the careful reading: memory then counts)."""
+    for line in config.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key.strip() == "SelectTypeParameters":
+            return "MEMORY" in value.upper()
+    return True
+
+
 class SteeringSlurm:
     """The steering's reads and writes through Slurm's commands (`run(tool, *args)` returns
     stdout and raises SlurmUnavailable / SlurmRequestRejected, as CliSlurmClient._run).
@@ -220,10 +249,26 @@ class SteeringSlurm:
     jobs come from it instead of squeue: one RPC either way, but a few lines instead of one
     per pending job (bench/bench_scale.py reader)."""
 
+    # SelectTypeParameters changes only with a slurmctld restart; read it again this often
+    CONFIG_SECONDS = 600.0
+
     def __init__(self, run: Callable[..., str],
-                 read_held: Callable[[int, Collection[int]], str] | None = None) -> None:
+                 read_held: Callable[[int, Collection[int]], str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._run = run
         self._read_held = read_held
+        self._clock = clock
+        self._memory_placed: tuple[float, bool] | None = None
+
+    def memory_placed(self) -> bool:
+        """Whether slurmctld places jobs by their memory (SelectTypeParameters CR_*_Memory):
+        where it does not (CR_Core, CR_CPU), a job's memory decides nothing and the steering
+        must not count it, least of all the whole node's memory a job without --mem
+        shows."""
+        now = self._clock()
+        if self._memory_placed is None or now - self._memory_placed[0] > self.CONFIG_SECONDS:
+            self._memory_placed = (now, memory_placed(self._run("scontrol", "show", "config")))
+        return self._memory_placed[1]
 
     def pending(self, also: Collection[int] = (), hold_seconds: float = 0.0
                 ) -> list[PendingVgpuJob]:
