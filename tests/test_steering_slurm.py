@@ -104,6 +104,14 @@ def test_a_stale_steering_file_holds_nothing(tmp_path: Path) -> None:
         array = cluster.sbatch("--array=1-2", "-c", "1", "--mem=1", "--gres=vgpu:2", "-o",
                                "/dev/null", "--wrap", "sleep 1")
         assert cluster.job_info(array).get("Reason") != "BeginTime"
+        # nor an exclusive job (it could not start on the used node the steering prefers)
+        for flag in ("--exclusive", "--exclusive=user"):
+            alone = cluster.sbatch(flag, "-c", "1", "--mem=1", "--gres=vgpu:2", "-o",
+                                   "/dev/null", "--wrap", "sleep 1")
+            assert cluster.job_info(alone).get("Reason") != "BeginTime", flag
+        oversubscribed = cluster.sbatch("--oversubscribe", "-c", "1", "--mem=1",
+                                        "--gres=vgpu:2", "-o", "/dev/null", "--wrap", "sleep 1")
+        assert cluster.job_info(oversubscribed).get("Reason") == "BeginTime"
         # srun/salloc jobs are never held (nobody waits on a prompt)
         wait_for(lambda: cluster.job_state(held) == "RUNNING", f"job {held}", timeout=90)
 

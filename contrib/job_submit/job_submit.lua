@@ -152,9 +152,18 @@ local function unset(v)
    return v == nil or v == "" or (type(v) == "number" and (v == 0 or v >= NO_VAL))
 end
 
--- batch, one node, nothing pinned: a job the controller may place
+-- --exclusive (=user, =mcs, ...): shared is JOB_SHARED_NONE (0), USER (2), ...; unset is
+-- NO_VAL16, --oversubscribe 1
+local function exclusive(job_desc)
+   local shared = job_desc.shared
+   return type(shared) == "number" and shared ~= 1 and shared < 65534
+end
+
+-- batch, one node, nothing pinned, not exclusive: a job the controller may place (an
+-- exclusive job cannot start beside others, on the used nodes the steering prefers)
 local function placeable(job_desc)
    if job_desc.script == nil then return false end  -- srun/salloc: nobody waits on a hold
+   if exclusive(job_desc) then return false end
    -- an array's pending tasks are one squeue record the controller does not steer
    if not unset(job_desc.array_inx) then return false end
    local nodes = job_desc.min_nodes
