@@ -300,6 +300,10 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
     bad = cluster.run(str(READER), "held", "0", check=False, input="")
     assert bad.returncode == 2 and bad.stderr.startswith("vgpu: ")
 
+    # the loopback cluster's CR_Core: Slurm starts jobs regardless of memory, nor does the
+    # steering count it (scontrol show config)
+    assert cli.memory_placed() is False
+
     # the node read (scontrol show nodes -o): what sinfo -N says, without its quadratic time
     room = cli.room()
     lines = cluster.run("sinfo", "-h", "-N", "-O", ROOM_FORMAT).stdout.splitlines()
