@@ -97,7 +97,7 @@ def main() -> None:
         lines = [f"V|2|held|{a.pending}"]
         for k in range(a.held):
             lines.append(f"H|{first_id + k}|{int(now)}|{int(now) + 10}|BeginTime|||1|"
-                         f"{1 + k % 8}|cpu={1 + k % 8},mem=8G,node=1,billing={1 + k % 8}|"
+                         f"{1 + k % 8}|1|cpu={1 + k % 8},mem=8G,node=1,billing={1 + k % 8}|"
                          f"gres:vgpu:{shapes[k % len(shapes)]}|gpu")
         return "\n".join(lines) + "\n"
 
@@ -105,10 +105,11 @@ def main() -> None:
         lines = []
         for i in range(a.pending - a.held):  # waiting for resources, not ours
             lines.append(f"{i + 1}|{iso(now - 3600)}|{iso(now - 3600)}|Resources||(null)|1|4|"
-                         f"cpu=4,mem=16G,node=1,billing=4|gres:vgpu:{shapes[i % len(shapes)]}|gpu")
+                         f"1|cpu=4,mem=16G,node=1,billing=4|gres:vgpu:{shapes[i % len(shapes)]}|"
+                         "gpu")
         for k in range(a.held):  # new, held by the lua
             lines.append(f"{first_id + k}|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|"
-                         f"{1 + k % 8}|cpu={1 + k % 8},mem=8G,node=1,billing={1 + k % 8}|"
+                         f"{1 + k % 8}|1|cpu={1 + k % 8},mem=8G,node=1,billing={1 + k % 8}|"
                          f"gres:vgpu:{shapes[k % len(shapes)]}|gpu")
         return "\n".join(lines) + "\n"
 

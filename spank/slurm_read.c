@@ -27,7 +27,7 @@
  * none), white space between them:
  *   V|2|held|<jobs in the table>
  *   H|<job id>|<submit time>|<eligible time>|<reason>|<requested nodes>|<features>|<nodes>|
- *       <CPUs>|<requested TRES>|<tres per node>|<partitions>
+ *       <CPUs>|<CPUs per node>|<requested TRES>|<tres per node>|<partitions>
  *       one line per pending job (not an array task, not a heterogeneous component) that
  *       waits for a begin time at most <seconds> after its submission (reason BeginTime, as
  *       job_submit.lua holds jobs for the placement steering), or whose id is on stdin
@@ -35,6 +35,7 @@
  *       steering reads these instead of every pending job's squeue line
  *       (policies/slurm/steering_reads.py keeps the same filters for both). <CPUs> is
  *       the job's whole count (squeue's NumCPUs: `-n 4` is 4, where the per-node minimum
+ *       says 1), <CPUs per node> that minimum (MinCpus: `--mincpus=6` is 6 where NumCPUs
  *       says 1), <requested TRES> what slurmctld computed for the request (squeue's
  *       tres-alloc of a pending job: `cpu=4,mem=400M,node=1,...`), whose mem is the job's
  *       memory with --mem-per-cpu already multiplied out and the node's whole memory where
@@ -299,11 +300,11 @@ static int print_held(const char *max_wait_text)
 		if (!(begin && wait > 0 && wait <= max_wait) &&
 		    !(n_asked && bsearch(&j->job_id, asked, n_asked, sizeof(*asked), by_u32)))
 			continue;
-		printf("H|%u|%lld|%lld|%s|%s|%s|%u|%u|%s|%s|%s\n", j->job_id,
+		printf("H|%u|%lld|%lld|%s|%s|%s|%u|%u|%u|%s|%s|%s\n", j->job_id,
 		       (long long)j->submit_time, (long long)j->eligible_time,
 		       begin ? "BeginTime" : "-", str(j->req_nodes), str(j->features),
-		       j->num_nodes, j->num_cpus, str(j->tres_req_str), str(j->tres_per_node),
-		       str(j->partition));
+		       j->num_nodes, j->num_cpus, (unsigned)j->pn_min_cpus, str(j->tres_req_str),
+		       str(j->tres_per_node), str(j->partition));
 	}
 	rv = 0;
 fail:

@@ -256,7 +256,7 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
     _wait(lambda: cluster.job_state(busy) == "RUNNING", "the running job")
     begin = ("--begin=now+40", "-o", "/dev/null", "--wrap", "true")
     vgpu = cluster.sbatch("--gres=vgpu:2", "-n", "2", "-c", "2", "--mem-per-cpu=100", *begin)
-    cpu_only = cluster.sbatch("-c", "3", "--mem=200", *begin)
+    cpu_only = cluster.sbatch("-c", "3", "--mincpus=5", "--mem=200", *begin)
     later = cluster.sbatch("--begin=now+3600", "--gres=vgpu:1", "-o", "/dev/null", "--wrap",
                            "true")
     array = cluster.sbatch("--array=1-2", "--gres=vgpu:1", *begin)
@@ -285,7 +285,7 @@ def test_steering_reads_agree_with_squeue_and_sinfo_on_a_real_slurm(
     # 2 tasks of 2 CPUs with 100 MiB each: what slurmctld places, not the per-node minimum
     # (2 CPUs) and the per-CPU figure (100) squeue's MinCpus and MinMemory print
     assert (got[0].cpus, got[0].memory_mib, got[0].vgpu) == (4, 400, 2)
-    assert (got[1].cpus, got[1].vgpu, got[1].memory_mib) == (3, 0, 200)
+    assert (got[1].cpus, got[1].vgpu, got[1].memory_mib) == (5, 0, 200)  # --mincpus=5
     assert (got[2].req_nodes, got[2].memory_mib) == ("n2", cluster.real_memory_mb)
     assert all(j.held_for_steering(hold) for j in got[:2]) and not got[2].held_for_steering(hold)
     # nothing asked: the two held jobs and the 2-node one (the steering drops it), not the

@@ -118,55 +118,58 @@ def iso(t: float) -> str:
 def test_pending_jobs_are_parsed_and_the_held_ones_recognised() -> None:
     now = 1_800_000_000.0
     text = "\n".join([
-        f"12|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|2|cpu=2,mem=1G,node=1|gres:vgpu:3|"
-        "gpu,debug",
-        f"11|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|cpu=1,mem=512M|gres/vgpu:2|gpu",
-        f"13|{iso(now)}|{iso(now + 3600)}|BeginTime||(null)|1|1|0|gres:vgpu:1|gpu",  # --begin
-        f"14|{iso(now)}|{iso(now + 10)}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
-        f"15|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|2|1|0|gres:vgpu:1|gpu",  # 2 nodes
-        f"16|{iso(now)}|{iso(now)}|Resources|n2|(null)|1|1|0|gres:vgpu:1|gpu",
-        f"17|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|4|0|(null)|gpu",  # CPU-only
-        f"19|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|0|gres:gpu:1|gpu",  # other GRES
-        "18_[1-4]|x|x|x|x|x|x|x|x|x|x",
+        f"12|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|2|1|cpu=2,mem=1G,node=1|"
+        "gres:vgpu:3|gpu,debug",
+        f"11|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|1|cpu=1,mem=512M|gres/vgpu:2|gpu",
+        f"13|{iso(now)}|{iso(now + 3600)}|BeginTime||(null)|1|1|1|0|gres:vgpu:1|gpu",  # --begin
+        f"14|{iso(now)}|{iso(now + 10)}|BeginTime||big|1|1|1|0|gres:vgpu:1|gpu",  # constraint
+        f"15|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|2|1|1|0|gres:vgpu:1|gpu",  # 2 nodes
+        f"16|{iso(now)}|{iso(now)}|Resources|n2|(null)|1|1|1|0|gres:vgpu:1|gpu",
+        f"17|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|4|4|0|(null)|gpu",  # CPU-only
+        f"19|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|1|0|gres:gpu:1|gpu",  # other GRES
+        f"20|{iso(now)}|{iso(now + 10)}|BeginTime||(null)|1|1|6|0|gres:vgpu:1|gpu",  # --mincpus
+        "18_[1-4]|x|x|x|x|x|x|x|x|x|x|x",
     ])
     # 16: not held, not ours; 19: asks for GRES the steering does not place
-    assert [j.job_id for j in parse_pending(text)] == [11, 12, 13, 17]
+    assert [j.job_id for j in parse_pending(text)] == [11, 12, 13, 17, 20]
     assert parse_pending(text)[3].vgpu == 0 and parse_pending(text)[3].cpus == 4
+    assert parse_pending(text)[4].cpus == 6  # --mincpus=6: a node with 6 CPUs free
     jobs = parse_pending(text, also={16})
-    assert [j.job_id for j in jobs] == [11, 12, 13, 16, 17]
+    assert [j.job_id for j in jobs] == [11, 12, 13, 16, 17, 20]
     assert jobs[1] == PendingVgpuJob(12, now, now + 10, "BeginTime", "", ("gpu", "debug"), 2,
                                      1024, 3)
-    assert [j.held_for_steering(10) for j in jobs] == [True, True, False, False, True]
+    assert [j.held_for_steering(10) for j in jobs] == [True, True, False, False, True, True]
     assert not jobs[0].held_for_steering(5)
 
 
 def test_held_jobs_from_the_reader_are_the_same_jobs() -> None:
-    """vgpu-slurm-read held prints epochs and MiB, and only held jobs and asked ones; the
-    filters (other GRES, constraint, several nodes) are the squeue read's."""
+    """vgpu-slurm-read held prints epochs, and only held jobs and asked ones; the filters
+    (other GRES, constraint, several nodes) and the fields are the squeue read's."""
     now = 1_800_000_000
     text = "\n".join([
         "V|2|held|40",
-        f"H|12|{now}|{now + 10}|BeginTime|||1|2|cpu=2,mem=1G,node=1,billing=2|gres:vgpu:3|"
+        f"H|12|{now}|{now + 10}|BeginTime|||1|2|1|cpu=2,mem=1G,node=1,billing=2|gres:vgpu:3|"
         "gpu,debug",
-        f"H|11|{now}|{now + 10}|BeginTime|||1|1|cpu=1,mem=512M|gres/vgpu:2|gpu",
-        f"H|14|{now}|{now + 10}|BeginTime||big|1|1|0|gres:vgpu:1|gpu",  # constraint
-        f"H|15|{now}|{now + 10}|BeginTime|||2|1|0|gres:vgpu:1|gpu",  # 2 nodes
-        f"H|16|{now}|{now}|-|n2||1|1|0|gres:vgpu:1|gpu",  # steered before, asked
-        f"H|17|{now}|{now + 10}|BeginTime|||1|4|0||gpu",  # CPU-only
-        f"H|19|{now}|{now + 10}|BeginTime|||1|1|0|gres:gpu:1|gpu",  # other GRES
+        f"H|11|{now}|{now + 10}|BeginTime|||1|1|1|cpu=1,mem=512M|gres/vgpu:2|gpu",
+        f"H|14|{now}|{now + 10}|BeginTime||big|1|1|1|0|gres:vgpu:1|gpu",  # constraint
+        f"H|15|{now}|{now + 10}|BeginTime|||2|1|1|0|gres:vgpu:1|gpu",  # 2 nodes
+        f"H|16|{now}|{now}|-|n2||1|1|1|0|gres:vgpu:1|gpu",  # steered before, asked
+        f"H|17|{now}|{now + 10}|BeginTime|||1|4|4|0||gpu",  # CPU-only
+        f"H|19|{now}|{now + 10}|BeginTime|||1|1|1|0|gres:gpu:1|gpu",  # other GRES
+        f"H|20|{now}|{now + 10}|BeginTime|||1|2|5|0|gres:vgpu:1|gpu",  # -n 2 --mincpus=5
     ])
     jobs = parse_held(text, also={16})
-    assert [j.job_id for j in jobs] == [11, 12, 16, 17]
+    assert [j.job_id for j in jobs] == [11, 12, 16, 17, 20]
     assert jobs[1] == PendingVgpuJob(12, now, now + 10, "BeginTime", "", ("gpu", "debug"), 2,
                                      1024, 3)
-    assert jobs[2].req_nodes == "n2" and jobs[3].vgpu == 0
-    assert [j.job_id for j in parse_held(text)] == [11, 12, 17]
+    assert jobs[2].req_nodes == "n2" and jobs[3].vgpu == 0 and jobs[4].cpus == 5
+    assert [j.job_id for j in parse_held(text)] == [11, 12, 17, 20]
     with pytest.raises(SlurmReaderError, match="format 2 header"):
         parse_held("V|2|jobs|3\n")
     with pytest.raises(SlurmReaderError, match="cannot read the line"):
         parse_held("V|2|held|3\nH|1|2\n")
     with pytest.raises(SlurmReaderError, match="times are not seconds"):
-        parse_held("V|2|held|3\nH|1|x|2|BeginTime|||1|1|0||gpu\n")
+        parse_held("V|2|held|3\nH|1|x|2|BeginTime|||1|1|1|0||gpu\n")
     # an older program's table (CPUs per node, memory per CPU): the caller goes to squeue
     with pytest.raises(ReaderTooOld, match="format 1"):
         parse_held(f"V|1|held|3\nH|11|{now}|{now + 10}|BeginTime|||1|1|512|gres:vgpu:2|gpu\n")
@@ -178,11 +181,11 @@ def test_steering_reads_held_jobs_from_the_reader_and_falls_back_to_squeue() -> 
 
     def run(*argv: str) -> str:
         calls.append(argv)
-        return f"21|{iso(now)}|{iso(now + 4)}|BeginTime||(null)|1|1|0|gres:vgpu:1|gpu\n"
+        return f"21|{iso(now)}|{iso(now + 4)}|BeginTime||(null)|1|1|1|0|gres:vgpu:1|gpu\n"
 
     def held(max_wait: int, also: Collection[int]) -> str:
         calls.append(("held", str(max_wait), *map(str, sorted(also))))
-        return f"V|2|held|9\nH|21|{now}|{now + 4}|BeginTime|||1|1|0|gres:vgpu:1|gpu\n"
+        return f"V|2|held|9\nH|21|{now}|{now + 4}|BeginTime|||1|1|1|0|gres:vgpu:1|gpu\n"
 
     reads = SteeringSlurm(run, held)
     assert [j.job_id for j in reads.pending([7], 2.5)] == [21]

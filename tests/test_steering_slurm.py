@@ -109,6 +109,12 @@ def test_a_stale_steering_file_holds_nothing(tmp_path: Path) -> None:
             alone = cluster.sbatch(flag, "-c", "1", "--mem=1", "--gres=vgpu:2", "-o",
                                    "/dev/null", "--wrap", "sleep 1")
             assert cluster.job_info(alone).get("Reason") != "BeginTime", flag
+        # nor a job in a reservation (it may start only on the reservation's nodes)
+        cluster.run("scontrol", "create", "reservation", "reservationname=course",
+                    "users=root", f"nodes={NODES[-1]}", "starttime=now", "duration=10")
+        reserved = cluster.sbatch("--reservation=course", "-c", "1", "--mem=1",
+                                  "--gres=vgpu:2", "-o", "/dev/null", "--wrap", "sleep 1")
+        assert cluster.job_info(reserved).get("Reason") != "BeginTime"
         oversubscribed = cluster.sbatch("--oversubscribe", "-c", "1", "--mem=1",
                                         "--gres=vgpu:2", "-o", "/dev/null", "--wrap", "sleep 1")
         assert cluster.job_info(oversubscribed).get("Reason") == "BeginTime"

@@ -159,8 +159,10 @@ local function exclusive(job_desc)
    return type(shared) == "number" and shared ~= 1 and shared < 65534
 end
 
--- batch, one node, nothing pinned, not exclusive: a job the controller may place (an
--- exclusive job cannot start beside others, on the used nodes the steering prefers)
+-- batch, one node, nothing pinned (nodes, features, a reservation), not exclusive: a job
+-- the controller may place (an exclusive job cannot start beside others, on the used nodes
+-- the steering prefers; a reservation's job only on the reservation's nodes, which the
+-- steering does not read)
 local function placeable(job_desc)
    if job_desc.script == nil then return false end  -- srun/salloc: nobody waits on a hold
    if exclusive(job_desc) then return false end
@@ -169,7 +171,8 @@ local function placeable(job_desc)
    local nodes = job_desc.min_nodes
    if not (unset(nodes) or nodes == 1) then return false end
    return unset(job_desc.begin_time) and unset(job_desc.req_nodes) and
-      unset(job_desc.exc_nodes) and unset(job_desc.features)
+      unset(job_desc.exc_nodes) and unset(job_desc.features) and
+      unset(job_desc.reservation)
 end
 
 -- any GRES item in a TRES string (Slurm 23.02 on also puts "cpu=N" there for -c)

@@ -25,7 +25,7 @@ from slurm_vgpu.policies.slurm.slurm_reader import ReaderTooOld, SlurmReaderErro
 log = logging.getLogger(__name__)
 
 PENDING_FORMAT = ("JobID:|,SubmitTime:|,EligibleTime:|,Reason:|,ReqNodes:|,Feature:|,"
-                  "NumNodes:|,NumCPUs:|,tres-alloc:|,tres-per-node:|,Partition:")
+                  "NumNodes:|,NumCPUs:|,MinCpus:|,tres-alloc:|,tres-per-node:|,Partition:")
 # what sinfo printed for the room before scontrol (kept for bench_scale.py sinfo's comparison)
 ROOM_FORMAT = "NodeHost:|,CPUsState:|,Memory:|,AllocMem:|,StateCompact:|,Partition:"
 
@@ -40,7 +40,7 @@ class PendingVgpuJob:
     reason: str
     req_nodes: str
     partitions: tuple[str, ...]
-    cpus: int  # all of the job's CPUs (it runs on one node)
+    cpus: int  # all of the job's CPUs (it runs on one node), at least its --mincpus
     memory_mib: int  # all of its memory (--mem-per-cpu multiplied out)
     vgpu: int
 
@@ -107,13 +107,14 @@ def parse_pending(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]
     counts: dict[str, int | None] = {}
     for line in text.splitlines():
         f = line.split("|")
-        if len(f) != 11 or not f[0].isdigit():
+        if len(f) != 12 or not f[0].isdigit():
             continue  # array meta records and anything unexpected
-        job_id, submit, eligible, reason, req, feature, num, cpus, requested, tres, part = f
+        job_id, submit, eligible, reason, req, feature, num, cpus, per_node, requested, tres, \
+            part = f
         if reason != "BeginTime" and int(job_id) not in also:
             continue
         job = _pending_job(job_id, _time(submit), _time(eligible), reason, req, feature, num,
-                           cpus, requested, tres, part, counts)
+                           cpus, per_node, requested, tres, part, counts)
         if job is not None:
             out.append(job)
     out.sort(key=lambda j: j.job_id)
@@ -138,10 +139,11 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
     counts: dict[str, int | None] = {}
     for line in lines[1:]:
         f = line.split("|")
-        if len(f) != 12 or f[0] != "H" or not f[1].isdigit():
+        if len(f) != 13 or f[0] != "H" or not f[1].isdigit():
             raise SlurmReaderError(f"{READER}: cannot read the line {line[:80]!r} (not an "
-                                   f"H line of 12 fields)")
-        _, job_id, submit, eligible, reason, req, feature, num, cpus, requested, tres, part = f
+                                   f"H line of 13 fields)")
+        _, job_id, submit, eligible, reason, req, feature, num, cpus, per_node, requested, \
+            tres, part = f
         if reason != "BeginTime" and int(job_id) not in also:
             continue
         try:
@@ -149,8 +151,8 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
         except ValueError as e:
             raise SlurmReaderError(f"{READER}: cannot read the line {line[:80]!r} (times "
                                    f"are not seconds)") from e
-        job = _pending_job(job_id, *at, reason, req, feature, num, cpus, requested, tres, part,
-                           counts)
+        job = _pending_job(job_id, *at, reason, req, feature, num, cpus, per_node, requested,
+                           tres, part, counts)
         if job is not None:
             out.append(job)
     out.sort(key=lambda j: j.job_id)
@@ -158,8 +160,8 @@ def parse_held(text: str, also: Collection[int] = ()) -> list[PendingVgpuJob]:
 
 
 def _pending_job(job_id: str, submit: float, eligible: float, reason: str, req: str,
-                 feature: str, num: str, cpus: str, requested: str, tres: str, part: str,
-                 counts: dict[str, int | None]) -> PendingVgpuJob | None:
+                 feature: str, num: str, cpus: str, per_node: str, requested: str, tres: str,
+                 part: str, counts: dict[str, int | None]) -> PendingVgpuJob | None:
     """One pending job as the steering sees it, or None where it never steers it (other GRES
     only, a constraint, several nodes, a field it cannot read); `counts` caches gres_count
     per tres string."""
@@ -175,7 +177,8 @@ def _pending_job(job_id: str, submit: float, eligible: float, reason: str, req: 
         return None
     try:
         return PendingVgpuJob(int(job_id), submit, eligible, reason, _null(req),
-                              tuple(p for p in part.split(",") if p), int(cpus or 1),
+                              tuple(p for p in part.split(",") if p),
+                              max(int(cpus or 1), int(per_node or 1)),
                               requested_memory_mib(_null(requested)), vgpu)
     except ValueError:
         return None
