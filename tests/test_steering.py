@@ -383,6 +383,25 @@ def test_a_steered_job_still_waiting_is_steered_again(tmp_path: Path) -> None:
     assert slurm.steered[-1] == (5, "n1") and s.counts["resteered"] == 1
 
 
+def test_a_job_that_did_not_start_where_steered_is_never_steered_back_there(
+        tmp_path: Path) -> None:
+    """Nothing the steering reads changed, yet the job waits on n2 (a maintenance
+    reservation ahead, a partition limit): it goes to the next best node, then, when it does
+    not start there either, to Slurm, instead of back to n2 every resteer period."""
+    slurm = ScriptedSlurm([held(5, 3)], room("n1", "n2"))
+    clock = [1001.0]
+    s = steerer(slurm, tmp_path, clock)
+    reports = {"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0))}
+    s.cycle(reports, {})
+    assert slurm.steered == [(5, "n2")]
+    for node, at in (("n2", 1020.0), ("n1", 1040.0)):
+        slurm.jobs = [PendingVgpuJob(5, 1000, 1001, "Resources", node, ("gpu",), 1, 100, 3)]
+        clock[0] = at
+        s.cycle({n: NodeReport(n, at, 20, gpus=r.gpus) for n, r in reports.items()}, {})
+    assert slurm.steered == [(5, "n2"), (5, "n1")] and slurm.released == [5]
+    assert 5 not in s.steered and s.counts["resteered"] == 1
+
+
 def test_a_job_that_ended_meanwhile_is_not_an_error(tmp_path: Path) -> None:
     slurm = ScriptedSlurm([held(5, 3), held(6, 3)], room("n1"))
     slurm.refuse = {5}

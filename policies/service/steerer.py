@@ -64,6 +64,10 @@ class _Steered:
     node: str
     request: JobRequest
     at: float
+    # the nodes it was steered to, this one included: a job that did not start on one is
+    # never steered back there (Slurm keeps it off for a reason the steering does not read:
+    # a coming maintenance reservation, a partition's per-node limits, ...)
+    tried: frozenset[str] = frozenset()
 
 
 def _request(job: PendingVgpuJob, slices: int, memory: bool) -> JobRequest | None:
@@ -181,15 +185,23 @@ class Steerer:
         if not job.vgpu and not self.cpu_jobs_steered:
             request = None  # held while the CPUs bound; they no longer do
         choice = None
+        before = self.steered.get(job.job_id)
+        tried = before.tried if again and before is not None else frozenset()
         if request is not None and mix is not None and names:
             if again:  # its own claim is no longer in the way of its next choice
                 self._unclaim(job.job_id, names, arrays, mix)
             arrays.eligible = self._eligible(job.partitions, names, room)
+            if tried:
+                arrays.eligible = arrays.eligible & ~np.isin(np.array(names), list(tried))
             choice = choose(mix, arrays, request)
         if choice is None:
             self.steered.pop(job.job_id, None)
-            why = "fits on no node now; Slurm queues it" if job.vgpu or self.cpu_jobs_steered \
-                else "CPU-only and the CPUs no longer bind; Slurm places it"
+            if request is not None and tried:
+                why = f"did not start on {', '.join(sorted(tried))}; Slurm places it"
+            elif job.vgpu or self.cpu_jobs_steered:
+                why = "fits on no node now; Slurm queues it"
+            else:
+                why = "CPU-only and the CPUs no longer bind; Slurm places it"
             self._write("released", job.job_id, why, lambda: self.slurm.release(job.job_id))
             return
         node = names[choice.node]
@@ -198,7 +210,7 @@ class Steerer:
                            f"to {node} (score {choice.score})",
                            lambda: self.slurm.steer(job.job_id, node)):
             return
-        self.steered[job.job_id] = _Steered(node, request, now)
+        self.steered[job.job_id] = _Steered(node, request, now, tried | {node})
         self._claim(choice.node, request, arrays, mix, whole_job=True)
 
     def _cpu_binding(self, reports: Mapping[str, NodeReport],
