@@ -225,3 +225,41 @@ def test_cpu_only_jobs_are_held_and_steered_only_while_the_cpus_bind(tmp_path: P
         steerer.announce(time.time())
         jobid = cluster.sbatch("-c", "1", "--mem=1", "-o", "/dev/null", "--wrap", "sleep 600")
         assert cluster.job_info(jobid).get("Reason") != "BeginTime"
+
+
+def test_a_job_kept_off_its_node_by_a_maintenance_window_goes_elsewhere(
+        tmp_path: Path) -> None:
+    """What the steering does not read: n2 has a maintenance reservation ahead, so a one-hour
+    job steered there cannot start (its node looks best: its GPUs are in use). After
+    resteer_after_seconds it is steered to n1, not back to n2, and starts."""
+    require_slurm_cluster()
+    steer_file = tmp_path / "steering"
+    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
+    nodes = ("n1", "n2")
+    with spank_cluster(nodes=nodes, cpus_per_node=4, job_submit_lua=lua) as (cluster, _):
+        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
+                             resteer_after_seconds=1.0)
+        reads = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
+        steerer = Steerer(cfg, 5.0, reads, time.time, stale_after=60.0)
+        cluster.run("scontrol", "create", "reservation", "reservationname=maint",
+                    "starttime=now+600", "duration=10", "nodes=n2", "users=root",
+                    "flags=maint")
+        steerer.announce(time.time())
+        job = cluster.sbatch("--time=60", "-c", "1", "--mem=1", "--gres=vgpu:3", "-o",
+                             "/dev/null", "--wrap", "sleep 600")
+        # n2's GPU 0 carries 7 slices: the steering prefers it
+        busy = {"n1": (0, 0), "n2": (7, 0)}
+        reports = {n: NodeReport(n, time.time(), 20, gpus=tuple(GpuTenants(10, u)
+                                                                for u in busy[n]))
+                   for n in nodes}
+        steerer.cycle(reports, {})
+        assert steerer.steered[job].node == "n2"
+        wait_for(lambda: cluster.job_info(job).get("ReqNodeList") == "n2"
+                 and cluster.job_info(job).get("Reason") not in (None, "BeginTime", "None"),
+                 "the job to wait on n2")
+        time.sleep(1.5)  # resteer_after_seconds
+        steerer.cycle({n: dataclasses.replace(r, time=time.time()) for n, r in reports.items()},
+                      {})
+        assert steerer.counts["resteered"] == 1 and steerer.steered[job].node == "n1"
+        wait_for(lambda: cluster.job_state(job) == "RUNNING", f"job {job}")
+        assert cluster.job_info(job).get("NodeList") == "n1"
