@@ -402,6 +402,27 @@ def test_a_job_that_did_not_start_where_steered_is_never_steered_back_there(
     assert 5 not in s.steered and s.counts["resteered"] == 1
 
 
+def test_a_job_that_waits_for_no_node_is_released_after_three(tmp_path: Path) -> None:
+    """A job kept waiting by something no node changes (a QOS limit, a job ahead of it) is
+    steered to at most three nodes, then left to Slurm: not one node per period forever."""
+    nodes = [f"n{i}" for i in range(1, 7)]
+    slurm = ScriptedSlurm([held(5, 3)], room(*nodes))
+    clock = [1001.0]
+    s = steerer(slurm, tmp_path, clock)
+    reports = {n: report(n, (0, 0)) for n in nodes}
+    s.cycle(reports, {})
+    for k in range(1, 6):
+        at = 1001.0 + 20 * k
+        slurm.jobs = [PendingVgpuJob(5, 1000, 1001, "QOSMaxCpuPerUserLimit",
+                                     slurm.steered[-1][1], ("gpu",), 1, 100, 3)]
+        clock[0] = at
+        s.cycle({n: NodeReport(n, at, 20, gpus=r.gpus) for n, r in reports.items()}, {})
+        if slurm.released:
+            break
+    assert len(slurm.steered) == 3 and len({n for _, n in slurm.steered}) == 3
+    assert slurm.released == [5] and s.counts["resteered"] == 2
+
+
 def test_a_job_that_ended_meanwhile_is_not_an_error(tmp_path: Path) -> None:
     slurm = ScriptedSlurm([held(5, 3), held(6, 3)], room("n1"))
     slurm.refuse = {5}

@@ -57,6 +57,9 @@ from slurm_vgpu.policies.slurm.steering_reads import NodeRoom, PendingVgpuJob, S
 log = logging.getLogger("slurm_vgpu.daemon")
 
 UNUSABLE = ("down", "drain", "fail", "maint", "future", "boot", "powered", "reserved")
+# nodes a job is steered to before Slurm gets it: what keeps a job from starting may be none
+# of the nodes' doing (a QOS limit, a job of higher priority), and then no node helps
+STEER_TRIES = 3
 
 
 @dataclass
@@ -187,6 +190,8 @@ class Steerer:
         choice = None
         before = self.steered.get(job.job_id)
         tried = before.tried if again and before is not None else frozenset()
+        if len(tried) >= STEER_TRIES:
+            request = None
         if request is not None and mix is not None and names:
             if again:  # its own claim is no longer in the way of its next choice
                 self._unclaim(job.job_id, names, arrays, mix)
@@ -196,7 +201,7 @@ class Steerer:
             choice = choose(mix, arrays, request)
         if choice is None:
             self.steered.pop(job.job_id, None)
-            if request is not None and tried:
+            if tried:
                 why = f"did not start on {', '.join(sorted(tried))}; Slurm places it"
             elif job.vgpu or self.cpu_jobs_steered:
                 why = "fits on no node now; Slurm queues it"
