@@ -365,13 +365,20 @@ def test_silent_agents_and_drained_nodes_are_never_chosen(tmp_path: Path) -> Non
     assert slurm.steered == [(5, "n1")]  # n2 was last heard 100 s ago, n3 is drained
 
 
-def test_a_steered_job_still_waiting_is_steered_again(tmp_path: Path) -> None:
+def steered_to_n2(tmp_path: Path) -> tuple[ScriptedSlurm, Steerer, list[float],
+                                            dict[str, NodeReport]]:
+    """Job 5 (3 slices) steered to n2, whose GPU 0 carries 7 slices, at t=1001."""
     slurm = ScriptedSlurm([held(5, 3)], room("n1", "n2"))
     clock = [1001.0]
     s = steerer(slurm, tmp_path, clock)
     reports = {"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0))}
     s.cycle(reports, {})
     assert slurm.steered == [(5, "n2")]
+    return slurm, s, clock, reports
+
+
+def test_a_steered_job_still_waiting_is_steered_again(tmp_path: Path) -> None:
+    slurm, s, clock, reports = steered_to_n2(tmp_path)
     # slurmctld could not start it there (another job took n2's CPUs meanwhile)
     slurm.jobs = [PendingVgpuJob(5, 1000, 1001, "Resources", "n2", ("gpu",), 1, 100, 3)]
     slurm.rooms = {**room("n1"), "n2": NodeRoom("n2", 0, 64000, "mix", ("gpu",))}
@@ -388,12 +395,7 @@ def test_a_job_that_did_not_start_where_steered_is_never_steered_back_there(
     """Nothing the steering reads changed, yet the job waits on n2 (a maintenance
     reservation ahead, a partition limit): it goes to the next best node, then, when it does
     not start there either, to Slurm, instead of back to n2 every resteer period."""
-    slurm = ScriptedSlurm([held(5, 3)], room("n1", "n2"))
-    clock = [1001.0]
-    s = steerer(slurm, tmp_path, clock)
-    reports = {"n1": report("n1", (0, 0)), "n2": report("n2", (7, 0))}
-    s.cycle(reports, {})
-    assert slurm.steered == [(5, "n2")]
+    slurm, s, clock, reports = steered_to_n2(tmp_path)
     for node, at in (("n2", 1020.0), ("n1", 1040.0)):
         slurm.jobs = [PendingVgpuJob(5, 1000, 1001, "Resources", node, ("gpu",), 1, 100, 3)]
         clock[0] = at

@@ -12,13 +12,15 @@ Also: with the controller gone (stale steering file) the lua holds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from slurm_cluster import require_slurm_cluster
+from slurm_cluster import SlurmCluster, require_slurm_cluster
 from spank_cluster import SpankSite, spank_cluster, wait_for
 from test_placement_slurm import CPUS, NODES, predict, where
 
@@ -122,21 +124,28 @@ def test_a_stale_steering_file_holds_nothing(tmp_path: Path) -> None:
         wait_for(lambda: cluster.job_state(held) == "RUNNING", f"job {held}", timeout=90)
 
 
+@contextlib.contextmanager
+def _resteering(tmp_path: Path, nodes: tuple[str, ...]
+                ) -> Iterator[tuple[SlurmCluster, SteeringSlurm, Steerer]]:
+    """The shipped lua on a cluster of `nodes` with 4 CPUs each, and a steerer with its real
+    reads that steers a waiting job again after one second."""
+    require_slurm_cluster()
+    steer_file = tmp_path / "steering"
+    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
+    with spank_cluster(nodes=nodes, cpus_per_node=4, job_submit_lua=lua) as (cluster, _):
+        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
+                             resteer_after_seconds=1.0)
+        reads = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
+        yield cluster, reads, Steerer(cfg, 5.0, reads, time.time, stale_after=60.0)
+
+
 def test_a_job_steered_to_a_node_that_filled_up_is_steered_again_or_released(
         tmp_path: Path) -> None:
     """The race: the controller read the nodes before a job Slurm placed itself took n2's
     CPUs. The steered job waits there (Reason=Resources) until the next cycle steers it again
     with a fresh read; when no node fits, it is released with its node list cleared."""
-    require_slurm_cluster()
-    steer_file = tmp_path / "steering"
-    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
     nodes = ("n1", "n2")
-    with spank_cluster(nodes=nodes, cpus_per_node=4, job_submit_lua=lua) as (cluster, _):
-        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
-                             resteer_after_seconds=1.0)
-        reads = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
-        steerer = Steerer(cfg, 5.0, reads, time.time,
-                          stale_after=60.0)
+    with _resteering(tmp_path, nodes) as (cluster, reads, steerer):
         steerer.announce(time.time())
         blocker = cluster.sbatch("-w", "n2", "-c", "4", "--mem=1", "-o", "/dev/null",
                                  "--wrap", "sleep 600")
@@ -232,15 +241,8 @@ def test_a_job_kept_off_its_node_by_a_maintenance_window_goes_elsewhere(
     """What the steering does not read: n2 has a maintenance reservation ahead, so a one-hour
     job steered there cannot start (its node looks best: its GPUs are in use). After
     resteer_after_seconds it is steered to n1, not back to n2, and starts."""
-    require_slurm_cluster()
-    steer_file = tmp_path / "steering"
-    lua = LUA.read_text().replace('"/run/slurm-vgpu/steering"', f'"{steer_file}"')
     nodes = ("n1", "n2")
-    with spank_cluster(nodes=nodes, cpus_per_node=4, job_submit_lua=lua) as (cluster, _):
-        cfg = SteeringConfig(enabled=True, file=str(steer_file), hold_seconds=60,
-                             resteer_after_seconds=1.0)
-        reads = SteeringSlurm(CliSlurmClient(env=cluster.env)._run)
-        steerer = Steerer(cfg, 5.0, reads, time.time, stale_after=60.0)
+    with _resteering(tmp_path, nodes) as (cluster, _, steerer):
         cluster.run("scontrol", "create", "reservation", "reservationname=maint",
                     "starttime=now+600", "duration=10", "nodes=n2", "users=root",
                     "flags=maint")
