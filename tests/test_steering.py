@@ -355,6 +355,15 @@ def test_a_job_that_fits_nowhere_is_released_to_slurm(tmp_path: Path) -> None:
     assert slurm.released == [5] and not slurm.steered
 
 
+def test_a_job_held_while_no_gpu_node_is_usable_is_released(tmp_path: Path) -> None:
+    """Every agent silent (or every node drained): no node to count slices on, so the held
+    job goes to Slurm (this divided by zero slices before)."""
+    slurm = ScriptedSlurm([held(5, 3), held(6, 10)], room("n1"))
+    s = steerer(slurm, tmp_path, [1100.0])
+    s.cycle({"n1": report("n1", (0, 0))}, {"n1": 1000.0})  # heard 100 s ago
+    assert slurm.released == [5, 6] and not slurm.steered
+
+
 def test_silent_agents_and_drained_nodes_are_never_chosen(tmp_path: Path) -> None:
     rooms = room("n1", "n2", "n3")
     rooms["n3"] = NodeRoom("n3", 8, 64000, "drain", ("gpu",))

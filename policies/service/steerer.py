@@ -109,7 +109,6 @@ class Steerer:
         self.cpu_partitions: tuple[str, ...] = ()
         self.cpu_jobs_steered = False
         self._cpu_named_before = False  # the file of the cycle before this one named them
-        self._memory = True  # Slurm places by memory (SteeringSlurm.memory_placed, per cycle)
 
     @property
     def hold_seconds(self) -> float:
@@ -165,10 +164,13 @@ class Steerer:
             return
         names, arrays, slices = self._arrays(reports, heard, room, waiting)
         self._masks = {}
-        self._memory = self.slurm.memory_placed()
+        memory = self.slurm.memory_placed()
+        # no usable GPU node (slices 0): nothing to place on, every job is released
+        requests = {job.job_id: _request(job, slices, memory) if slices else None
+                    for job, _ in todo}
         for job, _ in todo:
-            if job.vgpu and job.job_id not in self._seen and \
-                    (request := _request(job, slices, self._memory)) is not None:
+            request = requests[job.job_id]
+            if job.vgpu and job.job_id not in self._seen and request is not None:
                 self._seen.add(job.job_id)
                 self.history.add(request)
         if len(self._seen) > 4 * self.cfg.history_jobs:
@@ -179,20 +181,17 @@ class Steerer:
                                         arrays.gpu_free, arrays.model)
             arrays.stranded = stranded(mix, arrays.gpu_free)
         for job, again in todo:
-            self._place(job, again, names, arrays, slices, mix, room, now)
+            self._place(job, again, requests[job.job_id], names, arrays, mix, room, now)
 
-    def _place(self, job: PendingVgpuJob, again: bool, names: list[str], arrays: NodeArrays,
-               slices: int, mix: WorkloadMix | None, room: Mapping[str, NodeRoom],
-               now: float) -> None:
-        request = _request(job, slices, self._memory) if slices else None
+    def _place(self, job: PendingVgpuJob, again: bool, request: JobRequest | None,
+               names: list[str], arrays: NodeArrays, mix: WorkloadMix | None,
+               room: Mapping[str, NodeRoom], now: float) -> None:
         if not job.vgpu and not self.cpu_jobs_steered:
             request = None  # held while the CPUs bound; they no longer do
         choice = None
         before = self.steered.get(job.job_id)
         tried = before.tried if again and before is not None else frozenset()
-        if len(tried) >= STEER_TRIES:
-            request = None
-        if request is not None and mix is not None and names:
+        if request is not None and mix is not None and names and len(tried) < STEER_TRIES:
             if again:  # its own claim is no longer in the way of its next choice
                 self._unclaim(job.job_id, names, arrays, mix)
             arrays.eligible = self._eligible(job.partitions, names, room)
